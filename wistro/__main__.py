@@ -1,0 +1,3 @@
+from wistro.cli import main
+
+main()

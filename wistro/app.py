@@ -1,0 +1,246 @@
+"""The user-facing application object: ``wistro.load()`` returns one."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from wistro import activation
+from wistro.config import DEFAULT_ENV
+from wistro.context import StateView
+from wistro.discovery import discover
+from wistro.engine import Engine
+from wistro.errors import ConfigError, StepLoadErrors, WistroError
+from wistro.lock import read_lock, records_from_lock, verify_hashes
+from wistro.project import Project, load_project
+from wistro.registry import Registry
+from wistro.run import Run, frame
+from wistro.runtimes import LanguageRuntime, default_runtimes
+from wistro.state.base import StateAdapter
+from wistro.step import StepRecord
+from wistro.topics import TopicCatalog
+from wistro.tracing.store import TraceStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+StateChoice = Literal["memory", "file", "redis"] | StateAdapter | None
+TracesChoice = Literal["memory"] | str | Path | TraceStore | None
+
+
+def make_state(project: Project, choice: StateChoice) -> StateAdapter:
+    if isinstance(choice, StateAdapter):
+        return choice
+    adapter = choice or project.config.state.adapter
+    if adapter == "memory":
+        from wistro.state.memory import MemoryState
+
+        return MemoryState()
+    if adapter == "file":
+        from wistro.state.file import FileState
+
+        return FileState(project.state_dir)
+    raise ConfigError(
+        f"state adapter {adapter!r} is not available in this version",
+        file=project.config_file.name if project.config_file else None,
+        field="state.adapter",
+        hint="use 'memory' or 'file'",
+    )
+
+
+def make_store(project: Project, choice: TracesChoice) -> TraceStore:
+    if isinstance(choice, TraceStore):
+        return choice
+    if choice == "memory":
+        from wistro.tracing.memory import MemoryTraceStore
+
+        return MemoryTraceStore(project.config.traces.retention_runs)
+    from wistro.tracing.sqlite import SQLiteTraceStore
+
+    path = Path(choice) if choice else project.traces_path
+    return SQLiteTraceStore(path, project.config.traces.retention_runs)
+
+
+class App:
+    """A loaded project: its registry, engine, state and traces."""
+
+    def __init__(
+        self,
+        project: Project,
+        registry: Registry,
+        errors: list[WistroError],
+        *,
+        state: StateChoice = None,
+        traces: TracesChoice = None,
+        runtimes: list[LanguageRuntime] | None = None,
+        from_lock: bool = False,
+    ) -> None:
+        self.project = project
+        self.registry = registry
+        self.errors = errors
+        self.from_lock = from_lock
+        self.runtimes = runtimes or []
+        self._state_choice = state
+        self._traces_choice = traces
+        self.engine = Engine(
+            registry, make_state(project, state), make_store(project, traces), project.config.engine
+        )
+
+    # ------------------------------------------------------------ loading
+    @classmethod
+    def load(
+        cls,
+        path: str | Path | None = None,
+        *,
+        env: str = DEFAULT_ENV,
+        state: StateChoice = None,
+        traces: TracesChoice = None,
+        strict: bool = False,
+    ) -> App:
+        """Scan the project's step files. Broken files are in ``app.errors`` (``strict`` raises)."""
+        project = load_project(path, env)
+        runtimes = default_runtimes()
+        found = discover(project, runtimes)
+        if strict and found.errors:
+            raise StepLoadErrors(found.errors)
+        topics = TopicCatalog(found.records, project.config)
+        registry = Registry(found.records, topics)
+        return cls(project, registry, found.errors, state=state, traces=traces,
+                   runtimes=runtimes)
+
+    @classmethod
+    def from_lock(
+        cls,
+        path: str | Path | None = None,
+        *,
+        env: str = DEFAULT_ENV,
+        state: StateChoice = None,
+        traces: TracesChoice = None,
+        verify: bool = True,
+    ) -> App:
+        """Start from wistro.yml.lock alone: no scanning; step code is imported on first use."""
+        from wistro.config import resolve_config
+
+        project = load_project(path, env)
+        lock = read_lock(project.lock_path)
+        config, env_vars = resolve_config(lock.get("config") or {}, {}, project.lock_path,
+                                          project.root, env)
+        project.config, project.env_vars = config, env_vars
+        project.raw_config = lock.get("config") or {}
+        if verify:
+            verify_hashes(project, lock)
+        records = records_from_lock(project, lock)
+        topics = TopicCatalog(records, project.config)
+        for name, topic in lock["topics"].items():
+            if name in topics.topics:
+                topics.topics[name].schema = topic["schema"]
+        runtimes = {rt.language: rt for rt in default_runtimes()}
+        for r in records:
+            runtime = runtimes.get(r.language)
+            if runtime is None:
+                raise WistroError(f"no runtime for language {r.language!r}", step=r.name,
+                                  file=r.rel_file)
+            runtime.bind(r, None, project.src)
+        app = cls(project, Registry(records, topics), [], state=state, traces=traces,
+                  runtimes=list(runtimes.values()), from_lock=True)
+        app.lock = lock
+        return app
+
+    lock: dict[str, Any] | None = None
+
+    def reload(self) -> App:
+        """Scan the step files again, keeping the engine's traces and state."""
+        fresh = App.load(self.project.root, env=self.project.env, state=self.engine.state,
+                         traces=self.engine.store)
+        self.registry = fresh.registry
+        self.errors = fresh.errors
+        self.engine.registry = fresh.registry
+        return self
+
+    # ------------------------------------------------------------ running
+    async def emit(self, topic: str, data: Any = None, *, wait: bool = True,
+                   trigger: str = "emit") -> Run:
+        """Emit an event. Returns the finished ``Run`` (``wait=False``: once accepted)."""
+        return await self.engine.emit(topic, data, wait=wait, trigger=trigger)
+
+    def emit_sync(self, topic: str, data: Any = None) -> Run:
+        """For scripts with no event loop: run the emit to completion."""
+        async def go() -> Run:
+            try:
+                return await self.emit(topic, data)
+            finally:
+                await self.engine.aclose()
+
+        return asyncio.run(go())
+
+    async def drain(self) -> None:
+        await self.engine.drain()
+
+    async def aclose(self) -> None:
+        await self.engine.aclose()
+        for runtime in self.runtimes:
+            await runtime.aclose()
+        await self.engine.state.close()
+
+    async def __aenter__(self) -> App:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    @property
+    def state(self) -> StateView:
+        """The project's state outside any run (notebooks, tests)."""
+        return StateView(self.engine, None, None, None)
+
+    # ------------------------------------------------------------ the registry
+    def step(self, name: str) -> StepRecord:
+        return self.registry.get(name)
+
+    def steps(self) -> pd.DataFrame:
+        rows = [
+            {
+                "name": r.name, "type": r.type, "language": r.language, "file": r.rel_file,
+                "subscribes": list(r.subscribes), "emits": [e.topic for e in r.emits],
+                "flows": list(r.flows), "active": r.active, "description": r.description,
+            }
+            for r in self.registry
+        ]
+        return frame(rows, ["name", "type", "language", "file", "subscribes", "emits", "flows",
+                            "active", "description"])
+
+    def flows(self) -> pd.DataFrame:
+        rows = []
+        for flow, names in self.registry.flows().items():
+            meta = self.project.config.flows.get(flow)
+            rows.append({"flow": flow, "name": (meta.name if meta else None) or flow,
+                         "description": meta.description if meta else None,
+                         "steps": names, "n_steps": len(names)})
+        return frame(rows, ["flow", "name", "description", "n_steps", "steps"])
+
+    def activate(self, name: str) -> StepRecord:
+        return activation.set_active(self, name, True)
+
+    def deactivate(self, name: str) -> StepRecord:
+        return activation.set_active(self, name, False)
+
+    # ------------------------------------------------------------ traces
+    def runs(self, limit: int = 50, status: str | None = None) -> pd.DataFrame:
+        rows = self.engine.store.list_runs(limit=limit, status=status) if self.engine.store else []
+        return frame(rows, ["trace_id", "topic", "trigger", "status", "start", "end",
+                            "n_events", "n_errors"])
+
+    def trace(self, trace_id: str) -> dict[str, Any]:
+        assert self.engine.store is not None
+        return self.engine.store.get_run(trace_id)
+
+    def __repr__(self) -> str:
+        broken = f", {len(self.errors)} broken step file(s)" if self.errors else ""
+        return (f"<wistro.App {self.project.name!r}: {len(self.registry)} steps, "
+                f"{len(self.registry.topics.topics)} topics{broken}>")
+
+
+def load(path: str | Path | None = None, **kwargs: Any) -> App:
+    """Load the project of ``path`` (default: the current folder or its parents)."""
+    return App.load(path, **kwargs)

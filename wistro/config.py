@@ -1,0 +1,265 @@
+"""wistro.yml / wistro.json: pydantic models, line-aware parsing, ${VAR} interpolation, env files."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+
+from wistro.errors import ConfigError
+
+CONFIG_NAMES = ("wistro.yml", "wistro.yaml", "wistro.json")
+DEFAULT_ENV = "dev"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FlowConfig(_Strict):
+    name: str | None = None
+    description: str | None = None
+
+
+class StateConfig(_Strict):
+    adapter: Literal["memory", "file", "redis"] = "file"
+    path: str | None = None  # folder of the file adapter, default .wistro/state
+    url: str | None = None  # redis
+
+
+class TracesConfig(_Strict):
+    path: str | None = None  # default .wistro/traces.db
+    retention_runs: int = Field(default=10_000, ge=1)
+
+
+class EngineConfig(_Strict):
+    max_in_flight: int = Field(default=10_000, ge=1)
+    default_concurrency: int = Field(default=16, ge=1)
+    default_timeout_s: float | None = Field(default=None, gt=0)
+    default_retries: int = Field(default=0, ge=0)
+
+
+class ApiEndpointConfig(_Strict):
+    path: str
+    method: str = "POST"
+    emits: str
+    flows: list[str] = []
+    description: str | None = None
+    body: dict[str, Any] | None = None
+    auth: dict[str, Any] | None = None
+
+
+class CronJobConfig(_Strict):
+    cron: str
+    emits: str
+    payload: dict[str, Any] = {}
+    flows: list[str] = []
+    timezone: str | None = None
+    description: str | None = None
+
+
+class ProjectConfig(_Strict):
+    name: str | None = None
+    src: str = "src"
+    flows: dict[str, FlowConfig] = {}
+    api: list[ApiEndpointConfig] = []
+    cron: dict[str, CronJobConfig] = {}
+    state: StateConfig = StateConfig()
+    traces: TracesConfig = TracesConfig()
+    engine: EngineConfig = EngineConfig()
+    inactive: list[str] = []
+    env_file: str | None = None
+    environments: dict[str, dict[str, Any]] = {}
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _yaml_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[(*path, key)] = key_node.start_mark.line + 1
+            _yaml_lines(value_node, (*path, key), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _yaml_lines(item, (*path, i), out)
+
+
+def read_raw(file: Path) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
+    """Parse a config file into plain data and a map from key path to line number."""
+    text = file.read_text(encoding="utf-8")
+    lines: dict[tuple[Any, ...], int] = {}
+    if file.suffix == ".json":
+        try:
+            data = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"invalid JSON: {e.msg}", file=file, line=e.lineno) from None
+    else:
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            data = yaml.safe_load(text) if node is not None else {}
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            line = mark.line + 1 if mark else None
+            raise ConfigError(f"YAML syntax error: {e.problem}", file=file, line=line) from None
+        if node is not None:
+            _yaml_lines(node, (), lines)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of keys", file=file, line=1)
+    return data, lines
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(value: Any, env: dict[str, str], where: tuple[Any, ...], on_missing: Any) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in every string of ``value``."""
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            on_missing(name, where)
+            return ""
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, (*where, k), on_missing) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, (*where, i), on_missing) for i, v in enumerate(value)]
+    return value
+
+
+def read_env_file(file: Path) -> dict[str, str]:
+    """A small dotenv reader: KEY=VALUE lines, ``export`` prefix, quotes, ``#`` comments."""
+    values: dict[str, str] = {}
+    for n, raw in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[7:].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ConfigError("expected KEY=VALUE", file=file, line=n)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        else:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(
+    file: Path | None, root: Path, env_name: str = DEFAULT_ENV
+) -> tuple[ProjectConfig, dict[str, str]]:
+    """Read, overlay the environment, interpolate and validate. Returns the config and the
+    variables read from env files (also exported to ``os.environ`` where not already set)."""
+    if file is None:
+        if env_name != DEFAULT_ENV:
+            raise ConfigError(f"unknown environment {env_name!r}: the project has no wistro.yml")
+        return ProjectConfig(), {}
+    raw, lines = read_raw(file)
+    return resolve_config(raw, lines, file, root, env_name)
+
+
+def resolve_config(
+    raw: dict[str, Any],
+    lines: dict[tuple[Any, ...], int],
+    file: Path | None,
+    root: Path,
+    env_name: str = DEFAULT_ENV,
+) -> tuple[ProjectConfig, dict[str, str]]:
+    """Overlay the environment on raw config data, interpolate, validate."""
+    if not raw and env_name == DEFAULT_ENV:
+        return ProjectConfig(), {}
+    envs = raw.get("environments") or {}
+    if not isinstance(envs, dict):
+        raise ConfigError(
+            "'environments' must be a mapping", file=file, line=lines.get(("environments",))
+        )
+    overlay: dict[str, Any] = {}
+    if env_name in envs:
+        overlay = envs[env_name] or {}
+        if not isinstance(overlay, dict):
+            raise ConfigError(
+                f"environment {env_name!r} must be a mapping",
+                file=file,
+                line=lines.get(("environments", env_name)),
+            )
+        for path, line in list(lines.items()):
+            if path[:2] == ("environments", env_name) and len(path) > 2:
+                lines[path[2:]] = line
+    elif env_name != DEFAULT_ENV:
+        known = ", ".join(sorted(envs)) or "none"
+        raise ConfigError(
+            f"unknown environment {env_name!r} (known: {known})",
+            file=file,
+            line=lines.get(("environments",)),
+        )
+    merged = _deep_merge({k: v for k, v in raw.items() if k != "environments"}, overlay)
+
+    env_vars: dict[str, str] = {}
+    for env_file in (raw.get("env_file"), overlay.get("env_file")):
+        if env_file:
+            path = root / str(env_file)
+            if not path.is_file():
+                raise ConfigError(
+                    f"env_file {env_file!r} does not exist", file=file, line=lines.get(("env_file",))
+                )
+            env_vars.update(read_env_file(path))
+    for key, value in env_vars.items():
+        os.environ.setdefault(key, value)
+    lookup = {**env_vars, **os.environ}
+
+    def missing(name: str, where: tuple[Any, ...]) -> None:
+        raise ConfigError(
+            f"environment variable ${{{name}}} is not set",
+            file=file,
+            line=lines.get(where),
+            field=".".join(map(str, where)),
+            hint=f"export {name}=… or add it to an env_file",
+        )
+
+    merged = interpolate(merged, lookup, (), missing)
+    merged["environments"] = envs
+    try:
+        config = ProjectConfig.model_validate(merged)
+    except PydanticValidationError as e:
+        err = e.errors()[0]
+        loc = tuple(err["loc"])
+        field = ".".join(map(str, loc))
+        line = None
+        for n in range(len(loc), 0, -1):
+            if loc[:n] in lines:
+                line = lines[loc[:n]]
+                break
+        problem = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        raise ConfigError(f"{problem}{more}", file=file, line=line, field=field) from None
+    return config, env_vars

@@ -1,0 +1,254 @@
+"""What a handler receives as ``ctx``: emit, state, logger, trace id, step name and flows.
+
+Every method works from an ``async def`` handler (await it) and from a plain ``def`` handler,
+which runs in a worker thread (call it; the result comes back directly).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from wistro.errors import StateError
+from wistro.state.base import StateAdapter
+from wistro.tracing.records import LogRecord, StateOpRecord
+
+if TYPE_CHECKING:
+    from wistro.engine import Engine
+    from wistro.run import Run
+    from wistro.step import StepRecord
+
+
+class _Done:
+    """An already finished awaitable: ``await ctx.emit(...)`` and ``ctx.emit(...)`` both work."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Any:
+        return
+        yield  # pragma: no cover - makes this a generator
+
+
+DONE = _Done()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def to_json(value: Any) -> str:
+    return json.dumps(value, default=_json_default, separators=(",", ":"))
+
+
+class _ThreadAware:
+    """Runs a coroutine on the engine's loop: returned as-is on the loop thread (to be awaited),
+    or run to completion from a worker thread (the value is returned)."""
+
+    __slots__ = ("_engine",)
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def _call(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        engine = self._engine
+        if engine.loop_thread is None or threading.get_ident() == engine.loop_thread:
+            return coro
+        assert engine.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, engine.loop).result()
+
+
+class StateView(_ThreadAware):
+    """``ctx.state``: JSON values in groups (usually the trace id), every operation traced."""
+
+    __slots__ = ("_run", "_span_id", "_step")
+
+    def __init__(self, engine: Engine, run: Run | None, span_id: str | None, step: str | None):
+        super().__init__(engine)
+        self._run, self._span_id, self._step = run, span_id, step
+
+    @property
+    def _adapter(self) -> StateAdapter:
+        return self._engine.state
+
+    def _record(self, op: str, group: str, key: str | None, value_json: str | None) -> None:
+        run = self._run
+        if run is None:
+            return
+        rec = StateOpRecord(run.trace_id, self._span_id, self._step, op, group, key, value_json,
+                            time.time())
+        run.state_records.append(rec)
+        self._engine.recorder.batch.state_ops.append(rec)
+        self._engine.recorder.added()
+
+    def _error(self, e: StateError) -> StateError:
+        e.step = e.step or self._step
+        e.args = (e.format(),)
+        return e
+
+    def get(self, group: str, key: str) -> Any:
+        return self._call(self._get(group, key))
+
+    async def _get(self, group: str, key: str) -> Any:
+        try:
+            raw = await self._adapter.get(group, key)
+        except StateError as e:
+            raise self._error(e) from None
+        self._record("get", group, key, raw)
+        return json.loads(raw) if raw is not None else None
+
+    def set(self, group: str, key: str, value: Any) -> Any:
+        return self._call(self._set(group, key, value))
+
+    async def _set(self, group: str, key: str, value: Any) -> None:
+        try:
+            raw = to_json(value)
+        except (TypeError, ValueError) as e:
+            raise StateError(
+                f"value for key {key!r} in group {group!r} is not JSON: {e}",
+                step=self._step,
+                field=key,
+                hint="store dicts, lists, str, int, float, bool, None or pydantic models",
+            ) from None
+        try:
+            await self._adapter.set(group, key, raw)
+        except StateError as e:
+            raise self._error(e) from None
+        self._record("set", group, key, raw)
+
+    def delete(self, group: str, key: str) -> Any:
+        return self._call(self._delete(group, key))
+
+    async def _delete(self, group: str, key: str) -> None:
+        try:
+            await self._adapter.delete(group, key)
+        except StateError as e:
+            raise self._error(e) from None
+        self._record("delete", group, key, None)
+
+    def get_group(self, group: str) -> Any:
+        return self._call(self._get_group(group))
+
+    async def _get_group(self, group: str) -> dict[str, Any]:
+        try:
+            items = await self._adapter.get_group(group)
+        except StateError as e:
+            raise self._error(e) from None
+        self._record("get_group", group, None, None)
+        return {k: json.loads(v) for k, v in items.items()}
+
+    def clear(self, group: str) -> Any:
+        return self._call(self._clear(group))
+
+    async def _clear(self, group: str) -> None:
+        try:
+            await self._adapter.clear(group)
+        except StateError as e:
+            raise self._error(e) from None
+        self._record("clear", group, None, None)
+
+    def groups(self) -> Any:
+        return self._call(self._adapter.groups())
+
+
+class Logger:
+    """``ctx.logger``: structured logs bound to the trace, the span and the step."""
+
+    __slots__ = ("_engine", "_run", "_span_id", "_step")
+
+    def __init__(self, engine: Engine, run: Run | None, span_id: str | None, step: str | None):
+        self._engine, self._run, self._span_id, self._step = engine, run, span_id, step
+
+    def log(self, level: str, message: str, **fields: Any) -> None:
+        try:
+            fields_json = to_json(fields)
+        except (TypeError, ValueError):
+            fields_json = to_json({k: repr(v) for k, v in fields.items()})
+        run = self._run
+        rec = LogRecord(run.trace_id if run else "", self._span_id, self._step, level,
+                        str(message), fields_json, time.time())
+        engine = self._engine
+        if run is not None:
+            run.log_records.append(rec)
+        engine.recorder.batch.logs.append(rec)
+        engine.recorder.added()
+        for observer in engine.observers:
+            observer.on_log(rec)
+
+    def debug(self, message: str, **fields: Any) -> None:
+        self.log("debug", message, **fields)
+
+    def info(self, message: str, **fields: Any) -> None:
+        self.log("info", message, **fields)
+
+    def warning(self, message: str, **fields: Any) -> None:
+        self.log("warning", message, **fields)
+
+    warn = warning
+
+    def error(self, message: str, **fields: Any) -> None:
+        self.log("error", message, **fields)
+
+
+class Context(_ThreadAware):
+    """The handler's view of the engine."""
+
+    __slots__ = ("_logger", "_record", "_run", "_span_id", "_state")
+
+    def __init__(self, engine: Engine, record: StepRecord, run: Run, span_id: str) -> None:
+        super().__init__(engine)
+        self._record = record
+        self._run = run
+        self._span_id = span_id
+        self._logger: Logger | None = None
+        self._state: StateView | None = None
+
+    @property
+    def trace_id(self) -> str:
+        return self._run.trace_id
+
+    @property
+    def step(self) -> str:
+        return self._record.name
+
+    @property
+    def flows(self) -> tuple[str, ...]:
+        return self._record.flows
+
+    @property
+    def span_id(self) -> str:
+        return self._span_id
+
+    @property
+    def logger(self) -> Logger:
+        if self._logger is None:
+            self._logger = Logger(self._engine, self._run, self._span_id, self._record.name)
+        return self._logger
+
+    @property
+    def state(self) -> StateView:
+        if self._state is None:
+            self._state = StateView(self._engine, self._run, self._span_id, self._record.name)
+        return self._state
+
+    def emit(self, topic: str, data: Any = None) -> Any:
+        """Emit ``data`` on ``topic``. Validated now: an undeclared topic or an invalid payload
+        raises here, naming the step, topic and field."""
+        engine = self._engine
+        if engine.loop_thread is None or threading.get_ident() == engine.loop_thread:
+            engine.emit_from_step(self._record, self._run, self._span_id, topic, data)
+            return DONE
+        return self._call(self._emit_async(topic, data))
+
+    async def _emit_async(self, topic: str, data: Any) -> None:
+        self._engine.emit_from_step(self._record, self._run, self._span_id, topic, data)
+
+    def __repr__(self) -> str:
+        return f"<Context step={self.step!r} trace={self.trace_id[:12]}>"

@@ -1,0 +1,378 @@
+"""The engine: validates and routes events, runs handlers with timeouts and retries, tracks runs,
+dead-letters what still fails, and records everything for the trace store."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+import json
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pydantic import ValidationError as PydanticValidationError
+
+from wistro.bus import Delivery, EventBus, InMemoryBus
+from wistro.config import EngineConfig
+from wistro.context import Context
+from wistro.errors import (
+    HandlerTimeout,
+    PayloadError,
+    UndeclaredEmitError,
+    UnknownTopicError,
+    WistroError,
+)
+from wistro.registry import Registry
+from wistro.run import Run
+from wistro.state.base import StateAdapter
+from wistro.step import StepRecord
+from wistro.tracing.records import (
+    DeadLetter,
+    EventRecord,
+    LogRecord,
+    SpanRecord,
+    new_id,
+    new_trace_id,
+)
+from wistro.tracing.recorder import Recorder
+from wistro.tracing.store import TraceStore
+
+_now = time.time
+MAX_BACKOFF_S = 30.0
+
+
+class Observer(Protocol):
+    """Live view of what the engine does (dev console, notebook widgets)."""
+
+    def on_run_start(self, run: Run) -> None: ...
+    def on_event(self, event: EventRecord) -> None: ...
+    def on_span_start(self, span: SpanRecord) -> None: ...
+    def on_span_end(self, span: SpanRecord) -> None: ...
+    def on_log(self, log: LogRecord) -> None: ...
+    def on_run_end(self, run: Run) -> None: ...
+
+
+def _dumps(data: Any, topic: str) -> str:
+    try:
+        return json.dumps(data, separators=(",", ":"))
+    except (TypeError, ValueError) as e:
+        raise PayloadError(f"payload is not JSON: {e}", topic=topic) from None
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback from the first frame outside the engine on: the user's code."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_ENGINE_DIR):
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+_ENGINE_DIR = __file__.rsplit("/", 1)[0] + "/"
+
+
+class Engine:
+    def __init__(
+        self,
+        registry: Registry,
+        state: StateAdapter,
+        store: TraceStore | None,
+        config: EngineConfig | None = None,
+        bus: EventBus | None = None,
+    ) -> None:
+        self.registry = registry
+        self.state = state
+        self.store = store
+        self.config = config or EngineConfig()
+        self.bus = bus or InMemoryBus(self.config.default_concurrency)
+        self.recorder = Recorder(store)
+        self.observers: list[Observer] = []
+        self.runs: dict[str, Run] = {}  # in flight
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.loop_thread: int | None = None
+        self.in_flight = 0
+        self._capacity: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._retries: set[asyncio.TimerHandle] = set()
+
+    # ------------------------------------------------------------ lifecycle
+    @property
+    def started(self) -> bool:
+        return self.loop is not None
+
+    def start(self) -> None:
+        """Bind to the running event loop. Called on first use."""
+        loop = asyncio.get_running_loop()
+        if self.loop is loop:
+            return
+        if self.loop is not None:
+            if not self.loop.is_closed() and self.loop.is_running():
+                raise RuntimeError("this engine already runs on another event loop")
+            # The previous loop is gone (a new asyncio.run, a new test): start afresh on this one.
+            old = self.recorder
+            self.recorder = Recorder(self.store)
+            self.recorder.batch = old.batch
+            self.bus = type(self.bus)(self.config.default_concurrency) if isinstance(
+                self.bus, InMemoryBus) else self.bus
+            self.runs.clear()
+            self.in_flight = 0
+        self.loop = loop
+        self.loop_thread = threading.get_ident()
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.bus.start(self._deliver)
+        self.recorder.start()
+
+    async def drain(self) -> None:
+        """Wait until no work is in flight, then flush traces."""
+        self.start()
+        assert self._idle is not None
+        while self.in_flight:
+            await self._idle.wait()
+        await self.recorder.flush()
+
+    async def aclose(self) -> None:
+        """Finish in-flight work, then stop the workers and flush traces."""
+        if self.loop is None:
+            return
+        if asyncio.get_running_loop() is self.loop:
+            await self.drain()
+            await self.bus.aclose()
+            await self.recorder.aclose()
+        self.loop = None
+        self.loop_thread = None
+
+    # ------------------------------------------------------------ emitting
+    def check_topic(self, topic: str) -> None:
+        if topic not in self.registry.topics:
+            close = difflib.get_close_matches(topic, list(self.registry.topics.topics), n=1)
+            raise UnknownTopicError(
+                "no step subscribes to or emits this topic",
+                topic=topic,
+                hint=f"did you mean {close[0]!r}?" if close else "see `wistro flows`/`wistro steps`",
+            )
+
+    async def emit(
+        self, topic: str, data: Any = None, *, wait: bool = True, trigger: str = "emit"
+    ) -> Run:
+        """Start a run with one event from outside. ``wait`` returns when all it caused is done."""
+        self.start()
+        self.check_topic(topic)
+        payload = self.registry.topics.validator(topic)(data)
+        data_json = _dumps(payload, topic)
+        assert self._capacity is not None
+        while self.in_flight >= self.config.max_in_flight:
+            self._capacity.clear()
+            await self._capacity.wait()
+        run = Run(new_trace_id(), topic, trigger, _now())
+        self.runs[run.trace_id] = run
+        self.recorder.batch.runs.append(run.record)
+        for o in self.observers:
+            o.on_run_start(run)
+        self._publish(run, topic, payload, data_json, trigger, None)
+        if run.pending == 0:
+            self._finish(run)
+        if wait:
+            await run.wait()
+        return run
+
+    def emit_from_step(
+        self, step: StepRecord, run: Run, span_id: str, topic: str, data: Any
+    ) -> None:
+        if topic not in step.emit_topics:
+            declared = ", ".join(sorted(step.emit_topics)) or "none"
+            err: WistroError = UndeclaredEmitError(
+                f"emit to a topic the step does not declare (declared: {declared})",
+                step=step.name,
+                topic=topic,
+                file=step.rel_file,
+                hint=f"add {topic!r} to the step's `emits`",
+            )
+            self._refused(run, step, span_id, topic, data, err)
+            raise err
+        try:
+            payload = self.registry.topics.validator(topic)(data)
+            data_json = _dumps(payload, topic)
+        except PayloadError as e:
+            e.step = step.name
+            e.args = (e.format(),)
+            self._refused(run, step, span_id, topic, data, e)
+            raise
+        self._publish(run, topic, payload, data_json, step.name, span_id)
+
+    def _refused(
+        self, run: Run, step: StepRecord, span_id: str, topic: str, data: Any, err: WistroError
+    ) -> None:
+        try:
+            data_json = json.dumps(data, default=repr)
+        except (TypeError, ValueError):
+            data_json = json.dumps(repr(data))
+        event = EventRecord(new_id(), run.trace_id, topic, data_json, step.name, span_id, _now(),
+                            error=err.format())
+        run.event_records.append(event)
+        self.recorder.batch.events.append(event)
+        self.recorder.added()
+
+    def _publish(
+        self, run: Run, topic: str, payload: Any, data_json: str, source: str,
+        parent_span_id: str | None,
+    ) -> None:
+        event = EventRecord(new_id(), run.trace_id, topic, data_json, source, parent_span_id,
+                            _now())
+        run.event_records.append(event)
+        self.recorder.batch.events.append(event)
+        self.recorder.added()
+        for o in self.observers:
+            o.on_event(event)
+        subscribers = self.registry.subscribers(topic)
+        if not subscribers:
+            return
+        n = len(subscribers)
+        run.pending += n
+        self.in_flight += n
+        assert self._idle is not None
+        self._idle.clear()
+        publish = self.bus.publish
+        for step in subscribers:
+            publish(Delivery(step, event, payload, run))
+
+    # ------------------------------------------------------------ delivering
+    async def _deliver(self, d: Delivery) -> None:
+        step, run = d.step, d.run
+        span = SpanRecord(new_id(), run.trace_id, step.name, d.event.topic, d.event.id,
+                          d.attempt, _now())
+        observers = self.observers
+        for o in observers:
+            o.on_span_start(span)
+        ctx = Context(self, step, run, span.id)
+        retry = False
+        try:
+            data = d.data
+            model = step.input_model
+            if model is not None:
+                data = model.model_validate(data)
+            invoke = step.invoke
+            if invoke is None:
+                raise WistroError("the step has no handler bound", step=step.name)
+            if step.timeout_s is None and self.config.default_timeout_s is None:
+                await invoke(data, ctx)
+            else:
+                limit = step.timeout_s or self.config.default_timeout_s
+                timer = asyncio.timeout(limit)
+                try:
+                    async with timer:
+                        await invoke(data, ctx)
+                except TimeoutError:
+                    if not timer.expired():
+                        raise
+                    raise HandlerTimeout(
+                        f"handler timed out after {limit:g}s", step=step.name, topic=d.event.topic
+                    ) from None
+            span.status = "ok"
+        except asyncio.CancelledError:
+            span.status = "error"
+            span.error = "cancelled"
+            raise
+        except PydanticValidationError as e:
+            err = e.errors()[0]
+            field_path = ".".join(map(str, err["loc"])) or "(payload)"
+            span.status = "invalid"
+            span.error = PayloadError(
+                f"invalid payload on delivery: {field_path}: {err['msg']}",
+                step=step.name, topic=d.event.topic, field=field_path,
+            ).format()
+        except HandlerTimeout as e:
+            span.status = "timeout"
+            span.error = e.format()
+            retry = True
+        except Exception as e:
+            span.status = "error"
+            span.error = f"{type(e).__name__}: {e}"
+            span.traceback = _user_traceback(e)
+            retry = True
+        finally:
+            span.end = _now()
+            run.span_records.append(span)
+            self.recorder.batch.spans.append(span)
+            self.recorder.added()
+            for o in observers:
+                o.on_span_end(span)
+        if span.status != "ok":
+            retries = step.retries if step.retries is not None else self.config.default_retries
+            if retry and d.attempt <= retries:
+                self._schedule_retry(d, step.retry_backoff_s * 2 ** (d.attempt - 1))
+                return
+            self._dead_letter(d, span)
+        self._settle(run)
+
+    def _schedule_retry(self, d: Delivery, delay: float) -> None:
+        assert self.loop is not None
+        again = Delivery(d.step, d.event, d.data, d.run, d.attempt + 1)
+
+        def fire() -> None:
+            self._retries.discard(handle)
+            if d.step.active:
+                self.bus.publish(again)
+            else:
+                self._settle(d.run)
+
+        handle = self.loop.call_later(min(delay, MAX_BACKOFF_S), fire)
+        self._retries.add(handle)
+
+    def _dead_letter(self, d: Delivery, span: SpanRecord) -> None:
+        dead = DeadLetter(new_id(), d.run.trace_id, d.step.name, d.event.topic, d.event.id,
+                          d.event.data_json, span.error or span.status, d.attempt, _now())
+        d.run.dead_letters.append(dead)
+        self.recorder.batch.dead_letters.append(dead)
+        self.recorder.added()
+
+    def _settle(self, run: Run) -> None:
+        run.pending -= 1
+        self.in_flight -= 1
+        if run.pending == 0:
+            self._finish(run)
+        if self.in_flight <= self.config.max_in_flight // 2:
+            assert self._capacity is not None
+            self._capacity.set()
+        if self.in_flight == 0:
+            assert self._idle is not None
+            self._idle.set()
+
+    def _finish(self, run: Run) -> None:
+        run._finish(_now())
+        self.runs.pop(run.trace_id, None)
+        self.recorder.batch.runs.append(run.record)
+        self.recorder.added()
+        for o in self.observers:
+            o.on_run_end(run)
+
+    # ------------------------------------------------------------ replay
+    async def replay(self, dead: dict[str, Any], wait: bool = True) -> Run:
+        """Deliver a dead letter again to its step, in a new run."""
+        self.start()
+        step = self.registry.get(dead["step"])
+        data = json.loads(dead["data_json"])
+        payload = self.registry.topics.validator(dead["topic"])(data)
+        run = Run(new_trace_id(), dead["topic"], "replay", _now())
+        self.runs[run.trace_id] = run
+        self.recorder.batch.runs.append(run.record)
+        event = EventRecord(new_id(), run.trace_id, dead["topic"], dead["data_json"],
+                            f"replay:{dead['id']}", None, _now())
+        run.event_records.append(event)
+        self.recorder.batch.events.append(event)
+        run.pending += 1
+        self.in_flight += 1
+        assert self._idle is not None
+        self._idle.clear()
+        self.bus.publish(Delivery(step, event, payload, run))
+        if wait:
+            await run.wait()
+        return run
+
+
+def add_observer(engine: Engine, observer: Observer) -> Callable[[], None]:
+    engine.observers.append(observer)
+    return lambda: engine.observers.remove(observer)

@@ -1,0 +1,45 @@
+"""The language-runtime interface: how the core reads step configs and runs handlers."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wistro.errors import StepLoadError
+from wistro.step import StepRecord
+
+
+@dataclass
+class StepSource:
+    """A step file read by its runtime: the raw ``config`` and where it is defined."""
+
+    file: Path
+    config: Any
+    line: int | None
+    handle: Any = None  # runtime-private (the Python module, a worker's handle, ...)
+
+
+class LanguageRuntime(ABC):
+    """One per language. Python runs in-process; other languages plug in as worker processes."""
+
+    language: str
+    suffixes: tuple[str, ...]  # what follows ".step", e.g. (".py",)
+
+    @abstractmethod
+    def read(
+        self, files: list[Path], root: Path, src: Path | None = None
+    ) -> list[StepSource | StepLoadError]:
+        """Read the config of every file; a file that fails gives a StepLoadError, the others
+        still load."""
+
+    @abstractmethod
+    def bind(
+        self, record: StepRecord, source: StepSource | None, src: Path | None = None
+    ) -> None:
+        """Make ``record.invoke`` callable. With no source (started from the lock) the step's
+        code must be loaded lazily, on first delivery."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        pass

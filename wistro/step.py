@@ -1,0 +1,254 @@
+"""Step configs (validated with pydantic at the edge) and the language-agnostic step record."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+StepType = Literal["event", "api", "cron", "noop"]
+HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
+
+
+def is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def schema_of(obj: Any) -> dict[str, Any] | None:
+    """JSON Schema of a pydantic model, or a JSON Schema given as a dict."""
+    if obj is None:
+        return None
+    if is_model(obj):
+        return obj.model_json_schema()
+    return dict(obj)
+
+
+class EmitDecl(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, populate_by_name=True)
+
+    topic: str = Field(min_length=1)
+    label: str | None = None
+    conditional: bool = False
+    payload_schema: Any = Field(default=None, alias="schema")
+
+    @field_validator("payload_schema")
+    @classmethod
+    def _schema(cls, v: Any) -> Any:
+        if v is not None and not is_model(v) and not isinstance(v, dict):
+            raise ValueError("must be a pydantic model class or a JSON Schema dict")
+        return v
+
+
+def _emit_list(v: Any) -> Any:
+    if isinstance(v, str | dict):
+        v = [v]
+    return [{"topic": item} if isinstance(item, str) else item for item in (v or [])]
+
+
+class StepConfig(BaseModel):
+    """The ``config`` of a step file, in any language."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    type: StepType = "event"
+    name: str = Field(min_length=1)
+    description: str | None = None
+    subscribes: list[str] = []
+    emits: list[EmitDecl] = []
+    virtual_subscribes: list[str] = []
+    virtual_emits: list[EmitDecl] = []
+    input: Any = None
+    flows: list[str] = []
+    concurrency: int | None = Field(default=None, ge=1)
+    timeout_s: float | None = Field(default=None, gt=0)
+    retries: int | None = Field(default=None, ge=0)
+    retry_backoff_s: float = Field(default=0.1, ge=0)
+    # api steps (served by the HTTP trigger)
+    path: str | None = None
+    method: str | None = None
+    body: Any = None
+    query: Any = None
+    responses: dict[int | str, Any] | None = None
+    auth: dict[str, Any] | None = None
+    # cron steps
+    cron: str | None = None
+    timezone: str | None = None
+
+    @field_validator("subscribes", "virtual_subscribes", "flows", mode="before")
+    @classmethod
+    def _str_list(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("emits", "virtual_emits", mode="before")
+    @classmethod
+    def _emits(cls, v: Any) -> Any:
+        return _emit_list(v)
+
+    @field_validator("input", "body", "query")
+    @classmethod
+    def _schema(cls, v: Any) -> Any:
+        if v is not None and not is_model(v) and not isinstance(v, dict):
+            raise ValueError("must be a pydantic model class or a JSON Schema dict")
+        return v
+
+    @model_validator(mode="after")
+    def _by_type(self) -> StepConfig:
+        if self.type == "api":
+            if not self.path or not self.path.startswith("/"):
+                raise ValueError("an api step needs a 'path' starting with '/'")
+            self.method = (self.method or "POST").upper()
+            if self.method not in HTTP_METHODS:
+                raise ValueError(f"unknown HTTP method {self.method!r}")
+        if self.type == "cron" and not self.cron:
+            raise ValueError("a cron step needs a 'cron' expression")
+        if self.type == "event" and not self.subscribes:
+            raise ValueError("an event step needs 'subscribes' (the topics it receives)")
+        if self.type == "noop" and (self.subscribes or self.emits):
+            raise ValueError(
+                "a noop step is never run: use 'virtual_subscribes' / 'virtual_emits'"
+            )
+        return self
+
+
+@dataclass(slots=True, frozen=True)
+class Emit:
+    topic: str
+    label: str | None = None
+    conditional: bool = False
+
+
+Invoke = Callable[[Any, Any], Awaitable[Any]]
+
+
+@dataclass(eq=False)
+class StepRecord:
+    """One step, whatever its language. Built from a step file or from the lock."""
+
+    name: str
+    file: Path  # absolute
+    rel_file: str  # posix path relative to the project root
+    language: str
+    type: str
+    hash: str
+    description: str | None = None
+    subscribes: tuple[str, ...] = ()
+    emits: tuple[Emit, ...] = ()
+    virtual_subscribes: tuple[str, ...] = ()
+    virtual_emits: tuple[Emit, ...] = ()
+    flows: tuple[str, ...] = ()
+    input_schema: dict[str, Any] | None = None
+    emit_schemas: dict[str, dict[str, Any]] = field(default_factory=dict)
+    concurrency: int | None = None
+    timeout_s: float | None = None
+    retries: int | None = None
+    retry_backoff_s: float = 0.1
+    trigger: dict[str, Any] = field(default_factory=dict)  # api: path/method/...; cron: cron/tz
+    line: int | None = None  # where ``config`` is defined
+    active: bool = True
+    # runtime side, filled by the language runtime (lazily when started from the lock)
+    invoke: Invoke | None = field(default=None, repr=False)
+    input_model: type[BaseModel] | None = field(default=None, repr=False)
+
+    @property
+    def emit_topics(self) -> frozenset[str]:
+        return frozenset(e.topic for e in self.emits)
+
+    def config_dict(self) -> dict[str, Any]:
+        """The JSON-able config, as stored in the lock."""
+        out: dict[str, Any] = {
+            "type": self.type,
+            "description": self.description,
+            "subscribes": list(self.subscribes),
+            "emits": [_emit_dict(e) for e in self.emits],
+            "virtual_subscribes": list(self.virtual_subscribes),
+            "virtual_emits": [_emit_dict(e) for e in self.virtual_emits],
+            "flows": list(self.flows),
+            "input_schema": self.input_schema,
+            "emit_schemas": self.emit_schemas,
+            "concurrency": self.concurrency,
+            "timeout_s": self.timeout_s,
+            "retries": self.retries,
+            "retry_backoff_s": self.retry_backoff_s,
+            "trigger": self.trigger,
+            "line": self.line,
+        }
+        return out
+
+    @classmethod
+    def from_config_dict(
+        cls, name: str, root: Path, rel_file: str, language: str, hash: str, cfg: dict[str, Any]
+    ) -> StepRecord:
+        return cls(
+            name=name,
+            file=root / rel_file,
+            rel_file=rel_file,
+            language=language,
+            type=cfg["type"],
+            hash=hash,
+            description=cfg.get("description"),
+            subscribes=tuple(cfg.get("subscribes", ())),
+            emits=tuple(Emit(**e) for e in cfg.get("emits", ())),
+            virtual_subscribes=tuple(cfg.get("virtual_subscribes", ())),
+            virtual_emits=tuple(Emit(**e) for e in cfg.get("virtual_emits", ())),
+            flows=tuple(cfg.get("flows", ())),
+            input_schema=cfg.get("input_schema"),
+            emit_schemas=dict(cfg.get("emit_schemas") or {}),
+            concurrency=cfg.get("concurrency"),
+            timeout_s=cfg.get("timeout_s"),
+            retries=cfg.get("retries"),
+            retry_backoff_s=cfg.get("retry_backoff_s", 0.1),
+            trigger=dict(cfg.get("trigger") or {}),
+            line=cfg.get("line"),
+        )
+
+
+def _emit_dict(e: Emit) -> dict[str, Any]:
+    return {"topic": e.topic, "label": e.label, "conditional": e.conditional}
+
+
+def record_from_config(
+    cfg: StepConfig, file: Path, root: Path, language: str, hash: str, line: int | None
+) -> StepRecord:
+    trigger: dict[str, Any] = {}
+    if cfg.type == "api":
+        trigger = {
+            "path": cfg.path,
+            "method": cfg.method,
+            "body_schema": schema_of(cfg.body),
+            "query_schema": schema_of(cfg.query),
+            "responses": {str(k): schema_of(v) for k, v in (cfg.responses or {}).items()},
+            "auth": cfg.auth,
+        }
+    elif cfg.type == "cron":
+        trigger = {"cron": cfg.cron, "timezone": cfg.timezone}
+    emit_schemas = {
+        e.topic: schema
+        for e in cfg.emits
+        if (schema := schema_of(e.payload_schema)) is not None
+    }
+    return StepRecord(
+        name=cfg.name,
+        file=file,
+        rel_file=file.relative_to(root).as_posix(),
+        language=language,
+        type=cfg.type,
+        hash=hash,
+        description=cfg.description,
+        subscribes=tuple(cfg.subscribes),
+        emits=tuple(Emit(e.topic, e.label, e.conditional) for e in cfg.emits),
+        virtual_subscribes=tuple(cfg.virtual_subscribes),
+        virtual_emits=tuple(Emit(e.topic, e.label, e.conditional) for e in cfg.virtual_emits),
+        flows=tuple(cfg.flows),
+        input_schema=schema_of(cfg.input),
+        emit_schemas=emit_schemas,
+        concurrency=cfg.concurrency,
+        timeout_s=cfg.timeout_s,
+        retries=cfg.retries,
+        retry_backoff_s=cfg.retry_backoff_s,
+        trigger=trigger,
+        line=line,
+        input_model=cfg.input if is_model(cfg.input) else None,
+    )

@@ -1,0 +1,91 @@
+"""Buffers trace records on the hot path and writes them to the store in batches, off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+
+from wistro.tracing.records import Batch
+from wistro.tracing.store import TraceStore
+
+log = logging.getLogger("wistro.tracing")
+
+
+class Recorder:
+    """Appends are O(1) list appends; a background task hands full batches to one writer thread
+    (so the store sees batches in order) every ``interval`` seconds or at ``max_batch`` rows."""
+
+    def __init__(
+        self, store: TraceStore | None, interval: float = 0.05, max_batch: int = 20_000
+    ) -> None:
+        self.store = store
+        self.interval = interval
+        self.max_batch = max_batch
+        self.batch = Batch()
+        self._count = 0
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._writing: asyncio.Future[None] | None = None
+        self.write_errors = 0
+
+    def start(self) -> None:
+        if self.store is None or self._task is not None:
+            return
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wistro-traces")
+        self._task = asyncio.get_running_loop().create_task(self._loop(), name="wistro-recorder")
+
+    def added(self) -> None:
+        """Called after appending rows; wakes the writer early when the batch is large."""
+        self._count += 1
+        if self._count >= self.max_batch and self._wake is not None:
+            self._wake.set()
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write everything recorded so far."""
+        if self.store is None:
+            self.batch = Batch()
+            return
+        while self._writing is not None:
+            await self._writing
+        if not len(self.batch):
+            return
+        batch, self.batch, self._count = self.batch, Batch(), 0
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(self._executor, self._write, batch)
+        self._writing = fut
+        try:
+            await fut
+        finally:
+            self._writing = None
+
+    def _write(self, batch: Batch) -> None:
+        assert self.store is not None
+        try:
+            self.store.write(batch)
+        except Exception:  # a trace write must never take the engine down
+            self.write_errors += 1
+            log.exception("writing %d trace records failed", len(batch))
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.flush()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None

@@ -1,0 +1,122 @@
+"""What a trace is made of. Plain slotted dataclasses: they are created on the hot path."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+_PREFIX = os.urandom(4).hex()
+_COUNTER = itertools.count(1)
+
+
+def new_id() -> str:
+    """A process-unique, sortable-within-process id; cheap enough for every event and span."""
+    return f"{_PREFIX}{next(_COUNTER):08x}"
+
+
+def new_trace_id() -> str:
+    return os.urandom(16).hex()
+
+
+@dataclass(slots=True)
+class RunRecord:
+    trace_id: str
+    trigger: str  # "emit", "cli", "api", "cron", "replay", "test"
+    topic: str
+    status: str  # running | ok | error
+    start: float
+    end: float | None = None
+    n_events: int = 0
+    n_errors: int = 0
+
+
+@dataclass(slots=True)
+class EventRecord:
+    id: str
+    trace_id: str
+    topic: str
+    data_json: str
+    source: str  # step name, or the trigger for the first event
+    parent_span_id: str | None
+    ts: float
+    error: str | None = None  # set when the emit was refused (invalid payload, undeclared topic)
+
+
+@dataclass(slots=True)
+class SpanRecord:
+    id: str
+    trace_id: str
+    step: str
+    topic: str
+    event_id: str
+    attempt: int
+    start: float
+    end: float | None = None
+    status: str = "running"  # running | ok | error | timeout | invalid
+    error: str | None = None
+    traceback: str | None = None
+
+
+@dataclass(slots=True)
+class LogRecord:
+    trace_id: str
+    span_id: str | None
+    step: str | None
+    level: str
+    message: str
+    fields_json: str
+    ts: float
+
+
+@dataclass(slots=True)
+class StateOpRecord:
+    trace_id: str
+    span_id: str | None
+    step: str | None
+    op: str  # get | set | delete | get_group | clear
+    group: str
+    key: str | None
+    value_json: str | None
+    ts: float
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    id: str
+    trace_id: str
+    step: str
+    topic: str
+    event_id: str
+    data_json: str
+    error: str
+    attempts: int
+    ts: float
+    replayed: bool = False
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything recorded since the last flush, written to a store in one transaction."""
+
+    runs: list[RunRecord] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+    spans: list[SpanRecord] = field(default_factory=list)
+    logs: list[LogRecord] = field(default_factory=list)
+    state_ops: list[StateOpRecord] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return (
+            len(self.runs)
+            + len(self.events)
+            + len(self.spans)
+            + len(self.logs)
+            + len(self.state_ops)
+            + len(self.dead_letters)
+        )
+
+
+def as_dict(record: Any) -> dict[str, Any]:
+    return {name: getattr(record, name) for name in record.__slots__}

@@ -1,0 +1,51 @@
+"""The trace-store interface. SQLite is the default; memory is for tests; others plug in here."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from wistro.tracing.records import Batch
+
+
+class TraceStore(ABC):
+    """Persists runs, spans, events, logs, state operations and dead letters.
+
+    ``write`` is called from one writer thread with batches; the read methods may be called
+    from any thread. Rows come back as plain dicts whose keys are the record field names
+    (``data_json``/``fields_json``/``value_json`` stay JSON text), newest run first.
+    """
+
+    @abstractmethod
+    def write(self, batch: Batch) -> None: ...
+
+    @abstractmethod
+    def list_runs(
+        self, limit: int = 50, status: str | None = None, topic: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def get_run(self, trace_id: str) -> dict[str, Any]:
+        """``{"run": {...}, "spans": [...], "events": [...], "logs": [...], "state_ops": [...],
+        "dead_letters": [...]}`` for a full trace id or a unique prefix of one (at least 4
+        characters); raises ``TraceNotFound`` naming the id when there is none or it is
+        ambiguous. Lists are in time order."""
+
+    @abstractmethod
+    def logs(
+        self, after: int = 0, limit: int = 1000, trace_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Log rows with a cursor: each row has ``seq`` (increasing); pass the last one seen as
+        ``after`` to follow the log."""
+
+    @abstractmethod
+    def dead_letters(self, include_replayed: bool = False) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def get_dead_letter(self, id_or_prefix: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def mark_replayed(self, dead_letter_id: str) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
