@@ -1,0 +1,136 @@
+"""The file state adapter: one JSON file per key, atomic replacement, names kept inside."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wistro.errors import StateError
+from wistro.state.file import FileState
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> FileState:
+    return FileState(tmp_path / "state")
+
+
+def all_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+async def test_round_trip(state: FileState, tmp_path: Path) -> None:
+    assert await state.get("carts", "c1") is None
+    await state.set("carts", "c1", '{"items": [1, 2]}')
+    assert await state.get("carts", "c1") == '{"items": [1, 2]}'
+    await state.set("carts", "c1", "3")
+    assert await state.get("carts", "c1") == "3"
+    assert (tmp_path / "state" / "carts" / "c1.json").read_text() == "3"
+
+
+async def test_delete(state: FileState) -> None:
+    await state.set("g", "k", "1")
+    await state.delete("g", "k")
+    assert await state.get("g", "k") is None
+    await state.delete("g", "k")  # deleting a missing key is fine
+    await state.delete("nogroup", "k")
+
+
+async def test_get_group_and_groups(state: FileState) -> None:
+    assert await state.groups() == []
+    assert await state.get_group("carts") == {}
+    await state.set("carts", "b", '"B"')
+    await state.set("carts", "a", '"A"')
+    await state.set("users", "u1", "{}")
+    assert await state.get_group("carts") == {"a": '"A"', "b": '"B"'}
+    assert await state.groups() == ["carts", "users"]
+
+    await state.delete("users", "u1")
+    assert await state.groups() == ["carts"]  # only groups with at least one key
+
+
+async def test_clear(state: FileState) -> None:
+    await state.set("carts", "a", "1")
+    await state.set("carts", "b", "2")
+    await state.set("users", "u1", "3")
+    await state.clear("carts")
+    assert await state.get_group("carts") == {}
+    assert await state.get("carts", "a") is None
+    assert await state.groups() == ["users"]
+    assert await state.get("users", "u1") == "3"
+    await state.clear("never-used")
+
+
+async def test_names_round_trip(state: FileState) -> None:
+    names = [".hidden", "CON", "100%", "a b", "ünïcode", "x.json", "%2F", "~tilde", "a.part"]
+    for i, name in enumerate(names):
+        await state.set(name, name, str(i))
+    assert await state.groups() == sorted(names)
+    for i, name in enumerate(names):
+        assert await state.get(name, name) == str(i)
+        assert await state.get_group(name) == {name: str(i)}
+
+
+@pytest.mark.parametrize("bad", ["../x", "a/b", "..", ".", "a\\b", "", "x\x00y", "/abs"])
+async def test_bad_keys_are_refused(state: FileState, tmp_path: Path, bad: str) -> None:
+    calls: list[Coroutine[Any, Any, object]] = [
+        state.set("g", bad, "1"),
+        state.get("g", bad),
+        state.delete("g", bad),
+        state.set(bad, "k", "1"),
+        state.get_group(bad),
+        state.clear(bad),
+    ]
+    for call in calls:
+        with pytest.raises(StateError) as err:
+            await call
+        assert repr(bad) in str(err.value)
+    assert all_files(tmp_path) == []
+
+
+async def test_too_long_key_is_refused(state: FileState) -> None:
+    with pytest.raises(StateError, match="too long"):
+        await state.set("g", "é" * 200, "1")  # allowed by check_name, too long once encoded
+
+
+async def test_symlink_out_of_the_folder_is_refused(state: FileState, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "state" / "escape").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(StateError, match="'escape'"):
+        await state.set("escape", "k", "1")
+    assert list(outside.iterdir()) == []
+
+
+async def test_value_survives_reopening(tmp_path: Path) -> None:
+    await FileState(tmp_path / "s").set("g", "k", '{"v": 1}')
+    reopened = FileState(tmp_path / "s")
+    assert await reopened.get("g", "k") == '{"v": 1}'
+    assert await reopened.groups() == ["g"]
+
+
+async def test_concurrent_sets_of_one_key(state: FileState, tmp_path: Path) -> None:
+    values = [json.dumps({"writer": i, "pad": "x" * 10_000 * (i % 5)}) for i in range(50)]
+    await asyncio.gather(*(state.set("g", "k", v) for v in values))
+
+    path = tmp_path / "state" / "g" / "k.json"
+    text = path.read_text()
+    assert text in values
+    assert json.loads(text)["writer"] in range(50)
+    assert all_files(tmp_path) == [path]  # no temp files left behind
+
+
+async def test_concurrent_sets_and_reads_never_see_a_torn_file(state: FileState) -> None:
+    values = [json.dumps({"writer": i, "pad": "y" * 50_000}) for i in range(20)]
+    await state.set("g", "k", values[0])
+
+    async def read_many() -> None:
+        for _ in range(50):
+            text = await state.get("g", "k")
+            assert text in values
+
+    await asyncio.gather(*(state.set("g", "k", v) for v in values), read_many(), read_many())
