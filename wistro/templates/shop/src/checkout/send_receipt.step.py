@@ -1,0 +1,21 @@
+"""Sends the receipt. A plain `def` handler: it runs in a worker thread, ctx calls are direct."""
+
+config = {
+    "name": "Send receipt",
+    "description": "Emails the receipt for a captured payment",
+    "subscribes": ["payment.captured"],
+    "input": {
+        "type": "object",
+        "properties": {"order_id": {"type": "string"}, "amount_cents": {"type": "integer"}},
+        "required": ["order_id", "amount_cents"],
+    },
+    "emits": [],
+    "flows": ["checkout"],
+}
+
+
+def handler(payment: dict, ctx) -> None:
+    order = ctx.state.get("orders", payment["order_id"]) or {}
+    ctx.state.set("orders", payment["order_id"], {**order, "receipt": "sent"})
+    dollars = payment["amount_cents"] / 100
+    ctx.logger.info("receipt sent", order_id=payment["order_id"], total=f"${dollars:.2f}")
