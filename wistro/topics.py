@@ -172,7 +172,7 @@ class TopicCatalog:
                     field_path = _field_path(e.name)
                     problem = e.message.removeprefix(e.name).strip() or e.message
                     raise PayloadError(
-                        f"invalid payload: {field_path}: {problem}",
+                        f"invalid payload: {problem}",
                         topic=topic_name,
                         field=field_path,
                     ) from None

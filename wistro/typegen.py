@@ -1,0 +1,417 @@
+"""``wistro types``: typed Python stubs so a type checker rejects a wrong topic or payload.
+
+``python_stubs(app)`` returns the source of ``wistro_types.py``: one ``TypedDict`` per topic
+payload (from its JSON Schema), ``TopicName``, and per step a ``<Step>Context`` whose ``emit``
+only accepts the topics the step declares, each with its payload type. At runtime the context
+classes are plain subclasses of ``wistro.Context``, so annotating ``ctx`` with them is harmless.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import keyword
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wistro.app import App
+
+MODULE_NAME = "wistro_types.py"
+LINE_LENGTH = 88  # what ruff and black use by default
+
+_RESERVED = {
+    "TYPE_CHECKING",
+    "Any",
+    "Awaitable",
+    "BaseModel",
+    "Context",
+    "Literal",
+    "Never",
+    "NotRequired",
+    "TopicName",
+    "TypeAlias",
+    "TypedDict",
+    "Union",
+    "overload",
+    "wistro",
+}
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Marks a forward reference (a recursive model) while generating; quoted in the output. The
+# module has no ``from __future__ import annotations`` so that ``NotRequired`` is visible to
+# the runtime (``__required_keys__``): every other name is defined before it is used.
+_FWD = "\x00"
+
+
+def pascal_case(text: str) -> str:
+    """``order.placed`` -> ``OrderPlaced``; ``Charge card`` -> ``ChargeCard``."""
+    parts = [p for p in re.split(r"[^0-9A-Za-z]+", text) if p]
+    name = "".join(p[0].upper() + p[1:] for p in parts) or "T"
+    if name[0].isdigit():
+        name = f"T{name}"
+    return name
+
+
+class _Names:
+    def __init__(self) -> None:
+        self.used = set(_RESERVED)
+
+    def take(self, wanted: str) -> str:
+        name = wanted
+        if keyword.iskeyword(name) or hasattr(builtins, name):
+            name = f"{name}_"
+        n = 2
+        while name in self.used:
+            name = f"{wanted}{n}"
+            n += 1
+        self.used.add(name)
+        return name
+
+
+class _Generator:
+    def __init__(self) -> None:
+        self.names = _Names()
+        self.blocks: list[str] = []  # definitions, in dependency order
+        self._by_schema: dict[str, str] = {}  # canonical schema json -> TypedDict name
+        self._in_progress: dict[int, str] = {}
+
+    # ------------------------------------------------------------ schema -> type expression
+    def type_of(self, schema: Any, root: dict[str, Any], hint: str) -> str:
+        if schema is True or not isinstance(schema, dict) or not schema:
+            return "Any"
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            return self._ref(ref, root, hint)
+        if "const" in schema:
+            return _literal([schema["const"]]) or "Any"
+        if "enum" in schema and isinstance(schema["enum"], list):
+            return _literal(schema["enum"]) or "Any"
+        for key in ("anyOf", "oneOf"):
+            if isinstance(schema.get(key), list):
+                return _union(
+                    [
+                        self.type_of(s, root, f"{hint}Option{i + 1}")
+                        for i, s in enumerate(schema[key])
+                    ]
+                )
+        all_of = schema.get("allOf")
+        if isinstance(all_of, list):
+            return self.type_of(all_of[0], root, hint) if len(all_of) == 1 else "Any"
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            return _union([self.type_of({**schema, "type": k}, root, hint) for k in kind])
+        if kind == "string":
+            return "str"
+        if kind == "integer":
+            return "int"
+        if kind == "number":
+            return "float"
+        if kind == "boolean":
+            return "bool"
+        if kind == "null":
+            return "None"
+        if kind == "array":
+            items = schema.get("items")
+            return f"list[{self.type_of(items, root, f'{hint}Item') if items else 'Any'}]"
+        if kind == "object" or "properties" in schema:
+            if isinstance(schema.get("properties"), dict) and schema["properties"]:
+                return self.typed_dict(schema, root, hint)
+            extra = schema.get("additionalProperties")
+            value = self.type_of(extra, root, f"{hint}Value") if isinstance(extra, dict) else "Any"
+            return f"dict[str, {value}]"
+        return "Any"
+
+    def _ref(self, ref: str, root: dict[str, Any], hint: str) -> str:
+        m = re.fullmatch(r"#/(\$defs|definitions)/(.+)", ref)
+        if ref == "#":
+            target: Any = root
+            name = hint
+        elif m is not None:
+            defs = root.get(m.group(1)) or {}
+            key = m.group(2).replace("~1", "/").replace("~0", "~")
+            target = defs.get(key)
+            name = pascal_case(key)
+        else:
+            return "Any"
+        if not isinstance(target, dict):
+            return "Any"
+        if id(target) in self._in_progress:  # a recursive model: a forward reference
+            return f"{_FWD}{self._in_progress[id(target)]}{_FWD}"
+        return self.type_of(target, root, name)
+
+    def typed_dict(self, schema: dict[str, Any], root: dict[str, Any], hint: str) -> str:
+        canonical = json.dumps(_strip_docs(schema), sort_keys=True, default=str)
+        if canonical in self._by_schema and canonical_refs_local(schema):
+            return self._by_schema[canonical]
+        name = self.names.take(hint)
+        self._in_progress[id(schema)] = name
+        required = set(schema.get("required") or [])
+        fields: list[tuple[str, str, bool]] = []
+        for prop, sub in schema["properties"].items():
+            t = self.type_of(sub, root, f"{name}{pascal_case(prop)}")
+            fields.append((prop, t, prop in required))
+        del self._in_progress[id(schema)]
+        self._by_schema.setdefault(canonical, name)
+        doc = schema.get("description")
+        if all(_IDENT.match(p) and not keyword.iskeyword(p) for p, _, _ in fields):
+            body = [f"class {name}(TypedDict):"]
+            if isinstance(doc, str) and doc.strip():
+                body.append(f"    {_docstring(doc)}")
+                body.append("")
+            body += [f"    {p}: {t if req else f'NotRequired[{t}]'}" for p, t, req in fields]
+        else:  # keys that are not identifiers need the functional form
+            items = "".join(
+                f"\n        {json.dumps(p)}: {t if req else f'NotRequired[{t}]'},"
+                for p, t, req in fields
+            )
+            body = [f'{name} = TypedDict(\n    "{name}",\n    {{{items}\n    }},\n)']
+        self.blocks.append("\n".join(body))
+        return name
+
+
+def canonical_refs_local(schema: dict[str, Any]) -> bool:
+    """Reuse a TypedDict for an identical schema only when it has no ``$ref`` (a ref's meaning
+    depends on the root schema it comes from)."""
+    return "$ref" not in json.dumps(schema, default=str)
+
+
+def _strip_docs(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {
+            k: _strip_docs(v)
+            for k, v in schema.items()
+            if k not in ("title", "description", "examples", "default")
+        }
+    if isinstance(schema, list):
+        return [_strip_docs(v) for v in schema]
+    return schema
+
+
+def _literal(values: list[Any]) -> str | None:
+    parts = []
+    for v in values:
+        if v is None or isinstance(v, bool | int | str):
+            parts.append(json.dumps(v) if isinstance(v, str) else repr(v))
+        else:
+            return None
+    return f"Literal[{', '.join(parts)}]" if parts else None
+
+
+def _union(types: list[str]) -> str:
+    unique: list[str] = []
+    for t in types:
+        if t == "Any":
+            return "Any"
+        if t not in unique:
+            unique.append(t)
+    if "None" in unique:  # `None` last reads best: `str | None`
+        unique = [t for t in unique if t != "None"] + ["None"]
+    if len(unique) > 1 and any(_FWD in t for t in unique):
+        return f"Union[{', '.join(unique)}]"  # `"Node" | None` does not run; Union does
+    return " | ".join(unique)
+
+
+def _docstring(text: str) -> str:
+    first = " ".join(text.split())
+    return '"""' + first.replace("\\", "\\\\").replace('"""', '\\"\\"\\"') + '"""'
+
+
+def _header(app: App, body: str) -> list[str]:
+    typing_names = [
+        n
+        for n in (
+            "TYPE_CHECKING",
+            "Any",
+            "Literal",
+            "Never",
+            "NotRequired",
+            "TypeAlias",
+            "TypedDict",
+            "Union",
+            "overload",
+        )
+        if re.search(rf"\b{n}\b", body)
+    ]
+    lines = [
+        f"# Generated by `wistro types` for project {app.project.name!r}. Do not edit:",
+        "# run `wistro types` again after changing a step's config.",
+        '"""Typed topics and step contexts of this project, for editors and type checkers."""',
+        "",
+    ]
+    if "Awaitable" in body:
+        lines.append("from collections.abc import Awaitable")
+    one = f"from typing import {', '.join(typing_names)}"
+    if len(one) <= LINE_LENGTH:
+        lines.append(one)
+    else:
+        lines += ["from typing import (", *(f"    {n}," for n in typing_names), ")"]
+    lines += [
+        "",
+        *(["from pydantic import BaseModel"] if "BaseModel" in body else []),
+        "from wistro import Context  # type: ignore[import-untyped, unused-ignore]",
+    ]
+    return lines
+
+
+def python_stubs(app: App) -> str:
+    """The source of ``wistro_types.py`` for ``app``."""
+    gen = _Generator()
+    catalog = app.registry.topics
+    topic_names = sorted(catalog.topics)
+    # Topic payload names are chosen first, so a topic always gets its own PascalCase name.
+    wanted = {t: pascal_case(t) for t in topic_names}
+    payload_type: dict[str, str] = {}
+    aliases: list[str] = []
+    reserved_topic_names = {
+        t: gen.names.take(wanted[t])
+        for t in topic_names
+        if _object_schema(catalog.topics[t].schema)
+    }
+    for t in topic_names:
+        schema = catalog.topics[t].schema
+        if schema is None:
+            payload_type[t] = "Any"
+            continue
+        if t in reserved_topic_names:
+            name = reserved_topic_names[t]
+            gen.names.used.discard(name)
+            expr = gen.type_of(schema, schema, name)
+            payload_type[t] = expr
+            continue
+        expr = gen.type_of(schema, schema, wanted[t])
+        if expr == "Any":
+            payload_type[t] = "Any"
+            continue
+        alias = gen.names.take(wanted[t])
+        aliases.append(f"{alias}: TypeAlias = {expr}")
+        payload_type[t] = alias
+
+    lines: list[str] = []
+    for block in gen.blocks:
+        lines += ["", "", block]
+    if aliases:
+        lines += ["", "", *aliases]
+    lines += ["", ""]
+    if topic_names:
+        lines.append("TopicName = Literal[")
+        lines += [f"    {json.dumps(t)}," for t in topic_names]
+        lines.append("]")
+    else:
+        lines.append("TopicName: TypeAlias = str  # the project has no topics yet")
+    lines.append('"""Every topic of the project."""')
+
+    topic_types = {t: payload_type[t] for t in topic_names}
+    for record in sorted(app.registry, key=lambda r: r.name):
+        if record.type == "noop":
+            continue
+        cls = gen.names.take(f"{pascal_case(record.name)}Context")
+        lines += [
+            "",
+            "",
+            *_context_class(
+                cls, record.name, record.rel_file, sorted(record.emit_topics), topic_types
+            ),
+        ]
+    lines += ["", "", *_FALLBACK]
+    exported = sorted((gen.names.used - _RESERVED) | {"TopicName"})
+    lines += ["", "", "__all__ = ["]
+    lines += [f"    {json.dumps(n)}," for n in exported]
+    lines.append("]")
+    body = ("\n".join(lines) + "\n").replace(_FWD, '"')
+    # isort style: two blank lines after the imports before a class, one before anything else
+    if not body.lstrip("\n").startswith("class "):
+        body = body.removeprefix("\n")
+    return "\n".join(_header(app, body)) + "\n" + body
+
+
+_FALLBACK = [
+    "if not TYPE_CHECKING:",
+    "",
+    "    def __getattr__(name: str) -> Any:",
+    "        # A step added since the last `wistro types` still loads (type checkers see the",
+    "        # missing name): its context is a plain Context, its payload types are Any.",
+    '        if name.endswith("Context"):',
+    "            return Context",
+    "        if name[:1].isupper():",
+    "            return Any",
+    '        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")',
+]
+
+
+def _object_schema(schema: Any) -> bool:
+    return (
+        isinstance(schema, dict)
+        and bool(schema.get("properties"))
+        and (schema.get("type") in (None, "object"))
+    )
+
+
+def _context_class(
+    cls: str, step: str, file: str, topics: list[str], types: dict[str, str]
+) -> list[str]:
+    out = [
+        f"# {file}",
+        f"class {cls}(Context):  # type: ignore[misc, unused-ignore]",
+        f"    {_docstring(f'`ctx` of step {step!r}: `emit` accepts only its declared topics.')}",
+        "",
+        "    if TYPE_CHECKING:",
+    ]
+
+    ignore = "  # type: ignore[override, unused-ignore]"
+
+    def signature(topic: str | None, comment: str = "") -> list[str]:
+        if topic is None:
+            params = ["self", "topic: Never", "data: Any = None"]
+        else:
+            t = types.get(topic, "Any")
+            data = "data: Any = None" if t == "Any" else f"data: {t} | BaseModel"
+            params = ["self", f"topic: Literal[{json.dumps(topic)}]", data]
+        return _def("emit", params, "Awaitable[None]", comment)
+
+    out.append("")
+    if len(topics) <= 1:  # @overload needs two variants: a plain method says the same
+        out += signature(topics[0] if topics else None, ignore)
+        return out
+    for i, topic in enumerate(topics):
+        out.append("        @overload" + (ignore if i == 0 else ""))
+        out += signature(topic)
+    out += _def("emit", ["self", "topic: str", "data: Any = None"], "Awaitable[None]", "")
+    return out
+
+
+def _def(name: str, params: list[str], returns: str, comment: str) -> list[str]:
+    """A method stub at class-body-in-``if`` depth, wrapped the way ``ruff format`` does."""
+    indent = " " * 8
+    one = f"{indent}def {name}({', '.join(params)}) -> {returns}: ...{comment}"
+    if len(one) - len(comment) <= LINE_LENGTH:
+        return [one]
+    middle = f"{indent}    {', '.join(params)}"
+    if len(middle) <= LINE_LENGTH:
+        return [f"{indent}def {name}({comment}", middle, f"{indent}) -> {returns}: ..."]
+    return [
+        f"{indent}def {name}({comment}",
+        *(f"{indent}    {p}," for p in params),
+        f"{indent}) -> {returns}: ...",
+    ]
+
+
+def write_types(app: App, out_dir: str | Path | None = None) -> list[Path]:
+    """Write ``wistro_types.py`` (default: into the project's step folder); returns the paths.
+
+    Step files that import from ``wistro_types`` cannot load before it exists (the first run)
+    or before it knows them (a new step): after writing into the step folder, such a project
+    is loaded again (``app.reload()``) and the stubs written once more, so they cover it.
+    """
+    folder = Path(out_dir) if out_dir is not None else app.project.src
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / MODULE_NAME
+    for _ in range(2):
+        text = python_stubs(app)
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+        in_src = folder.resolve() == app.project.src.resolve()
+        if not (in_src and any("wistro_types" in str(e) for e in app.errors)):
+            break
+        app.reload()
+    return [path]
