@@ -171,6 +171,14 @@ class TopicCatalog:
                 except fastjsonschema.JsonSchemaValueException as e:
                     field_path = _field_path(e.name)
                     problem = e.message.removeprefix(e.name).strip() or e.message
+                    if e.rule == "required" and isinstance(e.value, dict):
+                        missing = [k for k in e.rule_definition if k not in e.value]
+                        if missing:
+                            prefix = "" if field_path == "(payload)" else field_path + "."
+                            field_path = prefix + missing[0]
+                            problem = "is required" + (
+                                f" (also missing: {', '.join(missing[1:])})" if missing[1:] else ""
+                            )
                     raise PayloadError(
                         f"invalid payload: {problem}",
                         topic=topic_name,

@@ -28,7 +28,7 @@ class Recorder:
         self._task: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._executor: ThreadPoolExecutor | None = None
-        self._writing: asyncio.Future[None] | None = None
+        self._lock: asyncio.Lock | None = None
         self.write_errors = 0
 
     def start(self) -> None:
@@ -58,18 +58,14 @@ class Recorder:
         if self.store is None:
             self.batch = Batch()
             return
-        while self._writing is not None:
-            await self._writing
-        if not len(self.batch):
-            return
-        batch, self.batch, self._count = self.batch, Batch(), 0
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(self._executor, self._write, batch)
-        self._writing = fut
-        try:
-            await fut
-        finally:
-            self._writing = None
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:  # one batch at a time, in order
+            if not len(self.batch):
+                return
+            batch, self.batch, self._count = self.batch, Batch(), 0
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._executor, self._write, batch)
 
     def _write(self, batch: Batch) -> None:
         assert self.store is not None
