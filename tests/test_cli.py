@@ -383,6 +383,30 @@ def test_unknown_env_lists_known_envs(shop: Path) -> None:
     one_line_error(res, "unknown environment 'nosuch'")
 
 
+def test_a_step_file_without_config_is_named_and_the_others_still_run(shop: Path) -> None:
+    (shop / "src" / "fulfillment" / "no_config.step.py").write_text(
+        "async def handler(data, ctx):\n    pass\n"
+    )
+    res = wistro("check", cwd=shop)
+    assert res.returncode == 1
+    assert "src/fulfillment/no_config.step.py" in res.stderr
+    assert "no `config` defined" in res.stderr
+    assert "1 error(s)" in res.stderr
+
+    res = wistro("emit", "order.placed", ORDER, cwd=shop)
+    assert res.returncode == 0, res.stderr
+    assert "warning: src/fulfillment/no_config.step.py" in res.stderr
+    for step in SHOP_STEPS:
+        assert f"▶ {step} ok" in res.stdout
+
+    # the lock is never written from a broken project
+    before = (shop / "wistro.yml.lock").read_bytes()
+    res = wistro("lock", cwd=shop)
+    assert res.returncode == 1
+    assert "error: src/fulfillment/no_config.step.py" in res.stderr
+    assert (shop / "wistro.yml.lock").read_bytes() == before
+
+
 # ---------------------------------------------------------------- lock and start
 
 
@@ -745,7 +769,6 @@ def test_dev_reloads_changed_step_files(shop: Path, server: list[Server]) -> Non
         except AssertionError:
             if s.proc.poll() is not None:
                 raise
-    print("RELOAD_ITER", n)
     assert "gift_wrap.step.py" in line and "8 steps" in line, line
 
     # a broken step file is reported; the server keeps running
@@ -757,6 +780,19 @@ def test_dev_reloads_changed_step_files(shop: Path, server: list[Server]) -> Non
     assert s.stop(signal.SIGINT) == 0, s.output
     assert "stopped" in s.lines[-1], s.output
     assert "Traceback" not in s.output
+
+
+def test_dev_does_not_lose_a_change_made_right_after_ready(
+    shop: Path, server: list[Server]
+) -> None:
+    """ "ready" promises hot reload: a step file saved as soon as it is printed is picked up."""
+    s = Server("dev", cwd=shop)
+    server.append(s)
+    s.wait_for(r"^ready")
+    write_step(shop, "src/fulfillment/gift_wrap.step.py", NEW_STEP.format(n=1))
+    line = s.wait_for(r"^reloaded", timeout=10)
+    assert "gift_wrap.step.py" in line and "8 steps" in line, line
+    assert s.stop(signal.SIGTERM) == 0, s.output
 
 
 # ---------------------------------------------------------------- help

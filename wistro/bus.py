@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from wistro.run import Run
 
 
+FAIR_SHARE = 64  # deliveries a worker runs before it yields to the event loop
+
+
 @dataclass(slots=True)
 class Delivery:
     step: StepRecord
@@ -93,8 +96,13 @@ class InMemoryBus(EventBus):
         queue = lane.queue
         try:
             while True:
+                n = 0
                 while queue:
                     await deliver(queue.popleft())
+                    n += 1
+                    if n == FAIR_SHARE:  # let timers, I/O and the kernel in between deliveries
+                        n = 0
+                        await asyncio.sleep(0)
                 fut = self._loop.create_future()
                 lane.idle.append(fut)
                 await fut

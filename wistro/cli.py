@@ -255,10 +255,8 @@ def parse_payload(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise click.UsageError(
-            f"the payload is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}\n"
-            f"  {text}\n  {' ' * (e.pos)}^"
-        ) from None
+        fail(f"the payload is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}: "
+             f"{text if len(text) <= 120 else text[:117] + '...'}")
 
 
 @main.command()

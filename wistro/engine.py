@@ -54,9 +54,12 @@ class Observer(Protocol):
     def on_run_end(self, run: Run) -> None: ...
 
 
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def _dumps(data: Any, topic: str) -> str:
     try:
-        return json.dumps(data, separators=(",", ":"))
+        return _encode(data)
     except (TypeError, ValueError) as e:
         raise PayloadError(f"payload is not JSON: {e}", topic=topic) from None
 
@@ -224,9 +227,9 @@ class Engine:
                             _now())
         run.event_records.append(event)
         self.recorder.batch.events.append(event)
-        self.recorder.added()
-        for o in self.observers:
-            o.on_event(event)
+        if self.observers:
+            for o in self.observers:
+                o.on_event(event)
         subscribers = self.registry.subscribers(topic)
         if not subscribers:
             return
@@ -245,8 +248,9 @@ class Engine:
         span = SpanRecord(new_id(), run.trace_id, step.name, d.event.topic, d.event.id,
                           d.attempt, _now())
         observers = self.observers
-        for o in observers:
-            o.on_span_start(span)
+        if observers:
+            for o in observers:
+                o.on_span_start(span)
         ctx = Context(self, step, run, span.id)
         retry = False
         try:
@@ -257,10 +261,10 @@ class Engine:
             invoke = step.invoke
             if invoke is None:
                 raise WistroError("the step has no handler bound", step=step.name)
-            if step.timeout_s is None and self.config.default_timeout_s is None:
+            limit = step.timeout_s or self.config.default_timeout_s
+            if limit is None:
                 await invoke(data, ctx)
             else:
-                limit = step.timeout_s or self.config.default_timeout_s
                 timer = asyncio.timeout(limit)
                 try:
                     async with timer:
@@ -297,9 +301,9 @@ class Engine:
             span.end = _now()
             run.span_records.append(span)
             self.recorder.batch.spans.append(span)
-            self.recorder.added()
-            for o in observers:
-                o.on_span_end(span)
+            if observers:
+                for o in observers:
+                    o.on_span_end(span)
         if span.status != "ok":
             retries = step.retries if step.retries is not None else self.config.default_retries
             if retry and d.attempt <= retries:

@@ -51,13 +51,16 @@ async def _serve(app: App, started: float, watch: list[Path] | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    mode = "lock" if app.from_lock else "dev"
-    click.echo(f"ready: {app.project.name} ({len(app.registry)} steps, {mode} mode, "
-               f"env {app.project.env}) in {(time.perf_counter() - started) * 1000:.0f} ms",
-               )
     tasks = []
     if watch:
-        tasks.append(asyncio.create_task(_watch(app, watch, stop)))
+        watching = asyncio.Event()
+        tasks.append(asyncio.create_task(_watch(app, watch, stop, watching)))
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(10):
+                await watching.wait()
+    mode = "lock" if app.from_lock else "dev"
+    click.echo(f"ready: {app.project.name} ({len(app.registry)} steps, {mode} mode, "
+               f"env {app.project.env}) in {(time.perf_counter() - started) * 1000:.0f} ms")
     await stop.wait()
     click.echo("stopping: finishing in-flight work…")
     for task in tasks:
@@ -66,20 +69,47 @@ async def _serve(app: App, started: float, watch: list[Path] | None) -> None:
     click.echo("stopped")
 
 
-async def _watch(app: App, paths: list[Path], stop: asyncio.Event) -> None:
+def _fingerprint(app: App) -> set[tuple[str, int, int]]:
+    files = app.project.step_files()
+    if app.project.config_file is not None:
+        files.append(app.project.config_file)
+    out = set()
+    for f in files:
+        with contextlib.suppress(OSError):
+            st = f.stat()
+            out.add((str(f), st.st_mtime_ns, st.st_size))
+    return out
+
+
+def _reload(app: App, changed: list[str]) -> None:
+    try:
+        app.reload()
+    except Exception as e:  # a broken wistro.yml must not stop the dev server
+        click.echo(click.style(f"reload failed: {e}", fg="red"))
+        return
+    click.echo(click.style(f"reloaded ({', '.join(changed)}): {len(app.registry)} steps",
+                           fg="cyan"))
+    for err in app.errors:
+        click.echo(click.style(f"warning: {err.format()}", fg="yellow"))
+
+
+async def _watch(app: App, paths: list[Path], stop: asyncio.Event, watching: asyncio.Event) -> None:
+    """Reload on every change. The first (empty) yield tells the watcher runs; what changed
+    between loading and that moment is caught by comparing file fingerprints."""
     from watchfiles import awatch
 
-    async for changes in awatch(*paths, stop_event=stop, debounce=200):
-        changed = sorted({Path(p).name for _, p in changes})
-        try:
-            app.reload()
-        except Exception as e:  # a broken wistro.yml must not stop the dev server
-            click.echo(click.style(f"reload failed: {e}", fg="red"))
-            continue
-        click.echo(click.style(f"reloaded ({', '.join(changed)}): {len(app.registry)} steps",
-                               fg="cyan"))
-        for err in app.errors:
-            click.echo(click.style(f"warning: {err.format()}", fg="yellow"))
+    loaded = _fingerprint(app)
+    async for changes in awatch(*paths, stop_event=stop, debounce=200, rust_timeout=200,
+                                yield_on_timeout=True):
+        if not watching.is_set():
+            watching.set()
+            now = _fingerprint(app)
+            if now != loaded:
+                _reload(app, sorted({Path(p).name for p, *_ in now ^ loaded}))
+            if not changes:
+                continue
+        if changes:
+            _reload(app, sorted({Path(p).name for _, p in changes}))
 
 
 def run_dev(project: str | None, env: str, reload: bool = True) -> None:

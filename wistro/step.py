@@ -151,10 +151,10 @@ class StepRecord:
     # runtime side, filled by the language runtime (lazily when started from the lock)
     invoke: Invoke | None = field(default=None, repr=False)
     input_model: type[BaseModel] | None = field(default=None, repr=False)
+    emit_topics: frozenset[str] = field(init=False, repr=False)
 
-    @property
-    def emit_topics(self) -> frozenset[str]:
-        return frozenset(e.topic for e in self.emits)
+    def __post_init__(self) -> None:
+        self.emit_topics = frozenset(e.topic for e in self.emits)
 
     def config_dict(self) -> dict[str, Any]:
         """The JSON-able config, as stored in the lock."""

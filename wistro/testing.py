@@ -135,9 +135,8 @@ class _Everything(frozenset[str]):
 class _AnyEmitRecord(StepRecord):
     """The step of a mock context with no step and no ``emits`` list: any topic may be emitted."""
 
-    @property
-    def emit_topics(self) -> frozenset[str]:
-        return _Everything()
+    def __post_init__(self) -> None:
+        self.emit_topics = _Everything()
 
 
 def load_app(path: str | Path | None = None, **kwargs: Any) -> App:
