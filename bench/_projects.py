@@ -107,11 +107,19 @@ def write_big(root: Path, n_steps: int = 5000, chain_len: int = 5, per_folder: i
             engine:
               default_concurrency: 8
             flows:
-            """) + flows + "\n"
+            """)
+        + flows
+        + "\n"
     )
     made = 0
     for c in range(n_chains):
-        folder = proj / "src" / f"area_{c // (per_folder * 10)}" / f"group_{c // per_folder}" / f"chain_{c}"
+        folder = (
+            proj
+            / "src"
+            / f"area_{c // (per_folder * 10)}"
+            / f"group_{c // per_folder}"
+            / f"chain_{c}"
+        )
         folder.mkdir(parents=True, exist_ok=True)
         for j in range(chain_len):
             if made >= n_steps:

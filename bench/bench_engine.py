@@ -27,14 +27,12 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import _projects as P  # noqa: E402
-import _workarounds  # noqa: E402
 
 HOPS = P.CHAIN_HOPS
 FAN = P.FANOUT
 TARGET_US_PER_HOP = 10.0
 TARGET_RSS_MB = 500.0
 WARMUP = 200
-NO_WORKAROUND = False
 
 
 # ---------------------------------------------------------------------------------- baselines
@@ -114,25 +112,25 @@ def _null_store():
     from wistro.tracing.store import TraceStore
 
     class NullStore(TraceStore):
-        def write(self, batch):  # noqa: ANN001
+        def write(self, batch):
             pass
 
-        def list_runs(self, limit=50, status=None, topic=None):  # noqa: ANN001
+        def list_runs(self, limit=50, status=None, topic=None):
             return []
 
-        def get_run(self, trace_id):  # noqa: ANN001
+        def get_run(self, trace_id):
             raise KeyError(trace_id)
 
-        def logs(self, after=0, limit=1000, trace_id=None):  # noqa: ANN001
+        def logs(self, after=0, limit=1000, trace_id=None):
             return []
 
-        def dead_letters(self, include_replayed=False):  # noqa: ANN001
+        def dead_letters(self, include_replayed=False):
             return []
 
-        def get_dead_letter(self, id_or_prefix):  # noqa: ANN001
+        def get_dead_letter(self, id_or_prefix):
             raise KeyError(id_or_prefix)
 
-        def mark_replayed(self, dead_letter_id):  # noqa: ANN001
+        def mark_replayed(self, dead_letter_id):
             pass
 
     return NullStore()
@@ -141,11 +139,11 @@ def _null_store():
 WRITER_SECONDS = [0.0]
 
 
-def _timed_writes(store) -> None:  # noqa: ANN001
+def _timed_writes(store) -> None:
     """Accumulate the writer thread's time in ``store.write`` into WRITER_SECONDS."""
     write = store.write
 
-    def timed(batch):  # noqa: ANN001
+    def timed(batch):
         t = time.perf_counter()
         try:
             write(batch)
@@ -170,8 +168,9 @@ def _load(kind: str, traces: str | None, tmp: Path):
     return app
 
 
-async def wistro_run(kind: str, n: int, traces: str | None, tmp: Path, one_in_flight: bool,
-                     profile: bool = False) -> float:
+async def wistro_run(
+    kind: str, n: int, traces: str | None, tmp: Path, one_in_flight: bool, profile: bool = False
+) -> float:
     """Seconds to push ``n`` events through the chain/fan-out project, drain (flush) included."""
     app = _load(kind, traces, tmp)
     topic, payload = ("t0", P.chain_first_payload) if kind == "chain" else ("fan", P.fanout_payload)
@@ -246,17 +245,23 @@ async def section_throughput(n: int, repeat: int, tmp: Path) -> list[tuple]:
 
 def print_throughput(rows: list[tuple], n: int) -> None:
     print(f"\nThroughput, {n:,} events (validation on, traces recorded; drain+flush included)")
-    hdr = (f"{'case':38} {'unit':12} {'wistro':>8} {'asyncio':>8} {'ratio':>7} {'target':>8}"
-           f"  {'ok?':3} {'writer':>7}")
+    hdr = (
+        f"{'case':38} {'unit':12} {'wistro':>8} {'asyncio':>8} {'ratio':>7} {'target':>8}"
+        f"  {'ok?':3} {'writer':>7}"
+    )
     print(hdr)
     print("-" * len(hdr))
     for label, unit, us, base, target, writer in rows:
         tgt = f"≤{target:g}" if target is not None else "-"
         ok = ("yes" if us <= target else "NO") if target is not None else ""
-        print(f"{label:38} {unit:12} {us:8.2f} {base:8.2f} {us / base:6.1f}x {tgt:>8}  {ok:3}"
-              f" {writer:7.2f}")
-    print("(wistro/asyncio in µs per unit; writer = µs per unit the trace-writer thread spent in"
-          " store.write, overlapping or not with the loop)")
+        print(
+            f"{label:38} {unit:12} {us:8.2f} {base:8.2f} {us / base:6.1f}x {tgt:>8}  {ok:3}"
+            f" {writer:7.2f}"
+        )
+    print(
+        "(wistro/asyncio in µs per unit; writer = µs per unit the trace-writer thread spent in"
+        " store.write, overlapping or not with the loop)"
+    )
 
 
 # ---------------------------------------------------------------------------------- memory
@@ -271,9 +276,16 @@ def mem_child(kind: str, runs: int) -> None:
     if kind == "baseline":
         before = _rss_mb()
         held = [
-            {"id": f"{i:016x}", "trace_id": os.urandom(16).hex(), "topic": f"t{i % HOPS}",
-             "data_json": json.dumps({"id": i, "name": "x"}), "source": f"s{i % HOPS}",
-             "parent_span_id": f"{i:016x}", "ts": time.time(), "error": None}
+            {
+                "id": f"{i:016x}",
+                "trace_id": os.urandom(16).hex(),
+                "topic": f"t{i % HOPS}",
+                "data_json": json.dumps({"id": i, "name": "x"}),
+                "source": f"s{i % HOPS}",
+                "parent_span_id": f"{i:016x}",
+                "ts": time.time(),
+                "error": None,
+            }
             for i in range(runs * HOPS)
         ]
         after = _rss_mb()
@@ -308,9 +320,10 @@ def mem_child(kind: str, runs: int) -> None:
 
 def _child(kind: str, runs: int) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--_mem-child", kind, "--events", str(runs)]
-        + (["--no-workaround"] if NO_WORKAROUND else []),
-        capture_output=True, text=True, timeout=110,
+        [sys.executable, __file__, "--_mem-child", kind, "--events", str(runs)],
+        capture_output=True,
+        text=True,
+        timeout=110,
     )
     if out.returncode:
         raise RuntimeError(out.stderr)
@@ -321,19 +334,25 @@ def section_memory(runs: int) -> None:
     events = runs * HOPS
     base = _child("baseline", runs)
     base_growth = base["after"] - base["before"]
-    print(f"\nMemory: {runs:,} runs of the 5-hop chain = {events:,} traced events "
-          f"(each in a fresh interpreter)")
-    hdr = (f"{'case':28} {'before':>8} {'after':>8} {'peak':>8} {'growth':>8} "
-           f"{'baseline':>9} {'ratio':>7} {'target':>8}  ok?")
+    print(
+        f"\nMemory: {runs:,} runs of the 5-hop chain = {events:,} traced events "
+        f"(each in a fresh interpreter)"
+    )
+    hdr = (
+        f"{'case':28} {'before':>8} {'after':>8} {'peak':>8} {'growth':>8} "
+        f"{'baseline':>9} {'ratio':>7} {'target':>8}  ok?"
+    )
     print(hdr)
     print("-" * len(hdr))
     for kind in ("sqlite", "memory"):
         r = _child(kind, runs)
         growth = r["after"] - r["before"]
-        print(f"{'wistro traces=' + kind:28} {r['before']:8.1f} {r['after']:8.1f} {r['peak']:8.1f} "
-              f"{growth:8.1f} {base_growth:9.1f} {growth / base_growth:6.2f}x "
-              f"{'<' + format(TARGET_RSS_MB, 'g'):>8}  {'yes' if growth < TARGET_RSS_MB else 'NO'}"
-              f"   (runs kept by store: {r['stored_runs']:,})")
+        print(
+            f"{'wistro traces=' + kind:28} {r['before']:8.1f} {r['after']:8.1f} {r['peak']:8.1f} "
+            f"{growth:8.1f} {base_growth:9.1f} {growth / base_growth:6.2f}x "
+            f"{'<' + format(TARGET_RSS_MB, 'g'):>8}  {'yes' if growth < TARGET_RSS_MB else 'NO'}"
+            f"   (runs kept by store: {r['stored_runs']:,})"
+        )
     print(f"(baseline: {base['n']:,} event-like dicts held in a list; MB of RSS)")
 
 
@@ -341,22 +360,25 @@ def section_memory(runs: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--events", type=int, default=20_000, help="events per case (default 20000)")
-    ap.add_argument("--mem-runs", type=int, default=20_000,
-                    help="runs for the memory section (default 20000 = 100k events)")
+    ap.add_argument(
+        "--mem-runs",
+        type=int,
+        default=20_000,
+        help="runs for the memory section (default 20000 = 100k events)",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="repeats of each wistro case (best kept)")
     ap.add_argument("--only", choices=["throughput", "mem"], default=None)
-    ap.add_argument("--profile", action="store_true",
-                    help="only profile the 5-hop amortised path with cProfile")
-    ap.add_argument("--traces", choices=["sqlite", "memory", "null"], default="sqlite",
-                    help="trace store for --profile (default sqlite)")
-    ap.add_argument("--no-workaround", action="store_true",
-                    help="do not guard the Recorder.flush livelock (see bench/_workarounds.py)")
+    ap.add_argument(
+        "--profile", action="store_true", help="only profile the 5-hop amortised path with cProfile"
+    )
+    ap.add_argument(
+        "--traces",
+        choices=["sqlite", "memory", "null"],
+        default="sqlite",
+        help="trace store for --profile (default sqlite)",
+    )
     ap.add_argument("--_mem-child", dest="mem_child", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
-    global NO_WORKAROUND
-    NO_WORKAROUND = a.no_workaround
-    if not a.no_workaround and _workarounds.apply() and not a.mem_child:
-        print("note: Recorder.flush livelock guard applied (bench/_workarounds.py)")
 
     if a.mem_child:
         mem_child(a.mem_child, a.events)
@@ -371,16 +393,23 @@ def main() -> None:
             rows = asyncio.run(section_throughput(a.events, a.repeat, Path(tmp)))
             print_throughput(rows, a.events)
             sq = {r[0]: r[2] for r in rows}
-            for label in ("5-hop chain, amortised", "5-hop chain, 1 in flight",
-                          "1→10 fan-out, amortised"):
+            for label in (
+                "5-hop chain, amortised",
+                "5-hop chain, 1 in flight",
+                "1→10 fan-out, amortised",
+            ):
                 s, m = sq[f"{label} [sqlite]"], sq[f"{label} [memory]"]
                 z = sq[f"{label} [no store]"]
-                print(f"  {label}: SQLite store {s - z:+.2f} µs/unit over no store ({s / z:.2f}x),"
-                      f" memory store {m - z:+.2f} µs/unit ({m / z:.2f}x)")
+                print(
+                    f"  {label}: SQLite store {s - z:+.2f} µs/unit over no store ({s / z:.2f}x),"
+                    f" memory store {m - z:+.2f} µs/unit ({m / z:.2f}x)"
+                )
     if a.only in (None, "mem"):
         section_memory(a.mem_runs)
-    print(f"\n(total bench time {time.perf_counter() - t_start:.1f}s; python {sys.version.split()[0]},"
-          f" {os.cpu_count()} cpus)")
+    print(
+        f"\n(total bench time {time.perf_counter() - t_start:.1f}s; python {sys.version.split()[0]},"
+        f" {os.cpu_count()} cpus)"
+    )
 
 
 if __name__ == "__main__":

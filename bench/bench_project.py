@@ -40,14 +40,16 @@ _PRE = "import json, time\nt0 = time.perf_counter()\nimport wistro\nt1 = time.pe
 OPS: dict[str, str] = {
     "import wistro": 'import wistro\nprint("{{}}")',
     # what `wistro check` costs: scan + import every step + registry + topic catalog
-    "check (load)": _PRE + (
+    "check (load)": _PRE
+    + (
         "app = wistro.load({dir!r}, state='memory', traces='memory')\n"
         "t2 = time.perf_counter()\n"
         "assert not app.errors, app.errors[:3]\n"
         "print(json.dumps({{'inner_s': t2 - t1, 'import_s': t1 - t0, 'steps': len(app.registry)}}))\n"
     ),
     # what `wistro lock` costs: the above + build_lock + write_lock
-    "lock (load+build+write)": _PRE + (
+    "lock (load+build+write)": _PRE
+    + (
         "from wistro.lock import build_lock, write_lock\n"
         "app = wistro.load({dir!r}, state='memory', traces='memory')\n"
         "t2 = time.perf_counter()\n"
@@ -59,7 +61,8 @@ OPS: dict[str, str] = {
         " 'write_s': t4 - t3, 'lock_mb': app.project.lock_path.stat().st_size / 2**20}}))\n"
     ),
     # what `wistro start` costs before serving: read lock, verify hashes, registry, engine
-    "from_lock to ready": _PRE + (
+    "from_lock to ready": _PRE
+    + (
         "import psutil\n"
         "app = wistro.App.from_lock({dir!r}, state='memory', traces='memory')\n"
         "t2 = time.perf_counter()\n"
@@ -122,9 +125,12 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the generated project")
     ap.add_argument("--baseline-repeat", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=3, help="runs of from_lock (best kept)")
-    ap.add_argument("--no-pyc", action="store_true",
-                    help="keep PYTHONDONTWRITEBYTECODE as inherited (default: subprocesses may"
-                         " write __pycache__, so the second check is a warm start)")
+    ap.add_argument(
+        "--no-pyc",
+        action="store_true",
+        help="keep PYTHONDONTWRITEBYTECODE as inherited (default: subprocesses may"
+        " write __pycache__, so the second check is a warm start)",
+    )
     a = ap.parse_args()
     if not a.no_pyc:
         ENV.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -136,47 +142,73 @@ def main() -> None:
         proj = P.write_big(root, a.steps)
         print(f"generated {a.steps:,} steps in {time.perf_counter() - t:.2f}s: {proj}")
 
-        base = min((run_op("import wistro", proj, False) for _ in range(a.baseline_repeat)),
-                   key=lambda r: r["wall_s"])
+        base = min(
+            (run_op("import wistro", proj, False) for _ in range(a.baseline_repeat)),
+            key=lambda r: r["wall_s"],
+        )
         b = base["wall_s"]
         results: list[tuple[str, dict]] = []
         # cold = first load, no __pycache__ for the step files yet; warm = second
         results.append(("check (load), cold pyc", run_op("check (load)", proj, a.cli)))
         results.append(("check (load), warm", run_op("check (load)", proj, a.cli)))
         results.append(("lock (load+build+write)", run_op("lock (load+build+write)", proj, a.cli)))
-        results.append((f"from_lock to ready (best/{a.repeat})", min(
-            (run_op("from_lock to ready", proj, False) for _ in range(a.repeat)),
-            key=lambda r: r["wall_s"])))
+        results.append(
+            (
+                f"from_lock to ready (best/{a.repeat})",
+                min(
+                    (run_op("from_lock to ready", proj, False) for _ in range(a.repeat)),
+                    key=lambda r: r["wall_s"],
+                ),
+            )
+        )
         base2 = run_op("import wistro", proj, False)["wall_s"]  # noise check at the end
         b = min(b, base2)
 
         mode = "CLI" if a.cli else "library via python -c"
         mode += ", bytecode cache " + ("ON" if "PYTHONDONTWRITEBYTECODE" not in ENV else "OFF")
         print(f"\n{a.steps:,}-step project ({mode}); wall = whole subprocess, seconds")
-        hdr = (f"{'operation':26} {'wall':>7} {'in-proc':>8} {'ratio':>8} {'target':>7} {'ok?':4}"
-               f" {'maxRSS':>7}")
+        hdr = (
+            f"{'operation':26} {'wall':>7} {'in-proc':>8} {'ratio':>8} {'target':>7} {'ok?':4}"
+            f" {'maxRSS':>7}"
+        )
         print(hdr)
         print("-" * len(hdr))
-        print(f"{'python -c import wistro':26} {b:7.2f} {'-':>8} {1:7.1f}x {'-':>7} {'':4}"
-              f" {base['maxrss_mb']:6.0f}M")
+        print(
+            f"{'python -c import wistro':26} {b:7.2f} {'-':>8} {1:7.1f}x {'-':>7} {'':4}"
+            f" {base['maxrss_mb']:6.0f}M"
+        )
         for label, r in results:
-            key = "check" if label.startswith("check") else "from_lock" if "from_lock" in label else None
+            key = (
+                "check"
+                if label.startswith("check")
+                else "from_lock"
+                if "from_lock" in label
+                else None
+            )
             target = TARGETS.get(key) if key else None
             tgt = f"≤{target:g}s" if target else "-"
             ok = ("yes" if r["wall_s"] <= target else "NO") if target else ""
             inner = f"{r['inner_s']:8.2f}" if "inner_s" in r else f"{'-':>8}"
-            print(f"{label:26} {r['wall_s']:7.2f} {inner} {r['wall_s'] / b:7.1f}x {tgt:>7} {ok:4}"
-                  f" {r['maxrss_mb']:6.0f}M")
+            print(
+                f"{label:26} {r['wall_s']:7.2f} {inner} {r['wall_s'] / b:7.1f}x {tgt:>7} {ok:4}"
+                f" {r['maxrss_mb']:6.0f}M"
+            )
         lk = dict(results)["lock (load+build+write)"]
         fl = results[-1][1]
         if "build_s" in lk:
-            print(f"\n  lock: load {lk['load_s']:.2f}s + build_lock {lk['build_s']:.2f}s"
-                  f" + write_lock {lk['write_s']:.2f}s; lock file {lk['lock_mb']:.1f} MB")
-        print(f"  from_lock: RSS after ready {fl['rss_mb']:.0f} MB"
-              f" ({fl['rss_mb'] / base['maxrss_mb']:.1f}x the `import wistro` process);"
-              f" first 5-hop run after start (lazy imports) {fl['first_run_s'] * 1000:.0f} ms")
-        print(f"  baseline `import wistro`: {b:.2f}s (best of {a.baseline_repeat} + 1 at the end;"
-              f" end-of-run sample {base2:.2f}s)")
+            print(
+                f"\n  lock: load {lk['load_s']:.2f}s + build_lock {lk['build_s']:.2f}s"
+                f" + write_lock {lk['write_s']:.2f}s; lock file {lk['lock_mb']:.1f} MB"
+            )
+        print(
+            f"  from_lock: RSS after ready {fl['rss_mb']:.0f} MB"
+            f" ({fl['rss_mb'] / base['maxrss_mb']:.1f}x the `import wistro` process);"
+            f" first 5-hop run after start (lazy imports) {fl['first_run_s'] * 1000:.0f} ms"
+        )
+        print(
+            f"  baseline `import wistro`: {b:.2f}s (best of {a.baseline_repeat} + 1 at the end;"
+            f" end-of-run sample {base2:.2f}s)"
+        )
         print(f"\n(total bench time {time.perf_counter() - t_start:.1f}s)")
     finally:
         if a.keep:

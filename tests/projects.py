@@ -5,13 +5,13 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-ORDER_MODEL = '''
+ORDER_MODEL = """
 from pydantic import BaseModel
 
 class OrderPlaced(BaseModel):
     order_id: str
     amount_cents: int
-'''
+"""
 
 
 def write_project(root: Path, files: dict[str, str]) -> Path:
@@ -24,8 +24,15 @@ def write_project(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def step(name: str, subscribes: list[str], emits: list[str] | None = None, body: str = "pass",
-         extra: str = "", header: str = "", is_async: bool = True) -> str:
+def step(
+    name: str,
+    subscribes: list[str],
+    emits: list[str] | None = None,
+    body: str = "pass",
+    extra: str = "",
+    header: str = "",
+    is_async: bool = True,
+) -> str:
     """Source of a simple Python step file."""
     handler = "async def" if is_async else "def"
     body = textwrap.indent(textwrap.dedent(body).strip(), "    ")

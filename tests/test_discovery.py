@@ -21,15 +21,18 @@ def errors_by_file(app: wistro.App) -> dict[str, str]:
 
 
 def test_broken_files_are_reported_and_the_rest_load(tmp_path: Path) -> None:
-    write_project(tmp_path, {
-        "src/good.step.py": step("Good", ["t"]),
-        "src/syntax.step.py": "config = {'name': 'S', 'subscribes': ['t']}\ndef handler(:\n",
-        "src/noconfig.step.py": "async def handler(data, ctx):\n    pass\n",
-        "src/badconfig.step.py": "config = {\n  'name': 'B',\n  'subscribes': 'x',\n"
-                                 "  'retries': -1,\n}\nasync def handler(d, c): pass\n",
-        "src/crash.step.py": "import json\nraise RuntimeError('boom at import')\n",
-        "src/nohandler.step.py": "config = {'name': 'N', 'subscribes': ['t']}\n",
-    })
+    write_project(
+        tmp_path,
+        {
+            "src/good.step.py": step("Good", ["t"]),
+            "src/syntax.step.py": "config = {'name': 'S', 'subscribes': ['t']}\ndef handler(:\n",
+            "src/noconfig.step.py": "async def handler(data, ctx):\n    pass\n",
+            "src/badconfig.step.py": "config = {\n  'name': 'B',\n  'subscribes': 'x',\n"
+            "  'retries': -1,\n}\nasync def handler(d, c): pass\n",
+            "src/crash.step.py": "import json\nraise RuntimeError('boom at import')\n",
+            "src/nohandler.step.py": "config = {'name': 'N', 'subscribes': ['t']}\n",
+        },
+    )
     app = load(tmp_path)
     assert list(app.registry.steps) == ["Good"]
     errs = errors_by_file(app)
@@ -51,10 +54,13 @@ def test_strict_loading_raises_with_every_error(tmp_path: Path) -> None:
 
 
 def test_duplicate_step_name_names_both_files(tmp_path: Path) -> None:
-    write_project(tmp_path, {
-        "src/a/one.step.py": step("Same", ["t"]),
-        "src/b/two.step.py": step("Same", ["t"]),
-    })
+    write_project(
+        tmp_path,
+        {
+            "src/a/one.step.py": step("Same", ["t"]),
+            "src/b/two.step.py": step("Same", ["t"]),
+        },
+    )
     app = load(tmp_path)
     assert len(app.registry) == 1
     [err] = app.errors
@@ -63,7 +69,9 @@ def test_duplicate_step_name_names_both_files(tmp_path: Path) -> None:
 
 
 def test_event_step_without_subscribes_is_invalid(tmp_path: Path) -> None:
-    write_project(tmp_path, {"src/a.step.py": "config = {'name': 'A'}\nasync def handler(d, c): ..."})
+    write_project(
+        tmp_path, {"src/a.step.py": "config = {'name': 'A'}\nasync def handler(d, c): ..."}
+    )
     [err] = load(tmp_path).errors
     assert isinstance(err, StepLoadError) and "needs 'subscribes'" in str(err)
 
@@ -76,16 +84,21 @@ def test_unknown_language_is_reported(tmp_path: Path) -> None:
 
 
 async def test_relative_and_sibling_imports_work(tmp_path: Path) -> None:
-    write_project(tmp_path, {
-        "src/checkout/models.py": ORDER_MODEL,
-        "src/checkout/helpers.py": "def double(x):\n    return 2 * x\n",
-        "src/checkout/charge.step.py": step(
-            "Charge", ["order.placed"], ["done"],
-            header="from .models import OrderPlaced\nimport helpers",
-            extra="'input': OrderPlaced",
-            body="await ctx.emit('done', {'n': helpers.double(data.amount_cents)})",
-        ),
-    })
+    write_project(
+        tmp_path,
+        {
+            "src/checkout/models.py": ORDER_MODEL,
+            "src/checkout/helpers.py": "def double(x):\n    return 2 * x\n",
+            "src/checkout/charge.step.py": step(
+                "Charge",
+                ["order.placed"],
+                ["done"],
+                header="from .models import OrderPlaced\nimport helpers",
+                extra="'input': OrderPlaced",
+                body="await ctx.emit('done', {'n': helpers.double(data.amount_cents)})",
+            ),
+        },
+    )
     app = load(tmp_path)
     assert app.errors == []
     run = await app.emit("order.placed", {"order_id": "A", "amount_cents": 21})
@@ -95,11 +108,15 @@ async def test_relative_and_sibling_imports_work(tmp_path: Path) -> None:
 
 def test_helper_modules_do_not_leak_between_projects(tmp_path: Path) -> None:
     for name, value in (("p1", 1), ("p2", 2)):
-        write_project(tmp_path / name, {
-            "src/helpers.py": f"VALUE = {value}\n",
-            "src/a.step.py": step(f"A{value}", ["t"], header="import helpers",
-                                  body="return helpers.VALUE"),
-        })
+        write_project(
+            tmp_path / name,
+            {
+                "src/helpers.py": f"VALUE = {value}\n",
+                "src/a.step.py": step(
+                    f"A{value}", ["t"], header="import helpers", body="return helpers.VALUE"
+                ),
+            },
+        )
     path_before = list(sys.path)
     a1, a2 = load(tmp_path / "p1"), load(tmp_path / "p2")
     mod1 = sys.modules[a1.registry.get("A1").invoke.__module__]

@@ -36,8 +36,11 @@ def chain_files() -> dict[str, str]:
     return {
         "src/models.py": ORDER_MODEL,
         "src/charge.step.py": step(
-            "Charge", ["order.placed"], ["payment.captured"],
-            header="from .models import OrderPlaced", extra="'input': OrderPlaced",
+            "Charge",
+            ["order.placed"],
+            ["payment.captured"],
+            header="from .models import OrderPlaced",
+            extra="'input': OrderPlaced",
             body="""
                 assert isinstance(data, OrderPlaced)
                 ctx.logger.info("charging", order_id=data.order_id)
@@ -45,10 +48,16 @@ def chain_files() -> dict[str, str]:
                 await ctx.emit("payment.captured", {"order_id": data.order_id})
             """,
         ),
-        "src/reserve.step.py": step("Reserve", ["order.placed"], ["stock.reserved"],
-                                    body="await ctx.emit('stock.reserved', {'sku': 'X'})"),
+        "src/reserve.step.py": step(
+            "Reserve",
+            ["order.placed"],
+            ["stock.reserved"],
+            body="await ctx.emit('stock.reserved', {'sku': 'X'})",
+        ),
         "src/receipt.step.py": step(
-            "Receipt", ["payment.captured"], is_async=False,
+            "Receipt",
+            ["payment.captured"],
+            is_async=False,
             body="""
                 charged = ctx.state.get(ctx.trace_id, "charged")
                 ctx.logger.info("receipt", amount=charged["amount_cents"])
@@ -86,8 +95,11 @@ async def test_runs_are_stored_and_queryable(make_app) -> None:
 
 
 async def test_wait_false_returns_once_accepted_and_drain_finishes(make_app) -> None:
-    files = {"src/slow.step.py": step("Slow", ["t"], body="await asyncio.sleep(0.05)",
-                                      header="import asyncio")}
+    files = {
+        "src/slow.step.py": step(
+            "Slow", ["t"], body="await asyncio.sleep(0.05)", header="import asyncio"
+        )
+    }
     app = make_app(files)
     runs = [await app.emit("t", {}, wait=False) for _ in range(5)]
     assert not any(r.done for r in runs)
@@ -97,7 +109,7 @@ async def test_wait_false_returns_once_accepted_and_drain_finishes(make_app) -> 
 
 async def test_unknown_topic_is_refused_with_a_suggestion(make_app) -> None:
     app = make_app(chain_files())
-    with pytest.raises(UnknownTopicError, match="did you mean 'order.placed'"):
+    with pytest.raises(UnknownTopicError, match=r"did you mean 'order\.placed'"):
         await app.emit("order.placd", ORDER)
 
 
@@ -114,10 +126,19 @@ async def test_invalid_payload_names_topic_and_field_and_is_not_delivered(make_a
 async def test_invalid_emit_from_a_step_is_traced_and_names_step_and_field(make_app) -> None:
     files = {
         "src/models.py": ORDER_MODEL,
-        "src/a.step.py": step("A", ["start"], ["order.placed"],
-                              body="await ctx.emit('order.placed', {'order_id': 7, 'amount_cents': 1})"),
-        "src/b.step.py": step("B", ["order.placed"], header="from .models import OrderPlaced",
-                              extra="'input': OrderPlaced", body="raise AssertionError('ran')"),
+        "src/a.step.py": step(
+            "A",
+            ["start"],
+            ["order.placed"],
+            body="await ctx.emit('order.placed', {'order_id': 7, 'amount_cents': 1})",
+        ),
+        "src/b.step.py": step(
+            "B",
+            ["order.placed"],
+            header="from .models import OrderPlaced",
+            extra="'input': OrderPlaced",
+            body="raise AssertionError('ran')",
+        ),
     }
     app = make_app(files)
     run = await app.emit("start", {})
@@ -132,13 +153,19 @@ async def test_invalid_emit_from_a_step_is_traced_and_names_step_and_field(make_
 
 async def test_emit_of_an_undeclared_topic_is_refused(make_app) -> None:
     files = {
-        "src/a.step.py": step("A", ["start"], ["allowed"], body="""
+        "src/a.step.py": step(
+            "A",
+            ["start"],
+            ["allowed"],
+            body="""
             try:
                 await ctx.emit('secret', {})
             except UndeclaredEmitError as e:
                 ctx.logger.error(str(e))
                 raise
-        """, header="from wistro.errors import UndeclaredEmitError"),
+        """,
+            header="from wistro.errors import UndeclaredEmitError",
+        ),
         "src/b.step.py": step("B", ["secret"]),
     }
     app = make_app(files)
@@ -166,13 +193,18 @@ async def test_a_crashing_handler_does_not_stop_other_subscribers(make_app) -> N
 
 async def test_timeout_then_retries_then_dead_letter_then_replay(make_app, tmp_path) -> None:
     flag = tmp_path / "fixed"
-    files = {"src/flaky.step.py": step(
-        "Flaky", ["t"], header="import asyncio, pathlib",
-        extra="'timeout_s': 0.05, 'retries': 2, 'retry_backoff_s': 0.01",
-        body=f"""
+    files = {
+        "src/flaky.step.py": step(
+            "Flaky",
+            ["t"],
+            header="import asyncio, pathlib",
+            extra="'timeout_s': 0.05, 'retries': 2, 'retry_backoff_s': 0.01",
+            body=f"""
             if not pathlib.Path({str(flag)!r}).exists():
                 await asyncio.sleep(10)
-        """)}
+        """,
+        )
+    }
     app = make_app(files)
     run = await app.emit("t", {"x": 1})
     assert run.status == "error"
@@ -192,15 +224,21 @@ async def test_timeout_then_retries_then_dead_letter_then_replay(make_app, tmp_p
 
 async def test_retry_succeeds_with_backoff(make_app, tmp_path) -> None:
     counter = tmp_path / "n"
-    files = {"src/flaky.step.py": step(
-        "Flaky", ["t"], header="import pathlib", extra="'retries': 3, 'retry_backoff_s': 0.01",
-        body=f"""
+    files = {
+        "src/flaky.step.py": step(
+            "Flaky",
+            ["t"],
+            header="import pathlib",
+            extra="'retries': 3, 'retry_backoff_s': 0.01",
+            body=f"""
             p = pathlib.Path({str(counter)!r})
             n = int(p.read_text()) if p.exists() else 0
             p.write_text(str(n + 1))
             if n < 2:
                 raise RuntimeError(f"attempt {{n + 1}} failed")
-        """)}
+        """,
+        )
+    }
     app = make_app(files)
     run = await app.emit("t", {})
     assert run.status == "ok" and run.dead_letters == []
@@ -210,14 +248,21 @@ async def test_retry_succeeds_with_backoff(make_app, tmp_path) -> None:
 
 
 async def test_concurrency_limit_is_respected(make_app) -> None:
-    files = {"src/one.step.py": step("One", ["t"], extra="'concurrency': 2",
-                                     header="import asyncio\nACTIVE = [0, 0]", body="""
+    files = {
+        "src/one.step.py": step(
+            "One",
+            ["t"],
+            extra="'concurrency': 2",
+            header="import asyncio\nACTIVE = [0, 0]",
+            body="""
         ACTIVE[0] += 1
         ACTIVE[1] = max(ACTIVE[1], ACTIVE[0])
         await asyncio.sleep(0.01)
         ACTIVE[0] -= 1
         ctx.logger.info("peak", peak=ACTIVE[1])
-    """)}
+    """,
+        )
+    }
     app = make_app(files)
     runs = await asyncio.gather(*(app.emit("t", {}) for _ in range(10)))
     peaks = [r.logs.iloc[0]["fields"]["peak"] for r in runs]
@@ -227,8 +272,9 @@ async def test_concurrency_limit_is_respected(make_app) -> None:
 async def test_back_pressure_holds_emits_beyond_max_in_flight(make_app) -> None:
     files = {
         "wistro.yml": "engine: {max_in_flight: 4}\n",
-        "src/s.step.py": step("S", ["t"], header="import asyncio",
-                              body="await asyncio.sleep(0.02)"),
+        "src/s.step.py": step(
+            "S", ["t"], header="import asyncio", body="await asyncio.sleep(0.02)"
+        ),
     }
     app = make_app(files)
     seen: list[int] = []
@@ -241,8 +287,9 @@ async def test_back_pressure_holds_emits_beyond_max_in_flight(make_app) -> None:
 
 
 async def test_shutdown_finishes_in_flight_work(make_app) -> None:
-    files = {"src/s.step.py": step("S", ["t"], header="import asyncio",
-                                   body="await asyncio.sleep(0.03)")}
+    files = {
+        "src/s.step.py": step("S", ["t"], header="import asyncio", body="await asyncio.sleep(0.03)")
+    }
     app = make_app(files)
     runs = [await app.emit("t", {}, wait=False) for _ in range(3)]
     await app.aclose()
@@ -252,8 +299,11 @@ async def test_shutdown_finishes_in_flight_work(make_app) -> None:
 async def test_delivery_validation_rejects_what_the_topic_schema_lets_through(make_app) -> None:
     # The subscriber's model is stricter than the topic's JSON Schema (a validator): the
     # delivery is refused with the field path and the handler never runs.
-    files = {"src/a.step.py": step(
-        "A", ["t"], header="""
+    files = {
+        "src/a.step.py": step(
+            "A",
+            ["t"],
+            header="""
             from pydantic import BaseModel, field_validator
             class In(BaseModel):
                 n: int
@@ -263,7 +313,11 @@ async def test_delivery_validation_rejects_what_the_topic_schema_lets_through(ma
                     if v % 2:
                         raise ValueError("must be even")
                     return v
-        """, extra="'input': In", body="raise AssertionError('ran')")}
+        """,
+            extra="'input': In",
+            body="raise AssertionError('ran')",
+        )
+    }
     app = make_app(files)
     run = await app.emit("t", {"n": 3})
     span = run.spans.iloc[0]
@@ -272,18 +326,25 @@ async def test_delivery_validation_rejects_what_the_topic_schema_lets_through(ma
 
 
 async def test_state_rejects_non_json_values_and_escaping_keys(make_app) -> None:
-    files = {"src/a.step.py": step("A", ["t"], body="""
+    files = {
+        "src/a.step.py": step(
+            "A",
+            ["t"],
+            body="""
         kind = data["kind"]
         if kind == "object":
             await ctx.state.set("g", "k", object())
         else:
             await ctx.state.set("g", "../../etc/passwd", 1)
-    """)}
+    """,
+        )
+    }
     app = make_app(files, state="file")
     run = await app.emit("t", {"kind": "object"})
     err = run.spans.iloc[0]["error"]
-    assert err.startswith("StateError: step 'A', field 'k': value for key 'k' in group 'g' "
-                          "is not JSON")
+    assert err.startswith(
+        "StateError: step 'A', field 'k': value for key 'k' in group 'g' is not JSON"
+    )
     run = await app.emit("t", {"kind": "path"})
     assert "invalid state key '../../etc/passwd'" in run.spans.iloc[0]["error"]
     with pytest.raises(StateError):
@@ -296,7 +357,7 @@ async def test_inactive_steps_receive_nothing_and_activation_is_live(make_app) -
     app.deactivate("Reserve")
     run = await app.emit("order.placed", ORDER)
     assert not run.ran("Reserve") and run.ran("Charge")
-    assert "inactive: [\"Reserve\"]" in (app.project.root / "wistro.yml").read_text()
+    assert 'inactive: ["Reserve"]' in (app.project.root / "wistro.yml").read_text()
     app.activate("Reserve")
     run = await app.emit("order.placed", ORDER)
     assert run.ran("Reserve")

@@ -56,8 +56,10 @@ def test_wrong_type_names_the_field(tmp_path: Path) -> None:
 
 def test_variables_env_file_and_environment_overlay(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("WISTRO_TEST_URL", raising=False)
-    write_project(tmp_path, {
-        "wistro.yml": """
+    write_project(
+        tmp_path,
+        {
+            "wistro.yml": """
             name: ${SHOP_NAME:-shop}
             state: {adapter: memory}
             environments:
@@ -65,8 +67,9 @@ def test_variables_env_file_and_environment_overlay(tmp_path: Path, monkeypatch)
                 env_file: .env.prod
                 state: {adapter: file, path: "${WISTRO_TEST_DIR}"}
         """,
-        ".env.prod": "# prod settings\nexport WISTRO_TEST_DIR='/tmp/prod-state'\n",
-    })
+            ".env.prod": "# prod settings\nexport WISTRO_TEST_DIR='/tmp/prod-state'\n",
+        },
+    )
     dev = load_project(tmp_path)
     assert dev.name == "shop" and dev.config.state.adapter == "memory"
     prod = load_project(tmp_path, env="prod")

@@ -24,7 +24,7 @@ from wistro.tracing.records import (
 from wistro.tracing.sqlite import SQLiteTraceStore
 from wistro.tracing.store import TraceStore
 
-TABLES = ("runs", "events", "spans", "logs", "state_ops", "dead_letters")
+TABLES = ("runs", "chunks", "logs", "dead_letters")  # events, spans, state ops: in chunks
 
 
 def make_store(kind: str, tmp_path: Path, retention_runs: int = 10_000) -> TraceStore:
@@ -406,13 +406,13 @@ def test_sqlite_retention_counts_runs_already_in_the_file(tmp_path: Path) -> Non
 
 def test_sqlite_batch_is_one_transaction(tmp_path: Path) -> None:
     store = SQLiteTraceStore(tmp_path / "traces.db")
-    bad = EventRecord("e1", "t1", None, "{}", "cli", None, 1.0)  # type: ignore[arg-type]
+    bad = LogRecord("t1", None, None, None, "m", "{}", 1.0)  # type: ignore[arg-type]
     with pytest.raises(sqlite3.IntegrityError):
         store.write(
             Batch(
                 runs=[run("t1")],
-                logs=[LogRecord("t1", None, None, "i", "m", "{}", 1.0)],
-                events=[bad],
+                events=[EventRecord("e1", "t1", "orders", "{}", "cli", None, 1.0)],
+                logs=[bad],
             )
         )
     assert store.list_runs() == []

@@ -27,8 +27,10 @@ def _write_inactive_yaml(file: Path, inactive: list[str]) -> None:
         lines.append(new_line)
     else:
         end = start + 1
-        while end < len(lines) and not _TOP_KEY.match(lines[end]) and (
-            lines[end].startswith((" ", "\t", "-")) or not lines[end].strip()
+        while (
+            end < len(lines)
+            and not _TOP_KEY.match(lines[end])
+            and (lines[end].startswith((" ", "\t", "-")) or not lines[end].strip())
         ):
             end += 1
         lines[start:end] = [new_line]

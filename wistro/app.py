@@ -106,8 +106,7 @@ class App:
             raise StepLoadErrors(found.errors)
         topics = TopicCatalog(found.records, project.config)
         registry = Registry(found.records, topics)
-        return cls(project, registry, found.errors, state=state, traces=traces,
-                   runtimes=runtimes)
+        return cls(project, registry, found.errors, state=state, traces=traces, runtimes=runtimes)
 
     @classmethod
     def from_lock(
@@ -124,8 +123,9 @@ class App:
 
         project = load_project(path, env)
         lock = read_lock(project.lock_path)
-        config, env_vars = resolve_config(lock.get("config") or {}, {}, project.lock_path,
-                                          project.root, env)
+        config, env_vars = resolve_config(
+            lock.get("config") or {}, {}, project.lock_path, project.root, env
+        )
         project.config, project.env_vars = config, env_vars
         project.raw_config = lock.get("config") or {}
         if verify:
@@ -139,11 +139,19 @@ class App:
         for r in records:
             runtime = runtimes.get(r.language)
             if runtime is None:
-                raise WistroError(f"no runtime for language {r.language!r}", step=r.name,
-                                  file=r.rel_file)
+                raise WistroError(
+                    f"no runtime for language {r.language!r}", step=r.name, file=r.rel_file
+                )
             runtime.bind(r, None, project.src)
-        app = cls(project, Registry(records, topics), [], state=state, traces=traces,
-                  runtimes=list(runtimes.values()), from_lock=True)
+        app = cls(
+            project,
+            Registry(records, topics),
+            [],
+            state=state,
+            traces=traces,
+            runtimes=list(runtimes.values()),
+            from_lock=True,
+        )
         app.lock = lock
         return app
 
@@ -151,21 +159,27 @@ class App:
 
     def reload(self) -> App:
         """Scan the step files again, keeping the engine's traces and state."""
-        fresh = App.load(self.project.root, env=self.project.env, state=self.engine.state,
-                         traces=self.engine.store)
+        fresh = App.load(
+            self.project.root,
+            env=self.project.env,
+            state=self.engine.state,
+            traces=self.engine.store,
+        )
         self.registry = fresh.registry
         self.errors = fresh.errors
         self.engine.registry = fresh.registry
         return self
 
     # ------------------------------------------------------------ running
-    async def emit(self, topic: str, data: Any = None, *, wait: bool = True,
-                   trigger: str = "emit") -> Run:
+    async def emit(
+        self, topic: str, data: Any = None, *, wait: bool = True, trigger: str = "emit"
+    ) -> Run:
         """Emit an event. Returns the finished ``Run`` (``wait=False``: once accepted)."""
         return await self.engine.emit(topic, data, wait=wait, trigger=trigger)
 
     def emit_sync(self, topic: str, data: Any = None) -> Run:
         """For scripts with no event loop: run the emit to completion."""
+
         async def go() -> Run:
             try:
                 return await self.emit(topic, data)
@@ -201,22 +215,46 @@ class App:
     def steps(self) -> pd.DataFrame:
         rows = [
             {
-                "name": r.name, "type": r.type, "language": r.language, "file": r.rel_file,
-                "subscribes": list(r.subscribes), "emits": [e.topic for e in r.emits],
-                "flows": list(r.flows), "active": r.active, "description": r.description,
+                "name": r.name,
+                "type": r.type,
+                "language": r.language,
+                "file": r.rel_file,
+                "subscribes": list(r.subscribes),
+                "emits": [e.topic for e in r.emits],
+                "flows": list(r.flows),
+                "active": r.active,
+                "description": r.description,
             }
             for r in self.registry
         ]
-        return frame(rows, ["name", "type", "language", "file", "subscribes", "emits", "flows",
-                            "active", "description"])
+        return frame(
+            rows,
+            [
+                "name",
+                "type",
+                "language",
+                "file",
+                "subscribes",
+                "emits",
+                "flows",
+                "active",
+                "description",
+            ],
+        )
 
     def flows(self) -> pd.DataFrame:
         rows = []
         for flow, names in self.registry.flows().items():
             meta = self.project.config.flows.get(flow)
-            rows.append({"flow": flow, "name": (meta.name if meta else None) or flow,
-                         "description": meta.description if meta else None,
-                         "steps": names, "n_steps": len(names)})
+            rows.append(
+                {
+                    "flow": flow,
+                    "name": (meta.name if meta else None) or flow,
+                    "description": meta.description if meta else None,
+                    "steps": names,
+                    "n_steps": len(names),
+                }
+            )
         return frame(rows, ["flow", "name", "description", "n_steps", "steps"])
 
     def activate(self, name: str) -> StepRecord:
@@ -228,8 +266,9 @@ class App:
     # ------------------------------------------------------------ traces
     def runs(self, limit: int = 50, status: str | None = None) -> pd.DataFrame:
         rows = self.engine.store.list_runs(limit=limit, status=status) if self.engine.store else []
-        return frame(rows, ["trace_id", "topic", "trigger", "status", "start", "end",
-                            "n_events", "n_errors"])
+        return frame(
+            rows, ["trace_id", "topic", "trigger", "status", "start", "end", "n_events", "n_errors"]
+        )
 
     def trace(self, trace_id: str) -> dict[str, Any]:
         assert self.engine.store is not None
@@ -237,8 +276,10 @@ class App:
 
     def __repr__(self) -> str:
         broken = f", {len(self.errors)} broken step file(s)" if self.errors else ""
-        return (f"<wistro.App {self.project.name!r}: {len(self.registry)} steps, "
-                f"{len(self.registry.topics.topics)} topics{broken}>")
+        return (
+            f"<wistro.App {self.project.name!r}: {len(self.registry)} steps, "
+            f"{len(self.registry.topics.topics)} topics{broken}>"
+        )
 
 
 def load(path: str | Path | None = None, **kwargs: Any) -> App:

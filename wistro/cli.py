@@ -59,10 +59,20 @@ class WistroGroup(click.Group):
 
 
 @click.group(cls=WistroGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-C", "--project", "project", metavar="PATH",
-              help="Project folder (default: the current folder or its parents).")
-@click.option("--env", default=DEFAULT_ENV, show_default=True, envvar="WISTRO_ENV",
-              help="Environment overlay from wistro.yml `environments:`.")
+@click.option(
+    "-C",
+    "--project",
+    "project",
+    metavar="PATH",
+    help="Project folder (default: the current folder or its parents).",
+)
+@click.option(
+    "--env",
+    default=DEFAULT_ENV,
+    show_default=True,
+    envvar="WISTRO_ENV",
+    help="Environment overlay from wistro.yml `environments:`.",
+)
 @click.version_option(package_name="wistro")
 @click.pass_context
 def main(ctx: click.Context, project: str | None, env: str) -> None:
@@ -93,7 +103,7 @@ def init(directory: Path, template: str, force: bool) -> None:
     click.echo("Next:")
     click.echo(f"  cd {directory}")
     click.echo("  wistro check")
-    click.echo("  wistro emit order.placed '{\"order_id\": \"A1\", \"amount_cents\": 1200}'")
+    click.echo('  wistro emit order.placed \'{"order_id": "A1", "amount_cents": 1200}\'')
     click.echo("  pytest")
 
 
@@ -118,8 +128,10 @@ def check(obj: Obj, strict: bool, as_json: bool) -> None:
             click.echo(click.style(d.format(), fg=color), err=True)
         n_err = sum(d.severity == "error" for d in diags)
         n_warn = len(diags) - n_err
-        summary = (f"{len(app.registry)} steps, {len(app.registry.topics.topics)} topics, "
-                   f"{len(app.registry.flows())} flows: {n_err} error(s), {n_warn} warning(s)")
+        summary = (
+            f"{len(app.registry)} steps, {len(app.registry.topics.topics)} topics, "
+            f"{len(app.registry.flows())} flows: {n_err} error(s), {n_warn} warning(s)"
+        )
         click.echo(("✓ " if code == 0 else "✗ ") + summary, err=code != 0)
     sys.exit(code)
 
@@ -148,13 +160,18 @@ def lock(obj: Obj, check_only: bool) -> None:
         return
     changed = write_lock(path, data)
     verb = "wrote" if changed else "unchanged:"
-    click.echo(f"{verb} {path.name}: {len(data['steps'])} steps, {len(data['topics'])} topics, "
-               f"version {data['version'][:12]}")
+    click.echo(
+        f"{verb} {path.name}: {len(data['steps'])} steps, {len(data['topics'])} topics, "
+        f"version {data['version'][:12]}"
+    )
 
 
 @main.command()
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Folder to write into (default: the step folder).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write into (default: the step folder).",
+)
 @pass_obj
 def types(obj: Obj, out: Path | None) -> None:
     """Write typed stubs (wistro_types.py) for topics and each step's emits."""
@@ -175,16 +192,26 @@ def steps(obj: Obj, as_json: bool) -> None:
     """List the steps."""
     app = obj.app(state="memory", traces="memory")
     rows = [
-        {"name": r.name, "type": r.type, "language": r.language, "file": r.rel_file,
-         "subscribes": list(r.subscribes), "emits": [e.topic for e in r.emits],
-         "flows": list(r.flows), "active": r.active}
+        {
+            "name": r.name,
+            "type": r.type,
+            "language": r.language,
+            "file": r.rel_file,
+            "subscribes": list(r.subscribes),
+            "emits": [e.topic for e in r.emits],
+            "flows": list(r.flows),
+            "active": r.active,
+        }
         for r in app.registry
     ]
     if as_json:
         emit_json(rows)
     else:
-        click.echo(console.table(rows, ["name", "type", "language", "subscribes", "emits",
-                                        "flows", "active", "file"]))
+        click.echo(
+            console.table(
+                rows, ["name", "type", "language", "subscribes", "emits", "flows", "active", "file"]
+            )
+        )
 
 
 @main.command()
@@ -196,8 +223,14 @@ def flows(obj: Obj, as_json: bool) -> None:
     rows = []
     for flow, names in app.registry.flows().items():
         meta = app.project.config.flows.get(flow)
-        rows.append({"flow": flow, "name": (meta.name if meta else None) or flow,
-                     "description": meta.description if meta else None, "steps": names})
+        rows.append(
+            {
+                "flow": flow,
+                "name": (meta.name if meta else None) or flow,
+                "description": meta.description if meta else None,
+                "steps": names,
+            }
+        )
     if as_json:
         emit_json(rows)
     else:
@@ -206,8 +239,13 @@ def flows(obj: Obj, as_json: bool) -> None:
 
 @main.command()
 @click.argument("flow", required=False)
-@click.option("--format", "fmt", type=click.Choice(["dot", "mermaid", "svg"]), default="dot",
-              show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["dot", "mermaid", "svg"]),
+    default="dot",
+    show_default=True,
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
 @pass_obj
 def graph(obj: Obj, flow: str | None, fmt: str, output: Path | None) -> None:
@@ -228,8 +266,10 @@ def _set_active(obj: Obj, step: str, active: bool) -> None:
     app = obj.app(state="memory", traces="memory")
     record = app.activate(step) if active else app.deactivate(step)
     word = "activated" if active else "deactivated"
-    click.echo(f"{word} {record.name!r} (saved in {app.project.config_file.name}"
-               + (" and the lock)" if app.project.lock_path.is_file() else ")"))
+    click.echo(
+        f"{word} {record.name!r} (saved in {app.project.config_file.name}"
+        + (" and the lock)" if app.project.lock_path.is_file() else ")")
+    )
 
 
 @main.command()
@@ -255,15 +295,21 @@ def parse_payload(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        fail(f"the payload is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}: "
-             f"{text if len(text) <= 120 else text[:117] + '...'}")
+        fail(
+            f"the payload is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}: "
+            f"{text if len(text) <= 120 else text[:117] + '...'}"
+        )
 
 
 @main.command()
 @click.argument("topic")
 @click.argument("payload", required=False, default="{}")
-@click.option("--wait/--no-wait", default=True, show_default=True,
-              help="Wait until everything the event caused is handled.")
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait until everything the event caused is handled.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
 @click.option("--lock", "use_lock", is_flag=True, help="Run from the lock file, like `start`.")
 @pass_obj
@@ -309,8 +355,11 @@ def traces(obj: Obj, as_json: bool, limit: int, status: str | None) -> None:
     for row in rows:
         row["ms"] = f"{(row['end'] - row['start']) * 1000:.1f}" if row["end"] else "…"
         row["status"] = console.status(row["status"])
-    click.echo(console.table(rows, ["trace_id", "status", "topic", "trigger", "start", "ms",
-                                    "n_events", "n_errors"]))
+    click.echo(
+        console.table(
+            rows, ["trace_id", "status", "topic", "trigger", "start", "ms", "n_events", "n_errors"]
+        )
+    )
 
 
 @main.command()
@@ -389,8 +438,10 @@ def replay(obj: Obj, dead_letter_id: str | None, replay_all: bool, as_json: bool
     for dead, run in run_async(go):
         ok = run.status == "ok"
         failed += not ok
-        click.echo(f"{'✓' if ok else '✗'} {dead['id']} {dead['step']} <- {dead['topic']}: "
-                   f"trace {run.trace_id} {run.status}")
+        click.echo(
+            f"{'✓' if ok else '✗'} {dead['id']} {dead['step']} <- {dead['topic']}: "
+            f"trace {run.trace_id} {run.status}"
+        )
     if failed:
         sys.exit(1)
 

@@ -230,7 +230,9 @@ def resolve_config(
             path = root / str(env_file)
             if not path.is_file():
                 raise ConfigError(
-                    f"env_file {env_file!r} does not exist", file=file, line=lines.get(("env_file",))
+                    f"env_file {env_file!r} does not exist",
+                    file=file,
+                    line=lines.get(("env_file",)),
                 )
             env_vars.update(read_env_file(path))
     for key, value in env_vars.items():

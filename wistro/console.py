@@ -9,8 +9,14 @@ from typing import Any
 
 import click
 
-STATUS_COLORS = {"ok": "green", "error": "red", "timeout": "red", "invalid": "red",
-                 "running": "yellow", "dead": "red"}
+STATUS_COLORS = {
+    "ok": "green",
+    "error": "red",
+    "timeout": "red",
+    "invalid": "red",
+    "running": "yellow",
+    "dead": "red",
+}
 LEVEL_COLORS = {"debug": "bright_black", "info": "cyan", "warning": "yellow", "error": "red"}
 
 
@@ -56,10 +62,11 @@ def trace_tree(trace: dict[str, Any], show_payloads: bool = True) -> str:
         branch = "└─ " if last else "├─ "
         payload = f" {_short(ev['data_json'])}" if show_payloads else ""
         if ev.get("error"):
-            lines.append(f"{prefix}{branch}{click.style('✗ ' + ev['topic'], fg='red')}"
-                         f"{payload}")
-            lines.append(f"{prefix}{'   ' if last else '│  '}  "
-                         f"{click.style('refused: ' + ev['error'], fg='red')}")
+            lines.append(f"{prefix}{branch}{click.style('✗ ' + ev['topic'], fg='red')}{payload}")
+            lines.append(
+                f"{prefix}{'   ' if last else '│  '}  "
+                f"{click.style('refused: ' + ev['error'], fg='red')}"
+            )
             return
         lines.append(f"{prefix}{branch}{click.style('● ' + ev['topic'], fg='blue')}{payload}")
         children = spans_by_event.get(ev["id"], [])
@@ -70,14 +77,18 @@ def trace_tree(trace: dict[str, Any], show_payloads: bool = True) -> str:
     def span_line(span: dict[str, Any], prefix: str, last: bool) -> None:
         branch = "└─ " if last else "├─ "
         attempt = f" (attempt {span['attempt']})" if span["attempt"] > 1 else ""
-        lines.append(f"{prefix}{branch}{click.style('▶ ' + span['step'], bold=True)} "
-                     f"{status(span['status'])} {_ms(span['start'], span['end'])}{attempt}")
+        lines.append(
+            f"{prefix}{branch}{click.style('▶ ' + span['step'], bold=True)} "
+            f"{status(span['status'])} {_ms(span['start'], span['end'])}{attempt}"
+        )
         inner = prefix + ("   " if last else "│  ")
         for log in logs_by_span.get(span["id"], []):
             fields = json.loads(log["fields_json"] or "{}")
             extra = " ".join(f"{k}={v}" for k, v in fields.items())
-            lines.append(f"{inner}  {click.style(log['level'], fg=LEVEL_COLORS.get(log['level']))}"
-                         f" {log['message']} {extra}".rstrip())
+            lines.append(
+                f"{inner}  {click.style(log['level'], fg=LEVEL_COLORS.get(log['level']))}"
+                f" {log['message']} {extra}".rstrip()
+            )
         for op in ops_by_span.get(span["id"], []):
             key = f"{op['group']}/{op['key']}" if op["key"] is not None else op["group"]
             value = f" = {_short(op['value_json'], 60)}" if op["op"] == "set" else ""
@@ -92,9 +103,13 @@ def trace_tree(trace: dict[str, Any], show_payloads: bool = True) -> str:
     for i, ev in enumerate(roots):
         event_line(ev, "", i == len(roots) - 1)
     for dead in trace.get("dead_letters", []):
-        lines.append(click.style(
-            f"dead letter {dead['id']}: {dead['step']} <- {dead['topic']}: {dead['error']} "
-            f"(replay with `wistro replay {dead['id']}`)", fg="red"))
+        lines.append(
+            click.style(
+                f"dead letter {dead['id']}: {dead['step']} <- {dead['topic']}: {dead['error']} "
+                f"(replay with `wistro replay {dead['id']}`)",
+                fg="red",
+            )
+        )
     return "\n".join(lines)
 
 
@@ -103,8 +118,10 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
     cells = [[_cell(row.get(c)) for c in columns] for row in rows]
     widths = [max([len(c)] + [_width(r[i]) for r in cells]) for i, c in enumerate(columns)]
     out = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
-    out += ["  ".join(v + " " * (w - _width(v)) for v, w in zip(r, widths, strict=True)).rstrip()
-            for r in cells]
+    out += [
+        "  ".join(v + " " * (w - _width(v)) for v, w in zip(r, widths, strict=True)).rstrip()
+        for r in cells
+    ]
     return "\n".join(out)
 
 

@@ -82,8 +82,9 @@ class StateView(_ThreadAware):
         run = self._run
         if run is None:
             return
-        rec = StateOpRecord(run.trace_id, self._span_id, self._step, op, group, key, value_json,
-                            time.time())
+        rec = StateOpRecord(
+            run.trace_id, self._span_id, self._step, op, group, key, value_json, time.time()
+        )
         run.state_records.append(rec)
         self._engine.recorder.batch.state_ops.append(rec)
         self._engine.recorder.added()
@@ -172,8 +173,15 @@ class Logger:
         except (TypeError, ValueError):
             fields_json = to_json({k: repr(v) for k, v in fields.items()})
         run = self._run
-        rec = LogRecord(run.trace_id if run else "", self._span_id, self._step, level,
-                        str(message), fields_json, time.time())
+        rec = LogRecord(
+            run.trace_id if run else "",
+            self._span_id,
+            self._step,
+            level,
+            str(message),
+            fields_json,
+            time.time(),
+        )
         engine = self._engine
         if run is not None:
             run.log_records.append(rec)

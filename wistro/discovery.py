@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +40,11 @@ def _key_line(file: Path, loc: tuple[Any, ...]) -> int | None:
         return None
     for node in tree.body:
         targets = (
-            node.targets if isinstance(node, ast.Assign) else [node.target]
-            if isinstance(node, ast.AnnAssign) else []
+            node.targets
+            if isinstance(node, ast.Assign)
+            else [node.target]
+            if isinstance(node, ast.AnnAssign)
+            else []
         )
         if any(isinstance(t, ast.Name) and t.id == "config" for t in targets):
             value = node.value  # type: ignore[union-attr]
@@ -66,9 +70,7 @@ def validate_config(source: StepSource, root: Path, language: str, hash: str) ->
         field_path = ".".join(map(str, loc)) or None
         problem = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         problem = problem.removeprefix("Value error, ")
-        line = (
-            _key_line(source.file, loc) if source.file.suffix == ".py" else None
-        ) or source.line
+        line = (_key_line(source.file, loc) if source.file.suffix == ".py" else None) or source.line
         name = raw.get("name") if isinstance(raw.get("name"), str) else None
         more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
         raise StepLoadError(
@@ -130,9 +132,7 @@ def discover(project: Project, runtimes: list[LanguageRuntime]) -> Discovery:
 
 def _relative(err: WistroError, root: Path) -> WistroError:
     if err.file:
-        try:
+        with contextlib.suppress(ValueError):
             err.file = Path(err.file).resolve().relative_to(root).as_posix()
-        except ValueError:
-            pass
         err.args = (err.format(),)
     return err

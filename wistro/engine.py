@@ -28,6 +28,7 @@ from wistro.registry import Registry
 from wistro.run import Run
 from wistro.state.base import StateAdapter
 from wistro.step import StepRecord
+from wistro.tracing.recorder import Recorder
 from wistro.tracing.records import (
     DeadLetter,
     EventRecord,
@@ -36,7 +37,6 @@ from wistro.tracing.records import (
     new_id,
     new_trace_id,
 )
-from wistro.tracing.recorder import Recorder
 from wistro.tracing.store import TraceStore
 
 _now = time.time
@@ -116,8 +116,11 @@ class Engine:
             old = self.recorder
             self.recorder = Recorder(self.store)
             self.recorder.batch = old.batch
-            self.bus = type(self.bus)(self.config.default_concurrency) if isinstance(
-                self.bus, InMemoryBus) else self.bus
+            self.bus = (
+                type(self.bus)(self.config.default_concurrency)
+                if isinstance(self.bus, InMemoryBus)
+                else self.bus
+            )
             self.runs.clear()
             self.in_flight = 0
         self.loop = loop
@@ -155,7 +158,9 @@ class Engine:
             raise UnknownTopicError(
                 "no step subscribes to or emits this topic",
                 topic=topic,
-                hint=f"did you mean {close[0]!r}?" if close else "see `wistro flows`/`wistro steps`",
+                hint=f"did you mean {close[0]!r}?"
+                if close
+                else "see `wistro flows`/`wistro steps`",
             )
 
     async def emit(
@@ -213,18 +218,25 @@ class Engine:
             data_json = json.dumps(data, default=repr)
         except (TypeError, ValueError):
             data_json = json.dumps(repr(data))
-        event = EventRecord(new_id(), run.trace_id, topic, data_json, step.name, span_id, _now(),
-                            error=err.format())
+        event = EventRecord(
+            new_id(), run.trace_id, topic, data_json, step.name, span_id, _now(), error=err.format()
+        )
         run.event_records.append(event)
         self.recorder.batch.events.append(event)
         self.recorder.added()
 
     def _publish(
-        self, run: Run, topic: str, payload: Any, data_json: str, source: str,
+        self,
+        run: Run,
+        topic: str,
+        payload: Any,
+        data_json: str,
+        source: str,
         parent_span_id: str | None,
     ) -> None:
-        event = EventRecord(new_id(), run.trace_id, topic, data_json, source, parent_span_id,
-                            _now())
+        event = EventRecord(
+            new_id(), run.trace_id, topic, data_json, source, parent_span_id, _now()
+        )
         run.event_records.append(event)
         self.recorder.batch.events.append(event)
         if self.observers:
@@ -245,8 +257,9 @@ class Engine:
     # ------------------------------------------------------------ delivering
     async def _deliver(self, d: Delivery) -> None:
         step, run = d.step, d.run
-        span = SpanRecord(new_id(), run.trace_id, step.name, d.event.topic, d.event.id,
-                          d.attempt, _now())
+        span = SpanRecord(
+            new_id(), run.trace_id, step.name, d.event.topic, d.event.id, d.attempt, _now()
+        )
         observers = self.observers
         if observers:
             for o in observers:
@@ -286,7 +299,9 @@ class Engine:
             span.status = "invalid"
             span.error = PayloadError(
                 f"invalid payload on delivery: {field_path}: {err['msg']}",
-                step=step.name, topic=d.event.topic, field=field_path,
+                step=step.name,
+                topic=d.event.topic,
+                field=field_path,
             ).format()
         except HandlerTimeout as e:
             span.status = "timeout"
@@ -327,8 +342,17 @@ class Engine:
         self._retries.add(handle)
 
     def _dead_letter(self, d: Delivery, span: SpanRecord) -> None:
-        dead = DeadLetter(new_id(), d.run.trace_id, d.step.name, d.event.topic, d.event.id,
-                          d.event.data_json, span.error or span.status, d.attempt, _now())
+        dead = DeadLetter(
+            new_id(),
+            d.run.trace_id,
+            d.step.name,
+            d.event.topic,
+            d.event.id,
+            d.event.data_json,
+            span.error or span.status,
+            d.attempt,
+            _now(),
+        )
         d.run.dead_letters.append(dead)
         self.recorder.batch.dead_letters.append(dead)
         self.recorder.added()
@@ -363,8 +387,15 @@ class Engine:
         run = Run(new_trace_id(), dead["topic"], "replay", _now())
         self.runs[run.trace_id] = run
         self.recorder.batch.runs.append(run.record)
-        event = EventRecord(new_id(), run.trace_id, dead["topic"], dead["data_json"],
-                            f"replay:{dead['id']}", None, _now())
+        event = EventRecord(
+            new_id(),
+            run.trace_id,
+            dead["topic"],
+            dead["data_json"],
+            f"replay:{dead['id']}",
+            None,
+            _now(),
+        )
         run.event_records.append(event)
         self.recorder.batch.events.append(event)
         run.pending += 1

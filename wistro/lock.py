@@ -54,16 +54,18 @@ def build_lock(project: Project, registry: Registry) -> dict[str, Any]:
             "steps": names,
         }
     for flow, meta in project.config.flows.items():
-        flows.setdefault(flow, {"name": meta.name or flow, "description": meta.description,
-                                "steps": []})
+        flows.setdefault(
+            flow, {"name": meta.name or flow, "description": meta.description, "steps": []}
+        )
     endpoints = sorted(
         [{"step": r.name, **r.trigger} for r in registry if r.type == "api"]
         + [{"step": None, **ep.model_dump()} for ep in project.config.api],
         key=lambda e: (e["path"], e["method"]),
     )
     cron = {r.name: {"step": r.name, **r.trigger} for r in registry if r.type == "cron"}
-    cron.update({name: {"step": None, **job.model_dump()} for name, job in
-                 project.config.cron.items()})
+    cron.update(
+        {name: {"step": None, **job.model_dump()} for name, job in project.config.cron.items()}
+    )
     data: dict[str, Any] = {
         "lock_format": LOCK_FORMAT,
         "project": {"name": project.name, "src": project.config.src},
@@ -107,11 +109,18 @@ def read_lock(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise LockError(f"the lock file is not valid: {e.msg}", file=path.name,
-                        line=e.lineno, hint="run `wistro lock` to write it again") from None
+        raise LockError(
+            f"the lock file is not valid: {e.msg}",
+            file=path.name,
+            line=e.lineno,
+            hint="run `wistro lock` to write it again",
+        ) from None
     if not isinstance(data, dict) or data.get("lock_format") != LOCK_FORMAT:
-        raise LockError(f"unknown lock format (expected lock_format {LOCK_FORMAT})",
-                        file=path.name, hint="run `wistro lock` to write it again")
+        raise LockError(
+            f"unknown lock format (expected lock_format {LOCK_FORMAT})",
+            file=path.name,
+            hint="run `wistro lock` to write it again",
+        )
     return data
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import Any
 
 from wistro.config import CONFIG_NAMES, DEFAULT_ENV, ProjectConfig, read_raw, resolve_config

@@ -28,8 +28,11 @@ def frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
         if col in df.columns:
             df[col] = pd.to_datetime(df[col], unit="s", utc=True)
     if "start" in df.columns and "end" in df.columns:
-        df.insert(df.columns.get_loc("end") + 1, "duration_ms",
-                  (df["end"] - df["start"]).dt.total_seconds() * 1000)
+        df.insert(
+            df.columns.get_loc("end") + 1,
+            "duration_ms",
+            (df["end"] - df["start"]).dt.total_seconds() * 1000,
+        )
     return df
 
 
@@ -41,8 +44,18 @@ def _decode(rows: list[dict[str, Any]], src: str, dst: str) -> list[dict[str, An
 
 
 EVENT_COLUMNS = ["id", "topic", "data", "source", "parent_span_id", "ts", "error"]
-SPAN_COLUMNS = ["id", "step", "topic", "event_id", "attempt", "status", "start", "end",
-                "error", "traceback"]
+SPAN_COLUMNS = [
+    "id",
+    "step",
+    "topic",
+    "event_id",
+    "attempt",
+    "status",
+    "start",
+    "end",
+    "error",
+    "traceback",
+]
 LOG_COLUMNS = ["ts", "level", "step", "message", "fields", "span_id"]
 STATE_COLUMNS = ["ts", "op", "group", "key", "value", "step", "span_id"]
 
@@ -52,6 +65,7 @@ class Run:
 
     def __init__(self, trace_id: str, topic: str, trigger: str, start: float) -> None:
         self.record = RunRecord(trace_id, trigger, topic, "running", start)
+        self.trace_id = trace_id
         self.pending = 0
         self.event_records: list[EventRecord] = []
         self.span_records: list[SpanRecord] = []
@@ -62,10 +76,6 @@ class Run:
         self._finished = False
 
     # ------------------------------------------------------------ identity and status
-    @property
-    def trace_id(self) -> str:
-        return self.record.trace_id
-
     @property
     def topic(self) -> str:
         return self.record.topic
@@ -115,8 +125,9 @@ class Run:
     # ------------------------------------------------------------ assertions for tests
     def payloads(self, topic: str) -> list[Any]:
         """Payloads emitted on ``topic`` (delivered or not refused), in order."""
-        return [json.loads(e.data_json) for e in self.event_records
-                if e.topic == topic and not e.error]
+        return [
+            json.loads(e.data_json) for e in self.event_records if e.topic == topic and not e.error
+        ]
 
     def emitted(self, topic: str, **fields: Any) -> bool:
         """True when an event on ``topic`` was emitted whose payload has these field values."""
@@ -140,16 +151,20 @@ class Run:
 
     @property
     def logs(self) -> pd.DataFrame:
-        return frame(_decode([as_dict(r) for r in self.log_records], "fields_json", "fields"),
-                     LOG_COLUMNS)
+        return frame(
+            _decode([as_dict(r) for r in self.log_records], "fields_json", "fields"), LOG_COLUMNS
+        )
 
     @property
     def state_ops(self) -> pd.DataFrame:
-        return frame(_decode([as_dict(r) for r in self.state_records], "value_json", "value"),
-                     STATE_COLUMNS)
+        return frame(
+            _decode([as_dict(r) for r in self.state_records], "value_json", "value"), STATE_COLUMNS
+        )
 
     def __repr__(self) -> str:
         took = f" in {self.duration_ms:.1f} ms" if self.duration_ms is not None else ""
         errors = f", {len(self.errors)} error(s)" if self.errors else ""
-        return (f"<Run {self.trace_id[:12]} {self.topic} {self.status}: "
-                f"{len(self.event_records)} events, {len(self.span_records)} spans{errors}{took}>")
+        return (
+            f"<Run {self.trace_id[:12]} {self.topic} {self.status}: "
+            f"{len(self.event_records)} events, {len(self.span_records)} spans{errors}{took}>"
+        )

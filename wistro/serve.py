@@ -38,8 +38,10 @@ class ConsoleObserver:
 
     def on_run_end(self, run: Run) -> None:
         took = f"{run.duration_ms:.1f} ms" if run.duration_ms is not None else ""
-        click.echo(f"{console.status(run.status)} run {run.trace_id[:12]} {run.topic} "
-                   f"({len(run.event_records)} events) {took}")
+        click.echo(
+            f"{console.status(run.status)} run {run.trace_id[:12]} {run.topic} "
+            f"({len(run.event_records)} events) {took}"
+        )
 
 
 async def _serve(app: App, started: float, watch: list[Path] | None) -> None:
@@ -59,8 +61,10 @@ async def _serve(app: App, started: float, watch: list[Path] | None) -> None:
             async with asyncio.timeout(10):
                 await watching.wait()
     mode = "lock" if app.from_lock else "dev"
-    click.echo(f"ready: {app.project.name} ({len(app.registry)} steps, {mode} mode, "
-               f"env {app.project.env}) in {(time.perf_counter() - started) * 1000:.0f} ms")
+    click.echo(
+        f"ready: {app.project.name} ({len(app.registry)} steps, {mode} mode, "
+        f"env {app.project.env}) in {(time.perf_counter() - started) * 1000:.0f} ms"
+    )
     await stop.wait()
     click.echo("stopping: finishing in-flight work…")
     for task in tasks:
@@ -87,8 +91,9 @@ def _reload(app: App, changed: list[str]) -> None:
     except Exception as e:  # a broken wistro.yml must not stop the dev server
         click.echo(click.style(f"reload failed: {e}", fg="red"))
         return
-    click.echo(click.style(f"reloaded ({', '.join(changed)}): {len(app.registry)} steps",
-                           fg="cyan"))
+    click.echo(
+        click.style(f"reloaded ({', '.join(changed)}): {len(app.registry)} steps", fg="cyan")
+    )
     for err in app.errors:
         click.echo(click.style(f"warning: {err.format()}", fg="yellow"))
 
@@ -99,8 +104,9 @@ async def _watch(app: App, paths: list[Path], stop: asyncio.Event, watching: asy
     from watchfiles import awatch
 
     loaded = _fingerprint(app)
-    async for changes in awatch(*paths, stop_event=stop, debounce=200, rust_timeout=200,
-                                yield_on_timeout=True):
+    async for changes in awatch(
+        *paths, stop_event=stop, debounce=200, rust_timeout=200, yield_on_timeout=True
+    ):
         if not watching.is_set():
             watching.set()
             now = _fingerprint(app)

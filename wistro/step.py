@@ -107,9 +107,7 @@ class StepConfig(BaseModel):
         if self.type == "event" and not self.subscribes:
             raise ValueError("an event step needs 'subscribes' (the topics it receives)")
         if self.type == "noop" and (self.subscribes or self.emits):
-            raise ValueError(
-                "a noop step is never run: use 'virtual_subscribes' / 'virtual_emits'"
-            )
+            raise ValueError("a noop step is never run: use 'virtual_subscribes' / 'virtual_emits'")
         return self
 
 
@@ -225,9 +223,7 @@ def record_from_config(
     elif cfg.type == "cron":
         trigger = {"cron": cfg.cron, "timezone": cfg.timezone}
     emit_schemas = {
-        e.topic: schema
-        for e in cfg.emits
-        if (schema := schema_of(e.payload_schema)) is not None
+        e.topic: schema for e in cfg.emits if (schema := schema_of(e.payload_schema)) is not None
     }
     return StepRecord(
         name=cfg.name,

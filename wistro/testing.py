@@ -1,9 +1,9 @@
 """Test kit: unit-test one handler with ``mock_context``, or a whole flow with the pytest plugin.
 
-    step = load_step("src/checkout/charge_card.step.py")
-    ctx = mock_context(step)
-    await step.run({"order_id": "A1", "amount_cents": 1200}, ctx)
-    assert ctx.emitted("payment.captured", order_id="A1")
+step = load_step("src/checkout/charge_card.step.py")
+ctx = mock_context(step)
+await step.run({"order_id": "A1", "amount_cents": 1200}, ctx)
+assert ctx.emitted("payment.captured", order_id="A1")
 """
 
 from __future__ import annotations
@@ -116,8 +116,15 @@ def mock_context(
         topics = TopicCatalog([record])
     else:
         cls = StepRecord if emits is not None else _AnyEmitRecord
-        record = cls(name="test", file=Path("test"), rel_file="test", language="python",
-                     type="event", hash="", emits=tuple(Emit(t) for t in emits or ()))
+        record = cls(
+            name="test",
+            file=Path("test"),
+            rel_file="test",
+            language="python",
+            type="event",
+            hash="",
+            emits=tuple(Emit(t) for t in emits or ()),
+        )
         topics = TopicCatalog(())
     memory = MemoryState()
     for group, items in (state or {}).items():

@@ -203,5 +203,7 @@ def _schema_difference(a: dict[str, Any], b: dict[str, Any]) -> str:
                 f"{json.dumps(normalize_schema(pb[key]))}"
             )
     if set(a.get("required") or []) != set(b.get("required") or []):
-        diffs.append(f"required {sorted(a.get('required') or [])} vs {sorted(b.get('required') or [])}")
+        diffs.append(
+            f"required {sorted(a.get('required') or [])} vs {sorted(b.get('required') or [])}"
+        )
     return "; ".join(diffs) or "the schemas differ"

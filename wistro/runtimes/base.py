@@ -35,9 +35,7 @@ class LanguageRuntime(ABC):
         still load."""
 
     @abstractmethod
-    def bind(
-        self, record: StepRecord, source: StepSource | None, src: Path | None = None
-    ) -> None:
+    def bind(self, record: StepRecord, source: StepSource | None, src: Path | None = None) -> None:
         """Make ``record.invoke`` callable. With no source (started from the lock) the step's
         code must be loaded lazily, on first delivery."""
 

@@ -131,14 +131,16 @@ class PythonRuntime(LanguageRuntime):
             raise StepLoadError(
                 "no `config` defined",
                 file=file,
-                hint="a step file must define `config = {\"type\": ..., \"name\": ...}`",
+                hint='a step file must define `config = {"type": ..., "name": ...}`',
             )
         text = file.read_text(encoding="utf-8", errors="replace")
         m = _CONFIG_LINE.search(text)
         line = text.count("\n", 0, m.start()) + 1 if m else None
         return StepSource(file=file, config=module.config, line=line, handle=module)
 
-    def read(self, files: list[Path], root: Path, src: Path | None = None) -> list[StepSource | StepLoadError]:
+    def read(
+        self, files: list[Path], root: Path, src: Path | None = None
+    ) -> list[StepSource | StepLoadError]:
         src = src or root
         out: list[StepSource | StepLoadError] = []
         with self._project_imports(root, src):

@@ -1,7 +1,16 @@
-"""The default trace store: one SQLite file in WAL mode, written in batches by one thread."""
+"""The default trace store: one SQLite file in WAL mode, written in batches by one thread.
+
+A row per event or span costs several microseconds in SQLite, more than the engine spends on
+the event itself. So a trace's events, spans and state operations are stored as *chunks*: per
+flushed batch, one row per trace holding them as JSON arrays (most runs finish within one batch,
+so that is one row per run). Chunks are ``marshal``-encoded lists of tuples of str, float, int
+and None: ten times cheaper to write than JSON, and loading them builds data, never runs code.
+Runs, logs (followed with a cursor) and dead letters keep a row each.
+"""
 
 from __future__ import annotations
 
+import marshal
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -32,12 +41,16 @@ from wistro.tracing.store import TraceStore
 # table -> (record class, primary-key column or None); the columns are the record's fields.
 _TABLES: dict[str, tuple[type, str | None]] = {
     "runs": (RunRecord, "trace_id"),
-    "events": (EventRecord, "id"),
-    "spans": (SpanRecord, "id"),
     "logs": (LogRecord, None),
-    "state_ops": (StateOpRecord, None),
     "dead_letters": (DeadLetter, "id"),
 }
+_CHUNKED: dict[str, type] = {"events": EventRecord, "spans": SpanRecord, "state_ops": StateOpRecord}
+_CHUNKS_DDL = [
+    "CREATE TABLE IF NOT EXISTS chunks (seq INTEGER PRIMARY KEY, trace_id TEXT NOT NULL, "
+    "events BLOB NOT NULL, spans BLOB NOT NULL, state_ops BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS chunks_trace ON chunks (trace_id)",
+]
+_encode = marshal.dumps
 _SQL_TYPES = {"str": "TEXT", "float": "REAL", "int": "INTEGER", "bool": "INTEGER"}
 _TOP = "\U0010ffff"  # sorts after any character: [prefix, prefix + _TOP) is a prefix range
 
@@ -66,7 +79,7 @@ def _schema() -> list[str]:
         else:
             extra = ", seq" if table == "logs" else ""
             out.append(f"CREATE INDEX IF NOT EXISTS {table}_trace ON {table} (trace_id{extra})")
-    return out
+    return out + _CHUNKS_DDL
 
 
 def _insert(table: str, verb: str = "INSERT") -> str:
@@ -78,13 +91,14 @@ _RUN_INSERT = _insert("runs", "INSERT OR IGNORE")
 _RUN_SET = ", ".join(f'"{c}" = ?' for c in RUN_UPDATE_FIELDS)
 _RUN_UPDATE = f"UPDATE runs SET {_RUN_SET} WHERE trace_id = ?"
 _WRITES = [  # (table and Batch attribute, statement), written after the runs
-    ("events", _insert("events", "INSERT OR REPLACE")),
-    ("spans", _insert("spans", "INSERT OR REPLACE")),
     ("logs", _insert("logs")),
-    ("state_ops", _insert("state_ops")),
     ("dead_letters", _insert("dead_letters", "INSERT OR REPLACE")),
 ]
+_CHUNK_INSERT = "INSERT INTO chunks (trace_id, events, spans, state_ops) VALUES (?, ?, ?, ?)"
 _GETTERS = {t: attrgetter(*_names(cls)) for t, (cls, _) in _TABLES.items()}
+_CHUNK_GETTERS = {t: attrgetter(*_names(cls)) for t, cls in _CHUNKED.items()}
+_CHUNK_NAMES = {t: _names(cls) for t, cls in _CHUNKED.items()}
+_SORT_KEYS = {"events": ("ts", "id"), "spans": ("start", "id"), "state_ops": ("ts",)}
 _RUN_UPDATE_GETTER = attrgetter(*RUN_UPDATE_FIELDS, "trace_id")
 
 
@@ -111,6 +125,12 @@ class SQLiteTraceStore(TraceStore):
             self._writer.execute(statement)
         self._reader = self._connect()
         self._n_runs = self._count_runs(self._writer)
+        self._open: set[str] = set(  # runs stored as running: their next write is an update
+            r["trace_id"]
+            for r in self._writer.execute(
+                "SELECT trace_id FROM runs WHERE status = 'running'"
+            ).fetchall()
+        )
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -122,14 +142,22 @@ class SQLiteTraceStore(TraceStore):
     # -- writing ---------------------------------------------------------------------------
 
     def write(self, batch: Batch) -> None:
+        runs = list({r.trace_id: r for r in batch.runs}.values())  # the last write of a run wins
+        chunks = self._chunks(batch)
         with self._write_lock:
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
             try:
-                if batch.runs:
-                    added = conn.executemany(_RUN_INSERT, map(_GETTERS["runs"], batch.runs))
+                if runs:
+                    added = conn.executemany(_RUN_INSERT, map(_GETTERS["runs"], runs))
                     self._n_runs += added.rowcount
-                    conn.executemany(_RUN_UPDATE, map(_RUN_UPDATE_GETTER, batch.runs))
+                    reopened = [
+                        r for r in runs if r.trace_id in self._open or added.rowcount < len(runs)
+                    ]
+                    if reopened:
+                        conn.executemany(_RUN_UPDATE, map(_RUN_UPDATE_GETTER, reopened))
+                if chunks:
+                    conn.executemany(_CHUNK_INSERT, chunks)
                 for table, statement in _WRITES:
                     records = getattr(batch, table)
                     if records:
@@ -142,17 +170,36 @@ class SQLiteTraceStore(TraceStore):
                     conn.execute("ROLLBACK")
                 self._n_runs = self._count_runs(conn)
                 raise
+            for r in runs:  # runs written while running are updated when they end
+                if r.status == "running":
+                    self._open.add(r.trace_id)
+                else:
+                    self._open.discard(r.trace_id)
+
+    @staticmethod
+    def _chunks(batch: Batch) -> list[tuple[str, bytes, bytes, bytes]]:
+        """One row per trace: its events, spans and state operations."""
+        groups: dict[str, tuple[list[Any], list[Any], list[Any]]] = {}
+        for index, table in enumerate(_CHUNKED):
+            getter = _CHUNK_GETTERS[table]
+            for record in getattr(batch, table):
+                group = groups.get(record.trace_id)
+                if group is None:
+                    group = groups[record.trace_id] = ([], [], [])
+                group[index].append(getter(record))
+        return [(tid, _encode(e), _encode(s), _encode(o)) for tid, (e, s, o) in groups.items()]
 
     def _prune(self, conn: sqlite3.Connection) -> None:
         """Delete the oldest runs beyond ``retention_runs`` and every row of their traces."""
+        excess = self._n_runs - self.retention_runs
         doomed = conn.execute(
-            "SELECT trace_id FROM runs ORDER BY start DESC, trace_id DESC LIMIT -1 OFFSET ?",
-            (self.retention_runs,),
+            "SELECT trace_id FROM runs ORDER BY start, trace_id LIMIT ?", (excess,)
         ).fetchall()
         ids = [(row["trace_id"],) for row in doomed]
-        for table in _TABLES:
+        for table in (*_TABLES, "chunks"):
             conn.executemany(f"DELETE FROM {table} WHERE trace_id = ?", ids)
-        self._n_runs = self._count_runs(conn)
+        self._n_runs -= len(ids)
+        self._open.difference_update(i for (i,) in ids)
 
     @staticmethod
     def _count_runs(conn: sqlite3.Connection) -> int:
@@ -213,12 +260,24 @@ class SQLiteTraceStore(TraceStore):
                 sql = f"SELECT * FROM {table} WHERE trace_id = ? ORDER BY {order}"
                 return conn.execute(sql, (found,)).fetchall()
 
+            chunked: dict[str, list[dict[str, Any]]] = {t: [] for t in _CHUNKED}
+            sql = "SELECT events, spans, state_ops FROM chunks WHERE trace_id = ? ORDER BY seq"
+            for chunk in conn.execute(sql, (found,)).fetchall():
+                for table, names in _CHUNK_NAMES.items():
+                    chunked[table].extend(
+                        dict(zip(names, values, strict=True))
+                        for values in marshal.loads(chunk[table])
+                    )
+            for table in ("events", "spans"):  # a record written again replaces the earlier one
+                chunked[table] = list({row["id"]: row for row in chunked[table]}.values())
+            for table, keys in _SORT_KEYS.items():
+                chunked[table].sort(key=lambda row, keys=keys: tuple(row[k] for k in keys))
             return {
                 "run": rows("runs", "start")[0],
-                "spans": rows("spans", "start, id"),
-                "events": rows("events", "ts, id"),
+                "spans": chunked["spans"],
+                "events": chunked["events"],
                 "logs": rows("logs", "seq"),
-                "state_ops": rows("state_ops", "ts, rowid"),
+                "state_ops": chunked["state_ops"],
                 "dead_letters": [_dead_row(r) for r in rows("dead_letters", "ts, id")],
             }
 
