@@ -79,7 +79,7 @@ class App:
         self.project = project
         self.registry = registry
         self.errors = errors
-        self.from_lock = from_lock
+        self.locked = from_lock
         self.runtimes = runtimes or []
         self._state_choice = state
         self._traces_choice = traces

@@ -227,14 +227,14 @@ def resolve_config(
     env_vars: dict[str, str] = {}
     for env_file in (raw.get("env_file"), overlay.get("env_file")):
         if env_file:
-            path = root / str(env_file)
-            if not path.is_file():
+            env_path = root / str(env_file)
+            if not env_path.is_file():
                 raise ConfigError(
                     f"env_file {env_file!r} does not exist",
                     file=file,
                     line=lines.get(("env_file",)),
                 )
-            env_vars.update(read_env_file(path))
+            env_vars.update(read_env_file(env_path))
     for key, value in env_vars.items():
         os.environ.setdefault(key, value)
     lookup = {**env_vars, **os.environ}
@@ -256,12 +256,12 @@ def resolve_config(
         err = e.errors()[0]
         loc = tuple(err["loc"])
         field = ".".join(map(str, loc))
-        line = None
+        where: int | None = None
         for n in range(len(loc), 0, -1):
             if loc[:n] in lines:
-                line = lines[loc[:n]]
+                where = lines[loc[:n]]
                 break
         problem = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        raise ConfigError(f"{problem}{more}", file=file, line=line, field=field) from None
+        raise ConfigError(f"{problem}{more}", file=file, line=where, field=field) from None
     return config, env_vars

@@ -47,7 +47,7 @@ def _key_line(file: Path, loc: tuple[Any, ...]) -> int | None:
             else []
         )
         if any(isinstance(t, ast.Name) and t.id == "config" for t in targets):
-            value = node.value  # type: ignore[union-attr]
+            value = getattr(node, "value", None)
             if isinstance(value, ast.Dict) and loc:
                 for key in value.keys:
                     if isinstance(key, ast.Constant) and key.value == loc[0]:

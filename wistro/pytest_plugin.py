@@ -13,20 +13,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 
 from wistro.app import App
 from wistro.project import find_root
 from wistro.testing import load_app
 
-try:
-    import pytest_asyncio
 
-    fixture = pytest_asyncio.fixture
-except ImportError:  # pragma: no cover - pytest-asyncio is part of wistro[test]
-    fixture = pytest.fixture
-
-
-@fixture
+@pytest_asyncio.fixture
 async def wistro_app(request: pytest.FixtureRequest) -> AsyncIterator[App]:
     """The project under test, with memory state and a temporary trace store."""
     marker = request.node.get_closest_marker("wistro_project")

@@ -29,7 +29,7 @@ def frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
             df[col] = pd.to_datetime(df[col], unit="s", utc=True)
     if "start" in df.columns and "end" in df.columns:
         df.insert(
-            df.columns.get_loc("end") + 1,
+            list(df.columns).index("end") + 1,
             "duration_ms",
             (df["end"] - df["start"]).dt.total_seconds() * 1000,
         )

@@ -60,7 +60,7 @@ async def _serve(app: App, started: float, watch: list[Path] | None) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
                 await watching.wait()
-    mode = "lock" if app.from_lock else "dev"
+    mode = "lock" if app.locked else "dev"
     click.echo(
         f"ready: {app.project.name} ({len(app.registry)} steps, {mode} mode, "
         f"env {app.project.env}) in {(time.perf_counter() - started) * 1000:.0f} ms"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,8 +148,8 @@ class StepRecord:
     line: int | None = None  # where ``config`` is defined
     active: bool = True
     # runtime side, filled by the language runtime (lazily when started from the lock)
-    invoke: Invoke | None = field(default=None, repr=False)
-    input_model: type[BaseModel] | None = field(default=None, repr=False)
+    invoke: Invoke | None = field(default=None, repr=False)  # async (data, ctx) -> result
+    input_model: builtins.type[BaseModel] | None = field(default=None, repr=False)
     emit_topics: frozenset[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -169,8 +169,9 @@ class TopicCatalog:
                 try:
                     check(data)
                 except fastjsonschema.JsonSchemaValueException as e:
-                    field_path = _field_path(e.name)
-                    problem = e.message.removeprefix(e.name).strip() or e.message
+                    name = e.name or "data"
+                    field_path = _field_path(name)
+                    problem = e.message.removeprefix(name).strip() or e.message
                     if e.rule == "required" and isinstance(e.value, dict):
                         missing = [k for k in e.rule_definition if k not in e.value]
                         if missing:

@@ -24,7 +24,7 @@ from typing import Any
 
 from wistro.errors import StepLoadError
 from wistro.runtimes.base import LanguageRuntime, StepSource
-from wistro.step import StepRecord
+from wistro.step import StepRecord, is_model
 
 _CONFIG_LINE = re.compile(r"^config\s*(?::[^=]*)?=", re.MULTILINE)
 
@@ -168,9 +168,9 @@ class PythonRuntime(LanguageRuntime):
                     loaded = runtime._load(record.file, step_src)
                 runtime._bind_module(record, loaded.handle)
                 model = getattr(loaded.handle, "config", {}).get("input")
-                if isinstance(model, type):
+                if is_model(model):
                     record.input_model = model
-                    data = model.model_validate(data)
+                    data = model.model_validate(data)  # type: ignore[union-attr]
             assert record.invoke is not None
             return await record.invoke(data, ctx)
 

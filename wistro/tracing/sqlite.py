@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -271,7 +271,7 @@ class SQLiteTraceStore(TraceStore):
             for table in ("events", "spans"):  # a record written again replaces the earlier one
                 chunked[table] = list({row["id"]: row for row in chunked[table]}.values())
             for table, keys in _SORT_KEYS.items():
-                chunked[table].sort(key=lambda row, keys=keys: tuple(row[k] for k in keys))
+                chunked[table].sort(key=itemgetter(*keys))
             return {
                 "run": rows("runs", "start")[0],
                 "spans": chunked["spans"],
