@@ -9,7 +9,13 @@ import pytest
 from projects import ORDER_MODEL, step, write_project
 
 import wistro
-from wistro.errors import PayloadError, StateError, UndeclaredEmitError, UnknownTopicError
+from wistro.errors import (
+    HandlerError,
+    PayloadError,
+    StateError,
+    UndeclaredEmitError,
+    UnknownTopicError,
+)
 
 ORDER = {"order_id": "A1", "amount_cents": 1200}
 
@@ -373,3 +379,36 @@ async def test_sqlite_traces_survive_the_process(make_app) -> None:
     assert stored["run"]["status"] == "ok" and len(stored["logs"]) == 2
     assert (app.project.root / ".wistro" / "traces.db").is_file()
     await again.aclose()
+
+
+async def test_call_runs_one_step_as_the_first_span_of_a_new_run(make_app) -> None:
+    files = {
+        "src/api.step.py": """
+            config = {"type": "api", "name": "Create", "path": "/orders", "method": "POST",
+                      "emits": ["order.created"]}
+
+            async def handler(req, ctx):
+                if req.get("fail"):
+                    raise RuntimeError("bad request body")
+                await ctx.emit("order.created", {"id": req["id"]})
+                return {"status": 201, "body": {"id": req["id"]}}
+        """,
+        "src/after.step.py": step(
+            "After", ["order.created"], header="import asyncio", body="await asyncio.sleep(0.01)"
+        ),
+    }
+    app = make_app(files)
+    api = app.step("Create")
+    result, run = await app.engine.call(api, {"id": "A"}, trigger="api", topic="POST /orders")
+    assert result == {"status": 201, "body": {"id": "A"}}
+    assert not run.done  # the handler returned; the flow it started goes on
+    await run
+    assert run.status == "ok" and run.ran("Create") and run.ran("After")
+    with pytest.raises(HandlerError, match="bad request body") as e:
+        await app.engine.call(api, {"fail": True}, trigger="api", topic="POST /orders")
+    failed = app.engine.runs.get(e.value.trace_id)
+    await app.drain()
+    stored = app.trace(e.value.trace_id)
+    assert failed is None and stored["run"]["status"] == "error"
+    assert stored["spans"][0]["error"] == "RuntimeError: bad request body"
+    assert stored["dead_letters"] == []  # the client got the error; nothing to replay

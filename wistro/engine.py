@@ -18,6 +18,7 @@ from wistro.bus import Delivery, EventBus, InMemoryBus
 from wistro.config import EngineConfig
 from wistro.context import Context
 from wistro.errors import (
+    HandlerError,
     HandlerTimeout,
     PayloadError,
     UndeclaredEmitError,
@@ -62,6 +63,13 @@ def _dumps(data: Any, topic: str) -> str:
         return _encode(data)
     except (TypeError, ValueError) as e:
         raise PayloadError(f"payload is not JSON: {e}", topic=topic) from None
+
+
+def _dumps_safe(data: Any) -> str:
+    try:
+        return _encode(data)
+    except (TypeError, ValueError):
+        return _encode(repr(data))
 
 
 def _user_traceback(exc: BaseException) -> str:
@@ -376,6 +384,80 @@ class Engine:
         self.recorder.added()
         for o in self.observers:
             o.on_run_end(run)
+
+    # ------------------------------------------------------------ triggers
+    async def call(
+        self, step: StepRecord, data: Any, *, trigger: str, topic: str
+    ) -> tuple[Any, Run]:
+        """Run one step directly, as the first span of a new run (an api step for a request, a
+        cron step when it fires). Returns ``(result, run)`` as soon as the handler returns; what it
+        emitted goes on in the background (``await run`` to wait for it). A handler that fails
+        raises ``HandlerError`` (or ``HandlerTimeout``) carrying ``trace_id``; the span records it.
+        """
+        self.start()
+        run = Run(new_trace_id(), topic, trigger, _now())
+        self.runs[run.trace_id] = run
+        self.recorder.batch.runs.append(run.record)
+        for o in self.observers:
+            o.on_run_start(run)
+        run.pending += 1
+        self.in_flight += 1
+        assert self._idle is not None
+        self._idle.clear()
+        span = SpanRecord(new_id(), run.trace_id, step.name, topic, "", 1, _now())
+        for o in self.observers:
+            o.on_span_start(span)
+        ctx = Context(self, step, run, span.id)
+        limit = step.timeout_s or self.config.default_timeout_s
+        try:
+            if step.invoke is None:
+                raise WistroError("the step has no handler bound", step=step.name)
+            timer = asyncio.timeout(limit)
+            try:
+                async with timer:
+                    result = await step.invoke(data, ctx)
+            except TimeoutError:
+                if not timer.expired():
+                    raise
+                raise HandlerTimeout(
+                    f"handler timed out after {limit:g}s", step=step.name, topic=topic
+                ) from None
+            span.status = "ok"
+            return result, run
+        except HandlerTimeout as e:
+            span.status, span.error = "timeout", e.format()
+            e.trace_id = run.trace_id  # type: ignore[attr-defined]
+            raise
+        except Exception as e:
+            span.status = "error"
+            span.error = f"{type(e).__name__}: {e}"
+            span.traceback = _user_traceback(e)
+            err = HandlerError(span.error, step=step.name, topic=topic)
+            err.trace_id = run.trace_id  # type: ignore[attr-defined]
+            raise err from e
+        finally:
+            span.end = _now()
+            run.span_records.append(span)
+            self.recorder.batch.spans.append(span)
+            for o in self.observers:
+                o.on_span_end(span)
+            if span.status != "ok" and trigger == "api":  # the client got the error: no replay
+                run.failures.append(f"{step.name}: {span.error}")
+            elif span.status != "ok":
+                dead = DeadLetter(
+                    new_id(),
+                    run.trace_id,
+                    step.name,
+                    topic,
+                    "",
+                    _dumps_safe(data),
+                    span.error or span.status,
+                    1,
+                    _now(),
+                )
+                run.dead_letters.append(dead)
+                self.recorder.batch.dead_letters.append(dead)
+            self._settle(run)
 
     # ------------------------------------------------------------ replay
     async def replay(self, dead: dict[str, Any], wait: bool = True) -> Run:

@@ -72,6 +72,7 @@ class Run:
         self.log_records: list[LogRecord] = []
         self.state_records: list[StateOpRecord] = []
         self.dead_letters: list[DeadLetter] = []
+        self.failures: list[str] = []  # failed triggers that are not replayable (an api request)
         self._done: asyncio.Future[None] | None = None
         self._finished = False
 
@@ -98,7 +99,7 @@ class Run:
         """One line per failure: refused emits, and deliveries that failed for good."""
         out = [f"{e.source} -> {e.topic}: {e.error}" for e in self.event_records if e.error]
         out += [f"{d.step}: {d.error}" for d in self.dead_letters]
-        return out
+        return out + self.failures
 
     def _finish(self, end: float) -> None:
         if self._finished:
@@ -107,7 +108,11 @@ class Run:
         r = self.record
         r.end = end
         r.n_events = len(self.event_records)
-        r.n_errors = len(self.dead_letters) + sum(1 for e in self.event_records if e.error)
+        r.n_errors = (
+            len(self.dead_letters)
+            + len(self.failures)
+            + sum(1 for e in self.event_records if e.error)
+        )
         r.status = "error" if r.n_errors else "ok"
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
