@@ -136,13 +136,16 @@ class App:
             if name in topics.topics:
                 topics.topics[name].schema = topic["schema"]
         runtimes = {rt.language: rt for rt in default_runtimes()}
+        src = project.src
         for r in records:
             runtime = runtimes.get(r.language)
             if runtime is None:
                 raise WistroError(
                     f"no runtime for language {r.language!r}", step=r.name, file=r.rel_file
                 )
-            runtime.bind(r, None, project.src)
+            runtime.bind(r, None, src)
+            if r.type in ("api", "cron") and r.load is not None:
+                r.load()  # entry points: their request/body models are needed before a delivery
         app = cls(
             project,
             Registry(records, topics),

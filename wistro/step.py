@@ -150,6 +150,9 @@ class StepRecord:
     # runtime side, filled by the language runtime (lazily when started from the lock)
     invoke: Invoke | None = field(default=None, repr=False)  # async (data, ctx) -> result
     input_model: builtins.type[BaseModel] | None = field(default=None, repr=False)
+    body_model: builtins.type[BaseModel] | None = field(default=None, repr=False)  # api steps
+    query_model: builtins.type[BaseModel] | None = field(default=None, repr=False)  # api steps
+    load: Callable[[], None] | None = field(default=None, repr=False)  # import now (lazy steps)
     emit_topics: frozenset[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -248,4 +251,6 @@ def record_from_config(
         trigger=trigger,
         line=line,
         input_model=cfg.input if is_model(cfg.input) else None,
+        body_model=cfg.body if is_model(cfg.body) else None,
+        query_model=cfg.query if is_model(cfg.query) else None,
     )

@@ -161,20 +161,33 @@ class PythonRuntime(LanguageRuntime):
         runtime = self
         step_src = src or record.file.parent
 
+        def load() -> None:
+            """Import the step's code now (first delivery, or an api/cron step at start)."""
+            if record.invoke is not load_then_invoke:
+                return
+            with runtime._project_imports(step_src, step_src):
+                loaded = runtime._load(record.file, step_src)
+            config = getattr(loaded.handle, "config", {})
+            runtime._bind_module(record, loaded.handle)
+            for key, attr in (
+                ("input", "input_model"),
+                ("body", "body_model"),
+                ("query", "query_model"),
+            ):
+                if is_model(config.get(key)):
+                    setattr(record, attr, config[key])
+
         async def load_then_invoke(data: Any, ctx: Any) -> Any:
             # First delivery of a step started from the lock: import it now, then run it.
             if record.invoke is load_then_invoke:
-                with runtime._project_imports(step_src, step_src):
-                    loaded = runtime._load(record.file, step_src)
-                runtime._bind_module(record, loaded.handle)
-                model = getattr(loaded.handle, "config", {}).get("input")
-                if is_model(model):
-                    record.input_model = model
-                    data = model.model_validate(data)  # type: ignore[union-attr]
+                load()
+                if record.input_model is not None and record.type == "event":
+                    data = record.input_model.model_validate(data)
             assert record.invoke is not None
             return await record.invoke(data, ctx)
 
         record.invoke = load_then_invoke
+        record.load = load
 
     def _bind_module(self, record: StepRecord, module: types.ModuleType) -> None:
         handler = getattr(module, "handler", None)
