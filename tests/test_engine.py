@@ -412,3 +412,10 @@ async def test_call_runs_one_step_as_the_first_span_of_a_new_run(make_app) -> No
     assert failed is None and stored["run"]["status"] == "error"
     assert stored["spans"][0]["error"] == "RuntimeError: bad request body"
     assert stored["dead_letters"] == []  # the client got the error; nothing to replay
+
+
+async def test_a_missing_required_field_is_named(make_app) -> None:
+    app = make_app(chain_files())
+    with pytest.raises(PayloadError) as e:
+        await app.emit("order.placed", {"order_id": "A1"})
+    assert e.value.field == "amount_cents" and "is required" in str(e.value)

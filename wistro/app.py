@@ -120,14 +120,13 @@ class App:
     ) -> App:
         """Start from wistro.yml.lock alone: no scanning; step code is imported on first use."""
         from wistro.config import resolve_config
+        from wistro.project import LOCK_NAME, config_file_in, find_root
 
-        project = load_project(path, env)
-        lock = read_lock(project.lock_path)
-        config, env_vars = resolve_config(
-            lock.get("config") or {}, {}, project.lock_path, project.root, env
-        )
-        project.config, project.env_vars = config, env_vars
-        project.raw_config = lock.get("config") or {}
+        root = find_root(path)  # wistro.yml is not read: the lock holds its content
+        lock = read_lock(root / LOCK_NAME)
+        raw = lock.get("config") or {}
+        config, env_vars = resolve_config(raw, {}, root / LOCK_NAME, root, env)
+        project = Project(root, config, config_file_in(root), env, env_vars, raw)
         if verify:
             verify_hashes(project, lock)
         records = records_from_lock(project, lock)
