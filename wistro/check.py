@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import difflib
+import re
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -113,6 +114,9 @@ def _schema_conflicts(app: App) -> list[Diagnostic]:
     return out
 
 
+_EMIT_LITERAL = re.compile(r"""\.emit\(\s*(?:topic\s*=\s*)?(['"])(.*?)\1""")
+
+
 def _emit_calls(tree: ast.AST) -> list[tuple[str, int]]:
     """``(topic, line)`` of every ``<anything>.emit("literal", ...)`` call."""
     found = []
@@ -137,7 +141,11 @@ def _undeclared_emits(app: App) -> list[Diagnostic]:
         if record.language != "python" or record.type == "noop":
             continue
         try:
-            tree = ast.parse(record.file.read_text(encoding="utf-8"), str(record.file))
+            source = record.file.read_text(encoding="utf-8")
+            # Cheap first pass: only a file that seems to emit an undeclared topic is parsed.
+            if all(m.group(2) in record.emit_topics for m in _EMIT_LITERAL.finditer(source)):
+                continue
+            tree = ast.parse(source, str(record.file))
         except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
             continue
         declared = sorted(record.emit_topics)
@@ -188,7 +196,13 @@ class _Graph:
         self.virtual_subscribers: dict[str, list[str]] = {}
         self.entry_topics: set[str] = set()  # fed by wistro.yml api / cron entries
         self.entries: list[tuple[str, str, tuple[str, ...], tuple[Any, ...]]] = []
+        self.emitters: dict[str, list[StepRecord]] = {}
+        self.virtual_emitters: dict[str, list[StepRecord]] = {}
         for r in self.steps:
+            for e in r.emits:
+                self.emitters.setdefault(e.topic, []).append(r)
+            for e in r.virtual_emits:
+                self.virtual_emitters.setdefault(e.topic, []).append(r)
             for t in r.subscribes:
                 self.subscribers.setdefault(t, []).append(r.name)
             for t in r.virtual_subscribes:
@@ -266,10 +280,10 @@ class _Graph:
         for _, topic, flows, _ in self.entries:
             if flow in flows or topic in subscribed:
                 return True
-        for r in self.steps:
-            if r.type == "noop" and any(e.topic in subscribed for e in r.virtual_emits):
+        for topic in subscribed:  # a no-op, or a step outside the flow, feeds it
+            if any(r.type == "noop" for r in self.virtual_emitters.get(topic, ())):
                 return True
-            if r.name not in member_names and any(e.topic in subscribed for e in r.emits):
+            if any(r.name not in member_names for r in self.emitters.get(topic, ())):
                 return True
         return False
 
