@@ -1,0 +1,1 @@
+"""Wistro in Jupyter: the IPython extension, magics and widgets."""
