@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from wistro.config import read_raw
 from wistro.errors import WistroError
 from wistro.step import StepRecord
+from wistro.triggers.cron import cron_diagnostics
 
 if TYPE_CHECKING:
     from wistro.app import App
@@ -74,6 +75,7 @@ def check(app: App) -> list[Diagnostic]:
     diags += _load_errors(app.errors)
     diags += _schema_conflicts(app)
     diags += _undeclared_emits(app)
+    diags += cron_diagnostics(app)
     graph = _Graph(app)
     diags += graph.flows_without_trigger()
     diags += graph.no_subscriber()

@@ -446,6 +446,53 @@ def replay(obj: Obj, dead_letter_id: str | None, replay_all: bool, as_json: bool
         sys.exit(1)
 
 
+# ---------------------------------------------------------------- cron
+
+
+@main.group()
+def cron() -> None:
+    """Cron jobs: cron steps and wistro.yml `cron:` entries."""
+
+
+@cron.command("list")
+@click.option(
+    "-n",
+    "count",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Next fire times to show per job.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@pass_obj
+def cron_list(obj: Obj, count: int, as_json: bool) -> None:
+    """List each cron job with its schedule, target and next fire times."""
+    from wistro.triggers.cron import cron_table
+
+    app = obj.app(state="memory", traces="memory")
+    rows = cron_table(app, count)
+    invalid = [row for row in rows if row["error"]]
+    if as_json:
+        emit_json(rows)
+    elif not rows:
+        click.echo("no cron jobs")
+    else:
+        shown = [
+            {**row, "next": click.style("invalid", fg="red") if row["error"] else row["next"]}
+            for row in rows
+        ]
+        click.echo(console.table(shown, ["name", "schedule", "timezone", "target", "next"]))
+    for row in invalid:
+        where = f"{row['source']}: " if row["source"] else ""
+        click.echo(
+            click.style("error: ", fg="red", bold=True)
+            + f"{where}cron job {row['name']!r}: {row['error']}",
+            err=True,
+        )
+    if invalid:
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--no-reload", is_flag=True, help="Do not watch step files.")
 @pass_obj

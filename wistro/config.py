@@ -62,6 +62,7 @@ class CronJobConfig(_Strict):
     flows: list[str] = []
     timezone: str | None = None
     description: str | None = None
+    allow_overlap: bool = False  # start a run even while the previous one is still running
 
 
 class ProjectConfig(_Strict):

@@ -64,7 +64,10 @@ def build_lock(project: Project, registry: Registry) -> dict[str, Any]:
     )
     cron = {r.name: {"step": r.name, **r.trigger} for r in registry if r.type == "cron"}
     cron.update(
-        {name: {"step": None, **job.model_dump()} for name, job in project.config.cron.items()}
+        {
+            name: {"step": None, **job.model_dump(exclude_defaults=True)}
+            for name, job in project.config.cron.items()
+        }
     )
     data: dict[str, Any] = {
         "lock_format": LOCK_FORMAT,

@@ -77,6 +77,7 @@ class StepConfig(BaseModel):
     # cron steps
     cron: str | None = None
     timezone: str | None = None
+    allow_overlap: bool = False  # start a run even while the previous one is still running
 
     @field_validator("subscribes", "virtual_subscribes", "flows", mode="before")
     @classmethod
@@ -226,6 +227,8 @@ def record_from_config(
         }
     elif cfg.type == "cron":
         trigger = {"cron": cfg.cron, "timezone": cfg.timezone}
+        if cfg.allow_overlap:  # only when set: existing lock files stay byte-identical
+            trigger["allow_overlap"] = True
     emit_schemas = {
         e.topic: schema for e in cfg.emits if (schema := schema_of(e.payload_schema)) is not None
     }

@@ -1,0 +1,1 @@
+"""Triggers: what starts work from outside (HTTP endpoints, cron schedules)."""
