@@ -20,6 +20,7 @@ from wistro.runtimes import LanguageRuntime, default_runtimes
 from wistro.state.base import StateAdapter
 from wistro.step import StepRecord
 from wistro.topics import TopicCatalog
+from wistro.tracing.records import StoredTrace
 from wistro.tracing.store import TraceStore
 
 if TYPE_CHECKING:
@@ -169,6 +170,8 @@ class App:
         )
         self.registry = fresh.registry
         self.errors = fresh.errors
+        self.project = fresh.project
+        self.runtimes = fresh.runtimes
         self.engine.registry = fresh.registry
         return self
 
@@ -274,7 +277,7 @@ class App:
 
     def trace(self, trace_id: str) -> dict[str, Any]:
         assert self.engine.store is not None
-        return self.engine.store.get_run(trace_id)
+        return StoredTrace(self.engine.store.get_run(trace_id))
 
     def __repr__(self) -> str:
         broken = f", {len(self.errors)} broken step file(s)" if self.errors else ""

@@ -118,5 +118,9 @@ class Batch:
         )
 
 
+class StoredTrace(dict[str, Any]):
+    """One stored trace (``TraceStore.get_run``), typed so that a notebook can display it."""
+
+
 def as_dict(record: Any) -> dict[str, Any]:
     return {name: getattr(record, name) for name in record.__slots__}
