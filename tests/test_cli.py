@@ -222,7 +222,7 @@ def test_init_creates_a_project_that_checks_clean(shop: Path) -> None:
     res = wistro("check", cwd=shop)
     out = ok(res)
     assert "0 error(s)" in out
-    assert "7 steps" in out and "2 flows" in out
+    assert "9 steps" in out and "3 flows" in out
     assert (shop / ".gitignore").is_file()
 
 
@@ -413,7 +413,7 @@ def test_a_step_file_without_config_is_named_and_the_others_still_run(shop: Path
 def test_lock_is_deterministic_and_check_detects_a_changed_step(shop: Path) -> None:
     lock = shop / "wistro.yml.lock"
     out = ok(wistro("lock", cwd=shop))
-    assert "wistro.yml.lock: 7 steps" in out
+    assert "wistro.yml.lock: 9 steps" in out
     first = lock.read_bytes()
     out = ok(wistro("lock", cwd=shop))
     assert out.startswith("unchanged:"), out
@@ -461,7 +461,7 @@ def test_start_from_a_fresh_lock_until_sigterm(shop: Path, server: list[Server])
     s = Server("start", cwd=shop)
     server.append(s)
     ready = s.wait_for(r"^ready")
-    assert "shop" in ready and "7 steps" in ready and "lock mode" in ready
+    assert "shop" in ready and "9 steps" in ready and "lock mode" in ready
     assert s.stop(signal.SIGTERM) == 0, s.output
     assert s.lines[-1] == "stopped", s.output
     assert "Traceback" not in s.output
@@ -488,12 +488,12 @@ MARKER_STEP = """
 def test_start_imports_step_code_lazily(shop: Path, server: list[Server]) -> None:
     write_step(shop, "src/fulfillment/marker.step.py", MARKER_STEP)
     marker = shop / "IMPORTED"
-    assert "8 steps" in ok(wistro("lock", cwd=shop))
+    assert "10 steps" in ok(wistro("lock", cwd=shop))
     marker.unlink(missing_ok=True)  # `lock` scans, so it imported the step
 
     s = Server("start", cwd=shop)
     server.append(s)
-    assert "8 steps" in s.wait_for(r"^ready")
+    assert "10 steps" in s.wait_for(r"^ready")
     assert not marker.exists(), "`wistro start` imported step code before any event"
     assert s.stop() == 0, s.output
     assert not marker.exists()
@@ -519,6 +519,8 @@ def test_steps_and_flows_json(shop: Path) -> None:
         "Place order",
         "Fraud review",
         "Courier",
+        "Nightly report",
+        "Build report",
     }
     charge = by_name["Charge card"]
     assert charge["subscribes"] == ["order.placed"]
@@ -529,7 +531,8 @@ def test_steps_and_flows_json(shop: Path) -> None:
     assert by_name["Courier"]["type"] == "noop"
 
     flows = {f["flow"]: f for f in json.loads(ok(wistro("flows", "--json", cwd=shop)))}
-    assert set(flows) == {"checkout", "fulfillment"}
+    assert set(flows) == {"checkout", "fulfillment", "reports"}
+    assert by_name["Nightly report"]["type"] == "cron"
     assert flows["checkout"]["name"] == "Checkout"
     assert set(flows["checkout"]["steps"]) == {
         "Charge card",
@@ -754,7 +757,7 @@ def test_dev_reloads_changed_step_files(shop: Path, server: list[Server]) -> Non
     s = Server("dev", cwd=shop)
     server.append(s)
     ready = s.wait_for(r"^ready")
-    assert "7 steps" in ready and "dev mode" in ready
+    assert "9 steps" in ready and "dev mode" in ready
 
     # The watcher starts just after "ready": write until a reload is seen (bounded).
     deadline = time.monotonic() + TIMEOUT
@@ -769,7 +772,7 @@ def test_dev_reloads_changed_step_files(shop: Path, server: list[Server]) -> Non
         except AssertionError:
             if s.proc.poll() is not None:
                 raise
-    assert "gift_wrap.step.py" in line and "8 steps" in line, line
+    assert "gift_wrap.step.py" in line and "10 steps" in line, line
 
     # a broken step file is reported; the server keeps running
     (shop / "src" / "fulfillment" / "broken.step.py").write_text("x = \n")
@@ -791,7 +794,7 @@ def test_dev_does_not_lose_a_change_made_right_after_ready(
     s.wait_for(r"^ready")
     write_step(shop, "src/fulfillment/gift_wrap.step.py", NEW_STEP.format(n=1))
     line = s.wait_for(r"^reloaded", timeout=10)
-    assert "gift_wrap.step.py" in line and "8 steps" in line, line
+    assert "gift_wrap.step.py" in line and "10 steps" in line, line
     assert s.stop(signal.SIGTERM) == 0, s.output
 
 

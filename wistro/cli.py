@@ -312,12 +312,41 @@ def parse_payload(text: str) -> Any:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
 @click.option("--lock", "use_lock", is_flag=True, help="Run from the lock file, like `start`.")
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Run in this process even when a `wistro dev`/`start` of the project runs.",
+)
 @pass_obj
-def emit(obj: Obj, topic: str, payload: str, wait: bool, as_json: bool, use_lock: bool) -> None:
-    """Emit an event and print the trace of everything it caused."""
+def emit(
+    obj: Obj, topic: str, payload: str, wait: bool, as_json: bool, use_lock: bool, local: bool
+) -> None:
+    """Emit an event and print the trace of everything it caused.
+
+    When a `wistro dev` or `wistro start` of the same project is running, the event is sent to
+    it (and that is said on stderr); otherwise it runs in this process."""
     from wistro.app import App
+    from wistro.control import emit_remote, running_server
 
     data = parse_payload(payload)
+    server = None if local else running_server(obj.project_only())
+    if server is not None:
+        answer = emit_remote(server, topic, data, wait)
+        click.echo(
+            f"sent to the running wistro {server['mode']} (pid {server['pid']}, {server['url']})",
+            err=True,
+        )
+        if not wait:
+            click.echo(f"accepted: trace {answer['trace_id']}")
+            return
+        trace = answer["trace"]
+        if as_json:
+            emit_json(trace)
+        else:
+            click.echo(console.trace_tree(trace))
+        if answer["status"] == "error":
+            sys.exit(1)
+        return
     app = App.from_lock(obj.project, env=obj.env) if use_lock else obj.app()
 
     async def go() -> Any:
@@ -493,23 +522,63 @@ def cron_list(obj: Obj, count: int, as_json: bool) -> None:
         sys.exit(1)
 
 
+host_option = click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of the HTTP endpoints (0.0.0.0 to expose them).",
+)
+port_option = click.option(
+    "--port",
+    default=3111,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port of the HTTP endpoints (0: any free port).",
+)
+
+
 @main.command()
 @click.option("--no-reload", is_flag=True, help="Do not watch step files.")
+@host_option
+@port_option
 @pass_obj
-def dev(obj: Obj, no_reload: bool) -> None:
-    """Run the engine with hot reload of changed step files and a live log."""
+def dev(obj: Obj, no_reload: bool, host: str, port: int) -> None:
+    """Run the engine, HTTP endpoints and cron jobs, with hot reload and a live log."""
     from wistro.serve import run_dev
 
-    run_dev(obj.project, obj.env, reload=not no_reload)
+    run_dev(obj.project, obj.env, reload=not no_reload, host=host, port=port)
 
 
 @main.command()
+@host_option
+@port_option
 @pass_obj
-def start(obj: Obj) -> None:
+def start(obj: Obj, host: str, port: int) -> None:
     """Production: run from wistro.yml.lock alone (no scanning, lazy step imports)."""
     from wistro.serve import run_start
 
-    run_start(obj.project, obj.env)
+    run_start(obj.project, obj.env, host=host, port=port)
+
+
+@main.command()
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to a file instead of stdout.",
+)
+@pass_obj
+def openapi(obj: Obj, output: Path | None) -> None:
+    """Print (or write) the OpenAPI 3.1 document of the project's HTTP endpoints."""
+    from wistro.triggers.openapi import openapi_document
+
+    app = obj.app(state="memory", traces="memory")
+    text = json.dumps(openapi_document(app), indent=2) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import click
 
 from wistro import console
 from wistro.app import App
+from wistro.errors import WistroError
 from wistro.run import Run
 from wistro.tracing.records import EventRecord, LogRecord, SpanRecord, as_dict
 
@@ -44,7 +46,11 @@ class ConsoleObserver:
         )
 
 
-async def _serve(app: App, started: float, watch: list[Path] | None) -> None:
+async def _serve(app: App, started: float, watch: list[Path] | None, host: str, port: int) -> None:
+    from wistro.control import control_routes, new_token, remove_server_file, write_server_file
+    from wistro.triggers.cron import CronScheduler
+    from wistro.triggers.http import HttpServer
+
     engine = app.engine
     engine.start()
     engine.observers.append(ConsoleObserver())
@@ -53,24 +59,52 @@ async def _serve(app: App, started: float, watch: list[Path] | None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    tasks = []
+    token = new_token()
+    http = HttpServer(app, host, port, extra_routes=control_routes(app, token))
+    bound: asyncio.Future[HttpServer] = loop.create_future()
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    level = uvicorn_log.level
+    uvicorn_log.setLevel(logging.CRITICAL)  # a bind error is reported below, in one line
+    tasks = [asyncio.create_task(http.serve(bound))]
+    try:
+        await bound
+    except OSError:
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await app.aclose()
+        raise WistroError(
+            f"could not listen on {host}:{port}: the address is in use",
+            hint="another server runs there? use --port",
+        ) from None
+    finally:
+        uvicorn_log.setLevel(level)
+    scheduler = CronScheduler(app)
+    await scheduler.start()
     if watch:
         watching = asyncio.Event()
-        tasks.append(asyncio.create_task(_watch(app, watch, stop, watching)))
+        tasks.append(asyncio.create_task(_watch(app, watch, stop, watching, scheduler)))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(10):
                 await watching.wait()
     mode = "lock" if app.locked else "dev"
+    write_server_file(app.project, http.url, token, mode)
+    n_cron = len(scheduler.jobs)
     click.echo(
         f"ready: {app.project.name} ({len(app.registry)} steps, {mode} mode, "
         f"env {app.project.env}) in {(time.perf_counter() - started) * 1000:.0f} ms"
     )
-    await stop.wait()
-    click.echo("stopping: finishing in-flight work…")
-    for task in tasks:
-        task.cancel()
-    await app.aclose()
-    click.echo("stopped")
+    click.echo(f"http: {http.url}  (docs: {http.url}/docs)  cron: {n_cron} job(s)")
+    try:
+        await stop.wait()
+    finally:
+        click.echo("stopping: finishing in-flight work…")
+        remove_server_file(app.project, token)
+        await scheduler.stop(timeout=30)
+        for task in tasks[1:]:
+            task.cancel()
+        tasks[0].cancel()  # the HTTP server lets requests in flight finish
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await app.aclose()
+        click.echo("stopped")
 
 
 def _fingerprint(app: App) -> set[tuple[str, int, int]]:
@@ -98,7 +132,9 @@ def _reload(app: App, changed: list[str]) -> None:
         click.echo(click.style(f"warning: {err.format()}", fg="yellow"))
 
 
-async def _watch(app: App, paths: list[Path], stop: asyncio.Event, watching: asyncio.Event) -> None:
+async def _watch(
+    app: App, paths: list[Path], stop: asyncio.Event, watching: asyncio.Event, scheduler: Any
+) -> None:
     """Reload on every change. The first (empty) yield tells the watcher runs; what changed
     between loading and that moment is caught by comparing file fingerprints."""
     from watchfiles import awatch
@@ -112,22 +148,26 @@ async def _watch(app: App, paths: list[Path], stop: asyncio.Event, watching: asy
             now = _fingerprint(app)
             if now != loaded:
                 _reload(app, sorted({Path(p).name for p, *_ in now ^ loaded}))
+                await scheduler.refresh()
             if not changes:
                 continue
         if changes:
             _reload(app, sorted({Path(p).name for _, p in changes}))
+            await scheduler.refresh()
 
 
-def run_dev(project: str | None, env: str, reload: bool = True) -> None:
+def run_dev(
+    project: str | None, env: str, reload: bool = True, host: str = "127.0.0.1", port: int = 3111
+) -> None:
     started = time.perf_counter()
     app = App.load(project, env=env)
     for err in app.errors:
         click.echo(click.style(f"warning: {err.format()}", fg="yellow"))
     watch = [app.project.src] + ([app.project.config_file] if app.project.config_file else [])
-    asyncio.run(_serve(app, started, watch if reload else None))
+    asyncio.run(_serve(app, started, watch if reload else None, host, port))
 
 
-def run_start(project: str | None, env: str, **kwargs: Any) -> None:
+def run_start(project: str | None, env: str, host: str = "127.0.0.1", port: int = 3111) -> None:
     started = time.perf_counter()
     app = App.from_lock(project, env=env)
-    asyncio.run(_serve(app, started, None))
+    asyncio.run(_serve(app, started, None, host, port))

@@ -59,7 +59,7 @@ def test_a_notebook_runs_in_a_real_kernel(shop: Path, kernel_name: str, stub_bun
     client.execute()
     out = [c.outputs for c in nb.cells]
 
-    assert "loaded <wistro.App 'shop': 7 steps" in out[0][0]["text"]
+    assert "loaded <wistro.App 'shop': 9 steps" in out[0][0]["text"]
     [wait] = out[1]
     assert wait["output_type"] == "execute_result"
     assert " ok: 4 events, 4 spans" in wait["data"]["text/plain"]

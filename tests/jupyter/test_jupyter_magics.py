@@ -18,6 +18,8 @@ from wistro_jupyter.widgets import TraceView
 
 ORDER = '{"order_id": "A1", "amount_cents": 1200}'
 SHOP_STEPS = {
+    "Build report",
+    "Nightly report",
     "Charge card",
     "Courier",
     "Fraud review",
@@ -33,7 +35,7 @@ def test_load_ext_finds_the_project_from_the_cwd(shell: Any, shop: Path, capsys:
     cell(shell, "%load_ext wistro_jupyter")
     try:
         out = capsys.readouterr().out
-        assert "loaded <wistro.App 'shop': 7 steps" in out
+        assert "loaded <wistro.App 'shop': 9 steps" in out
         app = shell.user_ns["wistro_app"]
         assert app.project.root == shop.resolve()
         assert "wistro" in shell.magics_manager.magics["line"]
@@ -184,7 +186,7 @@ def test_listings_are_dataframes(ip: Any) -> None:
     steps = cell(ip, "%wistro steps")
     assert isinstance(steps, pd.DataFrame) and set(steps["name"]) == SHOP_STEPS
     flows = cell(ip, "%wistro flows")
-    assert list(flows["flow"]) == ["checkout", "fulfillment"]
+    assert list(flows["flow"]) == ["checkout", "fulfillment", "reports"]
     cell(ip, f"%wistro emit order.placed {ORDER} --wait")
     cell(ip, '%wistro emit order.placed {"order_id": "B2", "amount_cents": 5}')
     traces = cell(ip, "%wistro traces")
@@ -241,13 +243,14 @@ def test_tab_completion(ip: Any) -> None:
         "order.shipped",
         "payment.captured",
         "payment.declined",
+        "report.requested",
         "stock.reserved",
     ]
     assert completions(ip, "%wistro emit pay") == ["payment.captured", "payment.declined"]
     assert completions(ip, "%wistro activate Ch") == ["Charge card"]
     assert completions(ip, "%wistro deactivate Send r") == ["receipt"]  # names hold spaces
     assert "Send receipt" in completions(ip, "%wistro deactivate ")
-    assert completions(ip, "%wistro graph ") == ["checkout", "fulfillment"]
+    assert completions(ip, "%wistro graph ") == ["checkout", "fulfillment", "reports"]
     ip.user_ns["payload_a"] = {"order_id": "X"}
     assert "payload_a" in completions(ip, "%wistro emit order.placed --data ")
     assert "--wait" in completions(ip, "%wistro emit order.placed {} --")
@@ -267,7 +270,7 @@ def test_an_edited_step_file_is_picked_up_before_the_next_cell(
     first = cell(ip, f"%wistro emit order.placed {ORDER} --wait")
     (shop / "src" / "checkout" / "audit.step.py").write_text(NEW_STEP, encoding="utf-8")
     cell(ip, "1 + 1")
-    assert "wistro: reloaded (audit.step.py): 8 steps" in capsys.readouterr().out
+    assert "wistro: reloaded (audit.step.py): 10 steps" in capsys.readouterr().out
     steps = cell(ip, "%wistro steps")
     assert "Audit" in set(steps["name"])
     run = cell(ip, f"%wistro emit order.placed {ORDER} --wait")

@@ -233,4 +233,4 @@ def test_a_missing_bundle_is_a_clear_error_only_on_display(
 def test_app_repr_is_a_project_summary(ip: Any) -> None:
     app = ip.user_ns["wistro_app"]
     html = ip.display_formatter.format(app)[0]["text/html"]
-    assert "shop" in html and "Charge card" in html and "7 steps" in html
+    assert "shop" in html and "Charge card" in html and "9 steps" in html

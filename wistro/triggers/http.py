@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import parse_qsl
@@ -640,13 +640,15 @@ def build_asgi(
     default_timeout_s: float = 30.0,
     max_json_depth: int = MAX_JSON_DEPTH,
     authenticators: Mapping[str, AuthenticatorFactory] | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The ASGI app serving every active api step and wistro.yml ``api:`` entry, plus
     ``/openapi.json``, ``/docs`` and ``/_wistro/health``.
 
     ``default_timeout_s`` applies to api steps without ``timeout_s`` (when the project's engine
     sets no default). ``authenticators`` maps an auth ``type`` to a factory
-    ``(auth, *, where) -> authenticate`` used instead of ``wistro.triggers.auth``. Raises
+    ``(auth, *, where) -> authenticate`` used instead of ``wistro.triggers.auth``.
+    ``extra_routes`` are served too (``/_wistro/...`` control routes of ``wistro dev``). Raises
     ``ConfigError`` for a reserved or clashing path, or a bad ``auth`` config.
     """
     options: dict[str, Any] = {
@@ -677,6 +679,7 @@ def build_asgi(
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
         Route("/_wistro/health", health, methods=["GET"]),
+        *extra_routes,
     ]
     keys = _RoutesKey(app)
 

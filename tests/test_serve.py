@@ -1,0 +1,87 @@
+"""`wistro dev` / `wistro start` as long-running servers: HTTP endpoints, cron jobs, and
+`wistro emit` sending into the running server. Real processes, real sockets on loopback."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+from pathlib import Path
+
+import httpx
+from test_cli import Server, ok, one_line_error, server, shop, shop_template, wistro
+
+__all__ = ["server", "shop", "shop_template"]  # fixtures used by name
+
+
+def http_url(s: Server) -> str:
+    line = s.wait_for(r"^http: ")
+    match = re.search(r"http://127\.0\.0\.1:\d+", line)
+    assert match, line
+    return match.group(0)
+
+
+def test_dev_serves_endpoints_and_emit_goes_to_it(shop: Path, server: list[Server]) -> None:
+    s = Server("dev", "--port", "0", cwd=shop)
+    server.append(s)
+    s.wait_for(r"^ready: shop \(9 steps, dev mode")
+    url = http_url(s)
+    assert "cron: 1 job(s)" in s.lines[-1]
+
+    r = httpx.post(f"{url}/orders", json={"order_id": "H1", "amount_cents": 1200}, timeout=10)
+    assert r.status_code == 202 and r.json()["order_id"] == "H1"
+    trace_id = r.headers["x-wistro-trace-id"]
+    assert r.json()["trace_id"] == trace_id
+    bad = httpx.post(f"{url}/orders", json={"order_id": "H1", "amount_cents": "x"}, timeout=10)
+    assert bad.status_code == 422 and "amount_cents" in json.dumps(bad.json())
+    assert "/orders" in httpx.get(f"{url}/openapi.json", timeout=10).json()["paths"]
+
+    # `wistro emit` finds the running server and sends the event there
+    res = wistro("emit", "order.placed", '{"order_id": "H2", "amount_cents": 1200}', cwd=shop)
+    assert "sent to the running wistro dev" in res.stderr
+    assert "Send receipt" in ok(res)
+    s.wait_for(r"^ok +run .* order\.placed")  # the server's live log shows the run
+    # ... and an error from the server is still one line naming the culprit
+    one_line_error(wistro("emit", "order.placd", "{}", cwd=shop), "did you mean 'order.placed'")
+    # `--local` runs in this process instead
+    local = wistro(
+        "emit", "--local", "order.placed", '{"order_id": "H3", "amount_cents": 5}', cwd=shop
+    )
+    assert "sent to the running" not in local.stderr and local.returncode == 0
+
+    assert s.stop() == 0
+    assert not (shop / ".wistro" / "server.json").exists()
+    traces = json.loads(ok(wistro("traces", "--json", cwd=shop)))
+    assert trace_id in {t["trace_id"] for t in traces}
+    after = wistro("emit", "order.placed", '{"order_id": "H4", "amount_cents": 5}', cwd=shop)
+    assert "sent to the running" not in after.stderr and after.returncode == 0
+
+
+def test_start_serves_from_the_lock(shop: Path, server: list[Server]) -> None:
+    s = Server("start", "--port", "0", cwd=shop)
+    server.append(s)
+    s.wait_for(r"^ready: shop \(9 steps, lock mode")
+    url = http_url(s)
+    r = httpx.post(f"{url}/orders", json={"order_id": "S1", "amount_cents": 100}, timeout=10)
+    assert r.status_code == 202
+    assert httpx.get(f"{url}/_wistro/health", timeout=10).json()["steps"] == 9
+    assert s.stop() == 0
+
+
+def test_a_port_in_use_is_a_clear_error(shop: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = wistro("dev", "--no-reload", "--port", str(port), cwd=shop)
+    one_line_error(res, f"could not listen on 127.0.0.1:{port}")
+
+
+def test_openapi_command_and_cron_list(shop: Path, tmp_path: Path) -> None:
+    out = tmp_path / "openapi.json"
+    ok(wistro("openapi", "-o", str(out), cwd=shop))
+    doc = json.loads(out.read_text())
+    assert doc["openapi"].startswith("3.1") and "/orders" in doc["paths"]
+    rows = json.loads(ok(wistro("cron", "list", "--json", cwd=shop)))
+    assert [r["name"] for r in rows] == ["Nightly report"]
+    assert rows[0]["timezone"] == "Europe/Berlin" and len(rows[0]["next"]) == 3
