@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v dot >/dev/null 2>&1 || need+=(graphviz)      # `wistro graph --format svg`
+command -v chromium >/dev/null 2>&1 || need+=(chromium) # the real-browser JupyterLab test
+command -v node >/dev/null 2>&1 || need+=(nodejs npm)   # building the widget bundle
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -19,4 +21,7 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[dev]"
+
+# The notebook widgets' JavaScript: labextension/ -> wistro_jupyter/static/*.js (not committed).
+(cd labextension && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
 echo "setup: done. Run the tests with: .venv/bin/pytest"
