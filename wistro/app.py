@@ -63,6 +63,19 @@ def make_store(project: Project, choice: TracesChoice) -> TraceStore:
     return SQLiteTraceStore(path, project.config.traces.retention_runs)
 
 
+STEP_COLUMNS = [
+    "name",
+    "type",
+    "language",
+    "file",
+    "subscribes",
+    "emits",
+    "flows",
+    "active",
+    "description",
+]
+
+
 class App:
     """A loaded project: its registry, engine, state and traces."""
 
@@ -217,8 +230,9 @@ class App:
     def step(self, name: str) -> StepRecord:
         return self.registry.get(name)
 
-    def steps(self) -> pd.DataFrame:
-        rows = [
+    def step_rows(self) -> list[dict[str, Any]]:
+        """The registry, one plain dict per step (``steps()`` and ``wistro steps`` show it)."""
+        return [
             {
                 "name": r.name,
                 "type": r.type,
@@ -232,22 +246,9 @@ class App:
             }
             for r in self.registry
         ]
-        return frame(
-            rows,
-            [
-                "name",
-                "type",
-                "language",
-                "file",
-                "subscribes",
-                "emits",
-                "flows",
-                "active",
-                "description",
-            ],
-        )
 
-    def flows(self) -> pd.DataFrame:
+    def flow_rows(self) -> list[dict[str, Any]]:
+        """One plain dict per flow: its name, description and steps."""
         rows = []
         for flow, names in self.registry.flows().items():
             meta = self.project.config.flows.get(flow)
@@ -260,7 +261,13 @@ class App:
                     "n_steps": len(names),
                 }
             )
-        return frame(rows, ["flow", "name", "description", "n_steps", "steps"])
+        return rows
+
+    def steps(self) -> pd.DataFrame:
+        return frame(self.step_rows(), STEP_COLUMNS)
+
+    def flows(self) -> pd.DataFrame:
+        return frame(self.flow_rows(), ["flow", "name", "description", "n_steps", "steps"])
 
     def activate(self, name: str) -> StepRecord:
         return activation.set_active(self, name, True)

@@ -191,19 +191,7 @@ def types(obj: Obj, out: Path | None) -> None:
 def steps(obj: Obj, as_json: bool) -> None:
     """List the steps."""
     app = obj.app(state="memory", traces="memory")
-    rows = [
-        {
-            "name": r.name,
-            "type": r.type,
-            "language": r.language,
-            "file": r.rel_file,
-            "subscribes": list(r.subscribes),
-            "emits": [e.topic for e in r.emits],
-            "flows": list(r.flows),
-            "active": r.active,
-        }
-        for r in app.registry
-    ]
+    rows = app.step_rows()
     if as_json:
         emit_json(rows)
     else:
@@ -220,17 +208,7 @@ def steps(obj: Obj, as_json: bool) -> None:
 def flows(obj: Obj, as_json: bool) -> None:
     """List the flows and their steps."""
     app = obj.app(state="memory", traces="memory")
-    rows = []
-    for flow, names in app.registry.flows().items():
-        meta = app.project.config.flows.get(flow)
-        rows.append(
-            {
-                "flow": flow,
-                "name": (meta.name if meta else None) or flow,
-                "description": meta.description if meta else None,
-                "steps": names,
-            }
-        )
+    rows = app.flow_rows()
     if as_json:
         emit_json(rows)
     else:

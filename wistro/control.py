@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wistro.errors import WistroError
+from wistro.files import write_atomic
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -37,13 +38,9 @@ def new_token() -> str:
 
 
 def write_server_file(project: Project, url: str, token: str, mode: str) -> Path:
-    path = server_file(project)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"pid": os.getpid(), "url": url, "token": token, "mode": mode}, f)
-    tmp.replace(path)
+    path = server_file(project)  # 0600: the token is for this user only
+    info = {"pid": os.getpid(), "url": url, "token": token, "mode": mode}
+    write_atomic(path, json.dumps(info))
     return path
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from wistro.discovery import file_hash
 from wistro.errors import LockError, StaleLockError
+from wistro.files import write_atomic
 from wistro.project import Project
 from wistro.registry import Registry
 from wistro.step import StepRecord
@@ -100,9 +101,8 @@ def write_lock(path: Path, lock: dict[str, Any]) -> bool:
     text = render(lock)
     if path.is_file() and path.read_text(encoding="utf-8") == text:
         return False
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, text)
+    path.chmod(0o644)  # a committed file: readable like any other
     return True
 
 

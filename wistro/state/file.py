@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import tempfile
 from pathlib import Path
 from urllib.parse import quote, unquote
 
 from wistro.errors import StateError
+from wistro.files import write_atomic
 from wistro.state.base import StateAdapter, check_name
 
 _SUFFIX = ".json"
@@ -37,19 +35,7 @@ def _read(path: Path) -> str | None:
 
 
 def _write(path: Path, value_json: str) -> None:
-    """Write to a temp file beside ``path``, fsync it, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(value_json)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, value_json, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
 
 
 def _values(folder: Path) -> list[Path]:

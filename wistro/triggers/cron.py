@@ -28,9 +28,7 @@ import heapq
 import itertools
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +40,7 @@ from croniter import CroniterError, croniter
 
 from wistro.config import read_raw
 from wistro.errors import WistroError
+from wistro.files import write_atomic
 from wistro.step import StepRecord
 
 if TYPE_CHECKING:
@@ -756,22 +755,6 @@ def _open_run(runs: Iterable[Run], topic: str) -> str | None:
     """The trace id of the newest run in progress started by cron on ``topic``."""
     found = [r for r in runs if r.topic == topic and r.record.trigger == "cron" and not r.done]
     return found[-1].trace_id if found else None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that a reader sees the old file or the new one, whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------- `wistro cron list`

@@ -1,0 +1,3 @@
+module wistro.dev/sdk
+
+go 1.21
