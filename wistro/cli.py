@@ -83,6 +83,14 @@ def main(ctx: click.Context, project: str | None, env: str) -> None:
 pass_obj = click.pass_obj
 
 
+def _register_groups() -> None:
+    from wistro.eval.cli import dataset as dataset_group
+    from wistro.eval.cli import eval_group
+
+    main.add_command(dataset_group)
+    main.add_command(eval_group)
+
+
 def run_async(fn: Callable[[], Any]) -> Any:
     return asyncio.run(fn())
 
@@ -558,6 +566,8 @@ def openapi(obj: Obj, output: Path | None) -> None:
     else:
         click.echo(text, nl=False)
 
+
+_register_groups()
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -18,6 +18,7 @@ from wistro.context import Context
 from wistro.discovery import file_hash, validate_config
 from wistro.engine import Engine
 from wistro.errors import StepLoadError
+from wistro.eval.testing import assert_no_regression
 from wistro.project import find_root
 from wistro.registry import Registry
 from wistro.run import Run
@@ -27,7 +28,14 @@ from wistro.step import Emit, StepRecord
 from wistro.topics import TopicCatalog
 from wistro.tracing.records import new_id, new_trace_id
 
-__all__ = ["LoadedStep", "MockContext", "load_app", "load_step", "mock_context"]
+__all__ = [
+    "LoadedStep",
+    "MockContext",
+    "assert_no_regression",
+    "load_app",
+    "load_step",
+    "mock_context",
+]
 
 
 class LoadedStep:

@@ -39,6 +39,7 @@ SUBCOMMANDS = [
     "check",
     "reload",
     "step",
+    "dataset",
     "help",
 ]
 
@@ -56,6 +57,7 @@ HELP = """\
 %wistro check                               diagnostics as a DataFrame
 %wistro reload                              scan the step files again (runs are kept)
 %%wistro step [--save src/PATH.step.py]     define a step in a cell (and write it to a file)
+%wistro dataset add NAME [TRACE] | list | show NAME   datasets/NAME.jsonl (default: the last run)
 The project app is `wistro_app`; `await wistro_app.emit(...)` works in a cell too."""
 
 
@@ -205,6 +207,10 @@ class WistroMagics(Magics):
             s.refresh_graphs()
             print(f"wistro: {sub}d {record.name!r}")
             return None
+        if sub == "dataset":
+            from wistro.eval.notebook import dataset_magic
+
+            return dataset_magic(s.require_app(), s.last_run, rest)
         if sub == "step":
             raise UsageError("`%%wistro step` is a cell magic: the cell body is the step")
         raise UsageError(

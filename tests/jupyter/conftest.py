@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jupyter_support import cell  # noqa: F401 - re-exported for the fixtures
 
 STUB_ESM = "export default { render({ model, el }) { el.textContent = model.get('kind'); } };\n"
 
@@ -66,11 +67,3 @@ def ip(shell: Any, shop: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[A
         for name in list(shell.user_ns):
             if name.startswith(("run", "view", "order", "payload", "graph")):
                 shell.user_ns.pop(name, None)
-
-
-def cell(ip: Any, source: str) -> Any:
-    """Run one cell; no exception may escape it. Returns the cell's value."""
-    result = ip.run_cell(source)
-    assert result.error_before_exec is None, result.error_before_exec
-    assert result.error_in_exec is None, result.error_in_exec
-    return result.result

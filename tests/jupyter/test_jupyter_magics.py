@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import cell
 from IPython.core.completer import provisionalcompleter
+from jupyter_support import cell
 
 from wistro.run import Run
 from wistro_jupyter import session as get_session

@@ -10,7 +10,7 @@ from typing import Any
 import comm
 import pytest
 from comm.base_comm import BaseComm
-from conftest import cell
+from jupyter_support import cell
 
 from wistro.graph import build_graph
 from wistro_jupyter.widgets import (

@@ -1,0 +1,89 @@
+"""Evaluation: datasets from runs, project versions, eval runs, scorers, and comparisons.
+
+from wistro import eval as we
+ds = we.Dataset("checkout-smoke")
+ds.add_run(run)
+r_old = await we.run(ds, version="main~1", scorers=[we.scorers.error_free()])
+r_new = await we.run(ds, scorers=[we.scorers.error_free()])
+cmp = we.compare(r_old, r_new)
+cmp.summary, cmp.rows, cmp.steps
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wistro.eval import scorers
+    from wistro.eval.dataset import Dataset, Sample, list_datasets
+    from wistro.eval.errors import DatasetError, DatasetNotFound, EvalNotFound, VersionError
+    from wistro.eval.results import EvalResult, SampleResult, list_evals
+    from wistro.eval.runner import run
+    from wistro.eval.scorers import Score, Scorer
+    from wistro.eval.testing import assert_no_regression
+    from wistro.eval.version import ProjectVersion, current_version, load_version
+
+# `compare` is also the name of a submodule: it is bound here so that `we.compare` is the function
+from wistro.eval.compare import Comparison, MultiComparison, compare
+
+# Imported on first use, so that `wistro --help` does not load numpy and scipy.
+_WHERE = {
+    "scorers": "wistro.eval.scorers",
+    "Dataset": "wistro.eval.dataset",
+    "Sample": "wistro.eval.dataset",
+    "list_datasets": "wistro.eval.dataset",
+    "DatasetError": "wistro.eval.errors",
+    "DatasetNotFound": "wistro.eval.errors",
+    "EvalNotFound": "wistro.eval.errors",
+    "VersionError": "wistro.eval.errors",
+    "EvalResult": "wistro.eval.results",
+    "SampleResult": "wistro.eval.results",
+    "list_evals": "wistro.eval.results",
+    "run": "wistro.eval.runner",
+    "Score": "wistro.eval.scorers",
+    "Scorer": "wistro.eval.scorers",
+    "assert_no_regression": "wistro.eval.testing",
+    "ProjectVersion": "wistro.eval.version",
+    "current_version": "wistro.eval.version",
+    "load_version": "wistro.eval.version",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module 'wistro.eval' has no attribute {name!r}")
+    module = importlib.import_module(where)
+    value = module if name == "scorers" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
+
+__all__ = [
+    "Comparison",
+    "Dataset",
+    "DatasetError",
+    "DatasetNotFound",
+    "EvalNotFound",
+    "EvalResult",
+    "MultiComparison",
+    "ProjectVersion",
+    "Sample",
+    "SampleResult",
+    "Score",
+    "Scorer",
+    "VersionError",
+    "assert_no_regression",
+    "compare",
+    "current_version",
+    "list_datasets",
+    "list_evals",
+    "load_version",
+    "run",
+    "scorers",
+]

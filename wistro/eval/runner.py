@@ -1,0 +1,437 @@
+"""Running an eval: every sample through one version of the project, in isolation, scored.
+
+Each sample runs on a fresh ``Engine`` with fresh memory state, sharing the version's registry
+(engines are cheap), so samples never see each other's state and each has its own trace id.
+Results are appended to ``.wistro/evals/<eval_id>/results.jsonl`` as each sample finishes: an
+eval that was interrupted resumes when it is run again with the same dataset, version, scorers
+and repeats (``resume=True``), and runs only what is missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from wistro.engine import Engine
+from wistro.errors import WistroError
+from wistro.eval._json import canonical, content_hash
+from wistro.eval.dataset import Dataset, Sample
+from wistro.eval.results import (
+    EvalMeta,
+    EvalResult,
+    SampleResult,
+    evals_dir,
+    list_evals,
+    read_results,
+)
+from wistro.eval.scorers import ScoreFn, Scorer, as_scorer, default_scorers
+from wistro.eval.version import open_version
+from wistro.state.base import StateAdapter
+from wistro.state.memory import MemoryState
+from wistro.tracing.records import Batch
+
+if TYPE_CHECKING:
+    from wistro.config import EngineConfig
+    from wistro.registry import Registry
+    from wistro.run import Run
+
+ScorerLike = Scorer | ScoreFn | str
+ResultHook = Callable[[SampleResult], None]
+
+
+def resolve_scorers(scorers: Iterable[ScorerLike] | None) -> list[Scorer]:
+    """Scorers with unique names (a repeated name gets ``#2``, ``#3``...)."""
+    out: list[Scorer] = []
+    seen: dict[str, int] = {}
+    for s in default_scorers() if scorers is None else scorers:
+        sc = as_scorer(s)
+        n = seen.get(sc.name, 0) + 1
+        seen[sc.name] = n
+        if n > 1:
+            sc = Scorer(f"{sc.name}#{n}", sc.fn, sc.threshold)
+        out.append(sc)
+    return out
+
+
+# ---------------------------------------------------------------- one sample
+def record_run(result: SampleResult, run: Run) -> None:
+    """Copy what a finished run did into ``result``: events with payloads, spans, errors."""
+    spans = sorted(run.span_records, key=lambda s: s.start)
+    index = {s.id: i for i, s in enumerate(spans)}
+    writes: dict[str, list[list[Any]]] = {}
+    for op in run.state_records:
+        if op.op in ("set", "delete", "clear") and op.span_id is not None:
+            value = json.loads(op.value_json) if op.value_json else None
+            writes.setdefault(op.span_id, []).append([op.op, op.group, op.key, value])
+    t0 = run.record.start
+    result.status = run.status
+    result.latency_ms = run.duration_ms
+    result.errors = run.errors if run.status != "ok" else []
+    result.trace_id = run.trace_id
+    result.spans = [
+        {
+            "step": s.step,
+            "topic": s.topic,
+            "status": s.status,
+            "start_ms": round((s.start - t0) * 1000, 3),
+            "end_ms": round(((s.end or s.start) - t0) * 1000, 3),
+        }
+        for s in spans
+    ]
+    for s, row in zip(spans, result.spans, strict=True):
+        if s.error is not None:
+            row["error"] = s.error
+        if s.id in writes:
+            row["writes"] = writes[s.id]
+    records = run.event_records
+    payloads = json.loads("[" + ",".join([e.data_json for e in records]) + "]")
+    events = []
+    texts = []  # the events as JSON, reusing each payload's JSON text: stored without re-encoding
+    for e, data in zip(records, payloads, strict=True):
+        span = index.get(e.parent_span_id) if e.parent_span_id else None
+        ev: dict[str, Any] = {"topic": e.topic, "data": data, "source": e.source, "span": span}
+        error = ""
+        if e.error:
+            ev["error"] = e.error
+            error = ',"error":' + _quote(e.error)
+        events.append(ev)
+        texts.append(
+            f'{{"topic":{_quote(e.topic)},"data":{e.data_json},"source":{_quote(e.source)},'
+            f'"span":{"null" if span is None else span}{error}}}'
+        )
+    result.events = events
+    result._events_json = (events, "[" + ",".join(texts) + "]")
+
+
+async def snapshot(state: StateAdapter) -> dict[str, dict[str, Any]]:
+    """The final state as ``{group: {key: value}}``."""
+    if isinstance(state, MemoryState):
+        groups = {g: dict(items) for g, items in state._data.items() if items}
+    else:
+        groups = {g: await state.get_group(g) for g in await state.groups()}
+    if not groups:
+        return {}
+    pairs = [(g, k, v) for g, items in sorted(groups.items()) for k, v in items.items()]
+    values = json.loads("[" + ",".join(v for _, _, v in pairs) + "]")
+    out: dict[str, dict[str, Any]] = {}
+    for (g, k, _), value in zip(pairs, values, strict=True):
+        out.setdefault(g, {})[k] = value
+    return out
+
+
+class EngineSlot:
+    """One engine for samples that run one after another: each sample gets fresh memory state
+    and a fresh run, and the engine's worker tasks are reused (much cheaper than an engine per
+    sample). An engine left with work in flight (a sample that timed out) is replaced."""
+
+    def __init__(self, registry: Registry, config: EngineConfig | None) -> None:
+        self.registry = registry
+        self.config = config
+        self.engine: Engine | None = None
+
+    def fresh(self) -> Engine:
+        if self.engine is None or self.engine.in_flight:
+            if self.engine is not None:
+                self._abandon(self.engine)
+            self.engine = Engine(self.registry, MemoryState(), None, self.config)
+        else:
+            self.engine.state = MemoryState()
+            self.engine.recorder.batch = Batch()  # no store: drop what the last sample recorded
+        return self.engine
+
+    @staticmethod
+    def _abandon(engine: Engine) -> None:
+        for handle in engine._retries:
+            handle.cancel()
+        bus = engine.bus
+        for task in list(getattr(bus, "_tasks", ())):
+            task.cancel()
+
+    async def aclose(self) -> None:
+        if self.engine is not None:
+            if self.engine.in_flight:
+                self._abandon(self.engine)
+            else:
+                await self.engine.aclose()
+            self.engine = None
+
+
+async def run_sample(
+    registry: Registry,
+    config: EngineConfig | None,
+    sample: Sample,
+    repeat: int = 0,
+    timeout_s: float | None = None,
+    slot: EngineSlot | None = None,
+) -> SampleResult:
+    """Run one sample in isolation: fresh memory state, its own run and trace id (on ``slot``'s
+    engine, or a fresh one). Never raises for the sample's own problems: an input that cannot
+    be emitted is recorded as the result's ``error``."""
+    result = SampleResult(sample.id, sample.input_hash, sample.topic, repeat)
+    own = slot is None
+    slot = slot or EngineSlot(registry, config)
+    engine = slot.fresh()
+    state = engine.state
+    try:
+        try:
+            if timeout_s is None:
+                run = await engine.emit(sample.topic, sample.data, trigger="eval")
+            else:
+                async with asyncio.timeout(timeout_s):
+                    run = await engine.emit(sample.topic, sample.data, trigger="eval")
+        except TimeoutError:
+            result.status = "error"
+            result.error = f"the sample did not finish within {timeout_s:g}s"
+            return result
+        except WistroError as e:
+            result.status = "not_run"
+            result.error = e.format()
+            return result
+        record_run(result, run)
+        result.state = await snapshot(state)
+        return result
+    finally:
+        if own:
+            await slot.aclose()
+
+
+def score_result(sample: Sample, result: SampleResult, scorers: Sequence[Scorer]) -> None:
+    """Score ``result``; a scorer that raises is recorded as an error for that scorer."""
+    for sc in scorers:
+        try:
+            result.scores[sc.name] = sc(sample, result).to_dict()
+        except Exception as e:
+            result.scores[sc.name] = {
+                "value": None,
+                "passed": False,
+                "rationale": "",
+                "error": f"{type(e).__name__}: {e}",
+            }
+
+
+# ---------------------------------------------------------------- the eval
+def eval_key(
+    dataset: str, dataset_version: str, version_id: str, scorer_names: list[str], repeats: int
+) -> str:
+    """What makes two eval runs the same eval (and one the resumption of the other)."""
+    return content_hash(
+        {
+            "dataset": dataset,
+            "dataset_version": dataset_version,
+            "version": version_id,
+            "scorers": scorer_names,
+            "repeats": repeats,
+        },
+        16,
+    )
+
+
+def _new_eval_id(key: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{key[:8]}-{os.urandom(2).hex()}"
+
+
+_quote = encode_basestring
+_fast = json.JSONEncoder(separators=(",", ":")).encode
+_safe = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+def _line(data: Any) -> str:
+    try:
+        return _fast(data)
+    except (TypeError, ValueError):  # something a scorer returned that JSON cannot hold
+        return _safe(data)
+
+
+class _Appender:
+    """Appends result lines; a line cut short by an earlier interruption is terminated first.
+    Lines reach the file at least every ``FLUSH_S`` seconds and when the eval stops for any
+    reason (a process killed outright loses at most that much: those samples run again)."""
+
+    FLUSH_S = 0.25
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if path.is_file() and path.stat().st_size:
+            with path.open("rb") as fh:
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    with path.open("ab") as out:
+                        out.write(b"\n")
+        self.fh: IO[str] = path.open("a", encoding="utf-8")
+        self.flushed = time.monotonic()
+
+    def write(self, result: SampleResult) -> None:
+        cached = result._events_json
+        if cached is not None and cached[0] is result.events:
+            body = result.to_dict()
+            del body["events"]
+            line = _line(body)[:-1] + ',"events":' + cached[1] + "}"
+        else:
+            line = _line(result.to_dict())
+        self.fh.write(line + "\n")
+        now = time.monotonic()
+        if now - self.flushed >= self.FLUSH_S:
+            self.fh.flush()
+            self.flushed = now
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+async def run(
+    dataset: Dataset | str,
+    version: str | None = None,
+    scorers: Iterable[ScorerLike] | None = None,
+    repeats: int = 1,
+    concurrency: int = 8,
+    label: str | None = None,
+    *,
+    resume: bool = True,
+    root: str | Path | None = None,
+    progress: bool = True,
+    timeout_s: float | None = None,
+    on_result: ResultHook | None = None,
+) -> EvalResult:
+    """Run ``dataset`` through ``version`` (None: the working tree; a git revision such as
+    ``"main~1"``; or a folder) and score every run.
+
+    ``repeats`` runs each sample that many times; ``concurrency`` samples run at once.
+    Scorers default to ``payload_equals()`` and ``error_free()``. With ``resume`` (default), an
+    unfinished eval of the same dataset version, project version, scorers and repeats is
+    continued instead of started again. ``on_result`` is called with each result once it is
+    stored (an exception from it stops the eval; what was stored stays)."""
+    if repeats < 1 or concurrency < 1:
+        raise WistroError("repeats and concurrency must be at least 1")
+    ds = dataset if isinstance(dataset, Dataset) else Dataset.load(dataset, root)
+    if root is None and ds.root is not None:
+        root = ds.root
+    resolved = resolve_scorers(scorers)
+    names = [s.name for s in resolved]
+    with open_version(version, root, label) as (pv, app):
+        try:
+            jsonl = ds.to_jsonl()
+            ds_version = content_hash(jsonl, 16)  # == ds.version, computed once
+            key = eval_key(ds.name, ds_version, pv.id, names, repeats)
+            base = evals_dir(root)
+            eval_id = None
+            if resume:
+                for name, meta in reversed(list_evals(root)):
+                    if meta.key == key and meta.status != "complete":
+                        eval_id = name
+                        break
+            if eval_id is None:
+                eval_id = _new_eval_id(key)
+            folder = base / eval_id
+            folder.mkdir(parents=True, exist_ok=True)
+            meta_path = folder / "meta.json"
+            if meta_path.is_file():
+                meta = EvalMeta.from_dict(json.loads(meta_path.read_text(encoding="utf-8")))
+                meta.label = label or meta.label
+            else:
+                meta = EvalMeta(ds.name, ds_version, pv, names, repeats, label, key)
+                (folder / "dataset.jsonl").write_text(jsonl, encoding="utf-8")
+            _write_meta(meta_path, meta)
+
+            previous = read_results(folder / "results.jsonl")
+            done = {(r.sample_id, r.repeat) for r in previous}
+            samples = ds.samples
+            jobs = [(s, k) for k in range(repeats) for s in samples if (s.id, k) not in done]
+            finished = await _run_jobs(
+                jobs,
+                app.registry,
+                app.project.config.engine,
+                resolved,
+                folder / "results.jsonl",
+                concurrency=concurrency,
+                total=len(samples) * repeats,
+                initial=len(done),
+                desc=f"eval {ds.name} @ {pv.name}",
+                progress=progress,
+                timeout_s=timeout_s,
+                on_result=on_result,
+            )
+            if previous:
+                _compact(folder / "results.jsonl")
+            meta.status = "complete"
+            meta.finished = time.time()
+            _write_meta(meta_path, meta)
+        finally:
+            await app.aclose()
+    order = {s.id: i for i, s in enumerate(samples)}
+    rows = [*previous, *finished]
+    rows.sort(key=lambda r: (order.get(r.sample_id, len(order)), r.repeat))
+    return EvalResult(eval_id, meta, rows, samples, folder)
+
+
+def _compact(path: Path) -> None:
+    """Rewrite the results without lines cut short by an interruption or superseded."""
+    if not path.is_file():
+        return
+    rows = read_results(path)
+    n_lines = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    if n_lines != len(rows):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(canonical(r.to_dict()) + "\n" for r in rows), encoding="utf-8")
+        tmp.replace(path)
+
+
+def _write_meta(path: Path, meta: EvalMeta) -> None:
+    tmp = path.with_name("meta.json.tmp")
+    tmp.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
+    tmp.replace(path)
+
+
+async def _run_jobs(
+    jobs: list[tuple[Sample, int]],
+    registry: Registry,
+    config: EngineConfig,
+    scorers: list[Scorer],
+    results_path: Path,
+    *,
+    concurrency: int,
+    total: int,
+    initial: int,
+    desc: str,
+    progress: bool,
+    timeout_s: float | None,
+    on_result: ResultHook | None,
+) -> list[SampleResult]:
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+    bar = tqdm(total=total, initial=initial, desc=desc, disable=not progress, unit="sample")
+    out = _Appender(results_path)
+    pending = iter(jobs)
+    finished: list[SampleResult] = []
+
+    async def worker() -> None:
+        slot = EngineSlot(registry, config)
+        try:
+            for sample, repeat in pending:
+                result = await run_sample(registry, config, sample, repeat, timeout_s, slot)
+                score_result(sample, result, scorers)
+                out.write(result)
+                finished.append(result)
+                bar.update(1)
+                if on_result is not None:
+                    on_result(result)
+        finally:
+            await slot.aclose()
+
+    tasks = [asyncio.ensure_future(worker()) for _ in range(min(concurrency, len(jobs)))]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    finally:
+        out.close()
+        bar.close()
+    return finished
