@@ -49,8 +49,14 @@ await esbuild.build({
   entryPoints: [fileURLToPath(new URL("./src/trace_view_entry.ts", import.meta.url))],
   outfile: traceOutfile,
 });
+const runDiffOutfile = fileURLToPath(new URL("../wistro_jupyter/static/run_diff.js", import.meta.url));
+await esbuild.build({
+  ...common,
+  entryPoints: [fileURLToPath(new URL("./src/run_diff_entry.ts", import.meta.url))],
+  outfile: runDiffOutfile,
+});
 
-for (const file of [outfile, traceOutfile]) {
+for (const file of [outfile, traceOutfile, runDiffOutfile]) {
   const kib = (statSync(file).size / 1024).toFixed(0);
   console.log(`built ${file} (${kib} KiB)`);
 }

@@ -148,7 +148,10 @@ class App:
         for name, topic in lock["topics"].items():
             if name in topics.topics:
                 topics.topics[name].schema = topic["schema"]
-        runtimes = {rt.language: rt for rt in default_runtimes()}
+        runtimes: dict[str, LanguageRuntime] = {}
+        for rt in default_runtimes():  # a worker runtime may serve several languages (js + ts)
+            for language in getattr(rt, "languages", ()) or (rt.language,):
+                runtimes[language] = rt
         src = project.src
         for r in records:
             runtime = runtimes.get(r.language)
@@ -165,7 +168,7 @@ class App:
             [],
             state=state,
             traces=traces,
-            runtimes=list(runtimes.values()),
+            runtimes=list(dict.fromkeys(runtimes.values())),
             from_lock=True,
         )
         app.lock = lock
@@ -184,6 +187,12 @@ class App:
         self.registry = fresh.registry
         self.errors = fresh.errors
         self.project = fresh.project
+        for (
+            runtime
+        ) in self.runtimes:  # stop the old language workers; the new runtimes start theirs
+            discard = getattr(runtime, "discard", None)
+            if discard is not None:
+                discard()
         self.runtimes = fresh.runtimes
         self.engine.registry = fresh.registry
         return self

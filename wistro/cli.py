@@ -184,9 +184,10 @@ def lock(obj: Obj, check_only: bool) -> None:
 def types(obj: Obj, out: Path | None) -> None:
     """Write typed stubs (wistro_types.py) for topics and each step's emits."""
     from wistro.typegen import write_types
+    from wistro.typegen_go import write_go_types
 
     app = obj.app(state="memory", traces="memory")
-    for path in write_types(app, out):
+    for path in [*write_types(app, out), *write_go_types(app, out)]:
         click.echo(f"wrote {path}")
 
 

@@ -167,7 +167,7 @@ class Logger:
     def __init__(self, engine: Engine, run: Run | None, span_id: str | None, step: str | None):
         self._engine, self._run, self._span_id, self._step = engine, run, span_id, step
 
-    def log(self, level: str, message: str, **fields: Any) -> None:
+    def log(self, level: str, message: str, /, **fields: Any) -> None:
         try:
             fields_json = to_json(fields)
         except (TypeError, ValueError):

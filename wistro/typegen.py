@@ -414,4 +414,9 @@ def write_types(app: App, out_dir: str | Path | None = None) -> list[Path]:
         if not (in_src and any("wistro_types" in str(e) for e in app.errors)):
             break
         app.reload()
-    return [path]
+    written = [path]
+    if any(r.language in ("javascript", "typescript") for r in app.registry):
+        from wistro.runtimes.node_types import write_typescript_types
+
+        written.append(write_typescript_types(app, out_dir))
+    return written

@@ -232,6 +232,322 @@ class Comparison:
         parts.append("<h4>Samples</h4>" + ordered.head(200).to_html(index=False))
         return "<div class='wistro-compare'>" + "".join(parts) + "</div>"
 
+    # ------------------------------------------------------------ seeing it (chart, run diff)
+    def chart(self, n_boot: int = 2000, seed: int = 0) -> Chart:
+        """Each scorer's mean per version with its seeded bootstrap 95% interval (paired
+        samples), as a static SVG chart (``_repr_svg_`` / ``_repr_html_``, no plotting library)."""
+        paired = self.rows[~self.rows["status"].isin((ONLY_A, ONLY_B))]
+        versions = [self.a.label, self.b.label]
+        if versions[0] == versions[1]:
+            versions = [f"{self.a.label} ({self.a.eval_id[:8]})", f"{self.b.label} (b)"]
+        series = []
+        for r in self.summary.itertuples(index=False):
+            name = str(r.scorer)
+            points = [
+                Comparison._mean_ci(paired[f"{name}:{side}"], n_boot, seed) for side in ("a", "b")
+            ]
+            series.append((name, points, str(r.verdict)))
+        return Chart(
+            f"{self.a.label} → {self.b.label}: mean per scorer, 95% bootstrap interval",
+            versions,
+            series,
+        )
+
+    @staticmethod
+    def _mean_ci(values: Any, n_boot: int, seed: int) -> tuple[float, float, float] | None:
+        import numpy as np
+
+        from wistro.eval.stats import bootstrap_ci
+
+        arr = np.asarray([v for v in values if v is not None], dtype=float)
+        arr = arr[~np.isnan(arr)]
+        if not len(arr):
+            return None
+        low, high = bootstrap_ci(arr, n_boot=n_boot, seed=seed)
+        return float(arr.mean()), low, high
+
+    def project_root(self, side: str = "b") -> Path | None:
+        """The folder of the project an eval was stored in (``side``: ``"a"`` or ``"b"``)."""
+        e = self.a if side == "a" else self.b
+        if e.path is not None:
+            return Path(e.path).resolve().parents[2]  # <root>/.wistro/evals/<id>
+        try:
+            from wistro.project import find_root
+
+            return find_root(None)
+        except WistroError:
+            return None
+
+    def step_source(self, step: str, side: str) -> tuple[str | None, str]:
+        """The source of ``step`` as version ``side`` (``"a"`` / ``"b"``) ran it: from git
+        (``git show COMMIT:path``), the version's folder or the working tree, whichever has the
+        file with the hash the version recorded. ``(text, where)``, or ``(None, why not)``."""
+        import hashlib
+
+        from wistro.eval.version import _git
+
+        e = self.a if side == "a" else self.b
+        v = e.version
+        rel = v.files.get(step)
+        if rel is None:
+            return "", f"{step} is not in {e.label}"
+        want = (v.steps.get(step) or "").split(":")[0]
+        root = self.project_root(side)
+        candidates: list[tuple[str, Any]] = []
+        if root is not None and v.git_commit:
+            candidates.append((f"git {v.git_commit[:10]}:{rel}", ("git", root, v.git_commit)))
+        if root is not None and v.revision:  # a folder version (a git revision is no folder)
+            folder = Path(v.revision).expanduser()
+            folder = folder if folder.is_absolute() else root / folder
+            if folder.is_dir():
+                candidates.append((str(folder / rel), folder / rel))
+        if root is not None:
+            candidates.append((f"working tree {rel}", root / rel))
+        found_other = False
+        for where, how in candidates:
+            data: bytes | None = None
+            if isinstance(how, tuple):
+                try:
+                    out = _git(how[1], "show", f"{how[2]}:./{rel}")
+                except WistroError:
+                    continue
+                if out.returncode == 0:
+                    data = out.stdout.encode("utf-8")
+            elif how.is_file():
+                data = how.read_bytes()
+            if data is None:
+                continue
+            if not want or hashlib.sha256(data).hexdigest() == want:
+                return data.decode("utf-8", errors="replace"), where
+            found_other = True
+        why = "the file has changed since" if found_other else "no copy of it was found"
+        return None, (
+            f"the source of {step} ({rel}) as {e.label} ran it is no longer available: {why}"
+        )
+
+    def code_diff(
+        self, steps: Sequence[str] | None = None, context: int = 3
+    ) -> list[dict[str, Any]]:
+        """Per changed step (all by default): ``{step, change, file, diff, available, note}``,
+        ``diff`` a unified diff of its source from a to b (empty when unavailable)."""
+        import difflib
+
+        changed = self.a.version.changed_steps(self.b.version)
+        out = []
+        for step in steps if steps is not None else sorted(changed):
+            change = changed.get(step, "unchanged")
+            src_a, where_a = self.step_source(step, "a")
+            src_b, where_b = self.step_source(step, "b")
+            file = self.b.version.files.get(step) or self.a.version.files.get(step)
+            notes = [w for s, w in ((src_a, where_a), (src_b, where_b)) if s is None]
+            text = ""
+            if src_a is not None and src_b is not None:
+                text = "".join(
+                    difflib.unified_diff(
+                        src_a.splitlines(keepends=True),
+                        src_b.splitlines(keepends=True),
+                        f"a/{self.a.version.files.get(step, file)} ({self.a.label})",
+                        f"b/{self.b.version.files.get(step, file)} ({self.b.label})",
+                        n=context,
+                    )
+                )
+                if change == "modified" and not text:
+                    notes.append("same source: the step's config changed")
+            out.append(
+                {
+                    "step": step,
+                    "change": change,
+                    "file": file,
+                    "diff": text,
+                    "available": src_a is not None and src_b is not None,
+                    "note": "; ".join(notes),
+                }
+            )
+        return out
+
+    @staticmethod
+    def json_diff(a: Any, b: Any, path: str = "$") -> list[dict[str, Any]]:
+        """Paths added, removed and changed from ``a`` to ``b`` (dicts by key, lists by index):
+        ``[{path, change, a, b}]``."""
+        if isinstance(a, dict) and isinstance(b, dict):
+            out: list[dict[str, Any]] = []
+            for k in list(a) + [k for k in b if k not in a]:
+                p = f"{path}.{k}"
+                if k not in b:
+                    out.append({"path": p, "change": "removed", "a": a[k], "b": None})
+                elif k not in a:
+                    out.append({"path": p, "change": "added", "a": None, "b": b[k]})
+                else:
+                    out += Comparison.json_diff(a[k], b[k], p)
+            return out
+        if isinstance(a, list) and isinstance(b, list):
+            out = []
+            for i in range(max(len(a), len(b))):
+                p = f"{path}[{i}]"
+                if i >= len(b):
+                    out.append({"path": p, "change": "removed", "a": a[i], "b": None})
+                elif i >= len(a):
+                    out.append({"path": p, "change": "added", "a": None, "b": b[i]})
+                else:
+                    out += Comparison.json_diff(a[i], b[i], p)
+            return out
+        if a == b and type(a) is type(b):
+            return []
+        return [{"path": path, "change": "changed", "a": a, "b": b}]
+
+    def run_diff(self, sample_id: str) -> dict[str, Any]:
+        """What the run-diff view shows for one sample: its row, the two runs side by side
+        aligned by step (status, emitted topics and payloads, state writes), a JSON diff of the
+        payloads each step emitted and of the final state, and the code diff of the changed
+        steps (the first divergent one first)."""
+        ra, rb = self.pair(sample_id)
+        match = self.rows[self.rows["sample_id"] == sample_id]
+        row = Comparison._plain(match.iloc[0].to_dict()) if len(match) else {}
+        changed = self.a.version.changed_steps(self.b.version)
+
+        def per_step(r: SampleResult | None) -> dict[str, dict[str, Any]]:
+            out: dict[str, dict[str, Any]] = {}
+            if r is None:
+                return out
+            for i, s in enumerate(r.spans):
+                d = out.setdefault(
+                    s["step"], {"status": [], "emits": [], "writes": [], "errors": []}
+                )
+                d["status"].append(s["status"])
+                d["writes"] += s.get("writes") or []
+                if s.get("error"):
+                    d["errors"].append(s["error"])
+                d["emits"] += [
+                    {"topic": e["topic"], "data": e["data"], "error": e.get("error")}
+                    for e in r.events
+                    if e.get("span") == i
+                ]
+            return out
+
+        sa, sb = per_step(ra), per_step(rb)
+        out_a = ra.step_outputs() if ra else {}
+        out_b = rb.step_outputs() if rb else {}
+        order = list(dict.fromkeys([*(ra.steps if ra else []), *(rb.steps if rb else [])]))
+        steps = []
+        payload_diff: list[dict[str, Any]] = []
+        for step in order:
+            a_, b_ = sa.get(step), sb.get(step)
+            steps.append(
+                {
+                    "step": step,
+                    "differs": out_a.get(step) != out_b.get(step),
+                    "source_changed": changed.get(step),
+                    "a": a_,
+                    "b": b_,
+                }
+            )
+            ea = a_["emits"] if a_ else []
+            eb = b_["emits"] if b_ else []
+            for topic in dict.fromkeys([e["topic"] for e in ea] + [e["topic"] for e in eb]):
+                xa = [e["data"] for e in ea if e["topic"] == topic]
+                xb = [e["data"] for e in eb if e["topic"] == topic]
+                for i in range(max(len(xa), len(xb))):
+                    if i >= len(xb):
+                        items = [{"path": "$", "change": "removed", "a": xa[i], "b": None}]
+                    elif i >= len(xa):
+                        items = [{"path": "$", "change": "added", "a": None, "b": xb[i]}]
+                    else:
+                        items = Comparison.json_diff(xa[i], xb[i])
+                    payload_diff += [{"step": step, "topic": topic, **d} for d in items]
+        first = row.get("first_divergent_step")
+        code_steps = sorted(changed, key=lambda s: (s != first, s not in order, s))
+        code = self.code_diff(code_steps)
+        for c in code:
+            c["in_run"] = c["step"] in order
+        scores = [
+            {"scorer": s, "a": row.get(f"{s}:a"), "b": row.get(f"{s}:b")}
+            for s in self.summary["scorer"]
+        ]
+
+        def side(e: EvalResult, r: SampleResult | None) -> dict[str, Any]:
+            return {
+                "label": e.label,
+                "eval_id": e.eval_id,
+                "version": e.version.short,
+                "git_commit": e.version.git_commit,
+                "status": r.status if r else None,
+                "error": (r.error or "; ".join(r.errors) or None) if r else None,
+                "latency_ms": r.latency_ms if r else None,
+                "trace_id": r.trace_id if r else None,
+            }
+
+        sample = self.a.samples.get(sample_id) or self.b.samples.get(sample_id)
+        return {
+            "sample_id": sample_id,
+            "status": row.get("status"),
+            "topic": row.get("topic"),
+            "first_divergent_step": first,
+            "worse": row.get("worse") or [],
+            "better": row.get("better") or [],
+            "input": Comparison._plain(sample.data) if sample is not None else None,
+            "a": side(self.a, ra),
+            "b": side(self.b, rb),
+            "scores": scores,
+            "steps": Comparison._plain(steps),
+            "payload_diff": Comparison._plain(payload_diff),
+            "state_diff": Comparison._plain(
+                Comparison.json_diff(ra.state if ra else {}, rb.state if rb else {})
+            ),
+            "code_diff": code,
+        }
+
+    @staticmethod
+    def _plain(x: Any) -> Any:
+        """JSON-friendly: NaN to None, numpy scalars to Python ones, tuples to lists."""
+        import math
+
+        if isinstance(x, dict):
+            return {str(k): Comparison._plain(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            return [Comparison._plain(v) for v in x]
+        if hasattr(x, "item") and callable(x.item) and not isinstance(x, str | bytes):
+            try:
+                x = x.item()
+            except (ValueError, TypeError):
+                return [Comparison._plain(v) for v in list(x)]
+        if isinstance(x, float) and math.isnan(x):
+            return None
+        return x
+
+    def widget(self, selected: str | None = None) -> Any:
+        """The run-diff widget (``wistro_jupyter.eval_widgets.RunDiff``) when the notebook
+        extension is installed; else this comparison (its HTML view)."""
+        try:
+            from wistro_jupyter.eval_widgets import RunDiff
+        except ImportError:
+            return self
+        return RunDiff(self, selected=selected)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """In a Jupyter kernel: the run-diff widget (with this HTML as its static fallback); None
+        elsewhere (IPython then uses ``_repr_html_`` and ``__repr__``)."""
+        import sys
+
+        shell = sys.modules.get("IPython")
+        ip = shell.get_ipython() if shell is not None else None  # type: ignore[attr-defined]
+        if ip is None or getattr(ip, "kernel", None) is None:
+            return None
+        try:
+            from wistro_jupyter.eval_widgets import RunDiff
+        except ImportError:
+            return None
+        try:
+            bundle = RunDiff(self)._repr_mimebundle_(**kwargs)
+        except FileNotFoundError:  # the widget bundle is not built: the static view
+            return None
+        if bundle is None:
+            return None
+        data, meta = bundle
+        data = dict(data)
+        data.setdefault("text/html", self._repr_html_())
+        data["text/plain"] = repr(self)
+        return data, meta
+
     def __repr__(self) -> str:
         return f"<Comparison {self.a.eval_id} -> {self.b.eval_id}>\n{self.report()}"
 
@@ -261,6 +577,33 @@ class MultiComparison:
             parts.append("<h4>Regressions</h4>" + self.regressions.head(50).to_html(index=False))
         parts.append("<h4>Scorers</h4>" + self.summary.to_html(index=False))
         return "<div class='wistro-compare'>" + "".join(parts) + "</div>"
+
+    def chart(self, n_boot: int = 2000, seed: int = 0) -> Chart:
+        """Each scorer's mean for the baseline and every other version, with its seeded bootstrap
+        95% interval (the samples each version shares with the baseline)."""
+        comps = list(self.comparisons.items())
+        versions = [self.baseline.label, *[k for k, _ in comps]]
+        scorers = list(dict.fromkeys(s for _, c in comps for s in c.summary["scorer"]))
+        series = []
+        for s in scorers:
+            points: list[tuple[float, float, float] | None] = []
+            verdicts = []
+            for i, (_, c) in enumerate(comps):
+                paired = c.rows[~c.rows["status"].isin((ONLY_A, ONLY_B))]
+                if f"{s}:a" not in paired:
+                    points += [None] if i else [None, None]
+                    continue
+                if i == 0:
+                    points.append(Comparison._mean_ci(paired[f"{s}:a"], n_boot, seed))
+                points.append(Comparison._mean_ci(paired[f"{s}:b"], n_boot, seed))
+                verdicts += list(c.summary.loc[c.summary["scorer"] == s, "verdict"])
+            verdict = next((v for v in ("regressed", "improved") if v in verdicts), "")
+            series.append((s, points, verdict))
+        return Chart(
+            f"baseline {self.baseline.label}: mean per scorer, 95% bootstrap interval",
+            versions,
+            series,
+        )
 
 
 def compare(
@@ -506,3 +849,107 @@ def compare_two(
         step_rows, columns=["step", "change", "file", "n_regressions", "n_first_divergent"]
     )
     return Comparison(a, b, summary, rows_df, steps_df, notes, pairs)
+
+
+# ---------------------------------------------------------------- chart (static SVG)
+CHART_COLORS = ("#3b82f6", "#f59e0b", "#10b981", "#ec4899", "#8b5cf6", "#06b6d4")
+
+
+@dataclass
+class Chart:
+    """Each scorer's mean per version with its interval: a static SVG (no plotting library).
+    Text and axes use ``currentColor`` inline (``_repr_html_``: the notebook's text colour, light
+    or dark theme) and a mid grey standalone (``_repr_svg_``); series colours read on both."""
+
+    title: str
+    versions: list[str]
+    # (scorer, one (mean, ci_low, ci_high) or None per version, verdict)
+    series: list[tuple[str, list[tuple[float, float, float] | None], str]]
+
+    def to_svg(self, ink: str = "#808080") -> str:
+        esc = html.escape
+        row_h = 18 * max(1, len(self.versions)) + 14
+        label_w, plot_w, right = 200, 360, 130
+        top = 44
+        height = top + row_h * max(1, len(self.series)) + 36
+        width = label_w + plot_w + right
+        values = [x for _, pts, _ in self.series for p in pts if p is not None for x in p]
+        lo, hi = min([0.0, *values]), max([1.0, *values])
+        if hi - lo < 1e-9:
+            hi = lo + 1.0
+
+        def x(v: float) -> float:
+            return label_w + (v - lo) / (hi - lo) * plot_w
+
+        out = [
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" class="wistro-chart" role="img" '
+            f'font-family="system-ui, sans-serif" font-size="12" fill="{ink}" '
+            f'stroke="none"><title>{esc(self.title)}</title>',
+            f'<text x="8" y="16" font-weight="600">{esc(self.title)}</text>',
+        ]
+        for i, name in enumerate(self.versions):  # legend
+            lx = 8 + i * 170
+            c = CHART_COLORS[i % len(CHART_COLORS)]
+            out.append(
+                f'<circle cx="{lx + 5}" cy="30" r="5" fill="{c}"/>'
+                f'<text x="{lx + 14}" y="34">{esc(name[:24])}</text>'
+            )
+        bottom = top + row_h * max(1, len(self.series))
+        for k in range(5):  # axis
+            v = lo + (hi - lo) * k / 4
+            gx = x(v)
+            out.append(
+                f'<line x1="{gx:.1f}" x2="{gx:.1f}" y1="{top}" y2="{bottom}" stroke="{ink}" '
+                f'stroke-opacity="0.25" stroke-dasharray="3 3"/>'
+                f'<text x="{gx:.1f}" y="{bottom + 16}" text-anchor="middle">{v:.2g}</text>'
+            )
+        for j, (scorer, points, verdict) in enumerate(self.series):
+            y0 = top + j * row_h
+            mark = {"regressed": " ▼", "improved": " ▲"}.get(verdict, "")
+            out.append(
+                f'<g class="wistro-chart-scorer" data-scorer="{esc(scorer)}">'
+                f'<text x="{label_w - 8}" y="{y0 + row_h / 2 + 4:.1f}" text-anchor="end">'
+                f"{esc(scorer[:30])}{mark}</text>"
+            )
+            for i, p in enumerate(points):
+                cy = y0 + 12 + i * 18
+                c = CHART_COLORS[i % len(CHART_COLORS)]
+                if p is None:
+                    out.append(
+                        f'<text x="{label_w + 4}" y="{cy + 4}" fill-opacity="0.6">n/a</text>'
+                    )
+                    continue
+                mean, low, high = p
+                out.append(
+                    f'<line x1="{x(low):.1f}" x2="{x(high):.1f}" y1="{cy}" y2="{cy}" '
+                    f'stroke="{c}" stroke-width="2"/>'
+                    f'<line x1="{x(low):.1f}" x2="{x(low):.1f}" y1="{cy - 4}" y2="{cy + 4}" '
+                    f'stroke="{c}" stroke-width="2"/>'
+                    f'<line x1="{x(high):.1f}" x2="{x(high):.1f}" y1="{cy - 4}" y2="{cy + 4}" '
+                    f'stroke="{c}" stroke-width="2"/>'
+                    f'<circle cx="{x(mean):.1f}" cy="{cy}" r="4.5" fill="{c}">'
+                    f"<title>{esc(self.versions[i])}: {mean:.3f} [{low:.3f}, {high:.3f}]</title>"
+                    f"</circle>"
+                    f'<text x="{label_w + plot_w + 10}" y="{cy + 4}">{mean:.3f} '
+                    f'<tspan fill-opacity="0.7">[{low:.2f}, {high:.2f}]</tspan></text>'
+                )
+            out.append("</g>")
+        out.append("</svg>")
+        return "".join(out)
+
+    def _repr_svg_(self) -> str:
+        return self.to_svg()
+
+    def _repr_html_(self) -> str:
+        return f"<div class='wistro-chart-box'>{self.to_svg('currentColor')}</div>"
+
+    def __repr__(self) -> str:
+        lines = [self.title]
+        for scorer, points, verdict in self.series:
+            vals = ", ".join(
+                f"{v}: " + ("n/a" if p is None else f"{p[0]:.3f} [{p[1]:.3f}, {p[2]:.3f}]")
+                for v, p in zip(self.versions, points, strict=False)
+            )
+            lines.append(f"  {scorer}: {vals} ({verdict})")
+        return "\n".join(lines)

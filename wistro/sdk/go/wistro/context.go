@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 )
 
 // Context is what a handler receives. It is a context.Context, cancelled when the engine gives
@@ -19,6 +20,7 @@ type Context struct {
 
 	w      *worker
 	invoke int64
+	calls  sync.WaitGroup // calls not answered yet
 }
 
 // StepName returns the step's name.
@@ -32,17 +34,8 @@ func (c *Context) Emit(topic string, data any) error {
 	if err != nil {
 		return &EngineError{Type: "PayloadError", Message: fmt.Sprintf("topic %q: payload is not JSON: %v", topic, err)}
 	}
-	_, err = c.call("emit", emitArgs{Topic: topic, Data: raw})
+	_, err = c.callWith(func(id int64) { c.w.write(emitFrame(id, c.invoke, topic, raw)) })
 	return err
-}
-
-type emitArgs struct {
-	Topic string          `json:"topic"`
-	Data  json.RawMessage `json:"data"`
-}
-
-func (c *Context) call(op string, args any) (json.RawMessage, error) {
-	return c.w.call(c.Context, c.invoke, op, args)
 }
 
 // EngineError is an error the engine answered a call with (or a worker-side error with a
@@ -160,7 +153,7 @@ func (l *Logger) log(level, message string, fields []any) {
 			f[k] = fmt.Sprint(v)
 		}
 	}
-	l.c.w.notify(l.c.invoke, "log", args)
+	l.c.notify("log", args)
 }
 
 // Debug logs at level debug.

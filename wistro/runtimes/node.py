@@ -1,0 +1,159 @@
+"""JavaScript and TypeScript steps (``.step.js``, ``.step.mjs``, ``.step.ts``), run by one
+long-lived Node.js worker per project: ``wistro/sdk/js/worker.mjs`` (shipped in the package; plain
+JavaScript needs no npm at all).
+
+TypeScript is compiled by the worker with esbuild, found in this order:
+
+1. the project's own ``node_modules/esbuild`` (``npm install --save-dev esbuild``);
+2. wistro's cache, ``$WISTRO_CACHE_DIR/esbuild`` (default ``~/.cache/wistro/esbuild``), filled
+   on first use with ``npm install --prefix <cache> esbuild@ESBUILD_VERSION`` from the npm
+   registry. After that no network is needed.
+
+Compiled output is cached by source hash under ``<project>/.wistro/build/``. ``$WISTRO_NODE``
+names the ``node`` binary explicitly (default: ``node`` on PATH).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+from pathlib import Path
+from typing import ClassVar
+
+from wistro.errors import StepLoadError
+from wistro.runtimes.base import StepSource
+from wistro.runtimes.worker import WorkerRuntime, which
+
+__all__ = ["ESBUILD_VERSION", "WORKER_JS", "NodeRuntime", "ensure_esbuild"]
+
+WORKER_JS = Path(__file__).resolve().parent.parent / "sdk" / "js" / "worker.mjs"
+ESBUILD_VERSION = "0.28.2"
+_TS_SUFFIXES = (".ts", ".mts", ".cts")
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("WISTRO_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "wistro"
+
+
+def _has_esbuild(folder: Path) -> bool:
+    return (folder / "package.json").is_file() and (folder / "lib" / "main.js").is_file()
+
+
+def ensure_esbuild(root: Path, install: bool = True) -> Path:
+    """The folder of the esbuild package to compile TypeScript with (installed on first use)."""
+    own = root / "node_modules" / "esbuild"
+    if _has_esbuild(own):
+        return own
+    prefix = cache_dir() / "esbuild"
+    cached = prefix / "node_modules" / "esbuild"
+    if _has_esbuild(cached):
+        return cached
+    npm = which("npm", "WISTRO_NPM")
+    if not install or npm is None:
+        raise StepLoadError(
+            "TypeScript steps need esbuild, which is not installed"
+            + ("" if npm else " (and npm, to install it, is not on PATH)"),
+            hint=f"run `npm install --save-dev esbuild@{ESBUILD_VERSION}` in the project, "
+            f"or `npm install --prefix {prefix} esbuild@{ESBUILD_VERSION}`",
+        )
+    prefix.mkdir(parents=True, exist_ok=True)
+    with open(prefix / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one install at a time, across processes
+        if _has_esbuild(cached):
+            return cached
+        proc = subprocess.run(
+            [
+                npm,
+                "install",
+                "--prefix",
+                str(prefix),
+                "--no-audit",
+                "--no-fund",
+                "--no-save",
+                "--loglevel=error",
+                f"esbuild@{ESBUILD_VERSION}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if proc.returncode != 0 or not _has_esbuild(cached):
+            tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
+            raise StepLoadError(
+                f"installing esbuild@{ESBUILD_VERSION} from the npm registry failed: "
+                + " | ".join(tail),
+                hint=f"run `npm install --save-dev esbuild@{ESBUILD_VERSION}` in the project",
+            )
+    return cached
+
+
+class NodeRuntime(WorkerRuntime):
+    """``.step.js`` / ``.step.mjs`` (language ``javascript``) and ``.step.ts`` (``typescript``)
+    in one Node.js worker."""
+
+    language = "javascript"
+    languages: ClassVar[tuple[str, ...]] = ("javascript", "typescript")
+    suffixes = (".js", ".mjs", ".ts")
+    toolchain: ClassVar[str] = "`node` (Node.js >= 18)"
+    install_hint: ClassVar[str] = (
+        "install Node.js from https://nodejs.org or your package manager, "
+        "or set WISTRO_NODE to the node binary"
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._esbuild: Path | None = None
+
+    def command(self, root: Path) -> list[str] | None:
+        node = which("node", "WISTRO_NODE")
+        if node is None:
+            return None
+        return [node, "--enable-source-maps", str(WORKER_JS)]
+
+    def language_of(self, file: Path) -> str:
+        return "typescript" if file.name.endswith(_TS_SUFFIXES) else "javascript"
+
+    def prepare(self, root: Path, files: list[Path]) -> None:
+        if self._esbuild is None and any(f.name.endswith(_TS_SUFFIXES) for f in files):
+            self._esbuild = ensure_esbuild(root)
+
+    def read(
+        self, files: list[Path], root: Path, src: Path | None = None
+    ) -> list[StepSource | StepLoadError]:
+        ts = [f for f in files if f.name.endswith(_TS_SUFFIXES)]
+        if ts and self._esbuild is None and self.command(root) is not None:
+            try:
+                self._esbuild = ensure_esbuild(root)
+            except StepLoadError as e:  # only the TypeScript steps fail; JavaScript still loads
+                errors: list[StepSource | StepLoadError] = [
+                    StepLoadError(e.message, file=f, hint=e.hint) for f in ts
+                ]
+                return errors + super().read([f for f in files if f not in ts], root, src)
+        return super().read(files, root, src)
+
+    def env(self, root: Path) -> dict[str, str]:
+        env = {
+            "WISTRO_BUILD_DIR": str(root / ".wistro" / "build"),
+            "WISTRO_LANGUAGE": "javascript",
+        }
+        if self._esbuild is not None:
+            env["WISTRO_ESBUILD"] = str(self._esbuild)
+        return env
+
+    def toolchain_error(self, files: list[Path]) -> list[StepLoadError]:
+        names = ", ".join(f.name for f in files)
+        return [
+            StepLoadError(
+                f"this {self.language_of(f)} step needs {self.toolchain}, which is not on PATH "
+                f"(JavaScript/TypeScript steps that need it: {names}); Python steps still run",
+                file=f,
+                hint=self.install_hint,
+            )
+            for f in files
+        ]

@@ -1,0 +1,567 @@
+// The Wistro JavaScript/TypeScript worker: one long-lived process per project, speaking the
+// framed JSON protocol of docs/worker-protocol.md over stdin/stdout. stderr is its log.
+//
+// Environment (set by wistro/runtimes/node.py):
+//   WISTRO_ESBUILD    folder of the esbuild package (only needed for .ts steps)
+//   WISTRO_BUILD_DIR  where compiled TypeScript is cached (by source hash)
+//   WISTRO_LANGUAGE   the language reported in `hello` (default "javascript")
+import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
+import { basename, dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { format } from "node:util";
+
+const MAX_FRAME = 64 * 1024 * 1024;
+
+// stdout carries the protocol: whatever user code prints goes to stderr (the worker's log).
+const writeOut = process.stdout.write.bind(process.stdout);
+process.stdout.write = (chunk, encoding, cb) => process.stderr.write(chunk, encoding, cb);
+for (const name of ["log", "info", "debug"]) {
+  console[name] = (...args) => process.stderr.write(`${format(...args)}\n`);
+}
+
+// ------------------------------------------------------------------ framing
+let outChunks = [];
+let flushScheduled = false;
+
+function send(msg) {
+  const body = Buffer.from(JSON.stringify(msg), "utf8"); // throws when a value is not JSON
+  const head = Buffer.allocUnsafe(4);
+  head.writeUInt32BE(body.length, 0);
+  outChunks.push(head, body);
+  if (!flushScheduled) {
+    flushScheduled = true;
+    setImmediate(flush);
+  }
+}
+
+function flush() {
+  flushScheduled = false;
+  if (outChunks.length === 0) return;
+  const data = Buffer.concat(outChunks);
+  outChunks = [];
+  writeOut(data);
+}
+
+let inBuf = Buffer.alloc(0);
+process.stdin.on("data", (chunk) => {
+  inBuf = inBuf.length ? Buffer.concat([inBuf, chunk]) : chunk;
+  let pos = 0;
+  while (inBuf.length - pos >= 4) {
+    const size = inBuf.readUInt32BE(pos);
+    if (size > MAX_FRAME) {
+      process.stderr.write(`wistro worker: frame of ${size} bytes is too large\n`);
+      process.exit(2);
+    }
+    if (inBuf.length - pos - 4 < size) break;
+    const text = inBuf.toString("utf8", pos + 4, pos + 4 + size);
+    pos += 4 + size;
+    let msg;
+    try {
+      msg = JSON.parse(text);
+    } catch (e) {
+      process.stderr.write(`wistro worker: a frame is not JSON: ${e.message}\n`);
+      process.exit(2);
+    }
+    dispatch(msg);
+  }
+  inBuf = pos === inBuf.length ? Buffer.alloc(0) : inBuf.subarray(pos);
+});
+process.stdin.on("end", () => {
+  shuttingDown = true;
+  maybeExit();
+});
+
+process.on("unhandledRejection", (reason) => {
+  process.stderr.write(`wistro worker: unhandled rejection: ${reason?.stack ?? reason}\n`);
+});
+
+// ------------------------------------------------------------------ dispatch
+const invokes = new Map(); // engine invoke id -> state
+const calls = new Map(); // our call id -> {resolve, reject}
+let callSeq = 0;
+let shuttingDown = false;
+
+function dispatch(msg) {
+  switch (msg.t) {
+    case "load":
+      load(msg).then(
+        (value) => send({ t: "result", id: msg.id, ok: true, value }),
+        (e) => send({ t: "error", id: msg.id, error: errorPayload(e, null) }),
+      );
+      break;
+    case "invoke":
+      runInvoke(msg);
+      break;
+    case "cancel": {
+      const inv = invokes.get(msg.id);
+      if (inv) {
+        inv.cancelled = true;
+        inv.abort?.abort(new Error("cancelled by the engine (timeout)"));
+        invokes.delete(msg.id); // the engine gave up on it: shutdown need not wait for it
+        maybeExit();
+      }
+      break;
+    }
+    case "result":
+    case "error": {
+      const c = calls.get(msg.id);
+      if (!c) break;
+      calls.delete(msg.id);
+      if (msg.t === "result") c.resolve(msg.value ?? null);
+      else c.reject(toError(msg.error, c.site));
+      break;
+    }
+    case "shutdown":
+      shuttingDown = true;
+      maybeExit();
+      break;
+    default:
+      process.stderr.write(`wistro worker: unknown message type ${JSON.stringify(msg.t)}\n`);
+  }
+}
+
+function maybeExit() {
+  if (shuttingDown && invokes.size === 0) {
+    flush();
+    process.exit(0);
+  }
+}
+
+function toError(err, site) {
+  const e = new Error(err?.message ?? "error");
+  e.name = err?.type ?? "Error";
+  e.wistro = true;
+  if (site?.stack) {
+    const frames = site.stack.split("\n").slice(1).join("\n");
+    e.stack = `${e.name}: ${e.message}\n${frames}`;
+  }
+  return e;
+}
+
+// ------------------------------------------------------------------ loading step files
+const modules = new Map(); // file -> Promise<module>
+
+const loaded = new Map(); // file -> module, once imported
+
+function stepModule(file) {
+  let p = modules.get(file);
+  if (!p) {
+    p = importStep(file);
+    modules.set(file, p);
+    p.then(
+      (mod) => loaded.set(file, mod),
+      () => modules.delete(file),
+    );
+  }
+  return p;
+}
+
+async function importStep(file) {
+  const url = /\.(ts|mts|cts)$/.test(file) ? await compileTs(file) : pathToFileURL(file).href;
+  const v = statSync(file).mtimeMs;
+  return import(`${url}?v=${v}`);
+}
+
+let esbuildPromise = null;
+function esbuild() {
+  if (!esbuildPromise) {
+    const dir = process.env.WISTRO_ESBUILD;
+    if (!dir) {
+      const e = new Error(
+        "TypeScript steps need esbuild; it is installed on first use by wistro (npm install)",
+      );
+      e.name = "ToolchainError";
+      throw e;
+    }
+    const require = createRequire(join(dir, "package.json"));
+    esbuildPromise = Promise.resolve(require(dir));
+  }
+  return esbuildPromise;
+}
+
+async function compileTs(file) {
+  const source = readFileSync(file);
+  const es = await esbuild();
+  const hash = createHash("sha256")
+    .update(es.version ?? "")
+    .update("\0")
+    .update(file)
+    .update("\0")
+    .update(source)
+    .digest("hex")
+    .slice(0, 16);
+  const buildDir = process.env.WISTRO_BUILD_DIR || join(dirname(file), ".wistro-build");
+  const out = join(buildDir, `${basename(file).replace(/\.[cm]?ts$/, "")}.${hash}.mjs`);
+  if (!existsSync(out)) {
+    mkdirSync(buildDir, { recursive: true });
+    const tmp = `${out}.${process.pid}.tmp.mjs`;
+    try {
+      await es.build({
+        entryPoints: [file],
+        outfile: tmp,
+        bundle: true,
+        packages: "external",
+        platform: "node",
+        format: "esm",
+        target: "node18",
+        sourcemap: "inline",
+        sourcesContent: false,
+        logLevel: "silent",
+        absWorkingDir: dirname(file),
+      });
+    } catch (e) {
+      const first = e.errors?.[0];
+      const err = new Error(first ? first.text : e.message);
+      err.name = "TypeScriptError";
+      if (first?.location) {
+        err.file = resolve(dirname(file), first.location.file);
+        err.line = first.location.line;
+      }
+      throw err;
+    }
+    renameSync(tmp, out);
+  }
+  return pathToFileURL(out).href;
+}
+
+const SCHEMA_KEYS = ["input", "body", "query"];
+
+async function load(msg) {
+  const steps = [];
+  const errors = [];
+  await Promise.all(
+    msg.files.map(async (file) => {
+      try {
+        const mod = await stepModule(file);
+        let config = mod.config ?? mod.default?.config;
+        if (config === undefined) {
+          errors.push({ file, message: "no `config` exported", line: null });
+          return;
+        }
+        if (typeof config === "function") config = await config();
+        config = await jsonConfig(config, file);
+        if (typeof (mod.handler ?? mod.default?.handler) !== "function" && config?.type !== "noop") {
+          errors.push({
+            file,
+            message: "no `handler` exported (export async function handler(input, ctx))",
+            line: configLine(file),
+          });
+          return;
+        }
+        steps.push({ file, config, line: configLine(file) });
+      } catch (e) {
+        const where = e?.name === "SyntaxError" ? syntaxErrorLine(e, file) : errorLocation(e, file);
+        const name = e?.name ?? "Error";
+        const what = name === "SyntaxError" ? "syntax error" : "importing the step failed";
+        errors.push({
+          file,
+          message: `${what}: ${name}: ${e?.message ?? e}`,
+          line: e?.line ?? where.line,
+        });
+      }
+    }),
+  );
+  return { steps, errors };
+}
+
+function syntaxErrorLine(e, file) {
+  // Node's ESM loader does not put the location of a syntax error in its stack: ask `node --check`
+  const found = errorLocation(e, file);
+  if (found.line !== null && found.file === file) return found;
+  if (/\.[cm]?ts$/.test(file)) return found;
+  try {
+    const r = spawnSync(process.execPath, ["--input-type=module", "--check"], {
+      input: readFileSync(file),
+      encoding: "utf8",
+      timeout: 10000,
+    });
+    const m = (r.stderr || "").match(/^\[stdin\]:(\d+)\s*$/m);
+    if (m) return { file, line: Number(m[1]) };
+  } catch {}
+  return found;
+}
+
+function configLine(file) {
+  try {
+    const lines = readFileSync(file, "utf8").split("\n");
+    const i = lines.findIndex((l) => /^\s*export\s+(const|let|var)\s+config\b/.test(l));
+    return i >= 0 ? i + 1 : null;
+  } catch {
+    return null;
+  }
+}
+
+function isZod(s) {
+  return (
+    s !== null &&
+    typeof s === "object" &&
+    typeof s.safeParse === "function" &&
+    ("_def" in s || "_zod" in s)
+  );
+}
+
+async function zodToJson(schema, file) {
+  const require = createRequire(file);
+  const tryImport = async (name) => {
+    try {
+      return await import(pathToFileURL(require.resolve(name)).href);
+    } catch {
+      return null;
+    }
+  };
+  let out = null;
+  const z = await tryImport("zod");
+  const toJSONSchema = z?.toJSONSchema ?? z?.z?.toJSONSchema ?? z?.default?.toJSONSchema;
+  if ("_zod" in schema && typeof toJSONSchema === "function") {
+    out = toJSONSchema(schema);
+  } else {
+    const z2j = await tryImport("zod-to-json-schema");
+    const fn = z2j?.zodToJsonSchema ?? z2j?.default?.zodToJsonSchema ?? z2j?.default;
+    if (typeof fn === "function") out = fn(schema, { $refStrategy: "none" });
+    else if (typeof toJSONSchema === "function") out = toJSONSchema(schema);
+  }
+  if (out === null) {
+    throw new Error(
+      "a zod schema needs zod v4 (z.toJSONSchema) or the zod-to-json-schema package in the project",
+    );
+  }
+  const { $schema: _drop, ...rest } = out;
+  return rest;
+}
+
+async function jsonConfig(config, file) {
+  if (config === null || typeof config !== "object") return config;
+  const out = { ...config };
+  for (const key of SCHEMA_KEYS) {
+    if (isZod(out[key])) out[key] = await zodToJson(out[key], file);
+  }
+  if (Array.isArray(out.emits)) {
+    out.emits = await Promise.all(
+      out.emits.map(async (e) =>
+        e && typeof e === "object" && isZod(e.schema)
+          ? { ...e, schema: await zodToJson(e.schema, file) }
+          : e,
+      ),
+    );
+  }
+  if (out.responses && typeof out.responses === "object") {
+    const responses = {};
+    for (const [k, v] of Object.entries(out.responses)) {
+      responses[k] = isZod(v) ? await zodToJson(v, file) : v;
+    }
+    out.responses = responses;
+  }
+  return JSON.parse(JSON.stringify(out));
+}
+
+// ------------------------------------------------------------------ invoking
+function call(inv, op, args, track = true) {
+  const id = ++callSeq;
+  const site = {}; // where the handler called: the stack of an error this call answers
+  if (track) Error.captureStackTrace(site, call);
+  const p = new Promise((resolve, reject) => calls.set(id, { resolve, reject, site }));
+  const rec = { p, observed: false, error: null, done: false };
+  p.then(
+    () => {
+      rec.done = true;
+    },
+    (e) => {
+      rec.error = e;
+      rec.done = true;
+    },
+  );
+  if (track) inv.calls.push(rec);
+  try {
+    send({ t: "call", id, invoke: inv.id, op, args });
+  } catch (e) {
+    calls.delete(id);
+    const err = new TypeError(`${op}: the value is not JSON: ${e.message}`);
+    rec.error = err;
+    return Promise.reject(err);
+  }
+  return {
+    then(a, b) {
+      rec.observed = true;
+      return p.then(a, b);
+    },
+    catch(b) {
+      rec.observed = true;
+      return p.catch(b);
+    },
+    finally(f) {
+      rec.observed = true;
+      return p.finally(f);
+    },
+  };
+}
+
+// `ctx`, `ctx.state` and `ctx.logger` have their methods as own (bound) functions, so handlers may
+// destructure them: `async (input, { emit, logger }) => ...`. State and logger are made on first use.
+function makeLogger(inv) {
+  const log = (level, message, fields) => {
+    call(inv, "log", { level, message: String(message), fields: fields ?? {} }, false);
+  };
+  return {
+    log,
+    debug: (m, f) => log("debug", m, f),
+    info: (m, f) => log("info", m, f),
+    warn: (m, f) => log("warning", m, f),
+    warning: (m, f) => log("warning", m, f),
+    error: (m, f) => log("error", m, f),
+  };
+}
+
+function makeState(inv) {
+  return {
+    get: (group, key) => call(inv, "state.get", { group, key }),
+    set: (group, key, value) =>
+      call(inv, "state.set", { group, key, value: value === undefined ? null : value }),
+    delete: (group, key) => call(inv, "state.delete", { group, key }),
+    getGroup: (group) => call(inv, "state.get_group", { group }),
+    clear: (group) => call(inv, "state.clear", { group }),
+  };
+}
+
+/** The handler's `ctx` (see index.d.ts). */
+class Ctx {
+  constructor(inv, info) {
+    this._inv = inv;
+    this.traceId = info.trace_id;
+    this.spanId = info.span_id;
+    this.step = info.step;
+    this.flows = info.flows ?? [];
+    this.emit = (topic, data) => call(inv, "emit", { topic, data: data === undefined ? null : data });
+    this._state = null;
+    this._logger = null;
+  }
+  get state() {
+    return (this._state ??= makeState(this._inv));
+  }
+  get logger() {
+    return (this._logger ??= makeLogger(this._inv));
+  }
+  get signal() {
+    return signalOf(this._inv);
+  }
+}
+
+function signalOf(inv) {
+  if (!inv.abort) {
+    inv.abort = new AbortController();
+    if (inv.cancelled) inv.abort.abort(new Error("cancelled by the engine (timeout)"));
+  }
+  return inv.abort.signal;
+}
+
+async function runInvoke(msg) {
+  const inv = { id: msg.id, calls: [], cancelled: false, abort: null };
+  invokes.set(msg.id, inv);
+  let reply;
+  try {
+    const mod = loaded.get(msg.file) ?? (await stepModule(msg.file));
+    const handler = mod.handler ?? mod.default?.handler;
+    if (typeof handler !== "function") throw new Error("the step exports no `handler` function");
+    const ctx = new Ctx(inv, msg.ctx ?? {});
+    const config = mod.config ?? mod.default?.config;
+    const value =
+      config?.type === "cron" && handler.length <= 1
+        ? await handler(ctx)
+        : await handler(msg.data, ctx);
+    if (!allSettled(inv)) await settleCalls(inv);
+    const unobserved = inv.calls.find((c) => c.error && !c.observed);
+    if (unobserved) throw unobserved.error;
+    reply = { t: "result", id: msg.id, ok: true, value: value === undefined ? null : value };
+  } catch (e) {
+    await settleCalls(inv);
+    reply = { t: "error", id: msg.id, error: errorPayload(e, msg.file) };
+  }
+  invokes.delete(msg.id);
+  if (!inv.cancelled) {
+    try {
+      send(reply);
+    } catch (e) {
+      send({ t: "error", id: msg.id, error: errorPayload(e, msg.file) });
+    }
+  }
+  maybeExit();
+}
+
+function allSettled(inv) {
+  for (const c of inv.calls) if (!c.done) return false;
+  return true;
+}
+
+async function settleCalls(inv) {
+  // wait for every call this invoke made, including those made while waiting
+  let n = 0;
+  while (n < inv.calls.length) {
+    const batch = inv.calls.slice(n);
+    n = inv.calls.length;
+    await Promise.allSettled(batch.map((c) => c.p));
+  }
+}
+
+// ------------------------------------------------------------------ errors
+const FRAME = /(?:\(|at )((?:file:\/\/)?\/[^\s():]+):(\d+):(\d+)\)?\s*$/;
+
+function framePath(p) {
+  if (p.startsWith("file://")) {
+    try {
+      return fileURLToPath(p.split("?")[0]);
+    } catch {
+      return p;
+    }
+  }
+  return p.split("?")[0];
+}
+
+function errorLocation(e, file) {
+  const stack = typeof e?.stack === "string" ? e.stack : "";
+  let first = null;
+  for (const raw of stack.split("\n")) {
+    const m = raw.match(FRAME);
+    if (!m) continue;
+    const path = framePath(m[1]);
+    if (file && path === file) return { file, line: Number(m[2]) };
+    if (!first && !path.includes("/node_modules/") && !path.endsWith("/worker.mjs")) {
+      first = { file: path, line: Number(m[2]) };
+    }
+  }
+  // a syntax error names the file on the first line: "/path/x.step.js:3"
+  const head = stack.split("\n")[0] ?? "";
+  const hm = head.match(/^((?:file:\/\/)?\/\S+?):(\d+)$/);
+  if (hm && (!file || framePath(hm[1]) === file)) return { file: framePath(hm[1]), line: Number(hm[2]) };
+  return first ?? { file: null, line: null };
+}
+
+function errorPayload(e, file) {
+  if (!(e instanceof Error)) {
+    return { type: "Error", message: `non-Error thrown: ${safeString(e)}`, file, line: null };
+  }
+  const where = e.file ? { file: e.file, line: e.line ?? null } : errorLocation(e, file);
+  return {
+    type: e.name || "Error",
+    message: e.message,
+    stack: e.stack,
+    file: where.file ?? file,
+    line: where.line,
+  };
+}
+
+function safeString(v) {
+  try {
+    return typeof v === "string" ? v : JSON.stringify(v);
+  } catch {
+    return String(v);
+  }
+}
+
+send({
+  t: "hello",
+  language: process.env.WISTRO_LANGUAGE || "javascript",
+  version: process.version,
+  pid: process.pid,
+});

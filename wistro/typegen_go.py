@@ -1,0 +1,283 @@
+"""``wistro types`` for Go: structs for topic payloads, from their JSON Schemas.
+
+``go_structs(app)`` returns the source of ``wistro_types.go``: a ``Topic<Name>`` constant per
+topic, a struct (or type alias) per payload, and ``Emit<Name>(ctx, payload)`` helpers so a wrong
+payload type does not compile. Written into the step folder (``write_go_types``), the Go runtime
+compiles it into every Go step's package (its package clause is rewritten like a step's), so
+steps use the types with no import. The output is gofmt-formatted and ``go vet`` clean.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from wistro.app import App
+
+FILE_NAME = "wistro_types.go"
+PACKAGE = "wistrotypes"
+_INITIALISMS = {
+    "ACL", "API", "ASCII", "CPU", "CSS", "DNS", "EOF", "GUID", "HTML", "HTTP", "HTTPS", "ID",
+    "IP", "JSON", "LHS", "QPS", "RAM", "RHS", "RPC", "SLA", "SMTP", "SQL", "SSH", "TCP", "TLS",
+    "TTL", "UDP", "UI", "UID", "UUID", "URI", "URL", "UTF8", "VM", "XML", "XMPP", "XSRF", "XSS",
+}  # fmt: skip
+_GO_KEYWORDS = {
+    "break", "case", "chan", "const", "continue", "default", "defer", "else", "fallthrough",
+    "for", "func", "go", "goto", "if", "import", "interface", "map", "package", "range",
+    "return", "select", "struct", "switch", "type", "var",
+}  # fmt: skip
+_RESERVED = {"Context", "Emit"}
+
+
+def go_name(text: str) -> str:
+    """``order.placed`` -> ``OrderPlaced``; ``order_id`` -> ``OrderID``; ``2fa`` -> ``T2fa``."""
+    parts = [p for p in re.split(r"[^0-9A-Za-z]+", text) if p]
+    words: list[str] = []
+    for part in parts:  # split camelCase too: "orderId" -> order, Id
+        words += re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z0-9]+|[A-Z]+", part) or [part]
+    out = "".join(w.upper() if w.upper() in _INITIALISMS else w[0].upper() + w[1:] for w in words)
+    if not out:
+        return "T"
+    return f"T{out}" if out[0].isdigit() else out
+
+
+def _comment(text: str, indent: str = "") -> list[str]:
+    return [f"{indent}// {line}".rstrip() for line in text.strip().splitlines()]
+
+
+def _align(rows: list[list[str]], indent: str = "\t") -> list[str]:
+    """gofmt's alignment of consecutive lines: cells padded with spaces, the last one not."""
+    widths: list[int] = []
+    for row in rows:
+        for i, cell in enumerate(row[:-1]):
+            if i >= len(widths):
+                widths.append(0)
+            widths[i] = max(widths[i], len(cell))
+    return [
+        indent + " ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + " " + row[-1]
+        if len(row) > 1
+        else indent + row[0]
+        for row in rows
+    ]
+
+
+class _Generator:
+    def __init__(self) -> None:
+        self.used = set(_RESERVED)
+        self.blocks: list[str] = []
+        self.uses_json = False
+        self._by_schema: dict[str, str] = {}
+        self._in_progress: dict[int, str] = {}
+
+    def take(self, wanted: str) -> str:
+        name, n = wanted, 2
+        while name in self.used:
+            name = f"{wanted}{n}"
+            n += 1
+        self.used.add(name)
+        return name
+
+    # ------------------------------------------------------------ schema -> Go type
+    def type_of(self, schema: Any, root: dict[str, Any], hint: str) -> tuple[str, bool]:
+        """The Go type and whether JSON ``null`` is allowed."""
+        if schema is True or not isinstance(schema, dict) or not schema:
+            return "any", True
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            return self._ref(ref, root, hint)
+        if "const" in schema:
+            return self._of_values([schema["const"]])
+        if isinstance(schema.get("enum"), list):
+            return self._of_values(schema["enum"])
+        for key in ("anyOf", "oneOf"):
+            options = schema.get(key)
+            if isinstance(options, list):
+                real = [s for s in options if not (isinstance(s, dict) and s.get("type") == "null")]
+                nullable = len(real) < len(options)
+                if len(real) == 1:
+                    t, null = self.type_of(real[0], root, hint)
+                    return t, nullable or null
+                return "any", True
+        all_of = schema.get("allOf")
+        if isinstance(all_of, list):
+            return self.type_of(all_of[0], root, hint) if len(all_of) == 1 else ("any", True)
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            real_kinds = [k for k in kind if k != "null"]
+            if len(real_kinds) == 1:
+                t, _ = self.type_of({**schema, "type": real_kinds[0]}, root, hint)
+                return t, "null" in kind
+            return "any", True
+        scalar = {"string": "string", "integer": "int64", "number": "float64", "boolean": "bool"}
+        if kind in scalar:
+            return scalar[kind], False
+        if kind == "null":
+            return "any", True
+        if kind == "array":
+            items = schema.get("items")
+            t, _ = self.type_of(items, root, f"{hint}Item") if items else ("any", True)
+            return f"[]{t}", False
+        if kind == "object" or "properties" in schema:
+            if isinstance(schema.get("properties"), dict) and schema["properties"]:
+                return self.struct(schema, root, hint), False
+            extra = schema.get("additionalProperties")
+            value = (
+                self.type_of(extra, root, f"{hint}Value")[0] if isinstance(extra, dict) else "any"
+            )
+            return f"map[string]{value}", False
+        return "any", True
+
+    @staticmethod
+    def _of_values(values: list[Any]) -> tuple[str, bool]:
+        kinds = {type(v) for v in values if v is not None}
+        nullable = any(v is None for v in values)
+        if kinds == {str}:
+            return "string", nullable
+        if kinds == {bool}:
+            return "bool", nullable
+        if kinds == {int}:
+            return "int64", nullable
+        if kinds and kinds <= {int, float}:
+            return "float64", nullable
+        return "any", True
+
+    def _ref(self, ref: str, root: dict[str, Any], hint: str) -> tuple[str, bool]:
+        m = re.fullmatch(r"#/(\$defs|definitions)/(.+)", ref)
+        if ref == "#":
+            target: Any = root
+            name = hint
+        elif m is not None:
+            defs = root.get(m.group(1)) or {}
+            key = m.group(2).replace("~1", "/").replace("~0", "~")
+            target = defs.get(key)
+            name = go_name(key)
+        else:
+            return "any", True
+        if not isinstance(target, dict):
+            return "any", True
+        if id(target) in self._in_progress:  # recursive: a field holds it through a pointer
+            return self._in_progress[id(target)], True
+        return self.type_of(target, root, name)
+
+    def struct(self, schema: dict[str, Any], root: dict[str, Any], hint: str) -> str:
+        canonical = json.dumps(_strip_docs(schema), sort_keys=True, default=str)
+        if "$ref" in canonical:  # a ref's meaning depends on the root's definitions
+            defs = {k: root.get(k) for k in ("$defs", "definitions")}
+            canonical += json.dumps(_strip_docs(defs), sort_keys=True, default=str)
+        if canonical in self._by_schema:
+            return self._by_schema[canonical]
+        name = self.take(hint)
+        self._in_progress[id(schema)] = name
+        required = set(schema.get("required") or [])
+        rows: list[list[str]] = []
+        field_names: set[str] = set()
+        for prop, sub in schema["properties"].items():
+            field = go_name(str(prop))
+            base, n = field, 2
+            while field in field_names:
+                field = f"{base}{n}"
+                n += 1
+            field_names.add(field)
+            t, nullable = self.type_of(sub, root, f"{name}{go_name(str(prop))}")
+            optional = prop not in required
+            pointer = (
+                (optional or nullable) and not t.startswith(("[]", "map[", "*")) and t != "any"
+            )
+            go_type = f"*{t}" if pointer else t
+            tag = json.dumps(str(prop))[1:-1].replace("`", "")
+            omit = ",omitempty" if optional else ""
+            rows.append([field, go_type, f'`json:"{tag}{omit}"`'])
+        del self._in_progress[id(schema)]
+        self._by_schema.setdefault(canonical, name)
+        lines = []
+        doc = schema.get("description")
+        if isinstance(doc, str) and doc.strip():
+            lines += _comment(f"{name}: {doc.strip()}")
+        lines.append(f"type {name} struct {{")
+        lines += _align(rows)
+        lines.append("}")
+        self.blocks.append("\n".join(lines))
+        return name
+
+
+def _strip_docs(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {
+            k: _strip_docs(v)
+            for k, v in schema.items()
+            if k not in ("title", "description", "examples", "default")
+        }
+    if isinstance(schema, list):
+        return [_strip_docs(v) for v in schema]
+    return schema
+
+
+def go_structs(app: App, package: str = PACKAGE) -> str:
+    """The source of ``wistro_types.go`` for the project's topics."""
+    gen = _Generator()
+    topics = sorted(app.registry.topics.schemas().items())
+    consts: list[list[str]] = []
+    helpers: list[str] = []
+    for topic, schema in topics:
+        base = go_name(topic)
+        const = gen.take(f"Topic{base}")
+        consts.append([const, f"= {json.dumps(topic)}"])
+        if isinstance(schema, dict) and schema:
+            before = len(gen.blocks)
+            t, _ = gen.type_of(schema, schema, base)
+            if t != base and (len(gen.blocks) == before or not t.isidentifier()):
+                alias = gen.take(base)
+                gen.blocks.append(
+                    f"// {alias} is the payload of topic {json.dumps(topic)}.\ntype {alias} = {t}"
+                )
+                t = alias
+        else:
+            t = gen.take(base)
+            gen.blocks.append(
+                f"// {t} is the payload of topic {json.dumps(topic)} (no schema: any JSON).\n"
+                f"type {t} = any"
+            )
+        emit = gen.take(f"Emit{base}")
+        helpers.append(
+            f"// {emit} emits payload on topic {json.dumps(topic)}.\n"
+            f"func {emit}(ctx *wistro.Context, payload {t}) error {{\n"
+            f"\treturn ctx.Emit({const}, payload)\n}}"
+        )
+    out = [
+        "// Code generated by `wistro types`; DO NOT EDIT.",
+        "",
+        f"// Package {package} holds the payload types of the project's topics.",
+        f"package {package}",
+        "",
+    ]
+    if helpers:
+        out += ['import "wistro.dev/sdk/wistro"', ""]
+    if consts:
+        out += ["// Topic names.", "const ("]
+        out += _align(consts)
+        out += [")", ""]
+    for block in gen.blocks:
+        out += [block, ""]
+    for helper in helpers:
+        out += [helper, ""]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def write_go_types(
+    app: App, out_dir: str | Path | None = None, *, always: bool = False
+) -> list[Path]:
+    """Write ``wistro_types.go`` (default: into the step folder, where the Go runtime compiles
+    it into every Go step) when the project has Go step files, even ones that do not compile yet
+    (``always``: in any case). Returns the paths written."""
+    if not always and not any(p.name.endswith(".step.go") for p in app.project.step_files()):
+        return []
+    folder = Path(out_dir) if out_dir is not None else app.project.src
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / FILE_NAME
+    text = go_structs(app)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+    return [path]
