@@ -85,3 +85,29 @@ def test_openapi_command_and_cron_list(shop: Path, tmp_path: Path) -> None:
     rows = json.loads(ok(wistro("cron", "list", "--json", cwd=shop)))
     assert [r["name"] for r in rows] == ["Nightly report"]
     assert rows[0]["timezone"] == "Europe/Berlin" and len(rows[0]["next"]) == 3
+
+
+def test_the_polyglot_template_runs_four_languages(tmp_path: Path) -> None:
+    ok(wistro("init", "--template", "polyglot", "poly", cwd=tmp_path))
+    project = tmp_path / "poly"
+    assert "0 error(s), 0 warning(s)" in ok(wistro("check", cwd=project))
+    tree = ok(
+        wistro("emit", "order.placed", '{"order_id": "A1", "amount_cents": 1200}', cwd=project)
+    )
+    for step in ("Charge card", "Score fraud", "Send receipt", "Notify warehouse"):
+        assert f"▶ {step} ok" in tree
+    steps = {
+        s["name"]: s["language"] for s in json.loads(ok(wistro("steps", "--json", cwd=project)))
+    }
+    assert set(steps.values()) == {"python", "go", "typescript", "javascript"}
+    import subprocess
+    import sys
+
+    tests = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert tests.returncode == 0 and "2 passed" in tests.stdout, tests.stdout + tests.stderr
