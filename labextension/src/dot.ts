@@ -1,6 +1,9 @@
 /** From the synced `graph` (and `flow`) to Graphviz DOT text. Pure functions, no DOM. */
 import type { GraphData, GraphEdge, GraphNode, NodeKind } from "./types";
 
+/** Above this many nodes, edges are drawn without labels (topics show as tooltips). */
+export const LARGE_GRAPH = 300;
+
 export const NODE_KINDS: NodeKind[] = ["step", "noop", "api", "cron", "topic", "trigger"];
 
 const KIND_ALIASES: Record<string, NodeKind> = {
@@ -122,7 +125,11 @@ export function buildDot(graph: GraphData | null | undefined, flow: string): Dot
     const attrs: string[] = [`class="we${edgeList.length}"`];
     edgeList.push(e);
     const label = e.label ?? e.topic;
-    if (label) attrs.push(`label=${dotString(truncate(String(label), 40))}`);
+    if (label) {
+      // Large graphs: edge labels would take most of the layout time; the topic is a tooltip.
+      const key = nodes.length > LARGE_GRAPH ? "tooltip" : "label";
+      attrs.push(`${key}=${dotString(truncate(String(label), 40))}`);
+    }
     if (e.virtual) attrs.push('style="dashed"');
     lines.push(`  ${s} -> ${t} [${attrs.join(", ")}];`);
   }
