@@ -97,6 +97,9 @@ class Session:
                 "no Wistro project is loaded",
                 hint="`%wistro load PATH`, or start the notebook inside a project folder",
             )
+        from wistro_jupyter.widgets import TraceView
+
+        TraceView.languages = {r.name: r.language for r in self.app.registry}
         return self.app
 
     def load(

@@ -450,6 +450,24 @@ class TraceView(_WistroWidget):
     filter_step = t.Unicode("").tag(sync=True)
     filter_status = t.Unicode("").tag(sync=True)
 
+    languages: dict[str, str] = {}  # step name -> language; kept current by the session
+
+    @t.validate("trace")
+    def _with_languages(self, proposal: Any) -> Any:
+        """Each span says the language of its step (Python, Go, TypeScript, ...)."""
+        trace = proposal["value"]
+        langs = TraceView.languages
+        spans = trace.get("spans") if isinstance(trace, dict) else None
+        if langs and spans:
+            trace = {
+                **trace,
+                "spans": [
+                    {**s, "language": langs[s["step"]]} if s.get("step") in langs else s
+                    for s in spans
+                ],
+            }
+        return trace
+
     def __init__(self, trace: TraceData | None = None, **kwargs: Any) -> None:
         self.run: Run | None = None
         self.error: str | None = None  # the emit failed before a run started

@@ -262,6 +262,7 @@ export function renderTraceView(model: AnyModel, el: HTMLElement): Cleanup {
         row.el.title = `${s.step ?? "?"} ← ${s.topic ?? "?"} (${s.status ?? "?"})`;
         clear(row.name);
         row.name.append(row.step || "?");
+        if (s.language) row.name.append(h("small", { class: "lang" }, ` ${s.language}`));
         if ((s.attempt ?? 1) > 1) row.name.append(h("small", null, `attempt ${s.attempt}`));
         const a = num(s.start);
         const b = num(s.end);

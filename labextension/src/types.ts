@@ -73,6 +73,7 @@ export interface TraceRun {
 export interface TraceSpan {
   id: string;
   step?: string;
+  language?: string;
   topic?: string;
   event_id?: string | null;
   attempt?: number;

@@ -234,3 +234,11 @@ def test_app_repr_is_a_project_summary(ip: Any) -> None:
     app = ip.user_ns["wistro_app"]
     html = ip.display_formatter.format(app)[0]["text/html"]
     assert "shop" in html and "Charge card" in html and "9 steps" in html
+
+
+def test_trace_spans_carry_the_language_of_their_step(ip: Any, shop: Path) -> None:
+    cell(ip, "%wistro steps")  # the session records each step's language
+    view = cell(ip, '%wistro emit order.placed {"order_id": "L1", "amount_cents": 100} --wait')
+    trace_view = cell(ip, "%wistro trace")
+    assert view.status == "ok"
+    assert {s["language"] for s in trace_view.trace["spans"]} == {"python"}
