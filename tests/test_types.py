@@ -15,7 +15,8 @@ import pytest
 
 import wistro
 from wistro.app import App
-from wistro.typegen import pascal_case, python_stubs, write_types
+from wistro.schemas import pascal_case
+from wistro.typegen import python_stubs, write_types
 
 pytest.importorskip("mypy")
 

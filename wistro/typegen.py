@@ -15,6 +15,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wistro.schemas import pascal_case, resolve_local_ref, strip_docs
+
 if TYPE_CHECKING:
     from wistro.app import App
 
@@ -42,15 +44,6 @@ _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # module has no ``from __future__ import annotations`` so that ``NotRequired`` is visible to
 # the runtime (``__required_keys__``): every other name is defined before it is used.
 _FWD = "\x00"
-
-
-def pascal_case(text: str) -> str:
-    """``order.placed`` -> ``OrderPlaced``; ``Charge card`` -> ``ChargeCard``."""
-    parts = [p for p in re.split(r"[^0-9A-Za-z]+", text) if p]
-    name = "".join(p[0].upper() + p[1:] for p in parts) or "T"
-    if name[0].isdigit():
-        name = f"T{name}"
-    return name
 
 
 class _Names:
@@ -123,17 +116,11 @@ class _Generator:
         return "Any"
 
     def _ref(self, ref: str, root: dict[str, Any], hint: str) -> str:
-        m = re.fullmatch(r"#/(\$defs|definitions)/(.+)", ref)
-        if ref == "#":
-            target: Any = root
-            name = hint
-        elif m is not None:
-            defs = root.get(m.group(1)) or {}
-            key = m.group(2).replace("~1", "/").replace("~0", "~")
-            target = defs.get(key)
-            name = pascal_case(key)
-        else:
+        found = resolve_local_ref(ref, root)
+        if found is None:
             return "Any"
+        target, key = found
+        name = pascal_case(key) if key is not None else hint
         if not isinstance(target, dict):
             return "Any"
         if id(target) in self._in_progress:  # a recursive model: a forward reference
@@ -141,7 +128,7 @@ class _Generator:
         return self.type_of(target, root, name)
 
     def typed_dict(self, schema: dict[str, Any], root: dict[str, Any], hint: str) -> str:
-        canonical = json.dumps(_strip_docs(schema), sort_keys=True, default=str)
+        canonical = json.dumps(strip_docs(schema), sort_keys=True, default=str)
         if canonical in self._by_schema and canonical_refs_local(schema):
             return self._by_schema[canonical]
         name = self.names.take(hint)
@@ -174,18 +161,6 @@ def canonical_refs_local(schema: dict[str, Any]) -> bool:
     """Reuse a TypedDict for an identical schema only when it has no ``$ref`` (a ref's meaning
     depends on the root schema it comes from)."""
     return "$ref" not in json.dumps(schema, default=str)
-
-
-def _strip_docs(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        return {
-            k: _strip_docs(v)
-            for k, v in schema.items()
-            if k not in ("title", "description", "examples", "default")
-        }
-    if isinstance(schema, list):
-        return [_strip_docs(v) for v in schema]
-    return schema
 
 
 def _literal(values: list[Any]) -> str | None:

@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wistro.schemas import resolve_local_ref, strip_docs
+
 if TYPE_CHECKING:
     from wistro.app import App
 
@@ -145,17 +147,11 @@ class _Generator:
         return "any", True
 
     def _ref(self, ref: str, root: dict[str, Any], hint: str) -> tuple[str, bool]:
-        m = re.fullmatch(r"#/(\$defs|definitions)/(.+)", ref)
-        if ref == "#":
-            target: Any = root
-            name = hint
-        elif m is not None:
-            defs = root.get(m.group(1)) or {}
-            key = m.group(2).replace("~1", "/").replace("~0", "~")
-            target = defs.get(key)
-            name = go_name(key)
-        else:
+        found = resolve_local_ref(ref, root)
+        if found is None:
             return "any", True
+        target, key = found
+        name = go_name(key) if key is not None else hint
         if not isinstance(target, dict):
             return "any", True
         if id(target) in self._in_progress:  # recursive: a field holds it through a pointer
@@ -163,10 +159,10 @@ class _Generator:
         return self.type_of(target, root, name)
 
     def struct(self, schema: dict[str, Any], root: dict[str, Any], hint: str) -> str:
-        canonical = json.dumps(_strip_docs(schema), sort_keys=True, default=str)
+        canonical = json.dumps(strip_docs(schema), sort_keys=True, default=str)
         if "$ref" in canonical:  # a ref's meaning depends on the root's definitions
             defs = {k: root.get(k) for k in ("$defs", "definitions")}
-            canonical += json.dumps(_strip_docs(defs), sort_keys=True, default=str)
+            canonical += json.dumps(strip_docs(defs), sort_keys=True, default=str)
         if canonical in self._by_schema:
             return self._by_schema[canonical]
         name = self.take(hint)
@@ -201,18 +197,6 @@ class _Generator:
         lines.append("}")
         self.blocks.append("\n".join(lines))
         return name
-
-
-def _strip_docs(schema: Any) -> Any:
-    if isinstance(schema, dict):
-        return {
-            k: _strip_docs(v)
-            for k, v in schema.items()
-            if k not in ("title", "description", "examples", "default")
-        }
-    if isinstance(schema, list):
-        return [_strip_docs(v) for v in schema]
-    return schema
 
 
 def go_structs(app: App, package: str = PACKAGE) -> str:

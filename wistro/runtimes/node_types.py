@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wistro.schemas import pascal_case
+
 if TYPE_CHECKING:
     from wistro.app import App
 
@@ -57,12 +59,6 @@ export interface BaseContext {
   readonly logger: Logger;
 }
 """
-
-
-def pascal(text: str) -> str:
-    words = re.split(r"[^A-Za-z0-9]+", text)
-    name = "".join(w[:1].upper() + w[1:] for w in words if w)
-    return name if name and not name[0].isdigit() else f"T{name}"
 
 
 def _key(name: str) -> str:
@@ -125,7 +121,7 @@ def typescript_types(app: App) -> str:
     names: dict[str, str] = {}
     used: set[str] = {"Json", "Logger", "State", "BaseContext", "Topics", "TopicName"}
     for topic in sorted(topics):
-        name = pascal(topic)
+        name = pascal_case(topic)
         while name in used:
             name += "_"
         used.add(name)
@@ -140,7 +136,7 @@ def typescript_types(app: App) -> str:
     for record in sorted(app.registry, key=lambda r: r.name):
         if record.type == "noop":
             continue
-        base = pascal(record.name)
+        base = pascal_case(record.name)
         while any(f"{base}{s}" in used for s in ("Input", "Context", "Handler")):
             base += "_"
         used.update(f"{base}{s}" for s in ("Input", "Context", "Handler"))
