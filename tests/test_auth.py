@@ -13,23 +13,16 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
 import time
-from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import jwt
 import pytest
-import uvicorn
+from auth_support import Issuer, public_jwk, rsa_key
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-from starlette.applications import Starlette
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
 from starlette.datastructures import Headers
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from wistro.errors import ConfigError
 from wistro.triggers.auth import (
@@ -268,22 +261,6 @@ async def test_hmac_stripe_format(clock: Clock) -> None:
 # ---------------------------------------------------------------- an issuer on loopback
 
 
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def public_jwk(
-    key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, kid: str, alg: str
-) -> dict[str, Any]:
-    if isinstance(key, rsa.RSAPrivateKey):
-        text = RSAAlgorithm.to_jwk(key.public_key())
-    else:
-        text = ECAlgorithm.to_jwk(key.public_key())
-    data: dict[str, Any] = json.loads(text)
-    data.update(kid=kid, alg=alg, use="sig")
-    return data
-
-
 @pytest.fixture(scope="module")
 def keys() -> dict[str, Any]:
     return {
@@ -292,52 +269,6 @@ def keys() -> dict[str, Any]:
         "ec1": ec.generate_private_key(ec.SECP256R1()),
         "ec384": ec.generate_private_key(ec.SECP384R1()),
     }
-
-
-class Issuer:
-    """An OIDC issuer: discovery document and JWKS, counting hits."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.jwks: list[dict[str, Any]] = []
-        self.hits: Counter[str] = Counter()
-        self.claimed_issuer: str | None = None
-
-    def app(self) -> Starlette:
-        async def discovery(request: Request) -> JSONResponse:
-            self.hits["discovery"] += 1
-            return JSONResponse(
-                {"issuer": self.claimed_issuer or self.url, "jwks_uri": f"{self.url}/jwks"}
-            )
-
-        async def jwks(request: Request) -> JSONResponse:
-            self.hits["jwks"] += 1
-            return JSONResponse({"keys": self.jwks})
-
-        return Starlette(
-            routes=[Route("/.well-known/openid-configuration", discovery), Route("/jwks", jwks)]
-        )
-
-
-@pytest.fixture
-async def issuer() -> AsyncIterator[Issuer]:
-    iss = Issuer()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(iss.app(), log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    assert server.started
-    iss.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    try:
-        yield iss
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 def token(

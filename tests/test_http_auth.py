@@ -12,7 +12,6 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,15 +20,9 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-import uvicorn
+from auth_support import Issuer, public_jwk, rsa_key
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
 from projects import write_project
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 import wistro
 from wistro.errors import ConfigError
@@ -99,46 +92,6 @@ api:
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class Issuer:
-    def __init__(self) -> None:
-        self.url = ""
-        self.jwks: list[dict[str, Any]] = []
-        self.hits = 0
-
-    def app(self) -> Starlette:
-        async def discovery(request: Request) -> JSONResponse:
-            return JSONResponse({"issuer": self.url, "jwks_uri": f"{self.url}/jwks"})
-
-        async def jwks(request: Request) -> JSONResponse:
-            self.hits += 1
-            return JSONResponse({"keys": self.jwks})
-
-        return Starlette(
-            routes=[Route("/.well-known/openid-configuration", discovery), Route("/jwks", jwks)]
-        )
-
-
-@pytest.fixture
-async def issuer() -> AsyncIterator[Issuer]:
-    iss = Issuer()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(iss.app(), log_level="warning", lifespan="off"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    for _ in range(500):
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    assert server.started
-    iss.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    try:
-        yield iss
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
 
 
 @pytest.fixture
@@ -266,9 +219,8 @@ async def test_oidc_step_with_loopback_jwks(
     served: tuple[wistro.App, httpx.AsyncClient], issuer: Issuer
 ) -> None:
     _, client = served
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
-    issuer.jwks = [{**public, "kid": "k1", "alg": "RS256", "use": "sig"}]
+    key = rsa_key()
+    issuer.jwks = [public_jwk(key, "k1", "RS256")]
     now = int(time.time())
 
     def tok(kid: str = "k1", **claims: Any) -> dict[str, str]:
@@ -296,7 +248,7 @@ async def test_oidc_step_with_loopback_jwks(
     forged = f"{head}.{body}.{sig}"
     assert_refused(await client.get("/me", headers={"Authorization": f"Bearer {forged}"}), 401)
     # the JWKS was fetched once: the unknown kid came within the refresh rate limit
-    assert issuer.hits == 1
+    assert issuer.hits["jwks"] == 1
 
 
 async def test_openapi_lists_the_security_schemes(
