@@ -100,6 +100,9 @@ def test_the_polyglot_template_runs_four_languages(tmp_path: Path) -> None:
         s["name"]: s["language"] for s in json.loads(ok(wistro("steps", "--json", cwd=project)))
     }
     assert set(steps.values()) == {"python", "go", "typescript", "javascript"}
+    written = ok(wistro("types", cwd=project))
+    for name in ("wistro_types.py", "wistro-types.d.ts", "wistro_types.go"):
+        assert name in written and (project / "src" / name).is_file()
     import subprocess
     import sys
 

@@ -182,12 +182,12 @@ def lock(obj: Obj, check_only: bool) -> None:
 )
 @pass_obj
 def types(obj: Obj, out: Path | None) -> None:
-    """Write typed stubs (wistro_types.py) for topics and each step's emits."""
+    """Write typed stubs for topics and each step's emits: wistro_types.py, and
+    wistro-types.d.ts / wistro_types.go when the project has JS/TS / Go steps."""
     from wistro.typegen import write_types
-    from wistro.typegen_go import write_go_types
 
     app = obj.app(state="memory", traces="memory")
-    for path in [*write_types(app, out), *write_go_types(app, out)]:
+    for path in write_types(app, out):
         click.echo(f"wrote {path}")
 
 

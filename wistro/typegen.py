@@ -372,7 +372,8 @@ def _def(name: str, params: list[str], returns: str, comment: str) -> list[str]:
 
 
 def write_types(app: App, out_dir: str | Path | None = None) -> list[Path]:
-    """Write ``wistro_types.py`` (default: into the project's step folder); returns the paths.
+    """Write ``wistro_types.py``, and ``wistro-types.d.ts`` / ``wistro_types.go`` when the project
+    has JS/TS / Go steps (default: into the step folder); returns the paths.
 
     Step files that import from ``wistro_types`` cannot load before it exists (the first run)
     or before it knows them (a new step): after writing into the step folder, such a project
@@ -394,4 +395,6 @@ def write_types(app: App, out_dir: str | Path | None = None) -> list[Path]:
         from wistro.runtimes.node_types import write_typescript_types
 
         written.append(write_typescript_types(app, out_dir))
-    return written
+    from wistro.typegen_go import write_go_types  # writes only when the project has Go steps
+
+    return written + write_go_types(app, out_dir)
