@@ -395,7 +395,7 @@ def test_a_step_file_without_config_is_named_and_the_others_still_run(shop: Path
 
     res = wistro("emit", "order.placed", ORDER, cwd=shop)
     assert res.returncode == 0, res.stderr
-    assert "warning: src/fulfillment/no_config.step.py" in res.stderr
+    assert "error: src/fulfillment/no_config.step.py" in res.stderr
     for step in SHOP_STEPS:
         assert f"▶ {step} ok" in res.stdout
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import asyncio
 from pathlib import Path
 
@@ -117,6 +119,9 @@ async def test_unknown_topic_is_refused_with_a_suggestion(make_app) -> None:
     app = make_app(chain_files())
     with pytest.raises(UnknownTopicError, match=r"did you mean 'order\.placed'"):
         await app.emit("order.placd", ORDER)
+    await app.drain()
+    [row] = app.runs().to_dict("records")
+    assert row["status"] == "refused" and row["topic"] == "order.placd"
 
 
 async def test_invalid_payload_names_topic_and_field_and_is_not_delivered(make_app) -> None:
@@ -126,7 +131,14 @@ async def test_invalid_payload_names_topic_and_field_and_is_not_delivered(make_a
     assert e.value.topic == "order.placed" and e.value.field == "amount_cents"
     assert "must be integer" in str(e.value)
     await app.drain()
-    assert app.runs().empty  # nothing ran
+    # Nothing ran, but the refusal is a recorded run holding the payload and the error.
+    runs = app.runs()
+    assert list(runs["status"]) == ["refused"]
+    trace = app.trace(e.value.trace_id)
+    assert trace["spans"] == []
+    [event] = trace["events"]
+    assert json.loads(event["data_json"]) == {"order_id": "A1", "amount_cents": "twelve"}
+    assert "amount_cents" in event["error"] and "must be integer" in event["error"]
 
 
 async def test_invalid_emit_from_a_step_is_traced_and_names_step_and_field(make_app) -> None:

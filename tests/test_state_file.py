@@ -20,7 +20,8 @@ def state(tmp_path: Path) -> FileState:
 
 
 def all_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+    """Every file but the per-key ``.<key>.lock`` files that serialise writers."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".lock")
 
 
 async def test_round_trip(state: FileState, tmp_path: Path) -> None:

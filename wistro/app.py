@@ -11,7 +11,7 @@ from wistro.config import DEFAULT_ENV
 from wistro.context import StateView
 from wistro.discovery import discover
 from wistro.engine import Engine
-from wistro.errors import ConfigError, StepLoadErrors, WistroError
+from wistro.errors import ConfigError, StepLoadError, StepLoadErrors, WistroError
 from wistro.lock import read_lock, records_from_lock, verify_hashes
 from wistro.project import Project, load_project
 from wistro.registry import Registry
@@ -118,8 +118,9 @@ class App:
         found = discover(project, runtimes)
         if strict and found.errors:
             raise StepLoadErrors(found.errors)
-        topics = TopicCatalog(found.records, project.config)
-        registry = Registry(found.records, topics)
+        records = found.records + _stand_ins(project, found.errors, found.records, runtimes)
+        topics = TopicCatalog(records, project.config)
+        registry = Registry(records, topics)
         return cls(project, registry, found.errors, state=state, traces=traces, runtimes=runtimes)
 
     @classmethod
@@ -177,24 +178,40 @@ class App:
     lock: dict[str, Any] | None = None
 
     def reload(self) -> App:
-        """Scan the step files again, keeping the engine's traces and state."""
+        """Scan the step files again, keeping the engine's traces and state.
+
+        A step whose file no longer loads keeps its last good version (its error stays in
+        ``app.errors``, with ``kept`` naming the steps still running from before)."""
         fresh = App.load(
             self.project.root,
             env=self.project.env,
             state=self.engine.state,
             traces=self.engine.store,
         )
-        self.registry = fresh.registry
+        kept = _last_good(self.registry, fresh.registry, fresh.errors)
+        registry = fresh.registry
+        if kept:
+            records = [r for r in fresh.registry if r.load_error is None or r.name not in kept]
+            records += [
+                r
+                for r in kept.values()
+                if r.name not in fresh.registry.steps
+                or fresh.registry.steps[r.name].load_error is not None
+            ]
+            registry = Registry(records, TopicCatalog(records, fresh.project.config))
+        old_runtimes, in_use = self.runtimes, {r.language for r in kept.values()}
+        self.registry = registry
         self.errors = fresh.errors
         self.project = fresh.project
-        for (
-            runtime
-        ) in self.runtimes:  # stop the old language workers; the new runtimes start theirs
+        self.runtimes = list(fresh.runtimes)
+        for runtime in old_runtimes:  # stop the old language workers; the new runtimes start theirs
+            if in_use & set(getattr(runtime, "languages", ()) or (runtime.language,)):
+                self.runtimes.append(runtime)  # it still runs a kept step
+                continue
             discard = getattr(runtime, "discard", None)
             if discard is not None:
                 discard()
-        self.runtimes = fresh.runtimes
-        self.engine.registry = fresh.registry
+        self.engine.registry = registry
         return self
 
     # ------------------------------------------------------------ running
@@ -218,11 +235,14 @@ class App:
     async def drain(self) -> None:
         await self.engine.drain()
 
-    async def aclose(self) -> None:
-        await self.engine.aclose()
+    async def aclose(self, timeout: float | None = None) -> list[str]:
+        """Finish in-flight work (at most ``timeout`` seconds), then stop. Returns one line per
+        run abandoned at the timeout."""
+        abandoned = await self.engine.aclose(timeout)
         for runtime in self.runtimes:
             await runtime.aclose()
         await self.engine.state.close()
+        return abandoned
 
     async def __aenter__(self) -> App:
         return self
@@ -301,6 +321,41 @@ class App:
             f"<wistro.App {self.project.name!r}: {len(self.registry)} steps, "
             f"{len(self.registry.topics.topics)} topics{broken}>"
         )
+
+
+def _stand_ins(
+    project: Project,
+    errors: list[WistroError],
+    records: list[StepRecord],
+    runtimes: list[LanguageRuntime],
+) -> list[StepRecord]:
+    if not errors:
+        return []
+    from wistro.standins import stand_ins
+
+    language_of = {suffix: rt.language for rt in runtimes for suffix in rt.suffixes}
+    if language_of.get(".ts") == "javascript":  # the node runtime serves both
+        language_of[".ts"] = "typescript"
+    return stand_ins(project, errors, {r.name for r in records}, language_of)
+
+
+def _last_good(old: Registry, fresh: Registry, errors: list[WistroError]) -> dict[str, StepRecord]:
+    """The steps of ``old`` to keep: those of files that no longer load. Each error is marked
+    with the names it kept (``err.kept``)."""
+    broken = {Path(e.file).as_posix() for e in errors if isinstance(e, StepLoadError) and e.file}
+    if not broken:
+        return {}
+    kept: dict[str, StepRecord] = {}
+    for record in old:
+        if record.rel_file in broken and record.load_error is None and record.invoke is not None:
+            fresh_record = fresh.steps.get(record.name)
+            if fresh_record is None or fresh_record.load_error is not None:
+                kept[record.name] = record
+    for err in errors:
+        if err.file:
+            names = [n for n, r in kept.items() if r.rel_file == Path(err.file).as_posix()]
+            err.kept = names  # type: ignore[attr-defined]
+    return kept
 
 
 def load(path: str | Path | None = None, **kwargs: Any) -> App:

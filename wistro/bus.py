@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from wistro.step import StepRecord
-from wistro.tracing.records import EventRecord
+from wistro.tracing.records import DeadLetter, EventRecord
 
 if TYPE_CHECKING:
     from wistro.run import Run
@@ -32,6 +32,7 @@ class Delivery:
     data: Any
     run: Run
     attempt: int = 1
+    dead: DeadLetter | None = None  # the dead letter this delivery replays
 
 
 Deliver = Callable[[Delivery], Awaitable[None]]

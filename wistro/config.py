@@ -43,6 +43,10 @@ class EngineConfig(_Strict):
     default_concurrency: int = Field(default=16, ge=1)
     default_timeout_s: float | None = Field(default=None, gt=0)
     default_retries: int = Field(default=0, ge=0)
+    # A plain ``def`` handler's ctx.state / ctx.emit call gives up after this long.
+    sync_call_timeout_s: float = Field(default=30.0, gt=0)
+    # Report an event loop blocked this long by a step (0: off).
+    block_warn_ms: float = Field(default=100.0, ge=0)
 
 
 class ApiEndpointConfig(_Strict):

@@ -7,15 +7,16 @@ which runs in a worker thread (call it; the result comes back directly).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from wistro.errors import StateError
+from wistro.errors import EngineCallTimeout, StateError
 from wistro.state.base import StateAdapter
 from wistro.tracing.records import LogRecord, StateOpRecord
 
@@ -57,12 +58,25 @@ class _ThreadAware:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def _call(self, coro: Coroutine[Any, Any, Any]) -> Any:
+    def _call(self, coro: Coroutine[Any, Any, Any], what: str = "the call") -> Any:
         engine = self._engine
         if engine.loop_thread is None or threading.get_ident() == engine.loop_thread:
             return coro
         assert engine.loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, engine.loop).result()
+        future = asyncio.run_coroutine_threadsafe(coro, engine.loop)
+        limit = engine.config.sync_call_timeout_s
+        try:
+            return future.result(limit)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise self._timed_out(what, limit) from None
+
+    def _timed_out(self, what: str, limit: float) -> Exception:
+        return EngineCallTimeout(
+            f"{what} from a plain `def` handler did not complete within {limit:g}s "
+            "(the event loop is blocked or overloaded)",
+            hint="see engine.sync_call_timeout_s in wistro.yml",
+        )
 
 
 class StateView(_ThreadAware):
@@ -89,28 +103,32 @@ class StateView(_ThreadAware):
         self._engine.recorder.batch.state_ops.append(rec)
         self._engine.recorder.added()
 
+    def _timed_out(self, what: str, limit: float) -> Exception:
+        return StateError(
+            f"{what} did not complete within {limit:g}s (the event loop is blocked or overloaded)",
+            step=self._step,
+            hint="see engine.sync_call_timeout_s in wistro.yml",
+        )
+
     def _error(self, e: StateError) -> StateError:
         e.step = e.step or self._step
         e.args = (e.format(),)
         return e
 
-    def get(self, group: str, key: str) -> Any:
-        return self._call(self._get(group, key))
-
-    async def _get(self, group: str, key: str) -> Any:
+    def _decode(self, raw: str, group: str, key: str) -> Any:
         try:
-            raw = await self._adapter.get(group, key)
-        except StateError as e:
-            raise self._error(e) from None
-        self._record("get", group, key, raw)
-        return json.loads(raw) if raw is not None else None
+            return json.loads(raw)
+        except ValueError as e:
+            raise StateError(
+                f"group {group!r}, key {key!r}: the stored value is not valid JSON ({e})",
+                file=self._adapter.where(group, key),
+                step=self._step,
+                hint="fix the value or delete it (`ctx.state.delete`, or remove the file)",
+            ) from None
 
-    def set(self, group: str, key: str, value: Any) -> Any:
-        return self._call(self._set(group, key, value))
-
-    async def _set(self, group: str, key: str, value: Any) -> None:
+    def _encode(self, value: Any, group: str, key: str) -> str:
         try:
-            raw = to_json(value)
+            return to_json(value)
         except (TypeError, ValueError) as e:
             raise StateError(
                 f"value for key {key!r} in group {group!r} is not JSON: {e}",
@@ -118,14 +136,53 @@ class StateView(_ThreadAware):
                 field=key,
                 hint="store dicts, lists, str, int, float, bool, None or pydantic models",
             ) from None
+
+    def get(self, group: str, key: str) -> Any:
+        return self._call(self._get(group, key), f"state get {group!r}/{key!r}")
+
+    async def _get(self, group: str, key: str) -> Any:
+        try:
+            raw = await self._adapter.get(group, key)
+        except StateError as e:
+            raise self._error(e) from None
+        self._record("get", group, key, raw)
+        return self._decode(raw, group, key) if raw is not None else None
+
+    def set(self, group: str, key: str, value: Any) -> Any:
+        return self._call(self._set(group, key, value), f"state set {group!r}/{key!r}")
+
+    async def _set(self, group: str, key: str, value: Any) -> None:
+        raw = self._encode(value, group, key)
         try:
             await self._adapter.set(group, key, raw)
         except StateError as e:
             raise self._error(e) from None
         self._record("set", group, key, raw)
 
+    def update(self, group: str, key: str, fn: Callable[[Any], Any]) -> Any:
+        """Atomic read-modify-write: ``fn(current value or None) -> new value``, with no other
+        write to the key in between. Returns the new value. ``get`` then ``set`` is not atomic:
+        two handlers doing it at once lose one of the writes; ``update`` never does."""
+        return self._call(self._update(group, key, fn), f"state update {group!r}/{key!r}")
+
+    async def _update(self, group: str, key: str, fn: Callable[[Any], Any]) -> Any:
+        result: list[Any] = []
+
+        def apply(raw: str | None) -> str:
+            current = self._decode(raw, group, key) if raw is not None else None
+            new = fn(current)
+            result.append(new)
+            return self._encode(new, group, key)
+
+        try:
+            raw = await self._adapter.update(group, key, apply)
+        except StateError as e:
+            raise self._error(e) from None
+        self._record("update", group, key, raw)
+        return result[-1]
+
     def delete(self, group: str, key: str) -> Any:
-        return self._call(self._delete(group, key))
+        return self._call(self._delete(group, key), f"state delete {group!r}/{key!r}")
 
     async def _delete(self, group: str, key: str) -> None:
         try:
@@ -135,7 +192,7 @@ class StateView(_ThreadAware):
         self._record("delete", group, key, None)
 
     def get_group(self, group: str) -> Any:
-        return self._call(self._get_group(group))
+        return self._call(self._get_group(group), f"state get_group {group!r}")
 
     async def _get_group(self, group: str) -> dict[str, Any]:
         try:
@@ -143,10 +200,10 @@ class StateView(_ThreadAware):
         except StateError as e:
             raise self._error(e) from None
         self._record("get_group", group, None, None)
-        return {k: json.loads(v) for k, v in items.items()}
+        return {k: self._decode(v, group, k) for k, v in items.items()}
 
     def clear(self, group: str) -> Any:
-        return self._call(self._clear(group))
+        return self._call(self._clear(group), f"state clear {group!r}")
 
     async def _clear(self, group: str) -> None:
         try:
@@ -156,7 +213,7 @@ class StateView(_ThreadAware):
         self._record("clear", group, None, None)
 
     def groups(self) -> Any:
-        return self._call(self._adapter.groups())
+        return self._call(self._adapter.groups(), "state groups")
 
 
 class Logger:
@@ -253,7 +310,7 @@ class Context(_ThreadAware):
         if engine.loop_thread is None or threading.get_ident() == engine.loop_thread:
             engine.emit_from_step(self._record, self._run, self._span_id, topic, data)
             return DONE
-        return self._call(self._emit_async(topic, data))
+        return self._call(self._emit_async(topic, data), f"emit {topic!r}")
 
     async def _emit_async(self, topic: str, data: Any) -> None:
         self._engine.emit_from_step(self._record, self._run, self._span_id, topic, data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import json
+import logging
 import threading
 import time
 import traceback
@@ -35,13 +36,16 @@ from wistro.tracing.records import (
     EventRecord,
     LogRecord,
     SpanRecord,
+    as_dict,
     new_id,
     new_trace_id,
 )
 from wistro.tracing.store import TraceStore
+from wistro.watchdog import Blocker, LoopWatchdog, find_blocker
 
 _now = time.time
 MAX_BACKOFF_S = 30.0
+logger = logging.getLogger("wistro.engine")
 
 
 class Observer(Protocol):
@@ -83,6 +87,16 @@ def _user_traceback(exc: BaseException) -> str:
 _ENGINE_DIR = __file__.rsplit("/", 1)[0] + "/"
 
 
+def _notify(observers: list[Observer], method: str, record: Any) -> None:
+    """Tell every observer; one that raises (a console that cannot print) is logged, never
+    allowed to fail the run."""
+    for o in list(observers):
+        try:
+            getattr(o, method)(record)
+        except Exception:
+            logger.exception("observer %r failed in %s; the run goes on", o, method)
+
+
 class Engine:
     def __init__(
         self,
@@ -106,6 +120,8 @@ class Engine:
         self._capacity: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._retries: set[asyncio.TimerHandle] = set()
+        self.active: dict[str, SpanRecord] = {}  # spans running now, by id
+        self._watchdog: LoopWatchdog | None = None
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -139,25 +155,109 @@ class Engine:
         self._idle.set()
         self.bus.start(self._deliver)
         self.recorder.start()
+        self._start_watchdog(loop)
 
-    async def drain(self) -> None:
-        """Wait until no work is in flight, then flush traces."""
+    def _start_watchdog(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
+        threshold = self.config.block_warn_ms / 1000
+        if threshold <= 0:
+            return
+        codes = (Engine._deliver.__code__, Engine.call.__code__)
+        self._watchdog = LoopWatchdog(
+            threshold, find_blocker(self._step_files, codes), self._blocked
+        )
+        self._watchdog.start(loop)
+
+    def _step_files(self) -> set[str]:
+        registry = self.registry
+        if getattr(self, "_files_of", None) is not registry:
+            self._files = {str(r.file) for r in registry}
+            self._files_of = registry
+        return self._files
+
+    def _blocked(self, where: Blocker, seconds: float) -> None:
+        """The watchdog found a step blocking the loop: a warning in its span and the console."""
+        span: SpanRecord | None = where.span if isinstance(where.span, SpanRecord) else None
+        run: Run | None = where.run if isinstance(where.run, Run) else None
+        step = span.step if span is not None else None
+        record = self.registry.steps.get(step) if step else None
+        file = record.rel_file if record is not None else where.file
+        ms = seconds * 1000
+        message = (
+            f"the event loop was blocked for {ms:.0f} ms by {file}:{where.line}: an async handler "
+            "must not call blocking code (use a plain `def` handler, or `await asyncio.to_thread`)"
+        )
+        fields = {"blocked_ms": round(ms, 1), "file": file, "line": where.line}
+        trace_id = run.trace_id if run is not None else (span.trace_id if span else "")
+        log = LogRecord(
+            trace_id,
+            span.id if span else None,
+            step,
+            "warning",
+            message,
+            json.dumps(fields),
+            _now(),
+        )
+        if run is not None:
+            run.log_records.append(log)
+        self.recorder.batch.logs.append(log)
+        self.recorder.added()
+        if not self.observers:
+            logger.warning("%s%s", f"step {step!r}: " if step else "", message)
+        _notify(self.observers, "on_log", log)
+
+    async def drain(self, timeout: float | None = None) -> bool:
+        """Wait until no work is in flight (at most ``timeout`` seconds), then flush traces.
+        Returns False when work was still in flight at the timeout."""
         self.start()
         assert self._idle is not None
-        while self.in_flight:
-            await self._idle.wait()
+        idle = self._idle
+        try:
+            async with asyncio.timeout(timeout):
+                while self.in_flight:
+                    await idle.wait()
+        except TimeoutError:
+            await self.recorder.flush()
+            return False
         await self.recorder.flush()
+        return True
 
-    async def aclose(self) -> None:
-        """Finish in-flight work, then stop the workers and flush traces."""
+    def in_flight_summary(self) -> list[str]:
+        """One line per run still in flight: its trace id, topic and the steps running now."""
+        running: dict[str, list[str]] = {}
+        for span in self.active.values():
+            running.setdefault(span.trace_id, []).append(span.step)
+        out = []
+        for run in self.runs.values():
+            steps = ", ".join(sorted(set(running.get(run.trace_id, [])))) or "queued"
+            out.append(f"{run.trace_id} {run.topic} ({steps})")
+        return out
+
+    async def aclose(self, timeout: float | None = None) -> list[str]:
+        """Finish in-flight work (at most ``timeout`` seconds), then stop the workers and flush
+        traces. Returns what was abandoned: one line per run still in flight."""
+        abandoned: list[str] = []
         if self.loop is None:
-            return
+            return abandoned
         if asyncio.get_running_loop() is self.loop:
-            await self.drain()
+            if not await self.drain(timeout):
+                abandoned = self.in_flight_summary()
+                for run in list(self.runs.values()):
+                    run.failures.append("abandoned: the engine stopped before it finished")
+                    self._finish(run)
+            for handle in list(self._retries):
+                handle.cancel()
+            self._retries.clear()
             await self.bus.aclose()
             await self.recorder.aclose()
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
         self.loop = None
         self.loop_thread = None
+        return abandoned
 
     # ------------------------------------------------------------ emitting
     def check_topic(self, topic: str) -> None:
@@ -176,9 +276,13 @@ class Engine:
     ) -> Run:
         """Start a run with one event from outside. ``wait`` returns when all it caused is done."""
         self.start()
-        self.check_topic(topic)
-        payload = self.registry.topics.validator(topic)(data)
-        data_json = _dumps(payload, topic)
+        try:
+            self.check_topic(topic)
+            payload = self.registry.topics.validator(topic)(data)
+            data_json = _dumps(payload, topic)
+        except WistroError as e:
+            e.trace_id = self.refused(topic, data, trigger, e).trace_id  # type: ignore[attr-defined]
+            raise
         assert self._capacity is not None
         while self.in_flight >= self.config.max_in_flight:
             self._capacity.clear()
@@ -186,13 +290,36 @@ class Engine:
         run = Run(new_trace_id(), topic, trigger, _now())
         self.runs[run.trace_id] = run
         self.recorder.batch.runs.append(run.record)
-        for o in self.observers:
-            o.on_run_start(run)
+        if self.observers:
+            _notify(self.observers, "on_run_start", run)
         self._publish(run, topic, payload, data_json, trigger, None)
         if run.pending == 0:
             self._finish(run)
         if wait:
             await run.wait()
+        return run
+
+    def refused(self, topic: str, data: Any, trigger: str, err: WistroError) -> Run:
+        """Record an emit from outside that was refused (unknown topic, invalid payload) as a
+        finished run with status ``refused``, holding the payload and the error."""
+        run = Run(new_trace_id(), topic, trigger, _now())
+        run.refused = True
+        self.recorder.batch.runs.append(run.record)
+        _notify(self.observers, "on_run_start", run)
+        event = EventRecord(
+            new_id(),
+            run.trace_id,
+            topic,
+            _dumps_refused(data),
+            trigger,
+            None,
+            _now(),
+            error=err.format(),
+        )
+        run.event_records.append(event)
+        self.recorder.batch.events.append(event)
+        _notify(self.observers, "on_event", event)
+        self._finish(run)
         return run
 
     def emit_from_step(
@@ -222,16 +349,21 @@ class Engine:
     def _refused(
         self, run: Run, step: StepRecord, span_id: str, topic: str, data: Any, err: WistroError
     ) -> None:
-        try:
-            data_json = json.dumps(data, default=repr)
-        except (TypeError, ValueError):
-            data_json = json.dumps(repr(data))
         event = EventRecord(
-            new_id(), run.trace_id, topic, data_json, step.name, span_id, _now(), error=err.format()
+            new_id(),
+            run.trace_id,
+            topic,
+            _dumps_refused(data),
+            step.name,
+            span_id,
+            _now(),
+            error=err.format(),
         )
         run.event_records.append(event)
         self.recorder.batch.events.append(event)
         self.recorder.added()
+        if self.observers:
+            _notify(self.observers, "on_event", event)
 
     def _publish(
         self,
@@ -248,8 +380,7 @@ class Engine:
         run.event_records.append(event)
         self.recorder.batch.events.append(event)
         if self.observers:
-            for o in self.observers:
-                o.on_event(event)
+            _notify(self.observers, "on_event", event)
         subscribers = self.registry.subscribers(topic)
         if not subscribers:
             return
@@ -270,8 +401,9 @@ class Engine:
         )
         observers = self.observers
         if observers:
-            for o in observers:
-                o.on_span_start(span)
+            _notify(observers, "on_span_start", span)
+        active = self.active
+        active[span.id] = span
         ctx = Context(self, step, run, span.id)
         retry = False
         try:
@@ -296,6 +428,7 @@ class Engine:
                     raise HandlerTimeout(
                         f"handler timed out after {limit:g}s", step=step.name, topic=d.event.topic
                     ) from None
+                _check_wall_time(span, limit, step.name, d.event.topic)
             span.status = "ok"
         except asyncio.CancelledError:
             span.status = "error"
@@ -322,22 +455,24 @@ class Engine:
             retry = True
         finally:
             span.end = _now()
+            del active[span.id]
             run.span_records.append(span)
             self.recorder.batch.spans.append(span)
             if observers:
-                for o in observers:
-                    o.on_span_end(span)
+                _notify(observers, "on_span_end", span)
         if span.status != "ok":
             retries = step.retries if step.retries is not None else self.config.default_retries
             if retry and d.attempt <= retries:
                 self._schedule_retry(d, step.retry_backoff_s * 2 ** (d.attempt - 1))
                 return
             self._dead_letter(d, span)
+        elif d.dead is not None:
+            self._replayed(d)
         self._settle(run)
 
     def _schedule_retry(self, d: Delivery, delay: float) -> None:
         assert self.loop is not None
-        again = Delivery(d.step, d.event, d.data, d.run, d.attempt + 1)
+        again = Delivery(d.step, d.event, d.data, d.run, d.attempt + 1, d.dead)
 
         def fire() -> None:
             self._retries.discard(handle)
@@ -350,18 +485,37 @@ class Engine:
         self._retries.add(handle)
 
     def _dead_letter(self, d: Delivery, span: SpanRecord) -> None:
-        dead = DeadLetter(
-            new_id(),
-            d.run.trace_id,
-            d.step.name,
-            d.event.topic,
-            d.event.id,
-            d.event.data_json,
-            span.error or span.status,
-            d.attempt,
-            _now(),
-        )
+        """One dead letter per (event, step): a replay that fails again updates the one it
+        replayed (attempts, last error, history) instead of adding another."""
+        error = span.error or span.status
+        dead = d.dead
+        if dead is None:
+            dead = DeadLetter(
+                new_id(),
+                d.run.trace_id,
+                d.step.name,
+                d.event.topic,
+                d.event.id,
+                d.event.data_json,
+                error,
+                d.attempt,
+                _now(),
+            )
+        else:
+            dead.attempts += d.attempt
+            dead.error = error
+            dead.ts = _now()
+            dead.replayed = False
+        dead.history_json = _add_history(dead.history_json, d.run.trace_id, d.attempt, error)
         d.run.dead_letters.append(dead)
+        self.recorder.batch.dead_letters.append(dead)
+        self.recorder.added()
+
+    def _replayed(self, d: Delivery) -> None:
+        dead = d.dead
+        assert dead is not None
+        dead.replayed = True
+        dead.history_json = _add_history(dead.history_json, d.run.trace_id, d.attempt, None)
         self.recorder.batch.dead_letters.append(dead)
         self.recorder.added()
 
@@ -382,8 +536,8 @@ class Engine:
         self.runs.pop(run.trace_id, None)
         self.recorder.batch.runs.append(run.record)
         self.recorder.added()
-        for o in self.observers:
-            o.on_run_end(run)
+        if self.observers:
+            _notify(self.observers, "on_run_end", run)
 
     # ------------------------------------------------------------ triggers
     async def call(
@@ -398,15 +552,14 @@ class Engine:
         run = Run(new_trace_id(), topic, trigger, _now())
         self.runs[run.trace_id] = run
         self.recorder.batch.runs.append(run.record)
-        for o in self.observers:
-            o.on_run_start(run)
+        _notify(self.observers, "on_run_start", run)
         run.pending += 1
         self.in_flight += 1
         assert self._idle is not None
         self._idle.clear()
         span = SpanRecord(new_id(), run.trace_id, step.name, topic, "", 1, _now())
-        for o in self.observers:
-            o.on_span_start(span)
+        _notify(self.observers, "on_span_start", span)
+        self.active[span.id] = span
         ctx = Context(self, step, run, span.id)
         limit = step.timeout_s or self.config.default_timeout_s
         try:
@@ -422,6 +575,8 @@ class Engine:
                 raise HandlerTimeout(
                     f"handler timed out after {limit:g}s", step=step.name, topic=topic
                 ) from None
+            if limit is not None:
+                _check_wall_time(span, limit, step.name, topic)
             span.status = "ok"
             return result, run
         except HandlerTimeout as e:
@@ -437,10 +592,10 @@ class Engine:
             raise err from e
         finally:
             span.end = _now()
+            self.active.pop(span.id, None)
             run.span_records.append(span)
             self.recorder.batch.spans.append(span)
-            for o in self.observers:
-                o.on_span_end(span)
+            _notify(self.observers, "on_span_end", span)
             if span.status != "ok" and trigger == "api":  # the client got the error: no replay
                 run.failures.append(f"{step.name}: {span.error}")
             elif span.status != "ok":
@@ -455,14 +610,18 @@ class Engine:
                     1,
                     _now(),
                 )
+                dead.history_json = _add_history("[]", run.trace_id, 1, dead.error)
                 run.dead_letters.append(dead)
                 self.recorder.batch.dead_letters.append(dead)
             self._settle(run)
 
     # ------------------------------------------------------------ replay
-    async def replay(self, dead: dict[str, Any], wait: bool = True) -> Run:
-        """Deliver a dead letter again to its step, in a new run."""
+    async def replay(self, dead: dict[str, Any] | DeadLetter, wait: bool = True) -> Run:
+        """Deliver a dead letter again to its step, in a new run. Success marks it replayed;
+        another failure updates it (attempts, error, history): never a second dead letter."""
         self.start()
+        letter = dead if isinstance(dead, DeadLetter) else dead_letter_of(dead)
+        dead = as_dict(letter)
         step = self.registry.get(dead["step"])
         data = json.loads(dead["data_json"])
         payload = self.registry.topics.validator(dead["topic"])(data)
@@ -484,10 +643,48 @@ class Engine:
         self.in_flight += 1
         assert self._idle is not None
         self._idle.clear()
-        self.bus.publish(Delivery(step, event, payload, run))
+        self.bus.publish(Delivery(step, event, payload, run, dead=letter))
         if wait:
             await run.wait()
         return run
+
+
+def dead_letter_of(row: dict[str, Any]) -> DeadLetter:
+    """A stored dead letter (a row of ``TraceStore.dead_letters``) as a record."""
+    names = DeadLetter.__slots__
+    return DeadLetter(**{k: row[k] for k in names if k in row})
+
+
+def _dumps_refused(data: Any) -> str:
+    """A refused payload as JSON text, whatever it is (lone surrogates and all)."""
+    try:
+        return json.dumps(data, default=repr)
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps(repr(data))
+
+
+def _add_history(history_json: str, trace_id: str, attempts: int, error: str | None) -> str:
+    try:
+        history = json.loads(history_json or "[]")
+    except ValueError:
+        history = []
+    history.append(
+        {"trace_id": trace_id, "attempts": attempts, "error": error, "ts": round(_now(), 3)}
+    )
+    return json.dumps(history[-50:])
+
+
+def _check_wall_time(span: SpanRecord, limit: float, step: str, topic: str) -> None:
+    """A handler that never yields cannot be cancelled by ``asyncio.timeout``; when it ran past
+    its limit anyway, it is failed as timed out."""
+    took = _now() - span.start
+    if took > limit:
+        raise HandlerTimeout(
+            f"handler timed out: ran {took:.2f}s without yielding (limit {limit:g}s); it "
+            "blocked the event loop",
+            step=step,
+            topic=topic,
+        )
 
 
 def add_observer(engine: Engine, observer: Observer) -> Callable[[], None]:

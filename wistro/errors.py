@@ -104,6 +104,10 @@ class HandlerTimeout(WistroError):
     """A step handler ran longer than its ``timeout_s``."""
 
 
+class EngineCallTimeout(WistroError):
+    """A call from a plain ``def`` handler into the engine (emit, state) did not complete in time."""
+
+
 class StateError(WistroError):
     """A state operation failed: bad key, value that is not JSON."""
 

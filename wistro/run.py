@@ -75,6 +75,7 @@ class Run:
         self.failures: list[str] = []  # failed triggers that are not replayable (an api request)
         self._done: asyncio.Future[None] | None = None
         self._finished = False
+        self.refused = False  # an emit from outside that was refused: nothing ran
 
     # ------------------------------------------------------------ identity and status
     @property
@@ -113,7 +114,7 @@ class Run:
             + len(self.failures)
             + sum(1 for e in self.event_records if e.error)
         )
-        r.status = "error" if r.n_errors else "ok"
+        r.status = "refused" if self.refused else "error" if r.n_errors else "ok"
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
 

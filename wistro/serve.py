@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -46,7 +47,30 @@ class ConsoleObserver:
         )
 
 
-async def _serve(app: App, started: float, watch: list[Path] | None, host: str, port: int) -> None:
+def load_error_lines(app: App) -> list[str]:
+    """One red line per step file that does not load, saying what still runs meanwhile."""
+    out = []
+    for err in app.errors:
+        kept = getattr(err, "kept", None)
+        standins = [r.name for r in app.registry if r.load_error and r.rel_file == err.file]
+        if kept:
+            note = f" (still running the last good version of {', '.join(map(repr, kept))})"
+        elif standins:
+            note = f" (deliveries to {', '.join(map(repr, standins))} fail until it is fixed)"
+        else:
+            note = ""
+        out.append(click.style(f"error: {err.format()}{note}", fg="red"))
+    return out
+
+
+async def _serve(
+    app: App,
+    started: float,
+    watch: list[Path] | None,
+    host: str,
+    port: int,
+    grace_s: float = 30.0,
+) -> None:
     from wistro.control import control_routes, new_token, remove_server_file, write_server_file
     from wistro.triggers.cron import CronScheduler
     from wistro.triggers.http import HttpServer
@@ -56,9 +80,19 @@ async def _serve(app: App, started: float, watch: list[Path] | None, host: str, 
     engine.observers.append(ConsoleObserver())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:  # a second Ctrl-C / SIGTERM: stop waiting for in-flight work
+            click.echo("stopping now: in-flight work is abandoned", err=True)
+            os._exit(130)
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
     token = new_token()
     http = HttpServer(app, host, port, extra_routes=control_routes(app, token))
     bound: asyncio.Future[HttpServer] = loop.create_future()
@@ -96,15 +130,30 @@ async def _serve(app: App, started: float, watch: list[Path] | None, host: str, 
     try:
         await stop.wait()
     finally:
-        click.echo("stopping: finishing in-flight work…")
+        deadline = time.monotonic() + grace_s
+        click.echo(f"stopping: finishing in-flight work (up to {grace_s:g} s)…")
         remove_server_file(app.project, token)
-        await scheduler.stop(timeout=30)
+        http.server.config.timeout_graceful_shutdown = max(1, min(10, round(grace_s)))
+        await scheduler.stop(timeout=grace_s)
         for task in tasks[1:]:
             task.cancel()
         tasks[0].cancel()  # the HTTP server lets requests in flight finish
         await asyncio.gather(*tasks, return_exceptions=True)
-        await app.aclose()
-        click.echo("stopped")
+        abandoned = await app.aclose(timeout=max(0.0, deadline - time.monotonic()))
+        if abandoned:
+            click.echo(
+                click.style(
+                    f"stopped after {grace_s:g} s with {len(abandoned)} run(s) unfinished:",
+                    fg="red",
+                ),
+                err=True,
+            )
+            for line in abandoned[:20]:
+                click.echo(f"  abandoned {line}", err=True)
+            if len(abandoned) > 20:
+                click.echo(f"  … and {len(abandoned) - 20} more", err=True)
+        else:
+            click.echo("stopped")
 
 
 def _fingerprint(app: App) -> set[tuple[str, int, int]]:
@@ -128,8 +177,8 @@ def _reload(app: App, changed: list[str]) -> None:
     click.echo(
         click.style(f"reloaded ({', '.join(changed)}): {len(app.registry)} steps", fg="cyan")
     )
-    for err in app.errors:
-        click.echo(click.style(f"warning: {err.format()}", fg="yellow"))
+    for line in load_error_lines(app):
+        click.echo(line)
 
 
 async def _watch(
@@ -157,17 +206,28 @@ async def _watch(
 
 
 def run_dev(
-    project: str | None, env: str, reload: bool = True, host: str = "127.0.0.1", port: int = 3111
+    project: str | None,
+    env: str,
+    reload: bool = True,
+    host: str = "127.0.0.1",
+    port: int = 3111,
+    grace_s: float = 30.0,
 ) -> None:
     started = time.perf_counter()
     app = App.load(project, env=env)
-    for err in app.errors:
-        click.echo(click.style(f"warning: {err.format()}", fg="yellow"))
+    for line in load_error_lines(app):
+        click.echo(line)
     watch = [app.project.src] + ([app.project.config_file] if app.project.config_file else [])
-    asyncio.run(_serve(app, started, watch if reload else None, host, port))
+    asyncio.run(_serve(app, started, watch if reload else None, host, port, grace_s))
 
 
-def run_start(project: str | None, env: str, host: str = "127.0.0.1", port: int = 3111) -> None:
+def run_start(
+    project: str | None,
+    env: str,
+    host: str = "127.0.0.1",
+    port: int = 3111,
+    grace_s: float = 30.0,
+) -> None:
     started = time.perf_counter()
     app = App.from_lock(project, env=env)
-    asyncio.run(_serve(app, started, None, host, port))
+    asyncio.run(_serve(app, started, None, host, port, grace_s))

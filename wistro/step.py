@@ -74,6 +74,7 @@ class StepConfig(BaseModel):
     query: Any = None
     responses: dict[int | str, Any] | None = None
     auth: dict[str, Any] | None = None
+    strict: bool = False  # no lax coercion of the body ("1" is not an integer)
     # cron steps
     cron: str | None = None
     timezone: str | None = None
@@ -104,6 +105,8 @@ class StepConfig(BaseModel):
             self.method = (self.method or "POST").upper()
             if self.method not in HTTP_METHODS:
                 raise ValueError(f"unknown HTTP method {self.method!r}")
+        if self.strict and self.type != "api":
+            raise ValueError("'strict' applies to api steps only")
         if self.type == "cron" and not self.cron:
             raise ValueError("a cron step needs a 'cron' expression")
         if self.type == "event" and not self.subscribes:
@@ -154,6 +157,7 @@ class StepRecord:
     body_model: builtins.type[BaseModel] | None = field(default=None, repr=False)  # api steps
     query_model: builtins.type[BaseModel] | None = field(default=None, repr=False)  # api steps
     load: Callable[[], None] | None = field(default=None, repr=False)  # import now (lazy steps)
+    load_error: str | None = field(default=None, repr=False)  # a stand-in for a broken file
     emit_topics: frozenset[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -225,6 +229,8 @@ def record_from_config(
             "responses": {str(k): schema_of(v) for k, v in (cfg.responses or {}).items()},
             "auth": cfg.auth,
         }
+        if cfg.strict:  # only when set: existing lock files stay byte-identical
+            trigger["strict"] = True
     elif cfg.type == "cron":
         trigger = {"cron": cfg.cron, "timezone": cfg.timezone}
         if cfg.allow_overlap:  # only when set: existing lock files stay byte-identical

@@ -9,7 +9,6 @@ from inside the project are dropped from ``sys.modules`` afterwards, so two proj
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib.util
 import inspect
@@ -25,6 +24,7 @@ from typing import Any
 from wistro.errors import StepLoadError
 from wistro.runtimes.base import LanguageRuntime, StepSource
 from wistro.step import StepRecord, is_model
+from wistro.threads import HANDLERS
 
 _CONFIG_LINE = re.compile(r"^config\s*(?::[^=]*)?=", re.MULTILINE)
 
@@ -202,8 +202,9 @@ class PythonRuntime(LanguageRuntime):
 
 
 def adapt_handler(handler: Any, record: StepRecord) -> Any:
-    """Turn a user handler into ``async invoke(data, ctx)``. Plain ``def`` handlers run in a
-    worker thread so a slow one never blocks the event loop (or the Jupyter kernel)."""
+    """Turn a user handler into ``async invoke(data, ctx)``. Plain ``def`` handlers run on
+    Wistro's handler threads (``wistro.threads``), so a slow one never blocks the event loop (or
+    the Jupyter kernel), and never takes a thread that the engine's own I/O needs."""
     try:
         n_params = len(
             [
@@ -233,7 +234,9 @@ def adapt_handler(handler: Any, record: StepRecord) -> Any:
 
     args = (lambda data, ctx: (data, ctx)) if n_params == 2 else (lambda data, ctx: (ctx,))
 
+    run = HANDLERS.run
+
     async def in_thread(data: Any, ctx: Any) -> Any:
-        return await asyncio.to_thread(handler, *args(data, ctx))
+        return await run(handler, *args(data, ctx))
 
     return in_thread

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 from wistro.errors import StateError
 
@@ -36,6 +37,12 @@ class StateAdapter(ABC):
     async def set(self, group: str, key: str, value_json: str) -> None: ...
 
     @abstractmethod
+    async def update(self, group: str, key: str, fn: Callable[[str | None], str]) -> str:
+        """Atomic read-modify-write: ``fn(current_json_or_None) -> new_json`` is applied with no
+        other write to the key in between (in this process and, where the adapter can, in
+        others). Returns the new JSON. When ``fn`` raises, nothing is written."""
+
+    @abstractmethod
     async def delete(self, group: str, key: str) -> None: ...
 
     @abstractmethod
@@ -46,6 +53,10 @@ class StateAdapter(ABC):
 
     @abstractmethod
     async def groups(self) -> list[str]: ...
+
+    def where(self, group: str, key: str | None = None) -> str:
+        """Where a group or key lives, for error messages (a file, a Redis key...)."""
+        return f"{self.name} state"
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -1,18 +1,33 @@
-"""File state: one JSON file per key, ``<folder>/<group>/<key>.json``, replaced atomically."""
+"""File state: one JSON file per key, ``<folder>/<group>/<key>.json``, replaced atomically.
+
+Writes to one key are serialised: in this process by an ``asyncio.Lock`` per key, across
+processes by an ``flock`` on ``<group>/.<key>.lock``; so ``update`` is an atomic
+read-modify-write. Blocking file I/O runs on this adapter's own threads, never on the threads
+that run plain ``def`` handlers (which may be waiting for it). Folders are created 0700 and
+files 0600: state can hold payloads.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote, unquote
 
 from wistro.errors import StateError
 from wistro.files import write_atomic
 from wistro.state.base import StateAdapter, check_name
+from wistro.threads import ThreadPool
 
 _SUFFIX = ".json"
+_LOCK_SUFFIX = ".lock"
 _TMP_PREFIX, _TMP_SUFFIX = ".tmp-", ".part"  # never ends in .json: not mistaken for a value
 _MAX_FILE_NAME = 250  # bytes; most file systems stop at 255
+_IO = ThreadPool("wistro-file-state", max_threads=8)
 
 
 def _encode(kind: str, name: str) -> str:
@@ -32,10 +47,77 @@ def _read(path: Path) -> str | None:
         return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
+    except UnicodeDecodeError as e:
+        raise StateError(f"{path}: the stored value is not UTF-8 text ({e.reason})") from None
+
+
+def _mkdir(folder: Path) -> None:
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
 def _write(path: Path, value_json: str) -> None:
+    _mkdir(path.parent)
     write_atomic(path, value_json, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
+
+
+def _lock(path: Path) -> int:
+    """Open and ``flock`` the lock file of ``path`` (a value file); returns the descriptor."""
+    _mkdir(path.parent)
+    lock = path.with_name("." + path.name.removesuffix(_SUFFIX) + _LOCK_SUFFIX)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _unlock(fd: int) -> None:
+    os.close(fd)  # closing the descriptor releases the flock
+
+
+def _lock_and_read(path: Path) -> tuple[int, str | None]:
+    fd = _lock(path)
+    try:
+        return fd, _read(path)
+    except BaseException:
+        _unlock(fd)
+        raise
+
+
+def _write_and_unlock(fd: int, path: Path, value_json: str) -> None:
+    try:
+        _write(path, value_json)
+    finally:
+        _unlock(fd)
+
+
+def _under_lock(path: Path, fn: Callable[..., Any], *args: Any) -> Any:
+    fd = _lock(path)
+    try:
+        return fn(*args)
+    finally:
+        _unlock(fd)
+
+
+def _unlink(path: Path) -> None:
+    path.unlink(missing_ok=True)
+
+
+def _release_late(fut: asyncio.Future[tuple[int, str | None]]) -> None:
+    if not fut.cancelled() and fut.exception() is None:
+        _unlock(fut.result()[0])
+
+
+async def _locked_read(path: Path) -> tuple[int, str | None]:
+    """Lock and read ``path``; a caller cancelled meanwhile never leaves the lock held."""
+    fut = _IO.run(_lock_and_read, path)
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        fut.add_done_callback(_release_late)
+        raise
 
 
 def _values(folder: Path) -> list[Path]:
@@ -43,15 +125,6 @@ def _values(folder: Path) -> list[Path]:
         return [p for p in folder.iterdir() if p.name.endswith(_SUFFIX)]
     except FileNotFoundError:
         return []
-
-
-def _read_group(folder: Path) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for path in sorted(_values(folder)):
-        value = _read(path)  # None when deleted since the listing
-        if value is not None:
-            out[unquote(path.name[: -len(_SUFFIX)])] = value
-    return out
 
 
 def _clear(folder: Path) -> None:
@@ -64,6 +137,27 @@ def _groups(root: Path) -> list[str]:
     return sorted(unquote(p.name) for p in root.iterdir() if p.is_dir() and _values(p))
 
 
+class _KeyLocks:
+    """One ``asyncio.Lock`` per key while anyone holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Path, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, path: Path) -> AsyncIterator[None]:
+        lock, users = self._locks.get(path) or (asyncio.Lock(), 0)
+        self._locks[path] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[path]
+            if users == 1:
+                del self._locks[path]
+            else:
+                self._locks[path] = (lock, users - 1)
+
+
 class FileState(StateAdapter):
     """Durable state in plain files; survives restarts and is easy to inspect or diff."""
 
@@ -71,7 +165,16 @@ class FileState(StateAdapter):
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder).resolve()
-        self.folder.mkdir(parents=True, exist_ok=True)
+        _mkdir(self.folder)
+        with contextlib.suppress(OSError):
+            self.folder.chmod(0o700)
+        self._locks = _KeyLocks()
+
+    def where(self, group: str, key: str | None = None) -> str:
+        try:
+            return str(self._key_path(group, key) if key is not None else self._group_dir(group))
+        except StateError:
+            return str(self.folder)
 
     def _inside(self, path: Path, kind: str, name: str) -> Path:
         """``path``, once checked that it resolves (symlinks included) inside the folder."""
@@ -86,20 +189,46 @@ class FileState(StateAdapter):
         path = self._group_dir(group) / (_encode("key", key) + _SUFFIX)
         return self._inside(path, "key", key)
 
+    def _read_group(self, folder: Path, group: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for path in sorted(_values(folder)):
+            key = unquote(path.name[: -len(_SUFFIX)])
+            self._inside(path, "key", key)  # the same containment as ``get``
+            value = _read(path)  # None when deleted since the listing
+            if value is not None:
+                out[key] = value
+        return out
+
     async def get(self, group: str, key: str) -> str | None:
-        return await asyncio.to_thread(_read, self._key_path(group, key))
+        return await _IO.run(_read, self._key_path(group, key))
 
     async def set(self, group: str, key: str, value_json: str) -> None:
-        await asyncio.to_thread(_write, self._key_path(group, key), value_json)
+        path = self._key_path(group, key)
+        async with self._locks.hold(path):
+            await _IO.run(_under_lock, path, _write, path, value_json)
+
+    async def update(self, group: str, key: str, fn: Callable[[str | None], str]) -> str:
+        path = self._key_path(group, key)
+        async with self._locks.hold(path):
+            fd, current = await _locked_read(path)
+            try:
+                new = fn(current)
+            except BaseException:
+                _unlock(fd)
+                raise
+            await _IO.run(_write_and_unlock, fd, path, new)
+            return new
 
     async def delete(self, group: str, key: str) -> None:
-        await asyncio.to_thread(self._key_path(group, key).unlink, missing_ok=True)
+        path = self._key_path(group, key)
+        async with self._locks.hold(path):
+            await _IO.run(_under_lock, path, _unlink, path)
 
     async def get_group(self, group: str) -> dict[str, str]:
-        return await asyncio.to_thread(_read_group, self._group_dir(group))
+        return await _IO.run(self._read_group, self._group_dir(group), group)
 
     async def clear(self, group: str) -> None:
-        await asyncio.to_thread(_clear, self._group_dir(group))
+        await _IO.run(_clear, self._group_dir(group))
 
     async def groups(self) -> list[str]:
-        return await asyncio.to_thread(_groups, self.folder)
+        return await _IO.run(_groups, self.folder)

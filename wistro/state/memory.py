@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from wistro.state.base import StateAdapter, check_name
 
 
@@ -20,6 +22,15 @@ class MemoryState(StateAdapter):
         check_name("group", group)
         check_name("key", key)
         self._data.setdefault(group, {})[key] = value_json
+
+    async def update(self, group: str, key: str, fn: Callable[[str | None], str]) -> str:
+        # No await between the read and the write: atomic on the event loop.
+        check_name("group", group)
+        check_name("key", key)
+        items = self._data.setdefault(group, {})
+        new = fn(items.get(key))
+        items[key] = new
+        return new
 
     async def delete(self, group: str, key: str) -> None:
         check_name("group", group)

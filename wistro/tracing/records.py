@@ -25,7 +25,7 @@ class RunRecord:
     trace_id: str
     trigger: str  # "emit", "cli", "api", "cron", "replay", "test"
     topic: str
-    status: str  # running | ok | error
+    status: str  # running | ok | error | refused
     start: float
     end: float | None = None
     n_events: int = 0
@@ -75,7 +75,7 @@ class StateOpRecord:
     trace_id: str
     span_id: str | None
     step: str | None
-    op: str  # get | set | delete | get_group | clear
+    op: str  # get | set | update | delete | get_group | clear
     group: str
     key: str | None
     value_json: str | None
@@ -94,6 +94,7 @@ class DeadLetter:
     attempts: int
     ts: float
     replayed: bool = False
+    history_json: str = "[]"  # [{trace_id, attempts, error (None: it succeeded), ts}, ...]
 
 
 @dataclass(slots=True)
