@@ -774,11 +774,17 @@ def test_dev_reloads_changed_step_files(shop: Path, server: list[Server]) -> Non
                 raise
     assert "gift_wrap.step.py" in line and "10 steps" in line, line
 
-    # a broken step file is reported; the server keeps running
+    # a broken step file is reported as an error; the server keeps running
     (shop / "src" / "fulfillment" / "broken.step.py").write_text("x = \n")
     s.wait_for(r"broken\.step\.py", timeout=TIMEOUT)
-    s.wait_for(r"warning: .*broken\.step\.py.*syntax error", timeout=TIMEOUT)
+    s.wait_for(r"error: .*broken\.step\.py.*syntax error", timeout=TIMEOUT)
     assert s.proc.poll() is None, s.output
+
+    # a step that worked and breaks keeps its last good version, and says so
+    gift = shop / "src" / "fulfillment" / "gift_wrap.step.py"
+    gift.write_text(gift.read_text() + "\ndef (:\n")
+    line = s.wait_for(r"error: .*gift_wrap\.step\.py.*syntax error", timeout=TIMEOUT)
+    assert "still running the last good version of 'Gift wrap" in line, line
 
     assert s.stop(signal.SIGINT) == 0, s.output
     assert "stopped" in s.lines[-1], s.output

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from wistro.errors import EngineCallTimeout, StateError
+from wistro.observer import notify
 from wistro.state.base import StateAdapter
 from wistro.tracing.records import LogRecord, StateOpRecord
 
@@ -244,8 +245,8 @@ class Logger:
             run.log_records.append(rec)
         engine.recorder.batch.logs.append(rec)
         engine.recorder.added()
-        for observer in engine.observers:
-            observer.on_log(rec)
+        if engine.observers:
+            notify(engine.observers, "on_log", rec)
 
     def debug(self, message: str, **fields: Any) -> None:
         self.log("debug", message, **fields)

@@ -11,7 +11,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
@@ -26,6 +26,7 @@ from wistro.errors import (
     UnknownTopicError,
     WistroError,
 )
+from wistro.observer import Observer, notify
 from wistro.registry import Registry
 from wistro.run import Run
 from wistro.state.base import StateAdapter
@@ -46,17 +47,6 @@ from wistro.watchdog import Blocker, LoopWatchdog, find_blocker
 _now = time.time
 MAX_BACKOFF_S = 30.0
 logger = logging.getLogger("wistro.engine")
-
-
-class Observer(Protocol):
-    """Live view of what the engine does (dev console, notebook widgets)."""
-
-    def on_run_start(self, run: Run) -> None: ...
-    def on_event(self, event: EventRecord) -> None: ...
-    def on_span_start(self, span: SpanRecord) -> None: ...
-    def on_span_end(self, span: SpanRecord) -> None: ...
-    def on_log(self, log: LogRecord) -> None: ...
-    def on_run_end(self, run: Run) -> None: ...
 
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -85,16 +75,6 @@ def _user_traceback(exc: BaseException) -> str:
 
 
 _ENGINE_DIR = __file__.rsplit("/", 1)[0] + "/"
-
-
-def _notify(observers: list[Observer], method: str, record: Any) -> None:
-    """Tell every observer; one that raises (a console that cannot print) is logged, never
-    allowed to fail the run."""
-    for o in list(observers):
-        try:
-            getattr(o, method)(record)
-        except Exception:
-            logger.exception("observer %r failed in %s; the run goes on", o, method)
 
 
 class Engine:
@@ -206,7 +186,7 @@ class Engine:
         self.recorder.added()
         if not self.observers:
             logger.warning("%s%s", f"step {step!r}: " if step else "", message)
-        _notify(self.observers, "on_log", log)
+        notify(self.observers, "on_log", log)
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until no work is in flight (at most ``timeout`` seconds), then flush traces.
@@ -291,7 +271,7 @@ class Engine:
         self.runs[run.trace_id] = run
         self.recorder.batch.runs.append(run.record)
         if self.observers:
-            _notify(self.observers, "on_run_start", run)
+            notify(self.observers, "on_run_start", run)
         self._publish(run, topic, payload, data_json, trigger, None)
         if run.pending == 0:
             self._finish(run)
@@ -305,7 +285,7 @@ class Engine:
         run = Run(new_trace_id(), topic, trigger, _now())
         run.refused = True
         self.recorder.batch.runs.append(run.record)
-        _notify(self.observers, "on_run_start", run)
+        notify(self.observers, "on_run_start", run)
         event = EventRecord(
             new_id(),
             run.trace_id,
@@ -318,7 +298,7 @@ class Engine:
         )
         run.event_records.append(event)
         self.recorder.batch.events.append(event)
-        _notify(self.observers, "on_event", event)
+        notify(self.observers, "on_event", event)
         self._finish(run)
         return run
 
@@ -363,7 +343,7 @@ class Engine:
         self.recorder.batch.events.append(event)
         self.recorder.added()
         if self.observers:
-            _notify(self.observers, "on_event", event)
+            notify(self.observers, "on_event", event)
 
     def _publish(
         self,
@@ -380,7 +360,7 @@ class Engine:
         run.event_records.append(event)
         self.recorder.batch.events.append(event)
         if self.observers:
-            _notify(self.observers, "on_event", event)
+            notify(self.observers, "on_event", event)
         subscribers = self.registry.subscribers(topic)
         if not subscribers:
             return
@@ -401,7 +381,7 @@ class Engine:
         )
         observers = self.observers
         if observers:
-            _notify(observers, "on_span_start", span)
+            notify(observers, "on_span_start", span)
         active = self.active
         active[span.id] = span
         ctx = Context(self, step, run, span.id)
@@ -459,7 +439,7 @@ class Engine:
             run.span_records.append(span)
             self.recorder.batch.spans.append(span)
             if observers:
-                _notify(observers, "on_span_end", span)
+                notify(observers, "on_span_end", span)
         if span.status != "ok":
             retries = step.retries if step.retries is not None else self.config.default_retries
             if retry and d.attempt <= retries:
@@ -537,7 +517,7 @@ class Engine:
         self.recorder.batch.runs.append(run.record)
         self.recorder.added()
         if self.observers:
-            _notify(self.observers, "on_run_end", run)
+            notify(self.observers, "on_run_end", run)
 
     # ------------------------------------------------------------ triggers
     async def call(
@@ -552,13 +532,13 @@ class Engine:
         run = Run(new_trace_id(), topic, trigger, _now())
         self.runs[run.trace_id] = run
         self.recorder.batch.runs.append(run.record)
-        _notify(self.observers, "on_run_start", run)
+        notify(self.observers, "on_run_start", run)
         run.pending += 1
         self.in_flight += 1
         assert self._idle is not None
         self._idle.clear()
         span = SpanRecord(new_id(), run.trace_id, step.name, topic, "", 1, _now())
-        _notify(self.observers, "on_span_start", span)
+        notify(self.observers, "on_span_start", span)
         self.active[span.id] = span
         ctx = Context(self, step, run, span.id)
         limit = step.timeout_s or self.config.default_timeout_s
@@ -595,7 +575,7 @@ class Engine:
             self.active.pop(span.id, None)
             run.span_records.append(span)
             self.recorder.batch.spans.append(span)
-            _notify(self.observers, "on_span_end", span)
+            notify(self.observers, "on_span_end", span)
             if span.status != "ok" and trigger == "api":  # the client got the error: no replay
                 run.failures.append(f"{step.name}: {span.error}")
             elif span.status != "ok":
