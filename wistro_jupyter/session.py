@@ -190,7 +190,10 @@ class Session:
             app = self.require_app()
             print(f"wistro: reloaded ({', '.join(changed)}): {len(app.registry)} steps")
             for err in app.errors:
-                red(f"error: {err}")
+                kept = getattr(err, "kept", None)
+                names = ", ".join(map(repr, kept or []))
+                note = f" (still running the last good version of {names})" if kept else ""
+                red(f"error: {err}{note}")
         return changed
 
     def reload(self) -> App:
