@@ -358,12 +358,32 @@ def emit(
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--limit", default=20, show_default=True)
 @click.option("--status", type=click.Choice(["ok", "error", "running"]))
+@click.option(
+    "--repair",
+    is_flag=True,
+    help="Move a trace database that is not readable aside (traces.db.corrupt-<time>) and "
+    "start a fresh one.",
+)
 @pass_obj
-def traces(obj: Obj, as_json: bool, limit: int, status: str | None) -> None:
+def traces(obj: Obj, as_json: bool, limit: int, status: str | None, repair: bool) -> None:
     """List recent runs."""
     from wistro.app import make_store
 
-    store = make_store(obj.project_only(), None)
+    project = obj.project_only()
+    if repair:
+        from wistro.tracing.sqlite import repair as repair_store
+        from wistro.tracing.sqlite import shown_path
+
+        path = project.traces_path
+        aside = repair_store(path, project.config.traces.retention_runs)
+        if aside is None:
+            click.echo(f"{path.name} is readable: nothing to repair", err=True)
+        else:
+            shown = shown_path(path)
+            click.echo(
+                f"moved {shown} aside to {aside.name}; started a fresh {path.name}", err=True
+            )
+    store = make_store(project, None)
     rows = store.list_runs(limit=limit, status=status)
     if as_json:
         emit_json(rows)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wistro.errors import WistroError
-from wistro.files import write_atomic
+from wistro.files import make_private_dir, write_atomic
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -40,6 +40,7 @@ def new_token() -> str:
 def write_server_file(project: Project, url: str, token: str, mode: str) -> Path:
     path = server_file(project)  # 0600: the token is for this user only
     info = {"pid": os.getpid(), "url": url, "token": token, "mode": mode}
+    make_private_dir(path.parent)  # .wistro/ is 0700, the file 0600 (write_atomic)
     write_atomic(path, json.dumps(info))
     return path
 

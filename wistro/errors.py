@@ -135,3 +135,11 @@ class StepLoadErrors(WistroError):
 
     def format(self) -> str:
         return self.message
+
+
+class TraceStoreError(WistroError):
+    """The trace store could not be opened, read or written (its file is named)."""
+
+
+class CorruptTraceStore(TraceStoreError):
+    """The trace store's file is not a readable database (garbage, truncated, damaged pages)."""

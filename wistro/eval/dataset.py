@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from wistro.errors import ProjectNotFound
 from wistro.eval._json import canonical, content_hash, plain
 from wistro.eval.errors import DatasetError, DatasetNotFound
+from wistro.files import write_atomic
 from wistro.project import find_root
 
 if TYPE_CHECKING:
@@ -249,10 +250,7 @@ class Dataset:
             raise DatasetError(
                 f"dataset {self.name!r} is not in a project", hint="give save() a path"
             )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text(self.to_jsonl(), encoding="utf-8")
-        tmp.replace(target)
+        write_atomic(target, self.to_jsonl())  # 0600: samples hold recorded payloads
         return target
 
     def to_jsonl(self) -> str:

@@ -32,6 +32,7 @@ from wistro.eval.results import (
 )
 from wistro.eval.scorers import ScoreFn, Scorer, as_scorer, default_scorers
 from wistro.eval.version import open_version
+from wistro.files import make_private_dir, make_private_file, write_atomic
 from wistro.state.base import StateAdapter
 from wistro.state.memory import MemoryState
 from wistro.tracing.records import Batch
@@ -263,6 +264,7 @@ class _Appender:
                 if fh.read(1) != b"\n":
                     with path.open("ab") as out:
                         out.write(b"\n")
+        make_private_file(path)  # 0600: results hold payloads
         self.fh: IO[str] = path.open("a", encoding="utf-8")
         self.flushed = time.monotonic()
 
@@ -328,14 +330,14 @@ async def run(
             if eval_id is None:
                 eval_id = _new_eval_id(key)
             folder = base / eval_id
-            folder.mkdir(parents=True, exist_ok=True)
+            make_private_dir(folder, within=base.parent.parent)  # .wistro/evals/<id>: 0700
             meta_path = folder / "meta.json"
             if meta_path.is_file():
                 meta = EvalMeta.from_dict(json.loads(meta_path.read_text(encoding="utf-8")))
                 meta.label = label or meta.label
             else:
                 meta = EvalMeta(ds.name, ds_version, pv, names, repeats, label, key)
-                (folder / "dataset.jsonl").write_text(jsonl, encoding="utf-8")
+                write_atomic(folder / "dataset.jsonl", jsonl)
             _write_meta(meta_path, meta)
 
             previous = read_results(folder / "results.jsonl")
@@ -376,15 +378,11 @@ def _compact(path: Path) -> None:
     rows = read_results(path)
     n_lines = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     if n_lines != len(rows):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(canonical(r.to_dict()) + "\n" for r in rows), encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, "".join(canonical(r.to_dict()) + "\n" for r in rows))
 
 
 def _write_meta(path: Path, meta: EvalMeta) -> None:
-    tmp = path.with_name("meta.json.tmp")
-    tmp.write_text(json.dumps(meta.to_dict(), indent=2, sort_keys=True), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, json.dumps(meta.to_dict(), indent=2, sort_keys=True))
 
 
 async def _run_jobs(

@@ -6,20 +6,32 @@ flushed batch, one row per trace holding them as JSON arrays (most runs finish w
 so that is one row per run). Chunks are ``marshal``-encoded lists of tuples of str, float, int
 and None: ten times cheaper to write than JSON, and loading them builds data, never runs code.
 Runs, logs (followed with a cursor) and dead letters keep a row each.
+
+The file and its ``-wal``/``-shm`` are 0600 and a folder made for them 0700 (they hold payloads).
+Every SQLite failure comes out as a ``TraceStoreError`` naming the file; a file that is not a
+readable database (garbage, truncated) is a ``CorruptTraceStore``, which :func:`repair` moves
+aside (``wistro traces --repair``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import marshal
+import os
+import shlex
 import sqlite3
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields
 from operator import attrgetter, itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from wistro.errors import CorruptTraceStore, TraceStoreError
+from wistro.files import DATA_DIR_NAME, PRIVATE_FILE, make_private_dir, make_private_file
 from wistro.tracing.memory import (
     DEAD_LETTER_HINT,
     MIN_PREFIX,
@@ -82,6 +94,25 @@ def _schema() -> list[str]:
     return out + _CHUNKS_DDL
 
 
+def _add_new_columns(conn: sqlite3.Connection) -> None:
+    """A database written by an older version lacks the columns added since: add them (all
+    new columns have defaults, so old rows stay valid)."""
+    for table, (cls, _) in _TABLES.items():
+        have = {row["name"] for row in conn.execute(f"PRAGMA table_info({table})").fetchall()}
+        for f in fields(cls):
+            if f.name not in have:
+                kind = _SQL_TYPES[str(f.type).split(" | ")[0]]
+                default = f.default if isinstance(f.default, str | int | float) else None
+                value = "" if default is None else f" DEFAULT {_sql_literal(default)}"
+                conn.execute(f'ALTER TABLE {table} ADD COLUMN "{f.name}" {kind}{value}')
+
+
+def _sql_literal(value: str | int | float) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return str(int(value)) if isinstance(value, bool) else str(value)
+
+
 def _insert(table: str, verb: str = "INSERT") -> str:
     names = _names(_TABLES[table][0])
     return f"{verb} INTO {table} ({_cols(names)}) VALUES ({', '.join('?' * len(names))})"
@@ -102,6 +133,23 @@ _SORT_KEYS = {"events": ("ts", "id"), "spans": ("start", "id"), "state_ops": ("t
 _RUN_UPDATE_GETTER = attrgetter(*RUN_UPDATE_FIELDS, "trace_id")
 
 
+def _as_is(
+    getter: Callable[[Any], tuple[Any, ...]], records: list[Any]
+) -> Iterable[tuple[Any, ...]]:
+    return map(getter, records)
+
+
+def _escaped(
+    getter: Callable[[Any], tuple[Any, ...]], records: list[Any]
+) -> Iterable[tuple[Any, ...]]:
+    """The rows with text that is not valid UTF-8 (lone surrogates) backslash-escaped."""
+    for record in records:
+        yield tuple(
+            v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else v
+            for v in getter(record)
+        )
+
+
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
     return {d[0]: v for d, v in zip(cursor.description, row, strict=True)}
 
@@ -111,70 +159,199 @@ def _dead_row(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+_SIDE_FILES = ("-wal", "-shm", "-journal")  # SQLite's companions of a database file
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as the user would type it: relative to the current folder when inside it."""
+    with contextlib.suppress(ValueError, OSError):
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    return str(path)
+
+
+def is_corruption(error: BaseException) -> bool:
+    """Whether SQLite says the file is not a database or a damaged one."""
+    name = getattr(error, "sqlite_errorname", "") or ""
+    if name.startswith(("SQLITE_NOTADB", "SQLITE_CORRUPT")):
+        return True
+    text = str(error)
+    return "file is not a database" in text or "disk image is malformed" in text
+
+
+def is_store_failure(error: sqlite3.Error) -> bool:
+    """A failure of the file or of SQLite (unreadable, locked, full, I/O), not a bad record
+    (``IntegrityError``) or a misuse (``ProgrammingError``), which stay as they are."""
+    return (
+        isinstance(error, sqlite3.OperationalError)
+        or type(error) is sqlite3.DatabaseError
+        or is_corruption(error)
+    )
+
+
+def store_error(path: Path, error: BaseException, corrupt: bool = False) -> TraceStoreError:
+    """The one-line error for a failure of the database at ``path``."""
+    shown = shown_path(path)
+    if corrupt or is_corruption(error):
+        aside = shlex.quote(f"{shown}.corrupt")
+        command = "wistro traces --repair"
+        root = path.parent.parent
+        if path.parent.name == DATA_DIR_NAME and shown_path(root) != ".":
+            command = f"wistro -C {shlex.quote(shown_path(root))} traces --repair"
+        return CorruptTraceStore(
+            f"not a readable trace database ({error})",
+            file=shown,
+            hint=f"move it aside, e.g. mv {shlex.quote(shown)} {aside}, or run `{command}`",
+        )
+    hint = None
+    if getattr(error, "sqlite_errorname", "") in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+        hint = "another process holds it locked; try again when it is done"
+    elif getattr(error, "sqlite_errorname", "") in ("SQLITE_CANTOPEN", "SQLITE_READONLY"):
+        hint = "check that its folder exists and that you may write to it"
+    return TraceStoreError(f"the trace database failed ({error})", file=shown, hint=hint)
+
+
+def _guarded(
+    method: Callable[Concatenate[SQLiteTraceStore, _P], _R],
+) -> Callable[Concatenate[SQLiteTraceStore, _P], _R]:
+    """SQLite errors of a store method come out as one ``TraceStoreError`` naming the file."""
+
+    @functools.wraps(method)
+    def wrapper(self: SQLiteTraceStore, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            if not is_store_failure(e):
+                raise
+            raise store_error(self.path, e) from e
+
+    return wrapper
+
+
 class SQLiteTraceStore(TraceStore):
     """Traces in a SQLite file. One connection writes, another reads (WAL lets them overlap)."""
 
     def __init__(self, path: str | Path, retention_runs: int = 10_000) -> None:
         self.path = Path(path)
         self.retention_runs = retention_runs
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
-        self._writer = self._connect()
-        for statement in _schema():
-            self._writer.execute(statement)
-        self._reader = self._connect()
-        self._n_runs = self._count_runs(self._writer)
-        self._open: set[str] = set(  # runs stored as running: their next write is an update
-            r["trace_id"]
-            for r in self._writer.execute(
-                "SELECT trace_id FROM runs WHERE status = 'running'"
-            ).fetchall()
-        )
+        self._connections: list[sqlite3.Connection] = []
+        try:
+            if self.path.parent.name == DATA_DIR_NAME:  # a project's .wistro/: 0700 even if
+                make_private_dir(self.path.parent)  # something made it earlier
+            make_private_file(self.path)  # before SQLite makes it 0644; its -wal/-shm copy it
+            self._writer = self._connect()
+            for statement in _schema():
+                self._writer.execute(statement)
+            _add_new_columns(self._writer)
+            self._reader = self._connect()
+            self._n_runs = self._count_runs(self._writer)
+            self._open: set[str] = set(  # runs stored as running: their next write is an update
+                r["trace_id"]
+                for r in self._writer.execute(
+                    "SELECT trace_id FROM runs WHERE status = 'running'"
+                ).fetchall()
+            )
+        except sqlite3.DatabaseError as e:
+            self._close_all()
+            if not is_store_failure(e):
+                raise
+            raise store_error(self.path, e) from e
+        except OSError as e:
+            self._close_all()
+            raise TraceStoreError(
+                f"cannot create the trace database ({e.strerror or e})",
+                file=shown_path(self.path),
+                hint="check that its folder exists and that you may write to it",
+            ) from e
+        except BaseException:
+            self._close_all()
+            raise
+        self._private_side_files()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._connections.append(conn)
         conn.row_factory = _dict_row
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
+    def _close_all(self) -> None:
+        for conn in self._connections:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        self._connections.clear()
+
+    def _private_side_files(self) -> None:
+        """-wal and -shm get the database's mode from SQLite; tighten them in case they existed."""
+        for suffix in _SIDE_FILES:
+            side = self.path.with_name(self.path.name + suffix)
+            with contextlib.suppress(OSError):
+                if side.stat().st_mode & 0o077:
+                    os.chmod(side, PRIVATE_FILE)
+
+    @_guarded
+    def check(self) -> None:
+        """Read every page (``PRAGMA quick_check``); raise ``CorruptTraceStore`` if one is bad."""
+        with self._read_lock:
+            rows = self._reader.execute("PRAGMA quick_check").fetchall()
+        problems = [str(next(iter(r.values()))) for r in rows]
+        if problems != ["ok"]:
+            raise store_error(self.path, sqlite3.DatabaseError("; ".join(problems[:3])), True)
+
     # -- writing ---------------------------------------------------------------------------
 
+    @_guarded
     def write(self, batch: Batch) -> None:
         runs = list({r.trace_id: r for r in batch.runs}.values())  # the last write of a run wins
         chunks = self._chunks(batch)
         with self._write_lock:
-            conn = self._writer
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                if runs:
-                    added = conn.executemany(_RUN_INSERT, map(_GETTERS["runs"], runs))
-                    self._n_runs += added.rowcount
-                    reopened = [
-                        r for r in runs if r.trace_id in self._open or added.rowcount < len(runs)
-                    ]
-                    if reopened:
-                        conn.executemany(_RUN_UPDATE, map(_RUN_UPDATE_GETTER, reopened))
-                if chunks:
-                    conn.executemany(_CHUNK_INSERT, chunks)
-                for table, statement in _WRITES:
-                    records = getattr(batch, table)
-                    if records:
-                        conn.executemany(statement, map(_GETTERS[table], records))
-                if self._n_runs > self.retention_runs:
-                    self._prune(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                self._n_runs = self._count_runs(conn)
-                raise
+                self._write(batch, runs, chunks, _as_is)
+            except UnicodeEncodeError:  # a lone surrogate in a message or an error: SQLite text
+                self._write(batch, runs, chunks, _escaped)  # must be UTF-8, so store it escaped
             for r in runs:  # runs written while running are updated when they end
                 if r.status == "running":
                     self._open.add(r.trace_id)
                 else:
                     self._open.discard(r.trace_id)
+
+    def _write(
+        self,
+        batch: Batch,
+        runs: list[RunRecord],
+        chunks: list[tuple[str, bytes, bytes, bytes]],
+        rows: Callable[[Callable[[Any], tuple[Any, ...]], list[Any]], Iterable[tuple[Any, ...]]],
+    ) -> None:
+        """One transaction: the runs, the chunks, the rows (``rows(getter, records)``)."""
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if runs:
+                added = conn.executemany(_RUN_INSERT, rows(_GETTERS["runs"], runs))
+                self._n_runs += added.rowcount
+                reopened = [
+                    r for r in runs if r.trace_id in self._open or added.rowcount < len(runs)
+                ]
+                if reopened:
+                    conn.executemany(_RUN_UPDATE, rows(_RUN_UPDATE_GETTER, reopened))
+            if chunks:
+                conn.executemany(_CHUNK_INSERT, chunks)
+            for table, statement in _WRITES:
+                records = getattr(batch, table)
+                if records:
+                    conn.executemany(statement, rows(_GETTERS[table], records))
+            if self._n_runs > self.retention_runs:
+                self._prune(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._n_runs = self._count_runs(conn)
+            raise
 
     @staticmethod
     def _chunks(batch: Batch) -> list[tuple[str, bytes, bytes, bytes]]:
@@ -205,6 +382,7 @@ class SQLiteTraceStore(TraceStore):
     def _count_runs(conn: sqlite3.Connection) -> int:
         return int(conn.execute("SELECT COUNT(*) AS n FROM runs").fetchone()["n"])
 
+    @_guarded
     def mark_replayed(self, dead_letter_id: str) -> None:
         with self._write_lock:
             found = self._resolve(self._writer, "dead_letters", "id", dead_letter_id)
@@ -224,7 +402,8 @@ class SQLiteTraceStore(TraceStore):
             try:
                 yield self._reader
             finally:
-                self._reader.execute("COMMIT")
+                if self._reader.in_transaction:
+                    self._reader.execute("COMMIT")
 
     def _resolve(self, conn: sqlite3.Connection, table: str, col: str, wanted: str) -> str:
         """The one id of ``table`` that ``wanted`` is, or a unique prefix of."""
@@ -238,6 +417,7 @@ class SQLiteTraceStore(TraceStore):
             return pick_one("trace", wanted, matches, TRACE_HINT)
         return pick_one("dead letter", wanted, matches, DEAD_LETTER_HINT)
 
+    @_guarded
     def list_runs(
         self, limit: int = 50, status: str | None = None, topic: str | None = None
     ) -> list[dict[str, Any]]:
@@ -252,6 +432,7 @@ class SQLiteTraceStore(TraceStore):
         sql = f"SELECT * FROM runs {clause}ORDER BY start DESC, trace_id DESC LIMIT ?"
         return self._read(sql, (*params, limit))
 
+    @_guarded
     def get_run(self, trace_id: str) -> dict[str, Any]:
         with self._snapshot() as conn:
             found = self._resolve(conn, "runs", "trace_id", trace_id)
@@ -264,10 +445,13 @@ class SQLiteTraceStore(TraceStore):
             sql = "SELECT events, spans, state_ops FROM chunks WHERE trace_id = ? ORDER BY seq"
             for chunk in conn.execute(sql, (found,)).fetchall():
                 for table, names in _CHUNK_NAMES.items():
-                    chunked[table].extend(
-                        dict(zip(names, values, strict=True))
-                        for values in marshal.loads(chunk[table])
-                    )
+                    try:
+                        chunked[table].extend(
+                            dict(zip(names, values, strict=True))
+                            for values in marshal.loads(chunk[table])
+                        )
+                    except (ValueError, TypeError, EOFError) as e:  # a damaged chunk
+                        raise store_error(self.path, e, corrupt=True) from e
             for table in ("events", "spans"):  # a record written again replaces the earlier one
                 chunked[table] = list({row["id"]: row for row in chunked[table]}.values())
             for table, keys in _SORT_KEYS.items():
@@ -281,6 +465,7 @@ class SQLiteTraceStore(TraceStore):
                 "dead_letters": [_dead_row(r) for r in rows("dead_letters", "ts, id")],
             }
 
+    @_guarded
     def logs(
         self, after: int = 0, limit: int = 1000, trace_id: str | None = None
     ) -> list[dict[str, Any]]:
@@ -291,11 +476,13 @@ class SQLiteTraceStore(TraceStore):
         sql = "SELECT * FROM logs WHERE trace_id = ? AND seq > ? ORDER BY seq LIMIT ?"
         return self._read(sql, (trace_id, after, limit))
 
+    @_guarded
     def dead_letters(self, include_replayed: bool = False) -> list[dict[str, Any]]:
         where = "" if include_replayed else "WHERE replayed = 0 "
         rows = self._read(f"SELECT * FROM dead_letters {where}ORDER BY ts DESC, id DESC")
         return [_dead_row(r) for r in rows]
 
+    @_guarded
     def get_dead_letter(self, id_or_prefix: str) -> dict[str, Any]:
         with self._snapshot() as conn:
             found = self._resolve(conn, "dead_letters", "id", id_or_prefix)
@@ -304,5 +491,54 @@ class SQLiteTraceStore(TraceStore):
 
     def close(self) -> None:
         with self._write_lock, self._read_lock:
-            self._reader.close()
-            self._writer.close()
+            self._close_all()
+
+
+def _readable(db: Path) -> bool:
+    """Whether every page of ``db`` reads (``PRAGMA quick_check``), asked through a read-only
+    connection, which neither checkpoints nor deletes the -wal of a damaged file."""
+    uri = f"{db.resolve().as_uri()}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=30)
+    except sqlite3.DatabaseError as e:
+        if is_corruption(e):
+            return False
+        raise store_error(db, e) from e
+    try:
+        rows = conn.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.DatabaseError as e:
+        if is_corruption(e):
+            return False
+        raise store_error(db, e) from e
+    finally:
+        conn.close()
+    return [r[0] for r in rows] == ["ok"]
+
+
+def repair(path: str | Path, retention_runs: int = 10_000) -> Path | None:
+    """Move a trace database that is not readable aside, with its -wal/-shm, to
+    ``<name>.corrupt-<timestamp>`` (SQLite can still open it there), and start a fresh one.
+    Returns where it went, or None when it was readable (then nothing is touched). Other
+    failures (locked, no permission) raise their ``TraceStoreError``."""
+    db = Path(path)
+    if db.exists() and not db.is_file():
+        raise TraceStoreError("not a file, so not a trace database", file=shown_path(db))
+    if not db.exists():
+        SQLiteTraceStore(db, retention_runs).close()
+        return None
+    if _readable(db):
+        SQLiteTraceStore(db, retention_runs).close()  # its schema and modes, as ever
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = db.with_name(f"{db.name}.corrupt-{stamp}")
+    n = 1
+    while any(aside.with_name(aside.name + s).exists() for s in ("", *_SIDE_FILES)):
+        n += 1
+        aside = db.with_name(f"{db.name}.corrupt-{stamp}-{n}")
+    for suffix in _SIDE_FILES:  # companions first: a fresh database must not adopt an old WAL
+        side = db.with_name(db.name + suffix)
+        if side.exists():
+            os.replace(side, aside.with_name(aside.name + suffix))
+    os.replace(db, aside)
+    SQLiteTraceStore(db, retention_runs).close()
+    return aside
