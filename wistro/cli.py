@@ -37,7 +37,8 @@ class Obj:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(click.style("error: ", fg="red", bold=True) + message, err=True)
+    # one line, whatever the message holds (a payload, a file name)
+    click.echo(click.style("error: ", fg="red", bold=True) + console.clean(message), err=True)
     sys.exit(code)
 
 
@@ -401,8 +402,9 @@ def traces(obj: Obj, as_json: bool, limit: int, status: str | None, repair: bool
 @main.command()
 @click.argument("trace_id")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--ids", "show_ids", is_flag=True, help="Show each event's and span's id.")
 @pass_obj
-def trace(obj: Obj, trace_id: str, as_json: bool) -> None:
+def trace(obj: Obj, trace_id: str, as_json: bool, show_ids: bool) -> None:
     """Show one run: spans, events, logs and state operations as a tree."""
     from wistro.app import make_store
 
@@ -410,7 +412,7 @@ def trace(obj: Obj, trace_id: str, as_json: bool) -> None:
     if as_json:
         emit_json(data)
     else:
-        click.echo(console.trace_tree(data))
+        click.echo(console.trace_tree(data, show_ids=show_ids))
 
 
 @main.command()
@@ -514,7 +516,7 @@ def cron_list(obj: Obj, count: int, as_json: bool) -> None:
         click.echo("no cron jobs")
     else:
         shown = [
-            {**row, "next": click.style("invalid", fg="red") if row["error"] else row["next"]}
+            {**row, "next": console.styled("invalid", fg="red") if row["error"] else row["next"]}
             for row in rows
         ]
         click.echo(console.table(shown, ["name", "schedule", "timezone", "target", "next"]))
