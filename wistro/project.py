@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wistro.config import CONFIG_NAMES, DEFAULT_ENV, ProjectConfig, read_raw, resolve_config
 from wistro.errors import ProjectNotFound
+from wistro.files import DATA_DIR_NAME
 
 LOCK_NAME = "wistro.yml.lock"
 STEP_MARKER = ".step."
@@ -24,19 +27,55 @@ def _has_steps(src: Path) -> bool:
     return src.is_dir() and any(p.is_file() for p in src.rglob(f"*{STEP_MARKER}*"))
 
 
+def _marks_project(folder: Path) -> bool:
+    """A wistro.yml, wistro.json or wistro.yml.lock: what makes a folder a project."""
+    return config_file_in(folder) is not None or (folder / LOCK_NAME).is_file()
+
+
+def _bare_project_above(here: Path, limit: int = 2000) -> Path | None:
+    """The nearest parent of ``here`` with a ``src/`` of step files but no wistro.yml (for the
+    hint of ``ProjectNotFound``); looks at no more than ``limit`` folders of each ``src/``."""
+    for folder in here.parents:
+        src = folder / "src"
+        if not src.is_dir():
+            continue
+        for seen, (_, dirnames, filenames) in enumerate(os.walk(src)):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "node_modules"]
+            if any(STEP_MARKER in name for name in filenames):
+                return folder
+            if seen >= limit:
+                break
+    return None
+
+
 def find_root(start: str | Path | None = None) -> Path:
     """The project folder: the first of ``start`` and its parents with a wistro.yml,
-    wistro.json, or a ``src/`` holding step files."""
+    wistro.json or wistro.yml.lock.
+
+    A ``src/`` of step files without any of these makes a project only of ``start`` itself (or
+    of its parent when ``start`` is that ``src/``): a folder that merely sits below one is not
+    adopted, so its code is not imported nor ``.wistro/`` written there."""
     here = Path(start or Path.cwd()).resolve()
     if here.is_file():
         here = here.parent
-    for folder in (here, *here.parents):
-        if config_file_in(folder) or (folder / LOCK_NAME).is_file() or _has_steps(folder / "src"):
+    if _marks_project(here) or _has_steps(here / "src"):
+        return here
+    if here.name == "src" and _has_steps(here):
+        return here.parent
+    for folder in here.parents:
+        if _marks_project(folder):
             return folder
-    raise ProjectNotFound(
-        f"no Wistro project in {here} or its parents",
-        hint="create one with `wistro init DIR`, or add a wistro.yml",
-    )
+    hint = "create one with `wistro init DIR`, or add a wistro.yml to the project folder"
+    bare = _bare_project_above(here)
+    if bare is not None:
+        quoted = shlex.quote(str(bare))
+        hint = (
+            f"{bare} has a src/ of step files but no wistro.yml, so a folder below it is not "
+            f"taken for its project: add a wistro.yml there (`touch {quoted}/wistro.yml`), or "
+            f"load that folder itself (`wistro -C {quoted} ...`, `wistro.load({str(bare)!r})`, "
+            f"`%wistro load {quoted}`)"
+        )
+    raise ProjectNotFound(f"no Wistro project in {here} or its parents", hint=hint)
 
 
 @dataclass
@@ -58,7 +97,7 @@ class Project:
 
     @property
     def data_dir(self) -> Path:
-        return self.root / ".wistro"
+        return self.root / DATA_DIR_NAME
 
     @property
     def lock_path(self) -> Path:

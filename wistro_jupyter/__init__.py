@@ -1,6 +1,7 @@
 """Wistro in Jupyter: the IPython extension, magics and widgets.
 
-``%load_ext wistro_jupyter`` loads the project of the notebook's folder (or a parent), registers
+``%load_ext wistro_jupyter`` loads the project of the notebook's folder (or of the nearest parent
+with a wistro.yml; a parent's bare ``src/`` of step files is not adopted), registers
 ``%wistro`` / ``%%wistro``, puts the app in the notebook as ``wistro_app``, completes subcommands,
 topics and step names, re-registers step files changed on disk before the next cell, and shows
 apps, runs and traces as HTML.
@@ -70,7 +71,8 @@ def load_ipython_extension(ip: InteractiveShell) -> None:
     try:
         app = s.load()
     except ProjectNotFound as e:
-        print(f"wistro: {e.message}; load one with `%wistro load PATH`")
+        hint = f" (hint: {e.hint})" if e.hint else ""
+        print(f"wistro: {e.message}; load one with `%wistro load PATH`{hint}")
         return
     except WistroError as e:
         red(f"error: {e}")
