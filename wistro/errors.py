@@ -61,7 +61,8 @@ class WistroError(Exception):
 
 
 class ProjectNotFound(WistroError):
-    """No wistro.yml, wistro.json or src/ with step files in this folder or its parents."""
+    """No wistro.yml, wistro.json or wistro.yml.lock in this folder or its parents (nor a src/
+    with step files in this folder itself)."""
 
 
 class ConfigError(WistroError):
