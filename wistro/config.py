@@ -6,11 +6,12 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
+from pydantic_core import PydanticCustomError
 
 from wistro.errors import ConfigError
 
@@ -57,6 +58,25 @@ class ApiEndpointConfig(_Strict):
     description: str | None = None
     body: dict[str, Any] | None = None
     auth: dict[str, Any] | None = None
+    strict: bool = False  # no lax coercion of the body ("1" is not an integer)
+
+
+def _host_pattern(pattern: str) -> str:
+    from wistro.triggers.hosts import check_host_pattern
+
+    if problem := check_host_pattern(pattern):
+        raise PydanticCustomError("host_pattern", "{problem}", {"problem": problem})
+    return pattern
+
+
+class HttpConfig(_Strict):
+    """``http:``: limits and trusted hosts of the HTTP trigger (docs/triggers.md)."""
+
+    # Host header values accepted besides loopback names and the bound address; "*": any.
+    trusted_hosts: list[Annotated[str, AfterValidator(_host_pattern)]] = []
+    body_timeout_s: float = Field(default=10.0, gt=0)  # whole body, from the end of the headers
+    header_timeout_s: float = Field(default=10.0, gt=0)  # request headers, per request
+    max_connections: int = Field(default=1000, ge=1)  # open connections; beyond: 503
 
 
 class CronJobConfig(_Strict):
@@ -78,6 +98,7 @@ class ProjectConfig(_Strict):
     state: StateConfig = StateConfig()
     traces: TracesConfig = TracesConfig()
     engine: EngineConfig = EngineConfig()
+    http: HttpConfig = HttpConfig()
     inactive: list[str] = []
     env_file: str | None = None
     environments: dict[str, dict[str, Any]] = {}
