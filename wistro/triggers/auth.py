@@ -1,4 +1,5 @@
-"""Authentication of HTTP endpoints: API keys, HMAC-signed webhooks, OIDC / shared-secret JWTs.
+"""Authentication of HTTP endpoints: API keys, HMAC-signed webhooks, Standard Webhooks, OIDC /
+shared-secret JWTs.
 
 ``build_authenticator(auth, where=...)`` validates one ``auth:`` config (from a step config or a
 ``wistro.yml`` ``api:`` entry), reads its secrets from environment variables and returns an async
@@ -10,10 +11,14 @@ that helps an attacker reaches the client.
 Security choices:
 
 - secrets only from the environment (``keys_env``, ``secret_env``), read once at build time;
+  ``secret_env`` of a webhook may list several variables (rotation: any of them signs);
 - every secret comparison is constant-time (``hmac.compare_digest``), API keys are compared as
-  SHA-256 digests against every configured key without an early exit;
+  SHA-256 digests against every configured key without an early exit, signatures against every
+  secret and every given signature without an early exit;
 - HMAC signatures may carry a timestamp (own header, or Stripe's ``t=…,v1=…``); one outside
-  ``tolerance_s`` of the clock is refused as a replay;
+  ``tolerance_s`` of the clock is refused as a replay; with a ``ReplayCache`` (the HTTP trigger
+  always passes one) a signed message or a delivery id (``dedupe_header``, Standard Webhooks'
+  ``webhook-id``) accepted once raises :class:`DuplicateRequest` until it leaves its window;
 - JWTs: only the configured algorithms (``none`` never, HS* never for ``oidc``, RS/ES/PS/EdDSA
   never for ``jwt``), the JWK's key type and curve must fit the token's algorithm, ``exp`` is
   required, ``nbf`` / ``iat`` in the future beyond ``leeway_s`` are refused, issuer and audience
@@ -44,22 +49,27 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic import ValidationError as PydanticValidationError
 
 from wistro.errors import ConfigError
+from wistro.triggers.replay import ReplayCache
 
 __all__ = [
     "AUTH_TYPES",
     "AuthFailure",
     "Authenticator",
+    "DuplicateRequest",
     "build_authenticator",
     "check_auth_config",
     "describe_security",
+    "protects_replays",
 ]
 
 Authenticator = Callable[[str, str, Mapping[str, str], bytes], Awaitable[dict[str, Any]]]
 Clock = Callable[[], float]
+ReplayKey = tuple[str, bytes | str]  # ("message", digest) or ("id", delivery id)
 
 MAX_TOKEN_BYTES = 16_384
 MAX_JWKS_BYTES = 1_048_576
 MAX_STRIPE_SIGNATURES = 8
+MAX_SECRETS = 8
 
 
 class AuthFailure(Exception):
@@ -76,6 +86,17 @@ class AuthFailure(Exception):
 
     def __repr__(self) -> str:
         return f"AuthFailure(status={self.status}, reason={self.reason!r})"
+
+
+class DuplicateRequest(Exception):
+    """A validly signed request that was already accepted (a replay or a redelivery): the
+    HTTP trigger answers ``200 {"duplicate": true}`` and starts nothing."""
+
+    duplicate = True
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__("Duplicate")
 
 
 def _unauthorized(reason: str) -> AuthFailure:
@@ -125,9 +146,20 @@ class ApiKeyAuth(_AuthModel):
     description: str | None = None
 
 
+def _env_names(v: str | list[str]) -> str | list[str]:
+    if isinstance(v, list):
+        if not v:
+            raise ValueError("list at least one environment variable")
+        if len(v) > MAX_SECRETS:
+            raise ValueError(f"at most {MAX_SECRETS} secrets")
+        if len(set(v)) < len(v):
+            raise ValueError("a variable is listed twice")
+    return v
+
+
 class HmacAuth(_AuthModel):
     type: Literal["hmac-sha256"]
-    secret_env: EnvName
+    secret_env: EnvName | list[EnvName]  # several: a signature by any of them is accepted
     header: HeaderName = "X-Signature"
     # plain: the header holds the signature (after ``prefix``); stripe: ``t=<ts>,v1=<hex>,...``.
     # Default: stripe when the header is Stripe-Signature, plain otherwise.
@@ -136,7 +168,15 @@ class HmacAuth(_AuthModel):
     encoding: Literal["hex", "base64"] = "hex"
     timestamp_header: HeaderName | None = None
     tolerance_s: float = Field(default=300, gt=0)
+    # a delivery id (GitHub: X-GitHub-Delivery): each is accepted once within dedupe_window_s
+    dedupe_header: HeaderName | None = None
+    dedupe_window_s: float | None = Field(default=None, gt=0)  # default: tolerance_s
     description: str | None = None
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_names(cls, v: str | list[str]) -> str | list[str]:
+        return _env_names(v)
 
     @model_validator(mode="after")
     def _format(self) -> HmacAuth:
@@ -221,10 +261,28 @@ class JwtAuth(_TokenAuth):
         return _check_algorithms(v, _SYMMETRIC, "jwt (use type 'oidc' for public keys)")
 
 
-AuthConfig = ApiKeyAuth | HmacAuth | OidcAuth | JwtAuth
+class StandardWebhooksAuth(_AuthModel):
+    """https://www.standardwebhooks.com/: ``webhook-id``, ``webhook-timestamp`` and
+    ``webhook-signature`` (``v1,<base64 HMAC-SHA256 of '{id}.{timestamp}.{body}'>``, several
+    space-separated); secrets ``whsec_<base64>``."""
+
+    type: Literal["standard-webhooks"]
+    secret_env: EnvName | list[EnvName]
+    tolerance_s: float = Field(default=300, gt=0)
+    dedupe_window_s: float | None = Field(default=None, gt=0)  # default: tolerance_s
+    description: str | None = None
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_names(cls, v: str | list[str]) -> str | list[str]:
+        return _env_names(v)
+
+
+AuthConfig = ApiKeyAuth | HmacAuth | StandardWebhooksAuth | OidcAuth | JwtAuth
 _MODELS: dict[str, type[BaseModel]] = {
     "api-key": ApiKeyAuth,
     "hmac-sha256": HmacAuth,
+    "standard-webhooks": StandardWebhooksAuth,
     "oidc": OidcAuth,
     "jwt": JwtAuth,
 }
@@ -274,13 +332,15 @@ def _parse(auth: Any, where: str) -> AuthConfig:
             problem = "unknown key"
             if loc and loc[0] in _SECRET_KEYS:
                 hint = "secrets come from environment variables: use keys_env / secret_env"
+            elif loc and loc[0] == "secrets_env":
+                hint = "list several variables under secret_env: [A, B]"
         else:
             problem = str(err["msg"]).removeprefix("Value error, ")
             if err["type"] == "missing":
                 problem = "required key is missing"
         more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
         raise ConfigError(f"{problem}{more}", file=where, field=field, hint=hint) from None
-    assert isinstance(parsed, ApiKeyAuth | HmacAuth | OidcAuth | JwtAuth)
+    assert isinstance(parsed, ApiKeyAuth | HmacAuth | StandardWebhooksAuth | OidcAuth | JwtAuth)
     return parsed
 
 
@@ -295,6 +355,25 @@ def _secret(environ: Mapping[str, str], name: str, where: str, field: str) -> st
             hint=f"export {name}=… or add it to an env_file",
         )
     return value
+
+
+def _secrets(
+    environ: Mapping[str, str], names: str | list[str], where: str
+) -> list[tuple[str, str]]:
+    """``(variable, secret)`` of each variable of ``secret_env`` (one name or a list)."""
+    if isinstance(names, str):
+        return [(names, _secret(environ, names, where, "secret_env"))]
+    return [(n, _secret(environ, n, where, f"secret_env.{i}")) for i, n in enumerate(names)]
+
+
+def _any_match(expected: list[bytes], given: list[bytes]) -> bool:
+    """Whether any given signature equals any expected one: every pair compared in constant
+    time, no early exit."""
+    ok = False
+    for mac in expected:
+        for sig in given:
+            ok |= hmac.compare_digest(mac, sig)
+    return ok
 
 
 def check_auth_config(auth: Any, *, where: str) -> None:
@@ -379,13 +458,22 @@ def _parse_timestamp(raw: str) -> int:
 
 
 class _HmacAuthenticator:
-    def __init__(self, cfg: HmacAuth, environ: Mapping[str, str], where: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        cfg: HmacAuth,
+        environ: Mapping[str, str],
+        where: str,
+        clock: Clock,
+        replay: ReplayCache | None,
+    ) -> None:
         self._cfg = cfg
-        self._secret = _secret(environ, cfg.secret_env, where, "secret_env").encode()
+        self._secrets = [v.encode() for _, v in _secrets(environ, cfg.secret_env, where)]
         self._clock = clock
+        self._replay = replay
+        self._window = cfg.dedupe_window_s or cfg.tolerance_s
 
-    def _mac(self, message: bytes) -> bytes:
-        return hmac.new(self._secret, message, hashlib.sha256).digest()
+    def _macs(self, message: bytes) -> list[bytes]:
+        return [hmac.new(secret, message, hashlib.sha256).digest() for secret in self._secrets]
 
     def _check_time(self, ts: int) -> None:
         if abs(self._clock() - ts) > self._cfg.tolerance_s:
@@ -407,7 +495,38 @@ class _HmacAuthenticator:
         claims: dict[str, Any] = {"auth": "hmac-sha256"}
         if ts is not None:
             claims["timestamp"] = ts
+        if cfg.dedupe_header:
+            delivery = _header(headers, cfg.dedupe_header)
+            if not delivery or not delivery.strip():
+                raise _unauthorized(f"missing {cfg.dedupe_header} header")
+            claims["delivery_id"] = delivery.strip()[:256]
+        if self._replay is not None:
+            _claim_once(self._replay, self._keys(claims, body), self._clock())
         return claims
+
+    def _keys(self, claims: Mapping[str, Any], body: bytes) -> list[tuple[ReplayKey, float]]:
+        """What makes a request a duplicate: its signed message while its timestamp is inside
+        the tolerance, and its delivery id (with the body's signature, as the id is not signed
+        when there is no timestamp) for the dedupe window."""
+        keys: list[tuple[ReplayKey, float]] = []
+        ts = claims.get("timestamp")
+        now = self._clock()
+        if isinstance(ts, int):
+            digest = hashlib.sha256(f"{ts}.".encode() + body).digest()
+            keys.append((("message", digest), ts + self._cfg.tolerance_s))
+        delivery = claims.get("delivery_id")
+        if isinstance(delivery, str):
+            keys.append((("id", delivery), now + self._window))
+            if ts is None:
+                keys.append((("message", hashlib.sha256(body).digest()), now + self._window))
+        return keys
+
+    def release(self, claims: Mapping[str, Any], body: bytes) -> None:
+        """Forget a request accepted here that was then refused before a run started, so
+        the sender may send it again."""
+        if self._replay is not None:
+            for key, _ in self._keys(claims, body):
+                self._replay.release(key)
 
     def _plain(
         self, value: str, headers: Mapping[str, str], body: bytes
@@ -427,7 +546,7 @@ class _HmacAuthenticator:
             ts = _parse_timestamp(raw_ts)
             self._check_time(ts)
             message = f"{ts}.".encode() + body
-        return ts, hmac.compare_digest(self._mac(message), given)
+        return ts, _any_match(self._macs(message), [given])
 
     def _stripe(self, value: str, body: bytes) -> tuple[int | None, bool]:
         raw_ts: str | None = None
@@ -446,15 +565,24 @@ class _HmacAuthenticator:
             raise _unauthorized("stripe signature without v1 scheme")
         ts = _parse_timestamp(raw_ts)
         self._check_time(ts)
-        expected = self._mac(f"{ts}.".encode() + body)
-        ok = False
-        for sig in signatures:  # every candidate, no early exit
+        given: list[bytes] = []
+        for sig in signatures:
             try:
-                given = bytes.fromhex(sig)
+                given.append(bytes.fromhex(sig))
             except ValueError:
                 continue
-            ok |= hmac.compare_digest(expected, given)
-        return ts, ok
+        return ts, _any_match(self._macs(f"{ts}.".encode() + body), given)
+
+
+def _claim_once(cache: ReplayCache, keys: list[tuple[ReplayKey, float]], now: float) -> None:
+    """Claim every key, or raise DuplicateRequest (claiming none) when one was seen. No await
+    between the check and the claim: two concurrent copies cannot both pass."""
+    for key, _ in keys:
+        if cache.seen(key, now):
+            kind = "delivery id" if key[0] == "id" else "signed message"
+            raise DuplicateRequest(f"{kind} already accepted")
+    for key, expires_at in keys:
+        cache.claim(key, expires_at, now)
 
 
 # ---------------------------------------------------------------- jwt
@@ -737,19 +865,27 @@ def build_authenticator(
     environ: Mapping[str, str] | None = None,
     http: httpx.AsyncClient | None = None,
     clock: Callable[[], float] = time.time,
+    replay: ReplayCache | None = None,
 ) -> Authenticator:
     """Validate ``auth`` and return ``async authenticate(method, path, headers, raw_body)``.
 
     ``where`` names the config's origin (a step file, ``wistro.yml``) in a :class:`ConfigError`.
     Secrets are read now from ``environ`` (default ``os.environ``). ``http`` is used to fetch
     OIDC discovery and JWKS documents (a short-lived client per fetch when not given).
+    ``replay`` remembers accepted webhooks (see :func:`protects_replays`): a second copy raises
+    :class:`DuplicateRequest`; without it nothing is remembered. Such authenticators also have
+    ``release(claims, raw_body)``, to forget a request refused after authentication.
     """
     cfg = _parse(auth, where)
     env = os.environ if environ is None else environ
     if isinstance(cfg, ApiKeyAuth):
         return _ApiKeyAuthenticator(cfg, env, where)
     if isinstance(cfg, HmacAuth):
-        return _HmacAuthenticator(cfg, env, where, clock)
+        return _HmacAuthenticator(cfg, env, where, clock, replay)
+    if isinstance(cfg, StandardWebhooksAuth):
+        from wistro.triggers.standard_webhooks import StandardWebhooksAuthenticator
+
+        return StandardWebhooksAuthenticator(cfg, env, where, clock, replay)
     if isinstance(cfg, JwtAuth):
         return _JwtAuthenticator(cfg, env, where, clock)
     return _OidcAuthenticator(cfg, http, clock)
@@ -760,6 +896,17 @@ def _scheme_name(cfg: AuthConfig) -> str:
         json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
     ).hexdigest()[:8]
     return f"{cfg.type}-{digest}"
+
+
+def protects_replays(auth: dict[str, Any]) -> bool:
+    """Whether requests under ``auth`` are accepted once (given a replay cache): HMAC with a
+    timestamp or a ``dedupe_header``, and Standard Webhooks. Reads no secret."""
+    cfg = _parse(auth, "auth")
+    if isinstance(cfg, StandardWebhooksAuth):
+        return True
+    if isinstance(cfg, HmacAuth):
+        return cfg.format == "stripe" or bool(cfg.timestamp_header or cfg.dedupe_header)
+    return False
 
 
 def describe_security(auth: dict[str, Any]) -> tuple[dict[str, Any], dict[str, list[str]]]:
@@ -790,6 +937,20 @@ def describe_security(auth: dict[str, Any]) -> tuple[dict[str, Any], dict[str, l
                     f"; unix timestamp in `{cfg.timestamp_header}`, "
                     f"accepted within {cfg.tolerance_s:g} s"
                 )
+        if cfg.format == "stripe" or cfg.timestamp_header:
+            text += "; each signed message is accepted once"
+        if cfg.dedupe_header:
+            window = cfg.dedupe_window_s or cfg.tolerance_s
+            text += f"; each `{cfg.dedupe_header}` is accepted once within {window:g} s"
+    elif isinstance(cfg, StandardWebhooksAuth):
+        scheme = {"type": "apiKey", "in": "header", "name": "webhook-signature"}
+        window = max(cfg.dedupe_window_s or cfg.tolerance_s, cfg.tolerance_s)
+        text = (
+            "Standard Webhooks (standardwebhooks.com): `webhook-id`, `webhook-timestamp` "
+            f"(unix seconds, accepted within {cfg.tolerance_s:g} s) and `webhook-signature`: "
+            "space-separated `v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}."
+            f"{{raw body}}'>`; each `webhook-id` is accepted once within {window:g} s"
+        )
     else:
         scopes = list(cfg.scopes)
         bearer = cfg.header.lower() == "authorization"
