@@ -1,8 +1,12 @@
 """The HTTP trigger: api steps and wistro.yml ``api:`` entries served by Starlette on uvicorn,
 inside the engine's event loop.
 
-Per request: route (404/405) → body read with a size limit (413) → authentication (401/403) →
-UTF-8 and JSON (400) → query and body validation (422, with field paths) → the api step's handler
+Per connection (``wistro.triggers.limits``): at most ``max_connections`` open (503), request
+headers within ``header_timeout_s`` (408). Per request: trusted Host (400 ``bad_host``,
+``wistro.triggers.hosts``) → route (404/405) → Content-Type JSON (415) → body read with a size
+limit (413) within ``body_timeout_s`` (408) → authentication (401/403; a replayed webhook is
+answered ``200 {"duplicate": true}``) → UTF-8, JSON, no lone surrogate (400) → query and body
+validation (422, with field paths; ``strict`` endpoints do not coerce) → the api step's handler
 through ``Engine.call`` (500 / 504 with the trace id), or an emit for a wistro.yml entry (202).
 Every error is JSON ``{"error": {"type", "message", "trace_id"?, "fields"?}}``; every response
 of a request that started a run carries ``x-wistro-trace-id``.
@@ -35,17 +39,32 @@ from starlette.routing import BaseRoute, Route
 from wistro.errors import ConfigError, HandlerError, HandlerTimeout, PayloadError, WistroError
 from wistro.step import StepRecord
 from wistro.topics import TopicCatalog
+from wistro.triggers.hosts import TrustedHosts
+from wistro.triggers.http_body import (
+    JSON_HEADERS,
+    MAX_JSON_DEPTH,
+    TRACE,
+    TRACE_HEADER,
+    Disconnected,
+    HttpError,
+    check_content_type,
+    encode,
+    parse_json,
+    read_body,
+    send_error,
+    send_response,
+    shown,
+)
+from wistro.triggers.limits import ConnectionGuard, Guard
 from wistro.triggers.openapi import EndpointSpec, docs_html, endpoint_specs, openapi_document
+from wistro.triggers.replay import ReplayStore
 
 if TYPE_CHECKING:
     from wistro.app import App
 
 logger = logging.getLogger("wistro.http")
 
-TRACE_HEADER = "x-wistro-trace-id"
-_TRACE = TRACE_HEADER.encode()
 DEFAULT_PORT = 3111
-MAX_JSON_DEPTH = 64
 MAX_FIELD_ERRORS = 20
 GRACEFUL_SHUTDOWN_S = 10  # in-flight requests get this long to finish on shutdown
 
@@ -56,9 +75,9 @@ Send = Callable[[Message], Awaitable[None]]
 Authenticator = Callable[[str, str, Mapping[str, str], bytes], Awaitable[dict[str, Any]]]
 AuthenticatorFactory = Callable[..., Authenticator]  # (auth: dict, *, where: str)
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
-_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _INTEGER = re.compile(r"-?\d{1,4000}")
+_JSON_INTEGER = re.compile(r"-?(?:0|[1-9]\d{0,3999})")
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?")
 _RESULT_KEYS = frozenset({"status", "body", "headers"})
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
@@ -77,96 +96,20 @@ class ApiRequest:
     auth: dict[str, Any] = field(default_factory=dict)  # verified claims, {} without auth
 
 
-class HttpError(Exception):
-    """An error response: ``{"error": {"type", "message", "fields"?}}`` with ``status``."""
-
-    def __init__(
-        self,
-        status: int,
-        kind: str,
-        message: str,
-        fields: list[dict[str, str]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-        self.message = message
-        self.fields = fields
-        self.headers = headers or {}
+class _Duplicate(Exception):
+    """A replayed or redelivered webhook: answered ``200 {"duplicate": true}``, nothing runs."""
 
 
-class _Disconnected(Exception):
-    """The client went away while sending its body."""
+_DUPLICATE_BODY = b'{"duplicate":true}'
 
 
-def _error_body(err: HttpError, trace_id: str | None) -> bytes:
-    inner: dict[str, Any] = {"type": err.kind, "message": err.message}
-    if trace_id is not None:
-        inner["trace_id"] = trace_id
-    if err.fields:
-        inner["fields"] = err.fields
-    return _encode({"error": inner}).encode()
-
-
-async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-    headers.append((b"content-length", str(len(body)).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_error(send: Send, err: HttpError, trace_id: str | None) -> None:
-    headers = list(_JSON_HEADERS)
-    for k, v in err.headers.items():
-        headers.append((k.lower().encode("latin-1"), v.encode("latin-1")))
-    if trace_id is not None:
-        headers.append((_TRACE, trace_id.encode()))
-    await _send(send, err.status, _error_body(err, trace_id), headers)
-
-
-# ---------------------------------------------------------------- request parsing
-
-
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed ``limit`` (from
-    Content-Length, or while counting the chunks of a streamed body)."""
-    too_large = HttpError(
-        413,
-        "payload_too_large",
-        f"request body exceeds {limit} bytes",
-        headers={"connection": "close"},
-    )
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            try:
-                declared = int(value)
-            except ValueError:
-                raise HttpError(400, "bad_request", "invalid Content-Length") from None
-            if declared > limit:
-                raise too_large
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise _Disconnected
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        if len(body) > limit:
-            raise too_large
-        return body
-    chunks, size = [body], len(body)
-    while True:
-        if size > limit:
-            raise too_large
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    if size > limit:
-        raise too_large
-    return b"".join(chunks)
+def client_of(scope: Scope) -> str:
+    """``host:port`` of the request's client, for logs."""
+    client = scope.get("client")
+    if isinstance(client, list | tuple) and len(client) >= 2:
+        host = str(client[0])
+        return f"[{host}]:{client[1]}" if ":" in host else f"{host}:{client[1]}"
+    return "-"
 
 
 def _headers_of(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -178,49 +121,6 @@ def _headers_of(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
             name, value = k.decode("latin-1").lower(), v.decode("latin-1")
             headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return headers
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item
-        if depth > limit:
-            return True
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
-    return False
-
-
-def parse_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """The JSON value of a request body (None when empty). 400 for invalid UTF-8, malformed
-    JSON, NaN/Infinity, or nesting deeper than ``max_depth``."""
-    if not raw:
-        return None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise HttpError(400, "bad_request", f"body is not valid UTF-8 (byte {e.start})") from None
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise HttpError(400, "bad_request", "JSON nested too deeply") from None
-    except json.JSONDecodeError as e:
-        raise HttpError(
-            400, "bad_request", f"malformed JSON: {e.msg} (line {e.lineno} column {e.colno})"
-        ) from None
-    except ValueError as e:
-        raise HttpError(400, "bad_request", f"malformed JSON: {e}") from None
-    if (
-        isinstance(data, dict | list)
-        and raw.count(b"[") + raw.count(b"{") > max_depth  # else it cannot be that deep
-        and _depth_exceeds(data, max_depth)
-    ):
-        raise HttpError(400, "bad_request", f"JSON nested deeper than {max_depth} levels")
-    return data
 
 
 def _pydantic_fields(where: str, e: PydanticValidationError) -> list[dict[str, str]]:
@@ -263,9 +163,15 @@ def _schema_check(schema: dict[str, Any], where: str, origin: str) -> Check:
     return check
 
 
-def _model_check(model: type[BaseModel], where: str) -> Check:
+def _model_check(model: type[BaseModel], where: str, strict: bool = False) -> Check:
+    """A validator for ``model``. ``strict``: pydantic's strict mode on the value as JSON, so
+    ``"1"`` is no integer and ``1`` no boolean, while JSON's own text forms (dates, UUIDs, enum
+    values) still parse."""
+
     def check(value: Any) -> Any:
         try:
+            if strict:
+                return model.model_validate_json(encode(value), strict=True)
             return model.model_validate(value)
         except PydanticValidationError as e:
             raise _invalid(_pydantic_fields(where, e)) from None
@@ -284,20 +190,22 @@ def _types_of(schema: Any) -> set[str]:
     return types
 
 
-def _coerce(value: str, types: set[str]) -> Any:
+def _coerce(value: str, types: set[str], strict: bool = False) -> Any:
     """A query string value as the JSON type its schema wants (left a string when it is not
-    one, so validation reports the problem)."""
-    if ("integer" in types or "number" in types) and _INTEGER.fullmatch(value):
+    one, so validation reports the problem). ``strict``: only text written as in JSON converts
+    (``12``, ``-1.5e3``, ``true``, ``null``; not ``012``, ``1_000``, `` 1``, ``inf`` or ``''``)."""
+    integer = _JSON_INTEGER if strict else _INTEGER
+    if ("integer" in types or "number" in types) and integer.fullmatch(value):
         with contextlib.suppress(ValueError):  # more digits than int() takes: stays a string
             return int(value)
-    if "number" in types:
+    if "number" in types and (not strict or _JSON_NUMBER.fullmatch(value)):
         with contextlib.suppress(ValueError):
             number = float(value)
             if math.isfinite(number):
                 return number
     if "boolean" in types and value in ("true", "false"):
         return value == "true"
-    if "null" in types and value in ("", "null"):
+    if "null" in types and value in (("null",) if strict else ("", "null")):
         return None
     return value
 
@@ -306,7 +214,8 @@ class _QueryShape:
     """How each query parameter is read: list (array in the schema) or single value, and for a
     JSON Schema (not a pydantic model) the scalar types to coerce to."""
 
-    def __init__(self, schema: dict[str, Any] | None, coerce: bool) -> None:
+    def __init__(self, schema: dict[str, Any] | None, coerce: bool, strict: bool = False) -> None:
+        self.strict = strict
         props = (schema or {}).get("properties") or {}
         self.arrays: dict[str, set[str]] = {}
         self.scalars: dict[str, set[str]] = {}
@@ -322,9 +231,9 @@ class _QueryShape:
         out: dict[str, Any] = {}
         for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
             if key in self.arrays:
-                out.setdefault(key, []).append(_coerce(value, self.arrays[key]))
+                out.setdefault(key, []).append(_coerce(value, self.arrays[key], self.strict))
             else:
-                out[key] = _coerce(value, self.scalars.get(key, set()))
+                out[key] = _coerce(value, self.scalars.get(key, set()), self.strict)
         return out
 
 
@@ -357,18 +266,34 @@ class Endpoint:
         try:
             await self._serve(scope, receive, send, trace_id)
         except HttpError as e:
-            await _send_error(send, e, trace_id[0] if trace_id else None)
-        except _Disconnected:
+            await send_error(send, e, e.trace_id or (trace_id[0] if trace_id else None))
+        except _Duplicate:
+            await send_response(send, 200, _DUPLICATE_BODY, list(JSON_HEADERS))
+        except Disconnected:
             return
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, trace_id: list[str]) -> None:
         spec = self.spec
         if spec.record is not None and not spec.record.active:
             raise HttpError(404, "not_found", "no such endpoint")
-        raw = await _read_body(scope, receive, self.max_body_bytes)
-        claims: dict[str, Any] = {}
-        if self.authenticate is not None:
-            claims = await self._authenticate(scope, raw)
+        check_content_type(scope)
+        raw = await read_body(scope, receive, self.max_body_bytes)
+        if self.authenticate is None:
+            await self._handle(scope, send, raw, {}, trace_id)
+            return
+        claims = await self._authenticate(scope, raw)
+        try:
+            await self._handle(scope, send, raw, claims, trace_id)
+        except BaseException:
+            release = getattr(self.authenticate, "release", None)
+            if not trace_id and release is not None:  # refused before a run started: the
+                release(claims, raw)  # sender may fix the request and send it again
+            raise
+
+    async def _handle(
+        self, scope: Scope, send: Send, raw: bytes, claims: dict[str, Any], trace_id: list[str]
+    ) -> None:
+        spec = self.spec
         query_string: bytes = scope.get("query_string", b"")
         query = self.query.read(query_string) if query_string else {}
         if self.query_check is not None:
@@ -399,6 +324,15 @@ class Endpoint:
                 scope["method"], scope["path"], Headers(scope=scope), raw
             )
         except Exception as e:
+            if getattr(e, "duplicate", False) is True:
+                logger.info(
+                    "duplicate %s %s from %s ignored: %s",
+                    scope["method"],
+                    shown(scope["path"]),
+                    client_of(scope),
+                    shown(str(getattr(e, "reason", "already accepted"))),
+                )
+                raise _Duplicate from None
             status = _auth_status(e)
             if status is None:
                 logger.error(
@@ -408,8 +342,16 @@ class Endpoint:
                     exc_info=e,
                 )
                 raise HttpError(500, "internal_error", "internal error") from None
-            logger.info(
-                "refused %s %s: %s", scope["method"], scope["path"], getattr(e, "reason", e)
+            # One line: reason, method, path, client. The reason never holds a secret, a
+            # signature or a token (the authenticators promise it); the query is not logged.
+            logger.warning(
+                "refused %s %s from %s: %s (%s, %s)",
+                scope["method"],
+                shown(scope["path"]),
+                client_of(scope),
+                shown(str(getattr(e, "reason", "authentication failed"))[:300]),
+                status,
+                self.spec.where,
             )
             kind = "forbidden" if status == 403 else "unauthorized"
             raise HttpError(status, kind, "authentication failed") from None
@@ -421,12 +363,14 @@ class Endpoint:
             async with asyncio.timeout(self.timeout_s):
                 run = await engine.emit(topic, data, wait=False, trigger="api")
         except PayloadError as e:
-            raise _invalid([_payload_field("body", e)]) from None
+            error = _invalid([_payload_field("body", e)])
+            error.trace_id = getattr(e, "trace_id", None)  # the run recording the refusal
+            raise error from None
         except TimeoutError:
             raise HttpError(503, "unavailable", "too much work in flight, try again") from None
         trace_id.append(run.trace_id)
-        body = _encode({"trace_id": run.trace_id}).encode()
-        await _send(send, 202, body, [*_JSON_HEADERS, (_TRACE, run.trace_id.encode())])
+        body = encode({"trace_id": run.trace_id}).encode()
+        await send_response(send, 202, body, [*JSON_HEADERS, (TRACE, run.trace_id.encode())])
 
     async def _call(self, send: Send, request: ApiRequest, trace_id: list[str]) -> None:
         record = self.call_record
@@ -452,8 +396,8 @@ class Endpoint:
                 e,
             )
             raise HttpError(500, "internal_error", "internal error") from None
-        headers.append((_TRACE, run.trace_id.encode()))
-        await _send(send, status, body, headers)
+        headers.append((TRACE, run.trace_id.encode()))
+        await send_response(send, status, body, headers)
 
 
 def _response_of(result: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
@@ -499,7 +443,7 @@ def _response_of(result: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
         if isinstance(body, BaseModel):
             body = body.model_dump(mode="json")
         try:
-            payload = _encode(body).encode()
+            payload = encode(body).encode()
         except (TypeError, ValueError, RecursionError) as e:
             raise ValueError(f"body is not JSON: {e}") from None
         content_type = content_type or "application/json"
@@ -512,7 +456,9 @@ def _response_of(result: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
 
 
 def _authenticator(
-    spec: EndpointSpec, overrides: Mapping[str, AuthenticatorFactory] | None
+    spec: EndpointSpec,
+    overrides: Mapping[str, AuthenticatorFactory] | None,
+    replay: ReplayStore | None = None,
 ) -> Authenticator | None:
     if not spec.auth:
         return None
@@ -526,7 +472,10 @@ def _authenticator(
             raise ConfigError(
                 f"authentication is not available: {e}", file=spec.where, field="auth"
             ) from None
-        factory = build_authenticator
+        # The endpoint's replay cache outlives route rebuilds (reloads, activation).
+        name = f"{spec.topic} {json.dumps(spec.auth, sort_keys=True, default=str)}"
+        cache = replay.cache(name) if replay is not None else None
+        return build_authenticator(spec.auth, where=where, replay=cache)
     return factory(spec.auth, where=where)
 
 
@@ -538,20 +487,24 @@ def _endpoint(
     max_json_depth: int,
     default_timeout_s: float,
     authenticators: Mapping[str, AuthenticatorFactory] | None,
+    replay: ReplayStore | None = None,
 ) -> Endpoint:
     record = spec.record
+    strict = spec.strict
     body_check: Check | None = None
     query_check: Check | None = None
     call_record: StepRecord | None = None
-    query_shape = _QueryShape(spec.query_schema, coerce=True)
+    query_shape = _QueryShape(spec.query_schema, coerce=True, strict=strict)
     if record is not None:
         if record.body_model is not None:
-            body_check = _model_check(record.body_model, "body")
-        elif spec.body_schema is not None:
+            body_check = _model_check(record.body_model, "body", strict)
+        elif spec.body_schema is not None:  # JSON Schema never coerces: strict as it is
             body_check = _schema_check(spec.body_schema, "body", spec.where)
         if record.query_model is not None:
-            query_check = _model_check(record.query_model, "query")
-            query_shape = _QueryShape(spec.query_schema, coerce=False)
+            query_check = _model_check(record.query_model, "query", strict)
+            # lax: the text goes to pydantic as it is; strict: converted by the model's schema
+            # from its JSON form first (query values are text), then validated strictly
+            query_shape = _QueryShape(spec.query_schema, coerce=strict, strict=strict)
         elif spec.query_schema is not None:
             query_check = _schema_check(spec.query_schema, "query", spec.where)
         call_record = record
@@ -562,7 +515,7 @@ def _endpoint(
         app=app,
         max_body_bytes=max_body_bytes,
         max_json_depth=max_json_depth,
-        authenticate=_authenticator(spec, authenticators),
+        authenticate=_authenticator(spec, authenticators, replay),
         body_check=body_check,
         query=query_shape,
         query_check=query_check,
@@ -614,6 +567,12 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HttpError)
+    body = {"error": {"type": exc.kind, "message": exc.message}}
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
+
+
 async def _internal_error(request: Request, exc: Exception) -> Response:
     logger.error("internal error serving %s %s", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"error": {"type": "internal_error", "message": "internal error"}}, 500)
@@ -641,6 +600,9 @@ def build_asgi(
     max_json_depth: int = MAX_JSON_DEPTH,
     authenticators: Mapping[str, AuthenticatorFactory] | None = None,
     extra_routes: Sequence[BaseRoute] = (),
+    trusted_hosts: Sequence[str] | None = None,
+    bound_host: str | None = None,
+    body_timeout_s: float | None = None,
 ) -> Starlette:
     """The ASGI app serving every active api step and wistro.yml ``api:`` entry, plus
     ``/openapi.json``, ``/docs`` and ``/_wistro/health``.
@@ -648,14 +610,18 @@ def build_asgi(
     ``default_timeout_s`` applies to api steps without ``timeout_s`` (when the project's engine
     sets no default). ``authenticators`` maps an auth ``type`` to a factory
     ``(auth, *, where) -> authenticate`` used instead of ``wistro.triggers.auth``.
-    ``extra_routes`` are served too (``/_wistro/...`` control routes of ``wistro dev``). Raises
-    ``ConfigError`` for a reserved or clashing path, or a bad ``auth`` config.
+    ``extra_routes`` are served too (``/_wistro/...`` control routes of ``wistro dev``).
+    ``trusted_hosts`` (default: wistro.yml ``http.trusted_hosts``, followed on reload) are the
+    Host names accepted besides loopback and ``bound_host``; ``body_timeout_s`` (default:
+    ``http.body_timeout_s``) bounds the wait for a whole request body. Raises ``ConfigError``
+    for a reserved or clashing path, or a bad ``auth`` config.
     """
     options: dict[str, Any] = {
         "max_body_bytes": max_body_bytes,
         "max_json_depth": max_json_depth,
         "default_timeout_s": default_timeout_s,
         "authenticators": authenticators,
+        "replay": ReplayStore(),  # one per server: outlives the rebuilds of the routes
     }
 
     async def openapi(request: Request) -> Response:
@@ -693,13 +659,45 @@ def build_asgi(
             return
         asgi.router.routes[:] = [*builtin, *routes]
 
+    hosts = _Hosts(app, trusted_hosts, bound_host)
+
+    def body_timeout() -> float:
+        return body_timeout_s or app.project.config.http.body_timeout_s
+
     asgi = Starlette(
         routes=[*_routes(app, **options), *builtin],  # no clash: builtin paths are reserved
-        middleware=[Middleware(_Refresh, refresh=refresh)],
-        exception_handlers={HTTPException: _http_exception, Exception: _internal_error},
+        middleware=[
+            Middleware(Guard, hosts=hosts, body_timeout_s=body_timeout),
+            Middleware(_Refresh, refresh=refresh),
+        ],
+        exception_handlers={
+            HttpError: _http_error,
+            HTTPException: _http_exception,
+            Exception: _internal_error,
+        },
     )
     asgi.router.redirect_slashes = False
     return asgi
+
+
+class _Hosts:
+    """The trusted hosts: fixed when given, else wistro.yml's (rebuilt when it is reloaded)."""
+
+    def __init__(self, app: App, fixed: Sequence[str] | None, bound_host: str | None) -> None:
+        self.app = app
+        self.bound_host = bound_host
+        self.fixed = TrustedHosts(fixed, bound_host) if fixed is not None else None
+        self.source: Any = None
+        self.hosts = TrustedHosts((), bound_host)
+
+    def __call__(self) -> TrustedHosts:
+        if self.fixed is not None:
+            return self.fixed
+        source = self.app.project.config.http
+        if source is not self.source:
+            self.source = source
+            self.hosts = TrustedHosts(source.trusted_hosts, self.bound_host)
+        return self.hosts
 
 
 class _RoutesKey:
@@ -737,7 +735,9 @@ class HttpServer:
     """uvicorn serving ``build_asgi(app)`` in the current event loop (the engine's).
 
     ``await server.serve(ready)`` runs until cancelled; ``ready`` is set once the socket is
-    bound, then ``server.port`` is the bound port (useful with ``port=0``).
+    bound, then ``server.port`` is the bound port (useful with ``port=0``). ``max_connections``
+    and ``header_timeout_s`` default to wistro.yml's ``http:`` settings; ``options`` go to
+    :func:`build_asgi`. ``server.connections`` counts open and refused connections.
     """
 
     def __init__(
@@ -745,23 +745,34 @@ class HttpServer:
         app: App,
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
+        *,
+        max_connections: int | None = None,
+        header_timeout_s: float | None = None,
         **options: Any,
     ) -> None:
         import uvicorn
 
         self.app = app
         self.host = host
-        self.asgi = build_asgi(app, **options)
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                self.asgi,
-                host=host,
-                port=port,
-                log_level="warning",
-                lifespan="off",
-                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-            )
+        limits = app.project.config.http  # read once: a change needs a restart
+        self.connections = ConnectionGuard(
+            max_connections=max_connections or limits.max_connections,
+            header_timeout_s=header_timeout_s or limits.header_timeout_s,
         )
+        options.setdefault("bound_host", host)
+        self.asgi = build_asgi(app, **options)
+        config = uvicorn.Config(
+            self.asgi,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
+        config.load()
+        config.http_protocol_class = self.connections.protocol_class(config.http_protocol_class)
+        config.loaded_app = self.connections.wrap(config.loaded_app)
+        self.server = uvicorn.Server(config)
 
     @property
     def port(self) -> int:

@@ -54,17 +54,27 @@ ACCEPTED_SCHEMA: dict[str, Any] = {
     "required": ["trace_id"],
     "properties": {"trace_id": {"type": "string"}},
 }
+DUPLICATE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["duplicate"],
+    "properties": {"duplicate": {"const": True}},
+}
 # The error responses the HTTP trigger itself produces, by status.
 ERROR_RESPONSES = {
-    "400": "Malformed request: invalid JSON or UTF-8, JSON nested too deeply",
+    "400": "Malformed request: invalid JSON or UTF-8, a lone surrogate, JSON nested too deeply, "
+    "or a Host that is not trusted (`bad_host`)",
     "401": "Authentication failed",
     "403": "Not allowed",
     "404": "No such endpoint",
+    "408": "The request body (or headers) did not arrive in time",
     "413": "Request body too large",
+    "415": "The body is not declared as JSON (`Content-Type: application/json`)",
     "422": "Validation failed: `error.fields` lists each field path and problem",
     "500": "The handler failed: look up `error.trace_id` with `wistro trace`",
+    "503": "Too many connections, or no room for more work: try again",
     "504": "The handler timed out: look up `error.trace_id` with `wistro trace`",
 }
+DUPLICATE_DESCRIPTION = "Already received (a replayed or redelivered webhook): nothing was started"
 _PARAM = re.compile(r"\{([^{}:]+)(?::([^{}]+))?\}")
 _CONVERTOR_SCHEMAS: dict[str, dict[str, Any]] = {
     "str": {"type": "string"},
@@ -92,6 +102,7 @@ class EndpointSpec:
     where: str  # for error messages: "src/x.step.py: step 'X'" or "wistro.yml: api.0"
     record: StepRecord | None = None
     entry: ApiEndpointConfig | None = None
+    strict: bool = False  # no lax coercion of the body
 
     @property
     def topic(self) -> str:
@@ -134,6 +145,7 @@ def endpoint_specs(app: App) -> list[EndpointSpec]:
                 auth=t.get("auth"),
                 where=f"{r.rel_file}: step {r.name!r}",
                 record=r,
+                strict=bool(t.get("strict")),
             )
         )
     topics = app.registry.topics.topics
@@ -154,6 +166,7 @@ def endpoint_specs(app: App) -> list[EndpointSpec]:
                 auth=ep.auth,
                 where=_config_where(app, i),
                 entry=ep,
+                strict=ep.strict,
             )
         )
     seen: dict[tuple[str, str], EndpointSpec] = {}
@@ -256,6 +269,15 @@ def _operation_id(spec: EndpointSpec, used: set[str]) -> str:
     return op_id
 
 
+def _dedupes(auth: dict[str, Any]) -> bool:
+    try:
+        from wistro.triggers.auth import protects_replays
+
+        return protects_replays(auth)
+    except (ImportError, ConfigError):
+        return False
+
+
 def _security(auth: dict[str, Any], schemes: dict[str, Any]) -> list[dict[str, list[str]]]:
     """The operation's ``security``; adds its scheme to ``schemes``."""
     try:
@@ -320,12 +342,17 @@ def _operation(
         if schema is not None:
             response["content"] = _json_content(components.add(schema))
         responses[str(code)] = response
-    errors = ["400", "404", "413", "422", "500"]
+    errors = ["400", "404", "408", "413", "415", "422", "500", "503"]
     if spec.kind == "step":
         errors.append("504")
     if spec.auth:
         errors += ["401", "403"]
         op["security"] = _security(spec.auth, schemes)
+        if _dedupes(spec.auth) and "200" not in responses:
+            responses["200"] = {
+                "description": DUPLICATE_DESCRIPTION,
+                "content": _json_content(DUPLICATE_SCHEMA),
+            }
     for code in sorted(errors):
         responses.setdefault(code, _error_response(code))
     if not spec.responses:
