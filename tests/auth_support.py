@@ -1,8 +1,11 @@
-"""A real OIDC issuer on loopback (discovery document + JWKS, counting hits) and key helpers,
-shared by the auth tests."""
+"""A real OIDC issuer on loopback (discovery document + JWKS, counting hits), key helpers and
+webhook signers, shared by the auth tests."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from collections import Counter
 from typing import Any
@@ -54,3 +57,27 @@ class Issuer:
         return Starlette(
             routes=[Route("/.well-known/openid-configuration", discovery), Route("/jwks", jwks)]
         )
+
+
+def hmac_hex(secret: str, message: bytes) -> str:
+    """Hex HMAC-SHA256, as webhook senders compute it."""
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def standard_webhook_headers(
+    secret: str, msg_id: str, timestamp: int, body: bytes, *extra_secrets: str
+) -> dict[str, str]:
+    """``webhook-id``, ``webhook-timestamp`` and ``webhook-signature`` as a Standard Webhooks
+    sender computes them (https://www.standardwebhooks.com/): one ``v1,<base64>`` per secret,
+    each secret ``whsec_<base64 key>``."""
+    content = f"{msg_id}.{timestamp}.".encode() + body
+    signatures = []
+    for s in (secret, *extra_secrets):
+        key = base64.b64decode(s.removeprefix("whsec_"))
+        mac = hmac.new(key, content, hashlib.sha256).digest()
+        signatures.append("v1," + base64.b64encode(mac).decode())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": " ".join(signatures),
+    }
