@@ -27,7 +27,7 @@ class Obj:
 
         app = App.load(self.project, env=self.env, **kwargs)
         for err in app.errors:
-            click.echo(click.style(f"warning: {err.format()}", fg="yellow"), err=True)
+            click.echo(click.style(f"error: {err.format()}", fg="red"), err=True)
         return app
 
     def project_only(self) -> Any:
@@ -546,27 +546,38 @@ port_option = click.option(
 )
 
 
+grace_option = click.option(
+    "--grace-s",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="On SIGTERM/Ctrl-C, how long in-flight work may take to finish before it is abandoned.",
+)
+
+
 @main.command()
 @click.option("--no-reload", is_flag=True, help="Do not watch step files.")
 @host_option
 @port_option
+@grace_option
 @pass_obj
-def dev(obj: Obj, no_reload: bool, host: str, port: int) -> None:
+def dev(obj: Obj, no_reload: bool, host: str, port: int, grace_s: float) -> None:
     """Run the engine, HTTP endpoints and cron jobs, with hot reload and a live log."""
     from wistro.serve import run_dev
 
-    run_dev(obj.project, obj.env, reload=not no_reload, host=host, port=port)
+    run_dev(obj.project, obj.env, reload=not no_reload, host=host, port=port, grace_s=grace_s)
 
 
 @main.command()
 @host_option
 @port_option
+@grace_option
 @pass_obj
-def start(obj: Obj, host: str, port: int) -> None:
+def start(obj: Obj, host: str, port: int, grace_s: float) -> None:
     """Production: run from wistro.yml.lock alone (no scanning, lazy step imports)."""
     from wistro.serve import run_start
 
-    run_start(obj.project, obj.env, host=host, port=port)
+    run_start(obj.project, obj.env, host=host, port=port, grace_s=grace_s)
 
 
 @main.command()
