@@ -37,7 +37,10 @@ def test_broken_files_are_reported_and_the_rest_load(tmp_path: Path) -> None:
         },
     )
     app = load(tmp_path)
-    assert list(app.registry.steps) == ["Good"]
+    assert [r.name for r in app.registry if r.load_error is None] == ["Good"]
+    # 'N' (its config is a literal) stands in so that its deliveries fail instead of vanishing
+    [stand_in] = [r for r in app.registry if r.load_error is not None]
+    assert stand_in.name == "N" and "no `handler` function" in stand_in.load_error
     errs = errors_by_file(app)
     assert "syntax error" in errs["src/syntax.step.py"]
     assert "src/syntax.step.py:2" in errs["src/syntax.step.py"]

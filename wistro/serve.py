@@ -34,7 +34,8 @@ class ConsoleObserver:
 
     def on_span_end(self, span: SpanRecord) -> None:
         if span.status != "ok":
-            click.echo(click.style(f"✗ {span.step} <- {span.topic}: {span.error}", fg="red"))
+            text = f"✗ {span.step} <- {span.topic}: {span.error}"
+            click.echo(click.style(console.clean(text), fg="red"))
 
     def on_log(self, log: LogRecord) -> None:
         click.echo(console.log_line(as_dict(log)))
@@ -42,7 +43,7 @@ class ConsoleObserver:
     def on_run_end(self, run: Run) -> None:
         took = f"{run.duration_ms:.1f} ms" if run.duration_ms is not None else ""
         click.echo(
-            f"{console.status(run.status)} run {run.trace_id[:12]} {run.topic} "
+            f"{console.status(run.status)} run {run.trace_id[:12]} {console.clean(run.topic)} "
             f"({len(run.event_records)} events) {took}"
         )
 
@@ -59,7 +60,7 @@ def load_error_lines(app: App) -> list[str]:
             note = f" (deliveries to {', '.join(map(repr, standins))} fail until it is fixed)"
         else:
             note = ""
-        out.append(click.style(f"error: {err.format()}{note}", fg="red"))
+        out.append(click.style(console.clean(f"error: {err.format()}{note}"), fg="red"))
     return out
 
 
@@ -149,7 +150,7 @@ async def _serve(
                 err=True,
             )
             for line in abandoned[:20]:
-                click.echo(f"  abandoned {line}", err=True)
+                click.echo(f"  abandoned {console.clean(line)}", err=True)
             if len(abandoned) > 20:
                 click.echo(f"  … and {len(abandoned) - 20} more", err=True)
         else:
@@ -172,7 +173,7 @@ def _reload(app: App, changed: list[str]) -> None:
     try:
         app.reload()
     except Exception as e:  # a broken wistro.yml must not stop the dev server
-        click.echo(click.style(f"reload failed: {e}", fg="red"))
+        click.echo(click.style(console.clean(f"reload failed: {e}"), fg="red"))
         return
     click.echo(
         click.style(f"reloaded ({', '.join(changed)}): {len(app.registry)} steps", fg="cyan")

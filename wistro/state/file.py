@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from wistro.errors import StateError
-from wistro.files import write_atomic
+from wistro.files import make_private_dir, make_private_dirs, write_atomic
 from wistro.state.base import StateAdapter, check_name
 from wistro.threads import ThreadPool
 
@@ -52,7 +52,8 @@ def _read(path: Path) -> str | None:
 
 
 def _mkdir(folder: Path) -> None:
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not folder.is_dir():
+        make_private_dirs(folder)
 
 
 def _write(path: Path, value_json: str) -> None:
@@ -165,9 +166,7 @@ class FileState(StateAdapter):
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder).resolve()
-        _mkdir(self.folder)
-        with contextlib.suppress(OSError):
-            self.folder.chmod(0o700)
+        make_private_dir(self.folder)
         self._locks = _KeyLocks()
 
     def where(self, group: str, key: str | None = None) -> str:
