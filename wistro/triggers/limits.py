@@ -1,9 +1,9 @@
 """Limits that keep slow or numerous clients from pinning the HTTP server, and the trusted Host
 check.
 
-- :class:`Guard`, the outermost ASGI middleware: a request whose ``Host`` is not trusted gets
-  400 ``bad_host`` before any route runs (:mod:`wistro.triggers.hosts`); the body must arrive in
-  time (below); the :class:`ConnectionGuard` learns when requests start and end.
+- :class:`Guard`, the outermost ASGI middleware of the app: a request whose ``Host`` is not
+  trusted gets 400 ``bad_host`` before any route runs (:mod:`wistro.triggers.hosts`), and its
+  body must arrive in time (below).
 - :func:`body_deadline` wraps an ASGI ``receive`` so the whole request body must arrive within
   ``body_timeout_s`` of the end of its headers; later, ``receive`` raises the 408 error.
 - :class:`ConnectionGuard` wraps uvicorn's HTTP protocol (``uvicorn.Config.http_protocol_class``)
@@ -82,7 +82,7 @@ def _client_key(transport: asyncio.BaseTransport) -> ClientKey | None:
 
 class ConnectionGuard:
     """The connections of one server: the cap, the header timeout, and which connection a
-    request (by its ``scope["client"]``) runs on."""
+    request runs on (by the peer address in ``scope["client"]``)."""
 
     def __init__(self, *, max_connections: int, header_timeout_s: float) -> None:
         self.max_connections = max_connections
