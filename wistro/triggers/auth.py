@@ -70,6 +70,7 @@ MAX_TOKEN_BYTES = 16_384
 MAX_JWKS_BYTES = 1_048_576
 MAX_STRIPE_SIGNATURES = 8
 MAX_SECRETS = 8
+MAX_DELIVERY_ID = 256
 
 
 class AuthFailure(Exception):
@@ -496,10 +497,12 @@ class _HmacAuthenticator:
         if ts is not None:
             claims["timestamp"] = ts
         if cfg.dedupe_header:
-            delivery = _header(headers, cfg.dedupe_header)
-            if not delivery or not delivery.strip():
+            delivery = (_header(headers, cfg.dedupe_header) or "").strip()
+            if not delivery:
                 raise _unauthorized(f"missing {cfg.dedupe_header} header")
-            claims["delivery_id"] = delivery.strip()[:256]
+            if len(delivery) > MAX_DELIVERY_ID:
+                raise _unauthorized(f"{cfg.dedupe_header} longer than {MAX_DELIVERY_ID} characters")
+            claims["delivery_id"] = delivery
         if self._replay is not None:
             _claim_once(self._replay, self._keys(claims, body), self._clock())
         return claims
@@ -513,7 +516,7 @@ class _HmacAuthenticator:
         now = self._clock()
         if isinstance(ts, int):
             digest = hashlib.sha256(f"{ts}.".encode() + body).digest()
-            keys.append((("message", digest), ts + self._cfg.tolerance_s))
+            keys.append((("message", digest), ts + self._cfg.tolerance_s + 1))  # 1: the edge
         delivery = claims.get("delivery_id")
         if isinstance(delivery, str):
             keys.append((("id", delivery), now + self._window))

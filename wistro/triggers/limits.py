@@ -128,7 +128,7 @@ class _GuardedProtocol(asyncio.Protocol):
         self.key: ClientKey | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.in_flight = 0
-        self.partial = False  # bytes arrived since the last request started or ended
+        self.partial = False  # bytes arrived with no request in flight (a request under way)
         self.refused = False
 
     # ------------------------------------------------------------ asyncio.Protocol
@@ -201,7 +201,6 @@ class _GuardedProtocol(asyncio.Protocol):
     def request_finished(self) -> None:
         self.in_flight = max(0, self.in_flight - 1)
         if self.in_flight == 0:
-            self.partial = False
             self._arm()
 
     # ------------------------------------------------------------ timers

@@ -138,7 +138,8 @@ class StandardWebhooksAuthenticator:
         return claims
 
     def _replay_keys(self, claims: Mapping[str, Any], now: float) -> list[tuple[ReplayKey, float]]:
-        expires = max(now + self._window, float(claims["timestamp"]) + self._cfg.tolerance_s)
+        # at least while the timestamp passes the tolerance check (+1: its edge)
+        expires = max(now + self._window, float(claims["timestamp"]) + self._cfg.tolerance_s + 1)
         return [(("id", str(claims["webhook_id"])), expires)]
 
     def release(self, claims: Mapping[str, Any], body: bytes) -> None:
