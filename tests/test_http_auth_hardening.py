@@ -254,6 +254,7 @@ async def test_dedupe_header_github_style(served: Served) -> None:
         await client.post("/webhooks/github", content=b, headers=github(b, "d-3"))
     ).status_code == 202
     assert_refused(await client.post("/webhooks/github", content=b, headers=github(b, None)))
+    assert_refused(await client.post("/webhooks/github", content=b, headers=github(b, "d" * 257)))
     assert [e["n"] for e in await seen(app, "push.received")] == [1, 2]
 
 
@@ -460,3 +461,44 @@ async def test_refused_authentication_is_logged_without_secrets(
         "whsec_wrong_secret",
     ):
         assert text not in caplog.text
+
+
+async def test_replay_window_edges_and_release() -> None:
+    """With an injected clock: a signed message is a duplicate up to the edge of its tolerance
+    (after that its timestamp is refused anyway); release() forgets it."""
+    now = [float(int(time.time()))]
+    cache = ReplayCache()
+    auth = build_authenticator(
+        {"type": "hmac-sha256", "secret_env": "S", "timestamp_header": "X-Ts", "tolerance_s": 60},
+        where="src/x.step.py",
+        environ={"S": GITHUB},
+        clock=lambda: now[0],
+        replay=cache,
+    )
+    ts = int(now[0])
+    body = b'{"a": 1}'
+    headers = Headers({"X-Ts": str(ts), "X-Signature": hmac_hex(GITHUB, f"{ts}.".encode() + body)})
+    claims = await auth("POST", "/x", headers, body)
+    now[0] = ts + 60.0  # the last second the timestamp passes
+    with pytest.raises(DuplicateRequest):
+        await auth("POST", "/x", headers, body)
+    now[0] = ts + 61.0
+    with pytest.raises(AuthFailure):
+        await auth("POST", "/x", headers, body)
+    now[0] = float(ts)
+    auth.release(claims, body)  # type: ignore[attr-defined]
+    assert await auth("POST", "/x", headers, body) == claims
+
+
+def test_replay_cache_is_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    cache = ReplayCache(max_entries=3)
+    with caplog.at_level(logging.WARNING, logger="wistro.http"):
+        for i in range(5):
+            assert cache.claim(("id", f"k{i}"), expires_at=100.0 + i, now=0.0)
+    assert len(cache) == 3 and cache.evicted == 2
+    assert ("id", "k0") not in cache and ("id", "k4") in cache  # the oldest went first
+    assert "replay cache full" in caplog.text
+    assert not cache.claim(("id", "k4"), expires_at=200.0, now=1.0)  # still remembered
+    assert cache.claim(("id", "k4"), expires_at=200.0, now=104.0)  # expired: new again
+    cache.release(("id", "k4"))
+    assert ("id", "k4") not in cache

@@ -176,6 +176,7 @@ async def test_slow_or_idle_headers_are_closed(served: Callable[..., Any]) -> No
         kept.write(b"GET /_wistro/health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
         data = await asyncio.wait_for(kept_reader.readuntil(b"}"), 10)
         assert response_of(data)[0] == 200
+        await until(lambda: all(c.in_flight == 0 for c in server.connections.open))
         kept.write(b"GET /_wistro/health HTTP/1.1\r\nho")
 
         json_error(await read_all(partial_reader), 408, "request_timeout")
