@@ -467,3 +467,50 @@ async def test_an_older_trace_database_gains_the_dead_letter_history(tmp_path: P
         assert dead["id"] == "d1" and dead["history_json"] == "[]"
     finally:
         store.close()
+
+
+async def test_a_burst_shares_each_loop_iteration_across_all_workers(make_app) -> None:
+    """Each worker used to run 64 deliveries per loop iteration: 5 steps x 16 workers held the
+    loop for 100+ ms in a burst. Now the budget is per iteration, for all workers together."""
+    from wistro.bus import FAIR_SHARE
+
+    files = {
+        f"src/s{i}.step.py": step(
+            f"S{i}",
+            [f"t{i}"],
+            [f"t{i + 1}"] if i < 4 else [],
+            body=f"ctx.emit('t{i + 1}', {{}})" if i < 4 else "pass",
+        )
+        for i in range(5)
+    }
+    app = make_app(files, state="memory")
+    started = 0
+
+    class Count:
+        def __getattr__(self, name: str) -> object:
+            return lambda record: None
+
+        def on_span_start(self, span: object) -> None:
+            nonlocal started
+            started += 1
+
+    app.engine.observers.append(Count())  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    per_iteration: list[int] = []
+    last = 0
+    ticking = True
+
+    def tick() -> None:
+        nonlocal last
+        per_iteration.append(started - last)
+        last = started
+        if ticking:
+            loop.call_soon(tick)
+
+    for _ in range(2000):
+        await app.emit("t0", {}, wait=False)
+    loop.call_soon(tick)
+    await app.drain()
+    ticking = False
+    assert started == 10_000
+    assert max(per_iteration) <= FAIR_SHARE + 16, max(per_iteration)

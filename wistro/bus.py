@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from wistro.run import Run
 
 
-FAIR_SHARE = 64  # deliveries a worker runs before it yields to the event loop
+FAIR_SHARE = 64  # deliveries per event-loop iteration, across all workers, before they yield
 
 
 @dataclass(slots=True)
@@ -69,6 +69,8 @@ class InMemoryBus(EventBus):
         self._tasks: set[asyncio.Task[None]] = set()
         self._deliver: Deliver | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._spent = 0  # deliveries started in this loop iteration, by every worker
+        self._reset_pending = False
 
     def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
@@ -97,18 +99,27 @@ class InMemoryBus(EventBus):
         queue = lane.queue
         try:
             while True:
-                n = 0
                 while queue:
-                    await deliver(queue.popleft())
-                    n += 1
-                    if n == FAIR_SHARE:  # let timers, I/O and the kernel in between deliveries
-                        n = 0
+                    if self._spent >= FAIR_SHARE:
+                        # The budget of this loop iteration is spent (by this worker or others):
+                        # let timers, I/O and the kernel in before delivering more.
                         await asyncio.sleep(0)
+                        continue
+                    if not self._reset_pending:
+                        self._reset_pending = True
+                        self._loop.call_soon(self._reset)
+                    self._spent += 1
+                    await deliver(queue.popleft())
                 fut = self._loop.create_future()
                 lane.idle.append(fut)
                 await fut
         finally:
             lane.workers -= 1
+
+    def _reset(self) -> None:
+        """Runs once per loop iteration in which deliveries started: a fresh budget."""
+        self._spent = 0
+        self._reset_pending = False
 
     async def aclose(self) -> None:
         for task in list(self._tasks):

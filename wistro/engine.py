@@ -225,7 +225,11 @@ class Engine:
             if not await self.drain(timeout):
                 abandoned = self.in_flight_summary()
                 for run in list(self.runs.values()):
-                    run.failures.append("abandoned: the engine stopped before it finished")
+                    reason = f"abandoned after {timeout:g}s: the engine stopped before it finished"
+                    run.failures.append(reason)
+                    log = LogRecord(run.trace_id, None, None, "error", reason, "{}", _now())
+                    run.log_records.append(log)  # the stored trace says why it failed
+                    self.recorder.batch.logs.append(log)
                     self._finish(run)
             for handle in list(self._retries):
                 handle.cancel()

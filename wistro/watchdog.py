@@ -31,7 +31,12 @@ class Blocker:
     line: int
     span: Any = None
     run: Any = None
-    frame_id: int = 0
+    code: Any = None  # the step frame's code object
+
+    def same_call(self, other: Blocker) -> bool:
+        """Both samples caught the same delivery in the same function (frame ids alone are
+        reused by Python, so they prove nothing)."""
+        return self.span is not None and self.span is other.span and self.code is other.code
 
 
 Finder = Callable[[FrameType], "Blocker | None"]
@@ -76,7 +81,9 @@ class LoopWatchdog:
         if found is not None:
             self._found = None
             self._first = None
-            self._report(found, max(0.0, now - self._last - self.interval))
+            blocked = now - self._last - self.interval
+            if blocked >= self.threshold:
+                self._report(found, blocked)
         self._last = now
         if self._loop is not None and not self._stop.is_set():
             self._handle = self._loop.call_later(self.interval, self._beat)
@@ -102,10 +109,14 @@ class LoopWatchdog:
             if self._found is not None:
                 continue
             if self._first is None:
-                self._first = self._sample()
+                first = self._sample()
+                if self._last == last:  # the loop did not move on meanwhile
+                    self._first = first
             elif late >= self.threshold:
                 second = self._sample()
-                if second is not None and second.frame_id == self._first.frame_id:
+                if self._last != last:  # the stall ended while sampling
+                    continue
+                if second is not None and second.same_call(self._first):
                     self._found = second
                 else:
                     self._first = second
@@ -122,7 +133,7 @@ def find_blocker(step_files: Callable[[], set[str]], engine_codes: tuple[Any, ..
         while f is not None:
             code = f.f_code
             if blocker is None and code.co_filename in files:
-                blocker = Blocker(code.co_filename, f.f_lineno or 0, frame_id=id(f))
+                blocker = Blocker(code.co_filename, f.f_lineno or 0, code=code)
             elif blocker is not None and code in engine_codes:
                 local = f.f_locals
                 blocker.span, blocker.run = local.get("span"), local.get("run")
