@@ -133,7 +133,7 @@ def trace_tree(trace: dict[str, Any], show_payloads: bool = True, show_ids: bool
             )
         for op in ops_by_span.get(span_id, []):
             key = f"{op['group']}/{op['key']}" if op["key"] is not None else op["group"]
-            value = f" = {_short(op['value_json'], 60)}" if op["op"] == "set" else ""
+            value = f" = {_short(op['value_json'], 60)}" if op["op"] in ("set", "update") else ""
             lines.append(
                 f"{inner}  {click.style('state', fg='magenta')} {clean(op['op'])} "
                 f"{clean(key)}{value}"

@@ -189,7 +189,7 @@ def trace_html(trace: dict[str, Any], *, step: str | None = None, status: str | 
                         _e(r.get("group")),
                         _e(r.get("key")),
                         f"<code>{escape(_short_json(r.get('value')))}</code>"
-                        if r.get("op") == "set"
+                        if r.get("op") in ("set", "update")
                         else "",
                     ]
                     for r in ops

@@ -1,4 +1,4 @@
-"""Sends the receipt. A plain `def` handler: it runs in a worker thread, ctx calls are direct."""
+"""Sends the receipt. A plain `def` handler: it runs on a handler thread, ctx calls are direct."""
 
 config = {
     "name": "Send receipt",
@@ -15,7 +15,7 @@ config = {
 
 
 def handler(payment: dict, ctx) -> None:
-    order = ctx.state.get("orders", payment["order_id"]) or {}
-    ctx.state.set("orders", payment["order_id"], {**order, "receipt": "sent"})
+    # update, not get then set: Charge card may write the same order at the same time
+    ctx.state.update("orders", payment["order_id"], lambda order: {**(order or {}), "receipt": "sent"})
     dollars = payment["amount_cents"] / 100
     ctx.logger.info("receipt sent", order_id=payment["order_id"], total=f"${dollars:.2f}")
