@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from wistro.lock import read_lock, version_of, write_lock
 
 if TYPE_CHECKING:
-    from wistro.app import App
+    from wistro.project import Project
+    from wistro.registry import Registry
     from wistro.step import StepRecord
 
 _TOP_KEY = re.compile(r"^(\S[^:#]*):")
@@ -37,10 +38,10 @@ def _write_inactive_yaml(file: Path, inactive: list[str]) -> None:
     file.write_text("".join(lines), encoding="utf-8")
 
 
-def set_active(app: App, name: str, active: bool) -> StepRecord:
-    record = app.registry.set_active(name, active)
-    inactive = app.registry.inactive
-    project = app.project
+def set_active(project: Project, registry: Registry, name: str, active: bool) -> StepRecord:
+    """Activate or deactivate ``name`` in ``registry`` now, and persist it for ``project``."""
+    record = registry.set_active(name, active)
+    inactive = registry.inactive
     project.config.inactive = inactive
     if project.config_file is not None and project.config_file.suffix != ".json":
         _write_inactive_yaml(project.config_file, inactive)

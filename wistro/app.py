@@ -299,10 +299,10 @@ class App:
         return frame(self.flow_rows(), ["flow", "name", "description", "n_steps", "steps"])
 
     def activate(self, name: str) -> StepRecord:
-        return activation.set_active(self, name, True)
+        return activation.set_active(self.project, self.registry, name, True)
 
     def deactivate(self, name: str) -> StepRecord:
-        return activation.set_active(self, name, False)
+        return activation.set_active(self.project, self.registry, name, False)
 
     # ------------------------------------------------------------ traces
     def runs(self, limit: int = 50, status: str | None = None) -> pd.DataFrame:

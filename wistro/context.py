@@ -12,7 +12,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
@@ -22,9 +22,27 @@ from wistro.state.base import StateAdapter
 from wistro.tracing.records import LogRecord, StateOpRecord
 
 if TYPE_CHECKING:
-    from wistro.engine import Engine
+    from wistro.config import EngineConfig
+    from wistro.observer import Observer
     from wistro.run import Run
     from wistro.step import StepRecord
+    from wistro.tracing.recorder import Recorder
+
+
+class Engine(Protocol):
+    """What ``ctx`` needs of the engine (the engine implements it; the context never imports
+    the engine module, so the dependency goes one way)."""
+
+    loop: asyncio.AbstractEventLoop | None
+    loop_thread: int | None
+    config: EngineConfig
+    state: StateAdapter
+    recorder: Recorder
+    observers: list[Observer]
+
+    def emit_from_step(
+        self, step: StepRecord, run: Run, span_id: str, topic: str, data: Any
+    ) -> None: ...
 
 
 class _Done:
@@ -101,8 +119,7 @@ class StateView(_ThreadAware):
             run.trace_id, self._span_id, self._step, op, group, key, value_json, time.time()
         )
         run.state_records.append(rec)
-        self._engine.recorder.batch.state_ops.append(rec)
-        self._engine.recorder.added()
+        self._engine.recorder.state_op(rec)
 
     def _timed_out(self, what: str, limit: float) -> Exception:
         return StateError(
@@ -243,8 +260,7 @@ class Logger:
         engine = self._engine
         if run is not None:
             run.log_records.append(rec)
-        engine.recorder.batch.logs.append(rec)
-        engine.recorder.added()
+        engine.recorder.log(rec)
         if engine.observers:
             notify(engine.observers, "on_log", rec)
 

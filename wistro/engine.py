@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
@@ -23,6 +24,7 @@ from wistro.errors import (
     HandlerTimeout,
     PayloadError,
     UndeclaredEmitError,
+    UnknownStepError,
     UnknownTopicError,
     WistroError,
 )
@@ -90,7 +92,7 @@ class Engine:
         self.state = state
         self.store = store
         self.config = config or EngineConfig()
-        self.bus = bus or InMemoryBus(self.config.default_concurrency)
+        self.bus = bus or InMemoryBus()
         self.recorder = Recorder(store)
         self.observers: list[Observer] = []
         self.runs: dict[str, Run] = {}  # in flight
@@ -99,7 +101,7 @@ class Engine:
         self.in_flight = 0
         self._capacity: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
-        self._retries: set[asyncio.TimerHandle] = set()
+        self._replaying: dict[str, DeadLetter] = {}  # dead letters being replayed, by id
         self.active: dict[str, SpanRecord] = {}  # spans running now, by id
         self._watchdog: LoopWatchdog | None = None
 
@@ -119,12 +121,7 @@ class Engine:
             # The previous loop is gone (a new asyncio.run, a new test): start afresh on this one.
             old = self.recorder
             self.recorder = Recorder(self.store)
-            self.recorder.batch = old.batch
-            self.bus = (
-                type(self.bus)(self.config.default_concurrency)
-                if isinstance(self.bus, InMemoryBus)
-                else self.bus
-            )
+            self.recorder.take_over(old)
             self.runs.clear()
             self.in_flight = 0
         self.loop = loop
@@ -133,7 +130,7 @@ class Engine:
         self._capacity.set()
         self._idle = asyncio.Event()
         self._idle.set()
-        self.bus.start(self._deliver)
+        self.bus.start(self._deliver, self._concurrency_of)
         self.recorder.start()
         self._start_watchdog(loop)
 
@@ -149,6 +146,23 @@ class Engine:
             threshold, find_blocker(self._step_files, codes), self._blocked
         )
         self._watchdog.start(loop)
+
+    def _concurrency_of(self, step: str) -> int:
+        record = self.registry.steps.get(step)
+        return (record.concurrency if record else None) or self.config.default_concurrency
+
+    def abandon(self) -> None:
+        """Give up on everything in flight at once (an eval sample that timed out): queued and
+        scheduled deliveries are dropped, running ones cancelled. The engine can start afresh."""
+        self.bus.abandon()
+        self.runs.clear()
+        self.active.clear()
+        self._replaying.clear()
+        self.in_flight = 0
+        if self._idle is not None:
+            self._idle.set()
+        if self._capacity is not None:
+            self._capacity.set()
 
     def _step_files(self) -> set[str]:
         registry = self.registry
@@ -182,8 +196,7 @@ class Engine:
         )
         if run is not None:
             run.log_records.append(log)
-        self.recorder.batch.logs.append(log)
-        self.recorder.added()
+        self.recorder.log(log)
         if not self.observers:
             logger.warning("%s%s", f"step {step!r}: " if step else "", message)
         notify(self.observers, "on_log", log)
@@ -229,11 +242,8 @@ class Engine:
                     run.failures.append(reason)
                     log = LogRecord(run.trace_id, None, None, "error", reason, "{}", _now())
                     run.log_records.append(log)  # the stored trace says why it failed
-                    self.recorder.batch.logs.append(log)
+                    self.recorder.log(log)
                     self._finish(run)
-            for handle in list(self._retries):
-                handle.cancel()
-            self._retries.clear()
             await self.bus.aclose()
             await self.recorder.aclose()
         if self._watchdog is not None:
@@ -273,7 +283,7 @@ class Engine:
             await self._capacity.wait()
         run = Run(new_trace_id(), topic, trigger, _now())
         self.runs[run.trace_id] = run
-        self.recorder.batch.runs.append(run.record)
+        self.recorder.run(run.record)
         if self.observers:
             notify(self.observers, "on_run_start", run)
         self._publish(run, topic, payload, data_json, trigger, None)
@@ -288,7 +298,7 @@ class Engine:
         finished run with status ``refused``, holding the payload and the error."""
         run = Run(new_trace_id(), topic, trigger, _now())
         run.refused = True
-        self.recorder.batch.runs.append(run.record)
+        self.recorder.run(run.record)
         notify(self.observers, "on_run_start", run)
         event = EventRecord(
             new_id(),
@@ -301,7 +311,7 @@ class Engine:
             error=err.format(),
         )
         run.event_records.append(event)
-        self.recorder.batch.events.append(event)
+        self.recorder.event(event)
         notify(self.observers, "on_event", event)
         self._finish(run)
         return run
@@ -344,8 +354,8 @@ class Engine:
             error=err.format(),
         )
         run.event_records.append(event)
-        self.recorder.batch.events.append(event)
-        self.recorder.added()
+        self.recorder.event(event)
+        self.recorder.added()  # a refused emit can end a span that ends nothing else
         if self.observers:
             notify(self.observers, "on_event", event)
 
@@ -362,7 +372,7 @@ class Engine:
             new_id(), run.trace_id, topic, data_json, source, parent_span_id, _now()
         )
         run.event_records.append(event)
-        self.recorder.batch.events.append(event)
+        self.recorder.event(event)
         if self.observers:
             notify(self.observers, "on_event", event)
         subscribers = self.registry.subscribers(topic)
@@ -375,11 +385,15 @@ class Engine:
         self._idle.clear()
         publish = self.bus.publish
         for step in subscribers:
-            publish(Delivery(step, event, payload, run))
+            publish(Delivery(step.name, event, payload=payload))
 
     # ------------------------------------------------------------ delivering
     async def _deliver(self, d: Delivery) -> None:
-        step, run = d.step, d.run
+        run = self.runs.get(d.event.trace_id) or self._adopt(d)
+        step = self.registry.steps.get(d.step) or _missing_step(d.step)
+        if d.attempt > 1 and not step.active:  # deactivated while it waited for a retry
+            self._settle(run)
+            return
         span = SpanRecord(
             new_id(), run.trace_id, step.name, d.event.topic, d.event.id, d.attempt, _now()
         )
@@ -391,7 +405,7 @@ class Engine:
         ctx = Context(self, step, run, span.id)
         retry = False
         try:
-            data = d.data
+            data = d.payload if d.has_payload else json.loads(d.event.data_json)
             model = step.input_model
             if model is not None:
                 data = model.model_validate(data)
@@ -441,43 +455,41 @@ class Engine:
             span.end = _now()
             del active[span.id]
             run.span_records.append(span)
-            self.recorder.batch.spans.append(span)
+            self.recorder.span(span)
             if observers:
                 notify(observers, "on_span_end", span)
         if span.status != "ok":
             retries = step.retries if step.retries is not None else self.config.default_retries
             if retry and d.attempt <= retries:
-                self._schedule_retry(d, step.retry_backoff_s * 2 ** (d.attempt - 1))
+                delay = min(step.retry_backoff_s * 2 ** (d.attempt - 1), MAX_BACKOFF_S)
+                self.bus.publish(d.again(_now() + delay), delay)
                 return
-            self._dead_letter(d, span)
-        elif d.dead is not None:
-            self._replayed(d)
+            self._dead_letter(d, run, span)
+        elif d.dead_letter_id is not None:
+            self._replayed(d, run)
         self._settle(run)
 
-    def _schedule_retry(self, d: Delivery, delay: float) -> None:
-        assert self.loop is not None
-        again = Delivery(d.step, d.event, d.data, d.run, d.attempt + 1, d.dead)
+    def _adopt(self, d: Delivery) -> Run:
+        """The run of a delivery this engine did not publish (another process's, on a shared
+        bus): tracked here until its deliveries settle."""
+        run = Run(d.event.trace_id, d.event.topic, "delivery", _now())
+        self.runs[run.trace_id] = run
+        run.pending += 1
+        self.in_flight += 1
+        assert self._idle is not None
+        self._idle.clear()
+        return run
 
-        def fire() -> None:
-            self._retries.discard(handle)
-            if d.step.active:
-                self.bus.publish(again)
-            else:
-                self._settle(d.run)
-
-        handle = self.loop.call_later(min(delay, MAX_BACKOFF_S), fire)
-        self._retries.add(handle)
-
-    def _dead_letter(self, d: Delivery, span: SpanRecord) -> None:
+    def _dead_letter(self, d: Delivery, run: Run, span: SpanRecord) -> None:
         """One dead letter per (event, step): a replay that fails again updates the one it
         replayed (attempts, last error, history) instead of adding another."""
         error = span.error or span.status
-        dead = d.dead
+        dead = self._replaying.pop(d.dead_letter_id, None) if d.dead_letter_id else None
         if dead is None:
             dead = DeadLetter(
                 new_id(),
-                d.run.trace_id,
-                d.step.name,
+                run.trace_id,
+                d.step,
                 d.event.topic,
                 d.event.id,
                 d.event.data_json,
@@ -490,18 +502,17 @@ class Engine:
             dead.error = error
             dead.ts = _now()
             dead.replayed = False
-        dead.history_json = _add_history(dead.history_json, d.run.trace_id, d.attempt, error)
-        d.run.dead_letters.append(dead)
-        self.recorder.batch.dead_letters.append(dead)
-        self.recorder.added()
+        dead.history_json = _add_history(dead.history_json, run.trace_id, d.attempt, error)
+        run.dead_letters.append(dead)
+        self.recorder.dead_letter(dead)
 
-    def _replayed(self, d: Delivery) -> None:
-        dead = d.dead
-        assert dead is not None
+    def _replayed(self, d: Delivery, run: Run) -> None:
+        dead = self._replaying.pop(d.dead_letter_id or "", None)
+        if dead is None:
+            return
         dead.replayed = True
-        dead.history_json = _add_history(dead.history_json, d.run.trace_id, d.attempt, None)
-        self.recorder.batch.dead_letters.append(dead)
-        self.recorder.added()
+        dead.history_json = _add_history(dead.history_json, run.trace_id, d.attempt, None)
+        self.recorder.dead_letter(dead)
 
     def _settle(self, run: Run) -> None:
         run.pending -= 1
@@ -518,8 +529,7 @@ class Engine:
     def _finish(self, run: Run) -> None:
         run._finish(_now())
         self.runs.pop(run.trace_id, None)
-        self.recorder.batch.runs.append(run.record)
-        self.recorder.added()
+        self.recorder.run_ended(run.record)
         if self.observers:
             notify(self.observers, "on_run_end", run)
 
@@ -535,7 +545,7 @@ class Engine:
         self.start()
         run = Run(new_trace_id(), topic, trigger, _now())
         self.runs[run.trace_id] = run
-        self.recorder.batch.runs.append(run.record)
+        self.recorder.run(run.record)
         notify(self.observers, "on_run_start", run)
         run.pending += 1
         self.in_flight += 1
@@ -578,7 +588,7 @@ class Engine:
             span.end = _now()
             self.active.pop(span.id, None)
             run.span_records.append(span)
-            self.recorder.batch.spans.append(span)
+            self.recorder.span(span)
             notify(self.observers, "on_span_end", span)
             if span.status != "ok" and trigger == "api":  # the client got the error: no replay
                 run.failures.append(f"{step.name}: {span.error}")
@@ -596,7 +606,7 @@ class Engine:
                 )
                 dead.history_json = _add_history("[]", run.trace_id, 1, dead.error)
                 run.dead_letters.append(dead)
-                self.recorder.batch.dead_letters.append(dead)
+                self.recorder.dead_letter(dead)
             self._settle(run)
 
     # ------------------------------------------------------------ replay
@@ -611,7 +621,7 @@ class Engine:
         payload = self.registry.topics.validator(dead["topic"])(data)
         run = Run(new_trace_id(), dead["topic"], "replay", _now())
         self.runs[run.trace_id] = run
-        self.recorder.batch.runs.append(run.record)
+        self.recorder.run(run.record)
         event = EventRecord(
             new_id(),
             run.trace_id,
@@ -622,15 +632,35 @@ class Engine:
             _now(),
         )
         run.event_records.append(event)
-        self.recorder.batch.events.append(event)
+        self.recorder.event(event)
         run.pending += 1
         self.in_flight += 1
         assert self._idle is not None
         self._idle.clear()
-        self.bus.publish(Delivery(step, event, payload, run, dead=letter))
+        self._replaying[letter.id] = letter
+        self.bus.publish(Delivery(step.name, event, payload=payload, dead_letter_id=letter.id))
         if wait:
             await run.wait()
         return run
+
+
+def _missing_step(name: str) -> StepRecord:
+    """A delivery to a step that is no longer registered (removed by a reload): it fails with
+    that error and is dead-lettered, never dropped."""
+
+    async def gone(data: Any, ctx: Any) -> Any:
+        raise UnknownStepError("the step is no longer registered (removed or renamed?)", step=name)
+
+    return StepRecord(
+        name=name,
+        file=Path(name),
+        rel_file="",
+        language="python",
+        type="event",
+        hash="",
+        retries=0,
+        invoke=gone,
+    )
 
 
 def dead_letter_of(row: dict[str, Any]) -> DeadLetter:

@@ -56,7 +56,7 @@ class LoadedStep:
     async def run(self, data: Any, ctx: MockContext) -> Any:
         """Call the handler the way the engine does: input validated into the step's model,
         plain ``def`` handlers in a worker thread."""
-        ctx._engine.start()
+        ctx.engine.start()
         if self.record.input_model is not None:
             data = self.record.input_model.model_validate(data)
         assert self.record.invoke is not None
@@ -85,6 +85,10 @@ def load_step(path: str | Path) -> LoadedStep:
 class MockContext(Context):
     """A real ``Context`` on a private engine with memory state and no trace store. Emits are
     validated (declared topic, payload schema) and captured instead of delivered."""
+
+    def __init__(self, engine: Engine, record: StepRecord, run: Run, span_id: str) -> None:
+        super().__init__(engine, record, run, span_id)
+        self.engine = engine  # the private engine
 
     @property
     def run(self) -> Run:

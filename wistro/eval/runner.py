@@ -35,7 +35,6 @@ from wistro.eval.version import open_version
 from wistro.files import make_private_dir, make_private_file, write_atomic
 from wistro.state.base import StateAdapter
 from wistro.state.memory import MemoryState
-from wistro.tracing.records import Batch
 
 if TYPE_CHECKING:
     from wistro.config import EngineConfig
@@ -143,16 +142,12 @@ class EngineSlot:
             self.engine = Engine(self.registry, MemoryState(), None, self.config)
         else:
             self.engine.state = MemoryState()
-            self.engine.recorder.batch = Batch()  # no store: drop what the last sample recorded
+            self.engine.recorder.discard()  # no store: drop what the last sample recorded
         return self.engine
 
     @staticmethod
     def _abandon(engine: Engine) -> None:
-        for handle in engine._retries:
-            handle.cancel()
-        bus = engine.bus
-        for task in list(getattr(bus, "_tasks", ())):
-            task.cancel()
+        engine.abandon()
 
     async def aclose(self) -> None:
         if self.engine is not None:

@@ -7,7 +7,15 @@ import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 
-from wistro.tracing.records import Batch
+from wistro.tracing.records import (
+    Batch,
+    DeadLetter,
+    EventRecord,
+    LogRecord,
+    RunRecord,
+    SpanRecord,
+    StateOpRecord,
+)
 from wistro.tracing.store import TraceStore
 
 log = logging.getLogger("wistro.tracing")
@@ -37,6 +45,43 @@ class Recorder:
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wistro-traces")
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="wistro-recorder")
+
+    # -- recording: what the engine calls; nothing else touches the batch ---------------------
+
+    def run(self, record: RunRecord) -> None:
+        """A run started or changed (the last write of a run in a batch wins)."""
+        self.batch.runs.append(record)
+
+    def run_ended(self, record: RunRecord) -> None:
+        self.batch.runs.append(record)
+        self.added()
+
+    def event(self, record: EventRecord) -> None:
+        self.batch.events.append(record)
+
+    def span(self, record: SpanRecord) -> None:
+        self.batch.spans.append(record)
+
+    def log(self, record: LogRecord) -> None:
+        self.batch.logs.append(record)
+        self.added()
+
+    def state_op(self, record: StateOpRecord) -> None:
+        self.batch.state_ops.append(record)
+        self.added()
+
+    def dead_letter(self, record: DeadLetter) -> None:
+        self.batch.dead_letters.append(record)
+        self.added()
+
+    def discard(self) -> None:
+        """Drop what is recorded and not written yet (an eval sample with no store)."""
+        self.batch, self._count = Batch(), 0
+
+    def take_over(self, other: Recorder) -> None:
+        """Carry on with what ``other`` recorded and did not write (an engine moved to a new
+        event loop)."""
+        self.batch, self._count = other.batch, other._count
 
     def added(self) -> None:
         """Called after appending rows; wakes the writer early when the batch is large."""

@@ -1,53 +1,15 @@
-"""The event-bus interface and its in-memory implementation.
-
-The engine hands the bus one ``Delivery`` per (event, subscribing step); the bus runs
-``deliver`` for it, at most ``concurrency`` at a time per step. A Redis bus (distributed mode)
-implements the same interface.
-"""
+"""The in-memory bus: a queue per step in this process, served by worker tasks created on demand
+up to the step's concurrency. Fast, and gone with the process (notebooks, tests, eval)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-from wistro.step import StepRecord
-from wistro.tracing.records import DeadLetter, EventRecord
-
-if TYPE_CHECKING:
-    from wistro.run import Run
-
+from wistro.bus.base import ConcurrencyOf, Deliver, Delivery, EventBus
 
 FAIR_SHARE = 64  # deliveries per event-loop iteration, across all workers, before they yield
-
-
-@dataclass(slots=True)
-class Delivery:
-    step: StepRecord
-    event: EventRecord
-    data: Any
-    run: Run
-    attempt: int = 1
-    dead: DeadLetter | None = None  # the dead letter this delivery replays
-
-
-Deliver = Callable[[Delivery], Awaitable[None]]
-
-
-class EventBus(ABC):
-    @abstractmethod
-    def start(self, deliver: Deliver) -> None: ...
-
-    @abstractmethod
-    def publish(self, delivery: Delivery) -> None:
-        """Queue a delivery. Never blocks: back-pressure is applied where work enters."""
-
-    @abstractmethod
-    async def aclose(self) -> None: ...
 
 
 class _Lane:
@@ -63,24 +25,47 @@ class _Lane:
 class InMemoryBus(EventBus):
     """A queue per step, served by worker tasks created on demand up to the step's concurrency."""
 
-    def __init__(self, default_concurrency: int = 16) -> None:
-        self.default_concurrency = default_concurrency
+    def __init__(self) -> None:
         self._lanes: dict[str, _Lane] = {}
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._concurrency_of: ConcurrencyOf = lambda step: 16
         self._tasks: set[asyncio.Task[None]] = set()
         self._deliver: Deliver | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._spent = 0  # deliveries started in this loop iteration, by every worker
         self._reset_pending = False
 
-    def start(self, deliver: Deliver) -> None:
+    def start(self, deliver: Deliver, concurrency_of: ConcurrencyOf) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop:  # a new event loop: start afresh
+            self._lanes.clear()
+            self._tasks.clear()
+            self._timers.clear()
+            self._spent, self._reset_pending = 0, False
         self._deliver = deliver
-        self._loop = asyncio.get_running_loop()
+        self._concurrency_of = concurrency_of
+        self._loop = loop
 
-    def publish(self, delivery: Delivery) -> None:
-        lane = self._lanes.get(delivery.step.name)
+    def publish(self, delivery: Delivery, delay: float = 0.0) -> None:
+        if delay > 0:
+            assert self._loop is not None
+
+            def due() -> None:
+                self._timers.discard(handle)
+                self._enqueue(delivery)
+
+            handle = self._loop.call_later(delay, due)
+            self._timers.add(handle)
+            return
+        self._enqueue(delivery)
+
+    def pending(self) -> int:
+        return len(self._timers) + sum(len(lane.queue) for lane in self._lanes.values())
+
+    def _enqueue(self, delivery: Delivery) -> None:
+        lane = self._lanes.get(delivery.step)
         if lane is None:
-            limit = delivery.step.concurrency or self.default_concurrency
-            lane = self._lanes[delivery.step.name] = _Lane(limit)
+            lane = self._lanes[delivery.step] = _Lane(self._concurrency_of(delivery.step))
         lane.queue.append(delivery)
         if lane.idle:
             fut = lane.idle.pop()
@@ -121,7 +106,19 @@ class InMemoryBus(EventBus):
         self._spent = 0
         self._reset_pending = False
 
+    def abandon(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+        for lane in self._lanes.values():
+            lane.queue.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
     async def aclose(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
