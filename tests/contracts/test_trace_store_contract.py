@@ -1,16 +1,16 @@
-"""The trace stores: SQLite (default) and memory must behave the same."""
+"""Every trace store (tests/contracts/conftest.py lists them) behaves the same."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from trace_support import full_trace, run, trace_ids
 
 from wistro.errors import TraceNotFound
-from wistro.tracing.memory import MemoryTraceStore
 from wistro.tracing.records import (
     Batch,
     DeadLetter,
@@ -21,55 +21,10 @@ from wistro.tracing.records import (
     StateOpRecord,
     as_dict,
 )
-from wistro.tracing.sqlite import SQLiteTraceStore
 from wistro.tracing.store import TraceStore
 
+MakeStore = Callable[..., TraceStore]
 TABLES = ("runs", "chunks", "logs", "dead_letters")  # events, spans, state ops: in chunks
-
-
-def make_store(kind: str, tmp_path: Path, retention_runs: int = 10_000) -> TraceStore:
-    if kind == "memory":
-        return MemoryTraceStore(retention_runs=retention_runs)
-    return SQLiteTraceStore(tmp_path / "traces.db", retention_runs=retention_runs)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def kind(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-@pytest.fixture
-def store(kind: str, tmp_path: Path) -> Iterator[TraceStore]:
-    s = make_store(kind, tmp_path)
-    yield s
-    s.close()
-
-
-def run(
-    trace_id: str,
-    start: float = 1.0,
-    status: str = "running",
-    topic: str = "orders",
-    end: float | None = None,
-    n_events: int = 0,
-) -> RunRecord:
-    return RunRecord(trace_id, "cli", topic, status, start, end, n_events)
-
-
-def full_trace(trace_id: str, start: float) -> Batch:
-    """One of every record type for ``trace_id``."""
-    return Batch(
-        runs=[run(trace_id, start)],
-        events=[EventRecord(f"{trace_id}-e", trace_id, "orders", '{"n": 1}', "cli", None, start)],
-        spans=[SpanRecord(f"{trace_id}-s", trace_id, "step", "orders", f"{trace_id}-e", 1, start)],
-        logs=[LogRecord(trace_id, f"{trace_id}-s", "step", "info", "hi", "{}", start)],
-        state_ops=[StateOpRecord(trace_id, None, "step", "set", "g", "k", "1", start)],
-        dead_letters=[
-            DeadLetter(
-                f"{trace_id}-d", trace_id, "step", "orders", f"{trace_id}-e", "{}", "boom", 3, start
-            )
-        ],
-    )
 
 
 def test_round_trip_of_every_record_type(store: TraceStore) -> None:
@@ -266,12 +221,10 @@ def test_logs_cursor(store: TraceStore) -> None:
     assert [r["message"] for r in store.logs(after=seqs[-1])] == ["m5"]
 
 
-def trace_ids(store: TraceStore) -> set[str]:
-    return {r["trace_id"] for r in store.list_runs(limit=1000)}
-
-
-def test_retention_deletes_oldest_runs_and_their_rows(kind: str, tmp_path: Path) -> None:
-    store = make_store(kind, tmp_path, retention_runs=3)
+def test_retention_deletes_oldest_runs_and_their_rows(
+    store_kind: str, make_store: MakeStore, tmp_path: Path
+) -> None:
+    store = make_store(retention_runs=3)
     # written out of start order: retention goes by start, not by arrival
     for i, start in enumerate([5.0, 1.0, 4.0, 2.0, 6.0]):
         store.write(full_trace(f"trace{i}", start))
@@ -288,22 +241,24 @@ def test_retention_deletes_oldest_runs_and_their_rows(kind: str, tmp_path: Path)
         assert len(got["events"]) == len(got["spans"]) == len(got["state_ops"]) == 1
     store.close()
 
-    if kind == "sqlite":  # nothing of the old traces is left in any table
+    if store_kind == "sqlite":  # nothing of the old traces is left in any table
         with sqlite3.connect(tmp_path / "traces.db") as conn:
             for table in TABLES:
                 rows = conn.execute(f"SELECT DISTINCT trace_id FROM {table}").fetchall()
                 assert {r[0] for r in rows} == kept, table
 
 
-def test_retention_within_one_batch(kind: str, tmp_path: Path) -> None:
-    store = make_store(kind, tmp_path, retention_runs=2)
+def test_retention_within_one_batch(store_kind: str, make_store: MakeStore) -> None:
+    store = make_store(retention_runs=2)
     store.write(Batch(runs=[run(f"t{i}", float(i)) for i in range(6)]))
     assert trace_ids(store) == {"t4", "t5"}
     store.close()
 
 
-def test_updating_runs_does_not_count_towards_retention(kind: str, tmp_path: Path) -> None:
-    store = make_store(kind, tmp_path, retention_runs=2)
+def test_updating_runs_does_not_count_towards_retention(
+    store_kind: str, make_store: MakeStore
+) -> None:
+    store = make_store(retention_runs=2)
     store.write(Batch(runs=[run("a", 1.0), run("b", 2.0)]))
     for _ in range(3):
         store.write(Batch(runs=[run("a", 1.0, "ok"), run("b", 2.0, "ok")]))
@@ -313,8 +268,8 @@ def test_updating_runs_does_not_count_towards_retention(kind: str, tmp_path: Pat
     store.close()
 
 
-def test_log_seq_is_never_reused_after_retention(kind: str, tmp_path: Path) -> None:
-    store = make_store(kind, tmp_path, retention_runs=1)
+def test_log_seq_is_never_reused_after_retention(store_kind: str, make_store: MakeStore) -> None:
+    store = make_store(retention_runs=1)
     store.write(
         Batch(runs=[run("new", 5.0)], logs=[LogRecord("new", None, None, "info", "a", "{}", 1.0)])
     )
@@ -363,60 +318,3 @@ def test_concurrent_reads_while_writing(store: TraceStore) -> None:
 
 
 # -- SQLite only ---------------------------------------------------------------------------
-
-
-def test_sqlite_uses_wal_and_creates_parent_folders(tmp_path: Path) -> None:
-    path = tmp_path / "deep" / "er" / "traces.db"
-    store = SQLiteTraceStore(path)
-    store.write(full_trace("t1", 1.0))
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store._writer.execute("PRAGMA synchronous").fetchone() == {"synchronous": 1}  # NORMAL
-    store.close()
-
-
-def test_sqlite_second_store_on_same_file(tmp_path: Path) -> None:
-    path = tmp_path / "traces.db"
-    first = SQLiteTraceStore(path)
-    first.write(full_trace("aaaa1", 1.0))
-    second = SQLiteTraceStore(path)
-    assert second.get_run("aaaa1")["events"][0]["id"] == "aaaa1-e"
-
-    first.write(full_trace("bbbb2", 2.0))  # written after the second store opened
-    assert trace_ids(second) == {"aaaa1", "bbbb2"}
-    assert len(second.logs()) == 2
-    first.close()
-    second.close()
-
-    reopened = SQLiteTraceStore(path)
-    assert trace_ids(reopened) == {"aaaa1", "bbbb2"}
-    reopened.close()
-
-
-def test_sqlite_retention_counts_runs_already_in_the_file(tmp_path: Path) -> None:
-    path = tmp_path / "traces.db"
-    store = SQLiteTraceStore(path)
-    store.write(Batch(runs=[run(f"t{i}", float(i)) for i in range(4)]))
-    store.close()
-    store = SQLiteTraceStore(path, retention_runs=3)
-    store.write(Batch(runs=[run("t9", 9.0)]))
-    assert trace_ids(store) == {"t2", "t3", "t9"}
-    store.close()
-
-
-def test_sqlite_batch_is_one_transaction(tmp_path: Path) -> None:
-    store = SQLiteTraceStore(tmp_path / "traces.db")
-    bad = LogRecord("t1", None, None, None, "m", "{}", 1.0)  # type: ignore[arg-type]
-    with pytest.raises(sqlite3.IntegrityError):
-        store.write(
-            Batch(
-                runs=[run("t1")],
-                events=[EventRecord("e1", "t1", "orders", "{}", "cli", None, 1.0)],
-                logs=[bad],
-            )
-        )
-    assert store.list_runs() == []
-    assert store.logs() == []
-    store.write(full_trace("t2", 2.0))  # the store is still usable
-    assert trace_ids(store) == {"t2"}
-    store.close()
