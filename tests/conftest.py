@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
 from auth_support import Issuer
+from projects import write_project
+
+import wistro
 
 
 @pytest.fixture
@@ -30,3 +35,29 @@ async def issuer() -> AsyncIterator[Issuer]:
         server.should_exit = True
         await task
         sock.close()
+
+
+@pytest.fixture
+async def make_app(tmp_path: Path) -> AsyncIterator[Callable[..., wistro.App]]:
+    """``make_app(files, folder=None, errors_ok=False, **load_kwargs)``: a project written from
+    ``files`` (see ``projects.write_project``) and loaded, memory state and traces by default;
+    every app made is closed after the test."""
+    apps: list[wistro.App] = []
+
+    def make(
+        files: dict[str, str],
+        folder: str | None = None,
+        errors_ok: bool = False,
+        **kw: Any,
+    ) -> wistro.App:
+        root = write_project(tmp_path / (folder or f"p{len(apps)}"), files)
+        kw.setdefault("state", "memory")
+        kw.setdefault("traces", "memory")
+        app = wistro.load(root, **kw)
+        assert errors_ok or app.errors == [], app.errors
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        await app.aclose()

@@ -12,7 +12,6 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -68,22 +67,6 @@ cron:
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
-
-
-@pytest.fixture
-async def make_app(tmp_path: Path) -> AsyncIterator[Callable[..., wistro.App]]:
-    apps: list[wistro.App] = []
-
-    def make(files: dict[str, str], folder: str | None = None, errors_ok: bool = False) -> Any:
-        root = write_project(tmp_path / (folder or f"p{len(apps)}"), files)
-        app = wistro.load(root, state="memory", traces="memory")
-        assert errors_ok or app.errors == [], app.errors
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        await app.aclose()
 
 
 async def until(condition: Callable[[], bool], tries: int = 1000) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
-from projects import ORDER_MODEL, step, write_project
+from projects import ORDER_MODEL, step
 
 import wistro
 from wistro.errors import (
@@ -19,24 +18,6 @@ from wistro.errors import (
 )
 
 ORDER = {"order_id": "A1", "amount_cents": 1200}
-
-
-@pytest.fixture
-async def make_app(tmp_path: Path):
-    apps: list[wistro.App] = []
-
-    def make(files: dict[str, str], **kw) -> wistro.App:
-        root = write_project(tmp_path / f"p{len(apps)}", files)
-        kw.setdefault("state", "memory")
-        kw.setdefault("traces", "memory")
-        app = wistro.load(root, **kw)
-        assert app.errors == [], app.errors
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        await app.aclose()
 
 
 def chain_files() -> dict[str, str]:

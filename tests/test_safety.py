@@ -28,24 +28,6 @@ def cli(root: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProc
     )
 
 
-@pytest.fixture
-async def make_app(tmp_path: Path):
-    apps: list[wistro.App] = []
-
-    def make(files: dict[str, str], clean: bool = True, **kw: object) -> wistro.App:
-        root = write_project(tmp_path / f"p{len(apps)}", files)
-        kw.setdefault("traces", "memory")
-        app = wistro.load(root, **kw)  # type: ignore[arg-type]
-        if clean:
-            assert app.errors == [], app.errors
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        await app.aclose()
-
-
 # ---------------------------------------------------------------- no deadlock
 
 
@@ -333,7 +315,7 @@ async def test_a_step_that_fails_to_import_at_start_fails_its_deliveries(make_ap
         "src/pay.step.py": step("Pay", ["order"], ["paid"], body="await ctx.emit('paid', {})"),
         "src/receipt.step.py": BROKEN_IMPORT,
     }
-    app = make_app(files, clean=False, state="memory")
+    app = make_app(files, errors_ok=True, state="memory")
     [err] = app.errors
     assert "not_a_module_anywhere" in str(err)
     run = await app.emit("order", {})
