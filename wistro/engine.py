@@ -28,6 +28,7 @@ from wistro.errors import (
     UnknownTopicError,
     WistroError,
 )
+from wistro.ledger import LocalLedger, RunLedger
 from wistro.observer import Observer, notify
 from wistro.registry import Registry
 from wistro.run import Run
@@ -87,6 +88,7 @@ class Engine:
         store: TraceStore | None,
         config: EngineConfig | None = None,
         bus: EventBus | None = None,
+        ledger: RunLedger | None = None,
     ) -> None:
         self.registry = registry
         self.state = state
@@ -98,7 +100,7 @@ class Engine:
         self.runs: dict[str, Run] = {}  # in flight
         self.loop: asyncio.AbstractEventLoop | None = None
         self.loop_thread: int | None = None
-        self.in_flight = 0
+        self.ledger = ledger or LocalLedger()
         self._capacity: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._replaying: dict[str, DeadLetter] = {}  # dead letters being replayed, by id
@@ -123,7 +125,7 @@ class Engine:
             self.recorder = Recorder(self.store)
             self.recorder.take_over(old)
             self.runs.clear()
-            self.in_flight = 0
+            self.ledger.clear()
         self.loop = loop
         self.loop_thread = threading.get_ident()
         self._capacity = asyncio.Event()
@@ -147,6 +149,11 @@ class Engine:
         )
         self._watchdog.start(loop)
 
+    @property
+    def in_flight(self) -> int:
+        """Deliveries published and not settled yet (queued, running, waiting for a retry)."""
+        return self.ledger.in_flight
+
     def _concurrency_of(self, step: str) -> int:
         record = self.registry.steps.get(step)
         return (record.concurrency if record else None) or self.config.default_concurrency
@@ -158,7 +165,7 @@ class Engine:
         self.runs.clear()
         self.active.clear()
         self._replaying.clear()
-        self.in_flight = 0
+        self.ledger.clear()
         if self._idle is not None:
             self._idle.set()
         if self._capacity is not None:
@@ -287,7 +294,7 @@ class Engine:
         if self.observers:
             notify(self.observers, "on_run_start", run)
         self._publish(run, topic, payload, data_json, trigger, None)
-        if run.pending == 0:
+        if not self.ledger.pending(run.trace_id):
             self._finish(run)
         if wait:
             await run.wait()
@@ -379,8 +386,7 @@ class Engine:
         if not subscribers:
             return
         n = len(subscribers)
-        run.pending += n
-        self.in_flight += n
+        self.ledger.add(run.trace_id, n)
         assert self._idle is not None
         self._idle.clear()
         publish = self.bus.publish
@@ -474,8 +480,7 @@ class Engine:
         bus): tracked here until its deliveries settle."""
         run = Run(d.event.trace_id, d.event.topic, "delivery", _now())
         self.runs[run.trace_id] = run
-        run.pending += 1
-        self.in_flight += 1
+        self.ledger.add(run.trace_id)
         assert self._idle is not None
         self._idle.clear()
         return run
@@ -515,9 +520,7 @@ class Engine:
         self.recorder.dead_letter(dead)
 
     def _settle(self, run: Run) -> None:
-        run.pending -= 1
-        self.in_flight -= 1
-        if run.pending == 0:
+        if self.ledger.settle(run.trace_id):
             self._finish(run)
         if self.in_flight <= self.config.max_in_flight // 2:
             assert self._capacity is not None
@@ -529,6 +532,7 @@ class Engine:
     def _finish(self, run: Run) -> None:
         run._finish(_now())
         self.runs.pop(run.trace_id, None)
+        self.ledger.close(run.trace_id)
         self.recorder.run_ended(run.record)
         if self.observers:
             notify(self.observers, "on_run_end", run)
@@ -547,8 +551,7 @@ class Engine:
         self.runs[run.trace_id] = run
         self.recorder.run(run.record)
         notify(self.observers, "on_run_start", run)
-        run.pending += 1
-        self.in_flight += 1
+        self.ledger.add(run.trace_id)
         assert self._idle is not None
         self._idle.clear()
         span = SpanRecord(new_id(), run.trace_id, step.name, topic, "", 1, _now())
@@ -633,8 +636,7 @@ class Engine:
         )
         run.event_records.append(event)
         self.recorder.event(event)
-        run.pending += 1
-        self.in_flight += 1
+        self.ledger.add(run.trace_id)
         assert self._idle is not None
         self._idle.clear()
         self._replaying[letter.id] = letter

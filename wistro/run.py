@@ -66,7 +66,6 @@ class Run:
     def __init__(self, trace_id: str, topic: str, trigger: str, start: float) -> None:
         self.record = RunRecord(trace_id, trigger, topic, "running", start)
         self.trace_id = trace_id
-        self.pending = 0
         self.event_records: list[EventRecord] = []
         self.span_records: list[SpanRecord] = []
         self.log_records: list[LogRecord] = []
