@@ -54,6 +54,11 @@ def test_round_trip_of_every_record_type(store: TraceStore) -> None:
     assert store.get_dead_letter("d1") == as_dict(dl)
     assert store.dead_letters() == [as_dict(dl)]
 
+    typed = store.get_trace("t1")  # read back as the records that were written
+    assert typed.run == r and typed.events == [e1, e2] and typed.spans == [s1]
+    assert typed.logs == [l1, l2] and typed.state_ops == [op, op2]
+    assert typed.dead_letters == [dl]
+
 
 def test_rows_are_copies(store: TraceStore) -> None:
     store.write(full_trace("t1", 1.0))

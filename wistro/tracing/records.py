@@ -119,6 +119,23 @@ class Batch:
         )
 
 
+@dataclass(slots=True)
+class Trace:
+    """One stored trace as typed records (``TraceStore.get_trace``), lists in time order."""
+
+    run: RunRecord
+    spans: list[SpanRecord]
+    events: list[EventRecord]
+    logs: list[LogRecord]
+    state_ops: list[StateOpRecord]
+    dead_letters: list[DeadLetter]
+
+
+def record_of(cls: type[Any], row: dict[str, Any]) -> Any:
+    """A stored row (a dict, maybe with store-only keys such as ``seq``) as a ``cls`` record."""
+    return cls(**{name: row[name] for name in cls.__slots__ if name in row})
+
+
 class StoredTrace(dict[str, Any]):
     """One stored trace (``TraceStore.get_run``), typed so that a notebook can display it."""
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from wistro.tracing.records import Batch
+from wistro.tracing.records import (
+    Batch,
+    DeadLetter,
+    EventRecord,
+    LogRecord,
+    RunRecord,
+    SpanRecord,
+    StateOpRecord,
+    Trace,
+    record_of,
+)
 
 
 class TraceStore(ABC):
@@ -30,6 +40,18 @@ class TraceStore(ABC):
         "dead_letters": [...]}`` for a full trace id or a unique prefix of one (at least 4
         characters); raises ``TraceNotFound`` naming the id when there is none or it is
         ambiguous. Lists are in time order."""
+
+    def get_trace(self, trace_id: str) -> Trace:
+        """``get_run`` as typed records (the same dataclasses the engine wrote)."""
+        raw = self.get_run(trace_id)
+        return Trace(
+            run=record_of(RunRecord, raw["run"]),
+            spans=[record_of(SpanRecord, r) for r in raw["spans"]],
+            events=[record_of(EventRecord, r) for r in raw["events"]],
+            logs=[record_of(LogRecord, r) for r in raw["logs"]],
+            state_ops=[record_of(StateOpRecord, r) for r in raw["state_ops"]],
+            dead_letters=[record_of(DeadLetter, r) for r in raw["dead_letters"]],
+        )
 
     @abstractmethod
     def logs(
