@@ -18,10 +18,16 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
+# The notebook widgets' JavaScript: labextension/ -> wistro_jupyter/static/*.js (not committed).
+# Built first, so the build hook of the editable install (pyproject.toml) finds it up to date and
+# runs no npm. `npm ci` only when node_modules is missing or older than package-lock.json.
+lock=labextension/package-lock.json installed=labextension/node_modules/.package-lock.json
+if [ ! -f "$installed" ] || [ "$lock" -nt "$installed" ]; then
+  (cd labextension && npm ci --no-audit --no-fund --loglevel=error)
+fi
+(cd labextension && npm run --silent build)
+
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[dev]"
-
-# The notebook widgets' JavaScript: labextension/ -> wistro_jupyter/static/*.js (not committed).
-(cd labextension && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build)
 echo "setup: done. Run the tests with: .venv/bin/pytest"

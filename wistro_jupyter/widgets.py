@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import os
 import pathlib
 import threading
@@ -45,7 +46,8 @@ MAX_LIVE_GRAPHS = 8  # per engine
 
 
 class WidgetBundleMissing(FileNotFoundError):
-    """The JavaScript bundle of the widgets is not in the package."""
+    """The JavaScript bundle of the widgets is not in the package. No longer raised on display:
+    a widget without its bundle shows its static HTML under ``missing_bundle_message``."""
 
 
 def bundle_path(kind: str = "") -> pathlib.Path:
@@ -72,6 +74,18 @@ def bundle_source(kind: str = "") -> str | None:
     if cached is None or cached[0] != mtime:
         cached = _esm_cache[path] = (mtime, path.read_text(encoding="utf-8"))
     return cached[1]
+
+
+def missing_bundle_message(kind: str = "") -> str:
+    """The one line a widget shows above its static view when its JavaScript is not there (a
+    source checkout where nobody built it)."""
+    path = bundle_path(kind)
+    with contextlib.suppress(ValueError):
+        path = path.resolve().relative_to(STATIC.resolve().parents[1])
+    return (
+        f"wistro: the widget JavaScript is missing ({path.as_posix()}); showing a static view. "
+        "Build it with: cd labextension && npm ci && npm run build"
+    )
 
 
 _MISSING_ESM = (
@@ -235,12 +249,11 @@ class _WistroWidget(anywidget.AnyWidget):  # type: ignore[misc]
         return self._static_html()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
-        if bundle_source(self.kind) is None:
-            raise WidgetBundleMissing(
-                f"the wistro widget bundle is missing ({bundle_path(self.kind)}): build it with "
-                "`npm run build` in labextension/ (or reinstall wistro); "
-                "`widget._repr_html_()` gives a static view meanwhile"
-            )
+        if bundle_source(self.kind) is None:  # the static view, never an error in the cell
+            line = missing_bundle_message(self.kind)
+            warning = f'<div class="wistro-warning" style="color:#b45309">{html.escape(line)}</div>'
+            text = f"{line}\n{self!r}"
+            return {"text/plain": text, "text/html": warning + self._static_html()}, {}
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is None:
             return None
