@@ -282,7 +282,7 @@ class Engine:
             payload = self.registry.topics.validator(topic)(data)
             data_json = _dumps(payload, topic)
         except WistroError as e:
-            e.trace_id = self.refused(topic, data, trigger, e).trace_id  # type: ignore[attr-defined]
+            e.trace_id = self.refused(topic, data, trigger, e).trace_id
             raise
         assert self._capacity is not None
         while self.in_flight >= self.config.max_in_flight:
@@ -578,14 +578,14 @@ class Engine:
             return result, run
         except HandlerTimeout as e:
             span.status, span.error = "timeout", e.format()
-            e.trace_id = run.trace_id  # type: ignore[attr-defined]
+            e.trace_id = run.trace_id
             raise
         except Exception as e:
             span.status = "error"
             span.error = f"{type(e).__name__}: {e}"
             span.traceback = _user_traceback(e)
             err = HandlerError(span.error, step=step.name, topic=topic)
-            err.trace_id = run.trace_id  # type: ignore[attr-defined]
+            err.trace_id = run.trace_id
             raise err from e
         finally:
             span.end = _now()

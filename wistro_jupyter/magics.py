@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 from pydantic import BaseModel
 
-from wistro.errors import WistroError
+from wistro.errors import UsageError, WistroError
 from wistro_jupyter.session import Session, red, running_loop
 
 if TYPE_CHECKING:
@@ -59,10 +59,6 @@ HELP = """\
 %%wistro step [--save src/PATH.step.py]     define a step in a cell (and write it to a file)
 %wistro dataset add NAME [TRACE] | list | show NAME   datasets/NAME.jsonl (default: the last run)
 The project app is `wistro_app`; `await wistro_app.emit(...)` works in a cell too."""
-
-
-class UsageError(WistroError):
-    """A %wistro line that cannot be understood."""
 
 
 _MISSING = object()

@@ -1,21 +1,8 @@
-"""Errors of the eval package: each names what was asked for and what exists."""
+"""Errors of the eval package: each names what was asked for and what exists. They are defined in
+:mod:`wistro.errors` (the one error tree) and importable from here too."""
 
 from __future__ import annotations
 
-from wistro.errors import WistroError
+from wistro.errors import DatasetError, DatasetNotFound, EvalNotFound, VersionError
 
-
-class DatasetNotFound(WistroError):
-    """No ``datasets/NAME.jsonl`` in the project."""
-
-
-class DatasetError(WistroError):
-    """A dataset file or a sample could not be read or built."""
-
-
-class VersionError(WistroError):
-    """A project version (git revision or folder) that cannot be loaded."""
-
-
-class EvalNotFound(WistroError):
-    """No stored eval with that id under ``.wistro/evals/``."""
+__all__ = ["DatasetError", "DatasetNotFound", "EvalNotFound", "VersionError"]

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
-from wistro.errors import StepLoadError
+from wistro.errors import GoBuildError, StepLoadError
 from wistro.runtimes.base import StepSource
 from wistro.runtimes.worker import WorkerRuntime, configs_from_lock, which
 from wistro.step import StepRecord
@@ -93,18 +93,6 @@ def module_files(module: str, sdk: Path = SDK_DIR) -> str:
         f"module {module}\n\ngo 1.21\n\nrequire {SDK_MODULE} v0.0.0\n\n"
         f"replace {SDK_MODULE} => {path}\n"
     )
-
-
-class GoBuildError(StepLoadError):
-    """``go build`` failed; ``by_file`` maps each step file to its (line, message) errors (the
-    line is None for an error in a companion file, named in the message)."""
-
-    def __init__(
-        self, message: str, by_file: dict[Path, list[tuple[int | None, str]]], output: str
-    ) -> None:
-        super().__init__(message)
-        self.by_file = by_file
-        self.output = output
 
 
 def _ident(text: str) -> str:

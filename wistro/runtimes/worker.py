@@ -52,6 +52,8 @@ Other helpers: ``start_request_body(lambda id: json_text)`` (a pre-encoded hot r
 ``encode_frame(msg)``, ``which(name, env_var)``, ``raw_config(name, lock_config)``.
 
 Nothing here blocks the loop but ``read()``, which is synchronous by the runtime interface.
+The exceptions (``WorkerError``, ``WorkerCrashed``, ``WorkerStartError``, ``StepError``) are
+defined in :mod:`wistro.errors` and importable from here too.
 """
 
 from __future__ import annotations
@@ -76,7 +78,14 @@ from typing import Any, ClassVar
 from pydantic import BaseModel
 
 from wistro.context import DONE
-from wistro.errors import HandlerError, StepLoadError, WistroError
+from wistro.errors import (
+    StepError,
+    StepLoadError,
+    WistroError,
+    WorkerCrashed,
+    WorkerError,
+    WorkerStartError,
+)
 from wistro.runtimes.base import LanguageRuntime, StepSource
 from wistro.step import StepRecord
 
@@ -94,67 +103,6 @@ MAX_FRAME = 64 * 1024 * 1024
 _HEADER = 4
 
 CallHandler = Callable[[dict[str, Any]], Any]  # returns a value or an awaitable of one
-
-
-class WorkerError(Exception):
-    """The worker answered a request with ``error``."""
-
-    def __init__(
-        self,
-        type: str,
-        message: str,
-        stack: str | None = None,
-        file: str | None = None,
-        line: int | None = None,
-    ) -> None:
-        self.type = type
-        self.message = message
-        self.stack = stack
-        self.file = file
-        self.line = line
-        super().__init__(f"{type}: {message}")
-
-    @classmethod
-    def from_payload(cls, err: Any) -> WorkerError:
-        if not isinstance(err, dict):
-            return cls("Error", str(err))
-        line = err.get("line")
-        return cls(
-            str(err.get("type") or "Error"),
-            str(err.get("message") or ""),
-            err.get("stack"),
-            err.get("file"),
-            line if isinstance(line, int) else None,
-        )
-
-
-class WorkerCrashed(Exception):
-    """The worker exited or broke the protocol while a request was in flight."""
-
-
-class WorkerStartError(WorkerCrashed):
-    """The worker could not be started (no toolchain, no ``hello`` in time, exited at once)."""
-
-
-class StepError(HandlerError):
-    """A step handler in a worker language failed. ``str()`` is one line naming file:line;
-    ``.stack`` is the worker's stack trace (also attached as a note for tracebacks)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        error_type: str = "Error",
-        stack: str | None = None,
-        file: str | Path | None = None,
-        line: int | None = None,
-        step: str | None = None,
-    ) -> None:
-        self.error_type = error_type
-        self.stack = stack
-        super().__init__(f"{error_type}: {message}", file=file, line=line, step=step)
-        if stack:
-            self.add_note(stack)
 
 
 def _json_default(value: Any) -> Any:

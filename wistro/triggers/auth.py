@@ -48,7 +48,7 @@ import jwt
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
-from wistro.errors import ConfigError
+from wistro.errors import AuthFailure, ConfigError, DuplicateRequest
 from wistro.triggers.replay import ReplayCache
 
 __all__ = [
@@ -71,33 +71,6 @@ MAX_JWKS_BYTES = 1_048_576
 MAX_STRIPE_SIGNATURES = 8
 MAX_SECRETS = 8
 MAX_DELIVERY_ID = 256
-
-
-class AuthFailure(Exception):
-    """A request was refused. ``status``: 401 missing/invalid credentials, 403 not allowed.
-
-    ``reason`` says why, for logs only: never send it to the client. ``str(exc)`` is the generic
-    status phrase.
-    """
-
-    def __init__(self, status: int, reason: str) -> None:
-        self.status = status
-        self.reason = reason
-        super().__init__("Forbidden" if status == 403 else "Unauthorized")
-
-    def __repr__(self) -> str:
-        return f"AuthFailure(status={self.status}, reason={self.reason!r})"
-
-
-class DuplicateRequest(Exception):
-    """A validly signed request that was already accepted (a replay or a redelivery): the
-    HTTP trigger answers ``200 {"duplicate": true}`` and starts nothing."""
-
-    duplicate = True
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__("Duplicate")
 
 
 def _unauthorized(reason: str) -> AuthFailure:

@@ -364,7 +364,7 @@ class Endpoint:
                 run = await engine.emit(topic, data, wait=False, trigger="api")
         except PayloadError as e:
             error = _invalid([_payload_field("body", e)])
-            error.trace_id = getattr(e, "trace_id", None)  # the run recording the refusal
+            error.trace_id = e.trace_id  # the run recording the refusal
             raise error from None
         except TimeoutError:
             raise HttpError(503, "unavailable", "too much work in flight, try again") from None
@@ -379,10 +379,10 @@ class Endpoint:
         try:
             result, run = await engine.call(record, request, trigger="api", topic=self.spec.topic)
         except HandlerTimeout as e:
-            trace_id.append(getattr(e, "trace_id", ""))
+            trace_id.append(e.trace_id or "")
             raise HttpError(504, "timeout", "the handler timed out") from None
         except HandlerError as e:
-            trace_id.append(getattr(e, "trace_id", ""))
+            trace_id.append(e.trace_id or "")
             raise HttpError(500, "internal_error", "internal error") from None
         trace_id.append(run.trace_id)
         try:

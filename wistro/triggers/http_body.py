@@ -3,7 +3,8 @@
 :func:`read_body` reads a body up to a size limit (413), :func:`check_content_type` wants a JSON
 Content-Type (415), :func:`parse_json` parses strictly (400: invalid UTF-8, malformed JSON,
 NaN/Infinity, numbers out of range, nesting too deep, lone surrogates). Every error is an
-:class:`HttpError`, sent by :func:`send_error` as ``{"error": {"type", "message", ...}}``.
+:class:`HttpError`, sent by :func:`send_error` as ``{"error": {"type", "message", ...}}``; a client
+that goes away mid-body is :class:`Disconnected` (both defined in :mod:`wistro.errors`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import math
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from wistro.errors import Disconnected, HttpError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -25,31 +28,6 @@ MAX_JSON_DEPTH = 64
 JSON_HEADERS = [(b"content-type", b"application/json")]
 encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-class HttpError(Exception):
-    """An error response: ``{"error": {"type", "message", "fields"?}}`` with ``status``."""
-
-    def __init__(
-        self,
-        status: int,
-        kind: str,
-        message: str,
-        fields: list[dict[str, str]] | None = None,
-        headers: dict[str, str] | None = None,
-        trace_id: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-        self.message = message
-        self.fields = fields
-        self.headers = headers or {}
-        self.trace_id = trace_id  # of a run recording the refusal (a refused emit)
-
-
-class Disconnected(Exception):
-    """The client went away while sending its body."""
 
 
 def error_body(err: HttpError, trace_id: str | None) -> bytes:
