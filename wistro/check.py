@@ -12,11 +12,11 @@ import contextlib
 import difflib
 import re
 from collections import deque
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from wistro.config import read_raw
+from wistro.diagnostics import Diagnostic, Severity
 from wistro.errors import WistroError
 from wistro.step import StepRecord
 from wistro.triggers.cron import cron_diagnostics
@@ -24,40 +24,7 @@ from wistro.triggers.cron import cron_diagnostics
 if TYPE_CHECKING:
     from wistro.app import App
 
-Severity = Literal["error", "warning"]
-
-
-@dataclass
-class Diagnostic:
-    severity: Severity
-    code: str
-    message: str
-    file: str | None = None
-    line: int | None = None
-    step: str | None = None
-    topic: str | None = None
-    flow: str | None = None
-    hint: str | None = None
-
-    def format(self) -> str:
-        """One line: ``file:line: error[code]: message (hint: ...)``."""
-        where = ""
-        if self.file:
-            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
-        text = f"{where}{self.severity}[{self.code}]: {self.message}"
-        return f"{text} (hint: {self.hint})" if self.hint else text
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def sort_key(self) -> tuple[int, str, int, str, str]:
-        return (
-            0 if self.severity == "error" else 1,
-            self.file or "\uffff",
-            self.line or 0,
-            self.code,
-            self.message,
-        )
+__all__ = ["Diagnostic", "Severity", "check", "check_exit_code"]  # Diagnostic: wistro.diagnostics
 
 
 def check_exit_code(diags: list[Diagnostic], strict: bool = False) -> int:

@@ -2,48 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from wistro import console
+from wistro.cli_support import Obj, emit_json, fail, parse_payload, run_async
 from wistro.config import DEFAULT_ENV
 from wistro.errors import WistroError
 
-
-class Obj:
-    def __init__(self, project: str | None, env: str) -> None:
-        self.project = project
-        self.env = env
-
-    def app(self, **kwargs: Any) -> Any:
-        from wistro.app import App
-
-        app = App.load(self.project, env=self.env, **kwargs)
-        for err in app.errors:
-            click.echo(click.style(f"error: {err.format()}", fg="red"), err=True)
-        return app
-
-    def project_only(self) -> Any:
-        from wistro.project import load_project
-
-        return load_project(self.project, self.env)
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    # one line, whatever the message holds (a payload, a file name)
-    click.echo(click.style("error: ", fg="red", bold=True) + console.clean(message), err=True)
-    sys.exit(code)
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+# Obj, emit_json, fail, parse_payload, run_async live in wistro.cli_support (shared with
+# wistro.eval.cli) and stay importable from here.
+__all__ = [
+    "Obj",
+    "WistroGroup",
+    "emit_json",
+    "fail",
+    "main",
+    "parse_payload",
+    "run_async",
+]
 
 
 class WistroGroup(click.Group):
@@ -90,10 +72,6 @@ def _register_groups() -> None:
 
     main.add_command(dataset_group)
     main.add_command(eval_group)
-
-
-def run_async(fn: Callable[[], Any]) -> Any:
-    return asyncio.run(fn())
 
 
 # ---------------------------------------------------------------- project
@@ -277,16 +255,6 @@ def deactivate(obj: Obj, step: str) -> None:
 
 
 # ---------------------------------------------------------------- running
-
-
-def parse_payload(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        fail(
-            f"the payload is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}: "
-            f"{text if len(text) <= 120 else text[:117] + '...'}"
-        )
 
 
 @main.command()

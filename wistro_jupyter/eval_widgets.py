@@ -5,20 +5,22 @@ per-scorer summary; clicking a row in the browser sets ``selected`` (a sample id
 ``diff`` with ``Comparison.run_diff(selected)``: the two runs side by side aligned by step, the
 JSON diff of the payloads and the code diff of the changed steps. Saved notebooks (nbconvert,
 GitHub) show the static HTML of the same data.
+
+Importing this module registers ``VIEW`` with ``wistro.eval.compare.register_view``: from then on
+``cmp.widget()`` is a ``RunDiff`` and a comparison shown in a kernel is the widget
+(``%load_ext wistro_jupyter`` imports it). ``wistro`` itself never imports this package.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import traitlets as t
 
+from wistro.eval.compare import STATUS_ORDER, Comparison, register_view
 from wistro_jupyter.widgets import OWN_BUNDLES, STATIC, _WistroWidget
-
-if TYPE_CHECKING:
-    from wistro.eval.compare import Comparison
 
 # A run-diff-only bundle, when the build makes one; else the combined widgets.js.
 OWN_BUNDLES.setdefault("run_diff", STATIC / "run_diff.js")
@@ -39,8 +41,6 @@ MAX_ROWS = 2000  # rows sent to the browser (regressions first)
 def comparison_data(cmp: Comparison, max_rows: int = MAX_ROWS) -> dict[str, Any]:
     """What the list shows: both versions, the scorers' summary and the rows, regressions
     first (then new errors, improvements, ...), as plain JSON."""
-    from wistro.eval.compare import STATUS_ORDER
-
     plain = cmp._plain
     scorers = [str(s) for s in cmp.summary["scorer"]]
     ordered = cmp.rows.sort_values("status", key=lambda s: s.map(STATUS_ORDER), kind="stable").head(
@@ -121,6 +121,50 @@ class RunDiff(_WistroWidget):
             f"<RunDiff {c.get('a', {}).get('label')} -> {c.get('b', {}).get('label')}: "
             f"{c.get('n_rows', 0)} samples, selected {self.selected or '-'}>"
         )
+
+
+# ---------------------------------------------------------------- the view of comparisons
+
+
+class RunDiffView:
+    """How a ``Comparison`` shows in a notebook: registered with
+    ``wistro.eval.compare.register_view`` when this module is imported."""
+
+    def widget(self, cmp: Comparison, selected: str | None = None) -> RunDiff:
+        return RunDiff(cmp, selected=selected)
+
+    def mimebundle(
+        self, cmp: Comparison, **kwargs: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """In a Jupyter kernel: the run-diff widget, with the comparison's own HTML as its static
+        fallback; None elsewhere (IPython then uses ``_repr_html_`` and ``__repr__``)."""
+        from IPython import get_ipython
+
+        ip = get_ipython()
+        if ip is None or getattr(ip, "kernel", None) is None:
+            return None
+        try:
+            bundle = RunDiff(cmp)._repr_mimebundle_(**kwargs)
+        except FileNotFoundError:  # the widget bundle is not built: the static view
+            return None
+        if bundle is None:
+            return None
+        data, meta = bundle
+        data = dict(data)
+        data.setdefault("text/html", cmp._repr_html_())
+        data["text/plain"] = repr(cmp)
+        return data, meta
+
+
+VIEW = RunDiffView()
+
+
+def register() -> None:
+    """Make the run-diff widget the view of comparisons (done on import; idempotent)."""
+    register_view(VIEW)
+
+
+register()
 
 
 # ---------------------------------------------------------------- static HTML

@@ -347,7 +347,7 @@ def make_matcher(session: Session, shell: InteractiveShell) -> Any:
     the other matchers, so Python keywords and names do not crowd the list."""
     from IPython.core.completer import CompletionContext, SimpleCompletion, context_matcher
 
-    @context_matcher()  # type: ignore[misc]
+    @context_matcher()  # type: ignore[untyped-decorator]  # IPython: context_matcher is unannotated
     def wistro_matcher(context: CompletionContext) -> dict[str, Any]:
         try:
             found = completions(session, shell, context.text_until_cursor)
@@ -414,21 +414,31 @@ class _WaitCalls(ast.NodeVisitor):
             and isinstance(f.value.func, ast.Name)
             and f.value.func.id == "get_ipython"
             and len(node.args) >= 2
-            and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args[:2])
         ):
-            name, args = node.args[0].value, node.args[1].value  # type: ignore[attr-defined]
-            if name == "wistro" and _wants_wait(f.attr.split("_")[1], args):
+            name, args = (_str_constant(a) for a in node.args[:2])
+            if name == "wistro" and args is not None and _wants_wait(f.attr.split("_")[1], args):
                 self.found.append(node)
                 return
         self.generic_visit(node)
 
 
-def await_wait_transformer(shell: InteractiveShell) -> Any:
-    """An ``input_transformers_post`` entry: ``%wistro emit ... --wait`` -> ``(await ...)``."""
-    from IPython.core.async_helpers import _asyncio_runner
+def _str_constant(node: ast.expr) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
-    def transform(lines: list[str]) -> list[str]:
-        if not shell.autoawait or shell.loop_runner is not _asyncio_runner:
+
+class AwaitWaitTransformer:
+    """An ``input_transformers_post`` entry: ``%wistro emit ... --wait`` -> ``(await ...)``."""
+
+    wistro_wait = True  # marks wistro's transformer among a shell's input transformers
+
+    def __init__(self, shell: InteractiveShell) -> None:
+        from IPython.core.async_helpers import _asyncio_runner
+
+        self.shell = shell
+        self._asyncio_runner: object = _asyncio_runner  # the loop runner of a plain kernel
+
+    def __call__(self, lines: list[str]) -> list[str]:
+        if not self.shell.autoawait or self.shell.loop_runner is not self._asyncio_runner:
             return lines
         source = "".join(lines)
         if "'wistro'" not in source or "--wait" not in source:
@@ -451,5 +461,7 @@ def await_wait_transformer(shell: InteractiveShell) -> Any:
             encoded[row] = encoded[row][:col] + text + encoded[row][col:]
         return [line.decode("utf-8") for line in encoded]
 
-    transform.wistro_wait = True  # type: ignore[attr-defined]
-    return transform
+
+def await_wait_transformer(shell: InteractiveShell) -> AwaitWaitTransformer:
+    """An ``input_transformers_post`` entry: ``%wistro emit ... --wait`` -> ``(await ...)``."""
+    return AwaitWaitTransformer(shell)

@@ -2,7 +2,9 @@
 tracebacks; no JavaScript, so it survives nbconvert and renders on GitHub).
 
 ``wistro`` itself never imports Jupyter: these renderers are registered with IPython's display
-formatter by the extension (``register(ip)``), for ``wistro.App`` and ``wistro.Run``.
+formatter by the extension (``register(ip)``), for ``wistro.App`` and ``wistro.Run``; eval
+comparisons show as the run-diff widget, registered with ``wistro.eval.compare.register_view``
+(``wistro_jupyter.eval_widgets``).
 """
 
 from __future__ import annotations
@@ -323,6 +325,9 @@ def _formatters(ip: InteractiveShell) -> tuple[Any, Any]:
 
 
 def register(ip: InteractiveShell) -> None:
+    from wistro_jupyter import eval_widgets
+
+    eval_widgets.register()  # comparisons: the run-diff widget (it stays after an unload)
     html, plain = _formatters(ip)
     for cls, to_html, to_text in _types():
         html.for_type(cls, to_html)

@@ -235,7 +235,7 @@ def live_observers(engine: Engine) -> int:
 # ---------------------------------------------------------------- base
 
 
-class _WistroWidget(anywidget.AnyWidget):  # type: ignore[misc]
+class _WistroWidget(anywidget.AnyWidget):
     kind = t.Unicode("").tag(sync=True)
 
     @property

@@ -4,40 +4,16 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any
 
 import click
 
-if TYPE_CHECKING:
-    from wistro.cli import Obj
+from wistro.cli_support import Obj, emit_json, fail, parse_payload, run_async
 
-# Helpers of wistro/cli.py are imported when a command runs: wistro/cli.py imports this module
-# to register the groups, and `wistro --help` should not pay for the eval machinery.
+# wistro/cli.py imports this module to register the groups; the helpers both use live in
+# wistro.cli_support, and the eval machinery is imported when a command runs (`wistro --help`
+# does not load numpy).
 pass_obj = click.pass_obj
-
-
-def emit_json(data: Any) -> None:
-    from wistro.cli import emit_json as emit
-
-    emit(data)
-
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    from wistro.cli import fail as cli_fail
-
-    cli_fail(message, code)
-
-
-def parse_payload(text: str) -> Any:
-    from wistro.cli import parse_payload as parse
-
-    return parse(text)
-
-
-def run_async(fn: Any) -> Any:
-    from wistro.cli import run_async as run
-
-    return run(fn)
 
 
 def _root(obj: Obj) -> Any:

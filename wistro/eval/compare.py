@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wistro.errors import WistroError
 from wistro.eval.results import EvalResult, SampleResult
@@ -515,41 +515,49 @@ class Comparison:
         return x
 
     def widget(self, selected: str | None = None) -> Any:
-        """The run-diff widget (``wistro_jupyter.eval_widgets.RunDiff``) when the notebook
-        extension is installed; else this comparison (its HTML view)."""
-        try:
-            from wistro_jupyter.eval_widgets import RunDiff
-        except ImportError:
-            return self
-        return RunDiff(self, selected=selected)
+        """The richer view a front end registered with ``register_view`` (the notebook package's
+        run-diff widget, ``wistro_jupyter.eval_widgets.RunDiff``, once that module is loaded:
+        ``%load_ext wistro_jupyter`` loads it); else this comparison (its HTML view)."""
+        return self if _view is None else _view.widget(self, selected)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """In a Jupyter kernel: the run-diff widget (with this HTML as its static fallback); None
-        elsewhere (IPython then uses ``_repr_html_`` and ``__repr__``)."""
-        import sys
-
-        shell = sys.modules.get("IPython")
-        ip = shell.get_ipython() if shell is not None else None  # type: ignore[attr-defined]
-        if ip is None or getattr(ip, "kernel", None) is None:
-            return None
-        try:
-            from wistro_jupyter.eval_widgets import RunDiff
-        except ImportError:
-            return None
-        try:
-            bundle = RunDiff(self)._repr_mimebundle_(**kwargs)
-        except FileNotFoundError:  # the widget bundle is not built: the static view
-            return None
-        if bundle is None:
-            return None
-        data, meta = bundle
-        data = dict(data)
-        data.setdefault("text/html", self._repr_html_())
-        data["text/plain"] = repr(self)
-        return data, meta
+        """The registered view's bundle (in a Jupyter kernel: the run-diff widget, with its static
+        HTML as the fallback); None without one or outside a kernel (IPython then uses
+        ``_repr_html_`` and ``__repr__``)."""
+        return None if _view is None else _view.mimebundle(self, **kwargs)
 
     def __repr__(self) -> str:
         return f"<Comparison {self.a.eval_id} -> {self.b.eval_id}>\n{self.report()}"
+
+
+# ---------------------------------------------------------------- views registered by front ends
+
+
+class ComparisonView(Protocol):
+    """A richer view of a ``Comparison`` that a front end registers with ``register_view``:
+    ``wistro_jupyter.eval_widgets`` registers its run-diff widget when it is imported. The
+    dependency goes one way: the front end imports this module, never the reverse."""
+
+    def widget(self, cmp: Comparison, selected: str | None = None) -> Any:
+        """What ``cmp.widget(selected)`` returns."""
+        ...
+
+    def mimebundle(
+        self, cmp: Comparison, **kwargs: Any
+    ) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """What ``cmp._repr_mimebundle_(**kwargs)`` returns (None: IPython's other formatters)."""
+        ...
+
+
+_view: ComparisonView | None = None
+
+
+def register_view(view: ComparisonView | None) -> ComparisonView | None:
+    """Make ``view`` the one ``Comparison.widget`` and ``Comparison._repr_mimebundle_`` use
+    (None: no view, the HTML view alone); returns the one it replaces."""
+    global _view
+    previous, _view = _view, view
+    return previous
 
 
 @dataclass

@@ -39,13 +39,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterError, croniter
 
 from wistro.config import read_raw
+from wistro.diagnostics import Diagnostic
 from wistro.errors import WistroError
 from wistro.files import write_atomic
 from wistro.step import StepRecord
 
 if TYPE_CHECKING:
     from wistro.app import App
-    from wistro.check import Diagnostic
     from wistro.run import Run
 
 log = logging.getLogger("wistro.cron")
@@ -794,8 +794,6 @@ def cron_table(app: App, n: int = 3, now: datetime | None = None) -> list[dict[s
 def cron_diagnostics(app: App) -> list[Diagnostic]:
     """An error (code ``cron``) for every cron step or wistro.yml entry whose expression or time
     zone does not parse, naming the file and line. Inactive steps are checked too."""
-    from wistro.check import Diagnostic
-
     out: list[Diagnostic] = []
     for r in app.registry:
         if r.type != "cron":

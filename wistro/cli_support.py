@@ -1,0 +1,65 @@
+"""What every group of the ``wistro`` command line shares: the context object, JSON output,
+one-line failures, payload parsing and running a coroutine.
+
+``wistro.cli`` (the main group) and ``wistro.eval.cli`` (``wistro dataset`` / ``wistro eval``)
+both import it; neither imports the other's helpers, so the main group can import the eval groups
+to register them without a cycle. Cheap to import: the app and the project load when a command
+asks for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import click
+
+from wistro import console
+
+__all__ = ["Obj", "emit_json", "fail", "parse_payload", "run_async"]
+
+
+class Obj:
+    def __init__(self, project: str | None, env: str) -> None:
+        self.project = project
+        self.env = env
+
+    def app(self, **kwargs: Any) -> Any:
+        from wistro.app import App
+
+        app = App.load(self.project, env=self.env, **kwargs)
+        for err in app.errors:
+            click.echo(click.style(f"error: {err.format()}", fg="red"), err=True)
+        return app
+
+    def project_only(self) -> Any:
+        from wistro.project import load_project
+
+        return load_project(self.project, self.env)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    # one line, whatever the message holds (a payload, a file name)
+    click.echo(click.style("error: ", fg="red", bold=True) + console.clean(message), err=True)
+    sys.exit(code)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def run_async(fn: Callable[[], Any]) -> Any:
+    return asyncio.run(fn())
+
+
+def parse_payload(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        fail(
+            f"the payload is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}: "
+            f"{text if len(text) <= 120 else text[:117] + '...'}"
+        )
