@@ -17,7 +17,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ruff_is_clean() -> None:
-    result = run("ruff", "check", "wistro", "tests", "bench")
+    result = run("ruff", "check", "wistro", "wistro_jupyter", "tests", "bench")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
