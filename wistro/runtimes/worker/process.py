@@ -1,0 +1,383 @@
+"""``WorkerProcess``: one worker child process speaking the framed JSON protocol over
+stdin/stdout (see :mod:`wistro.runtimes.worker`): start and ``hello``, requests multiplexed by
+id, the worker's ``call``s, stderr forwarding, and what happens when it exits or breaks the
+protocol."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import signal
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from wistro.errors import WorkerCrashed, WorkerError, WorkerStartError
+from wistro.runtimes.worker.framing import (
+    _HEADER,
+    MAX_FRAME,
+    _decode,
+    _error_payload,
+    _scan_once,
+    encode_frame,
+)
+
+CallHandler = Callable[[dict[str, Any]], Any]  # returns a value or an awaitable of one
+
+
+class _Protocol(asyncio.SubprocessProtocol):
+    def __init__(self, proc: WorkerProcess) -> None:
+        self.proc = proc
+        self.buf = bytearray()
+        self.err = bytearray()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        if fd == 1:
+            buf = self.buf
+            buf += data
+            pos, n = 0, len(buf)
+            frames: list[str] = []
+            while n - pos >= _HEADER:
+                size = int.from_bytes(buf[pos : pos + _HEADER], "big")
+                if size > MAX_FRAME:
+                    self.proc._broken(f"frame of {size} bytes is larger than 64 MiB")
+                    return
+                end = pos + _HEADER + size
+                if end > n:
+                    break
+                try:
+                    frames.append(buf[pos + _HEADER : end].decode())
+                except UnicodeDecodeError:
+                    self.proc._broken("a frame is not UTF-8")
+                    return
+                pos = end
+            if pos:
+                del buf[:pos]
+            for frame in frames:
+                try:
+                    msg, stop = _scan_once(frame, 0)
+                    if stop != len(frame):
+                        msg = _decode(frame)  # whitespace around it, or an error to report
+                except StopIteration:
+                    self.proc._broken("a frame is not JSON")
+                    return
+                except ValueError as e:
+                    self.proc._broken(f"a frame is not JSON: {e}")
+                    return
+                if not isinstance(msg, dict):
+                    self.proc._broken("a frame is not a JSON object")
+                    return
+                self.proc._dispatch(msg)
+        else:
+            self.err += data
+            while (i := self.err.find(b"\n")) >= 0:
+                self.proc._stderr_line(self.err[:i].decode(errors="replace"))
+                del self.err[: i + 1]
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 2 and self.err:
+            self.proc._stderr_line(self.err.decode(errors="replace"))
+            self.err.clear()
+        if fd == 1:
+            self.proc._gone("closed its stdout")
+
+    def process_exited(self) -> None:
+        self.proc._gone("exited")
+        reaped = self.proc._reaped
+        if reaped is not None and not reaped.done():
+            reaped.set_result(None)
+
+
+class WorkerProcess:
+    """One worker child process speaking the framed JSON protocol (see the module docstring)."""
+
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        language: str,
+        cwd: str | Path | None = None,
+        env: dict[str, str] | None = None,
+        on_call: CallHandler | None = None,
+        hello_timeout: float = 15.0,
+    ) -> None:
+        self.command = list(command)
+        self.language = language
+        self.cwd = str(cwd) if cwd is not None else None
+        self.env = env
+        self.on_call = on_call
+        self.hello_timeout = hello_timeout
+        self.logger = logging.getLogger(f"wistro.worker.{language}")
+        self.hello: dict[str, Any] | None = None
+        self.pid: int | None = None
+        self.alive = False
+        self.returncode: int | None = None
+        self.stderr_tail: deque[str] = deque(maxlen=20)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.exited: asyncio.Future[None] | None = None  # set once it is gone (or broken)
+        self._reaped: asyncio.Future[None] | None = None  # set once the process has exited
+        self._transport: asyncio.SubprocessTransport | None = None
+        self._stdin: asyncio.WriteTransport | None = None
+        self._pending: dict[int, asyncio.Future[Any]] = {}
+        self._next_id = 0
+        self._out: list[bytes] = []
+        self._flush_scheduled = False
+        self._hello: asyncio.Future[dict[str, Any]] | None = None
+        self._crash: str | None = None
+        self._failed = False
+        self._gone_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------ lifecycle
+    async def start(self) -> dict[str, Any]:
+        """Spawn the worker and wait for its ``hello``. Raises WorkerStartError."""
+        loop = self.loop = asyncio.get_running_loop()
+        self.exited = loop.create_future()
+        self._reaped = loop.create_future()
+        self._hello = loop.create_future()
+        try:
+            transport, _ = await loop.subprocess_exec(
+                lambda: _Protocol(self),
+                *self.command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=self.cwd,
+                env=self.env,
+                start_new_session=True,
+            )
+        except OSError as e:
+            raise WorkerStartError(f"cannot start the {self.language} worker: {e}") from None
+        self._transport = transport
+        self.pid = transport.get_pid()
+        stdin = transport.get_pipe_transport(0)
+        assert isinstance(stdin, asyncio.WriteTransport)
+        self._stdin = stdin
+        self.alive = True
+        try:
+            async with asyncio.timeout(self.hello_timeout):
+                self.hello = await asyncio.shield(self._hello)
+        except TimeoutError:
+            self.kill()
+            raise WorkerStartError(
+                f"the {self.language} worker sent no hello within {self.hello_timeout:g}s"
+                + self._tail()
+            ) from None
+        except WorkerCrashed as e:
+            raise WorkerStartError(str(e)) from None
+        return self.hello
+
+    async def close(self, timeout: float = 3.0) -> None:
+        """Ask the worker to finish its in-flight invokes and exit; kill it after ``timeout``."""
+        if self._transport is None:
+            return
+        if self.alive:
+            with contextlib.suppress(Exception):
+                self.send({"t": "shutdown"})
+                self._flush()
+            if self._reaped is None or asyncio.get_running_loop() is not self.loop:
+                self.kill()
+        if self._reaped is not None and asyncio.get_running_loop() is self.loop:
+            try:
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(self._reaped)
+            except TimeoutError:
+                self.kill()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await asyncio.shield(self._reaped)
+        with contextlib.suppress(Exception):
+            self._transport.close()
+
+    def kill(self) -> None:
+        """Kill the worker now (works from any thread, even once its loop is closed)."""
+        if self.pid is not None and self.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    # ------------------------------------------------------------ sending
+    def send(self, msg: dict[str, Any]) -> None:
+        """Queue one frame; frames queued in one loop iteration are written together."""
+        if not self.alive:
+            raise WorkerCrashed(self._crash or f"the {self.language} worker is not running")
+        self._out.append(encode_frame(msg))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            assert self.loop is not None
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if not self._out:
+            return
+        data = b"".join(self._out)
+        self._out.clear()
+        if self._stdin is not None and not self._stdin.is_closing():
+            self._stdin.write(data)
+
+    async def request(self, msg: dict[str, Any]) -> Any:
+        """Send a request (its ``id`` is set here) and return the answer's ``value``."""
+        fut = self.start_request(msg)
+        return await fut
+
+    def start_request(self, msg: dict[str, Any]) -> asyncio.Future[Any]:
+        """``request`` without awaiting: returns the future (``msg["id"]`` is set)."""
+        if not self.alive:
+            raise WorkerCrashed(self._crash or f"the {self.language} worker is not running")
+        self._next_id += 1
+        rid = msg["id"] = self._next_id
+        assert self.loop is not None
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self._pending[rid] = fut
+        self.send(msg)
+        return fut
+
+    def start_request_body(self, body: Callable[[int], str]) -> tuple[int, asyncio.Future[Any]]:
+        """Like ``start_request`` for a pre-encoded message: ``body(id)`` returns its JSON text
+        (the fast path of hot requests). Returns ``(id, future)``."""
+        if not self.alive:
+            raise WorkerCrashed(self._crash or f"the {self.language} worker is not running")
+        self._next_id += 1
+        rid = self._next_id
+        assert self.loop is not None
+        fut: asyncio.Future[Any] = self.loop.create_future()
+        self._pending[rid] = fut
+        data = body(rid).encode()
+        self._out.append(len(data).to_bytes(_HEADER, "big") + data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+        return rid, fut
+
+    def _send_null_result(self, rid: Any) -> None:
+        if not isinstance(rid, int):
+            self.send({"t": "result", "id": rid, "ok": True, "value": None})
+            return
+        data = b'{"t":"result","id":%d,"ok":true,"value":null}' % rid
+        self._out.append(len(data).to_bytes(_HEADER, "big") + data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            assert self.loop is not None
+            self.loop.call_soon(self._flush)
+
+    def forget(self, rid: int) -> None:
+        """Stop waiting for request ``rid`` (its late answer is dropped)."""
+        self._pending.pop(rid, None)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    # ------------------------------------------------------------ receiving
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        t = msg.get("t")
+        if t == "result" or t == "error":
+            fut = self._pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
+            if fut is None or fut.done():
+                return
+            if t == "result":
+                fut.set_result(msg.get("value"))
+            else:
+                fut.set_exception(WorkerError.from_payload(msg.get("error")))
+        elif t == "call":
+            self._serve(msg)
+        elif t == "hello":
+            if self._hello is not None and not self._hello.done():
+                self._hello.set_result(msg)
+        else:
+            self._broken(f"unknown message type {t!r}")
+
+    def _serve(self, msg: dict[str, Any]) -> None:
+        rid = msg.get("id")
+        if self.on_call is None:
+            self._answer_error(rid, RuntimeError("this worker may not call the engine"))
+            return
+        try:
+            value = self.on_call(msg)
+        except Exception as e:
+            self._answer_error(rid, e)
+            return
+        if value is None:
+            if self.alive:
+                self._send_null_result(rid)
+        elif inspect.isawaitable(value):
+            task = asyncio.ensure_future(self._finish_call(rid, value))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif self.alive:
+            try:
+                self.send({"t": "result", "id": rid, "ok": True, "value": value})
+            except (TypeError, ValueError) as e:
+                self._answer_error(rid, e)
+
+    async def _finish_call(self, rid: Any, value: Awaitable[Any]) -> None:
+        try:
+            result = await value
+        except Exception as e:
+            self._answer_error(rid, e)
+            return
+        if self.alive:
+            try:
+                self.send({"t": "result", "id": rid, "ok": True, "value": result})
+            except (TypeError, ValueError) as e:
+                self._answer_error(rid, e)
+
+    def _answer_error(self, rid: Any, e: BaseException) -> None:
+        if self.alive:
+            self.send({"t": "error", "id": rid, "error": _error_payload(e)})
+
+    def _stderr_line(self, line: str) -> None:
+        self.stderr_tail.append(line)
+        self.logger.info("%s", line)
+
+    def _tail(self) -> str:
+        if not self.stderr_tail:
+            return ""
+        return "; stderr: " + " | ".join(list(self.stderr_tail)[-5:])
+
+    # ------------------------------------------------------------ failure
+    def _broken(self, why: str) -> None:
+        self.logger.error("%s worker broke the protocol: %s", self.language, why)
+        self._fail(f"the {self.language} worker broke the protocol: {why}")
+        self.kill()
+
+    def _gone(self, how: str) -> None:
+        if self._transport is not None:
+            self.returncode = self._transport.get_returncode()
+        if self._failed:
+            return
+        if self.returncode is None and how != "exited":
+            # stdout closed first: stop taking requests, and wait a moment for the exit code
+            self.alive = False
+            if self._gone_timer is None and self.loop is not None:
+                self._gone_timer = self.loop.call_later(1.0, self._gone_late, how)
+            return
+        code = f" (exit code {self.returncode})" if self.returncode is not None else ""
+        self._fail(f"the {self.language} worker (pid {self.pid}) {how}{code}" + self._tail())
+
+    def _gone_late(self, how: str) -> None:
+        if not self._failed:
+            self._fail(f"the {self.language} worker (pid {self.pid}) {how}" + self._tail())
+            self.kill()
+
+    def _fail(self, why: str) -> None:
+        self.alive = False
+        self._failed = True
+        if self._gone_timer is not None:
+            self._gone_timer.cancel()
+        self._crash = why
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
+            if not fut.done():
+                fut.set_exception(WorkerCrashed(why))
+        if self._hello is not None and not self._hello.done():
+            self._hello.set_exception(WorkerCrashed(why))
+            self._hello.exception()  # observed: start() may already have given up
+        if self.exited is not None and not self.exited.done():
+            self.exited.set_result(None)

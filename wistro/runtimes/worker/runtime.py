@@ -1,0 +1,384 @@
+"""``WorkerRuntime``: the ``LanguageRuntime`` base of the worker languages (see
+:mod:`wistro.runtimes.worker`): reading step configs (from the lock, else a short-lived worker),
+the long-lived worker started on demand and restarted with a backoff, and invokes with the
+worker's ``call``s served by the real ``ctx``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import os
+import threading
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from typing import Any, ClassVar
+
+from wistro.context import DONE
+from wistro.errors import StepError, StepLoadError, WorkerCrashed, WorkerError, WorkerStartError
+from wistro.runtimes.base import LanguageRuntime, StepSource
+from wistro.runtimes.worker.framing import _encode
+from wistro.runtimes.worker.lockfile import configs_from_lock
+from wistro.runtimes.worker.process import WorkerProcess
+from wistro.step import StepRecord
+
+
+def _run_in_thread(factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run a coroutine to completion on a private loop in a helper thread (works whether or not
+    the caller's thread runs an event loop)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = asyncio.run(factory())
+        except BaseException as e:
+            box["error"] = e
+
+    thread = threading.Thread(target=target, name="wistro-worker-load", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+class WorkerRuntime(LanguageRuntime):
+    """Base of the worker languages: one long-lived worker per runtime (so per project)."""
+
+    languages: ClassVar[tuple[str, ...]] = ()  # every language this runtime's records can have
+    toolchain: ClassVar[str] = "the toolchain"
+    install_hint: ClassVar[str] = ""
+    restart_backoff_s: ClassVar[float] = 0.05
+    max_backoff_s: ClassVar[float] = 2.0
+    stable_after_s: ClassVar[float] = 10.0  # a worker that lived this long resets the backoff
+    load_timeout_s: ClassVar[float] = 120.0
+
+    def __init__(self) -> None:
+        self.worker: WorkerProcess | None = None
+        self.restarts = 0
+        self.pids: list[int] = []  # hello pid of every long-lived worker started
+        self.root: Path | None = None
+        self._starting: asyncio.Future[WorkerProcess] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._failures = 0  # consecutive short-lived workers (the restart backoff grows)
+        self._started_at = 0.0
+        self._ctxs: dict[int, Any] = {}
+        self._prepared: set[Path] = set()
+        self._bound: dict[Path, set[Path]] = {}  # root -> step files bound to this runtime
+
+    # ------------------------------------------------------------ subclass hooks
+    def command(self, root: Path) -> list[str] | None:
+        """The worker's command line; None when the toolchain is missing."""
+        raise NotImplementedError
+
+    def prepare(self, root: Path, files: list[Path]) -> None:
+        """Build or compile what the worker needs (blocking; runs in a thread on the loop)."""
+
+    def env(self, root: Path) -> dict[str, str]:
+        return {}
+
+    def language_of(self, file: Path) -> str:
+        return self.language
+
+    def toolchain_error(self, files: list[Path]) -> list[StepLoadError]:
+        hint = self.install_hint or None
+        return [
+            StepLoadError(
+                f"{self.language} step needs {self.toolchain}, which is not installed "
+                f"(not on PATH); Python steps still run",
+                file=f,
+                hint=hint,
+            )
+            for f in files
+        ]
+
+    # ------------------------------------------------------------ reading configs
+    def read(
+        self, files: list[Path], root: Path, src: Path | None = None
+    ) -> list[StepSource | StepLoadError]:
+        self.root = root
+        if not files:
+            return []
+        locked = configs_from_lock(root, files)
+        if locked:
+            rest = [f for f in files if f not in locked]
+            return (
+                [*locked.values(), *self.read(rest, root, src)] if rest else list(locked.values())
+            )
+        cmd = self.command(root)
+        if cmd is None:
+            return list(self.toolchain_error(files))
+        try:
+            self.prepare(root, files)
+        except StepLoadError as e:
+            return [_with_file(e, f) for f in files]
+        except Exception as e:
+            return [StepLoadError(f"preparing the worker failed: {e}", file=f) for f in files]
+
+        async def load() -> Any:
+            proc = WorkerProcess(cmd, language=self.language, cwd=root, env=self._full_env(root))
+            try:
+                await proc.start()
+                async with asyncio.timeout(self.load_timeout_s):
+                    return await proc.request({"t": "load", "files": [str(f) for f in files]})
+            finally:
+                await proc.close()
+
+        try:
+            value = _run_in_thread(load)
+        except (WorkerCrashed, WorkerError, TimeoutError) as e:
+            why = str(e) or "timed out"
+            return [
+                StepLoadError(f"the {self.language} worker failed to load steps: {why}", file=f)
+                for f in files
+            ]
+        out: list[StepSource | StepLoadError] = []
+        by_file = {str(f): f for f in files}
+        seen: set[str] = set()
+        for step in value.get("steps") or []:
+            file = by_file.get(step.get("file"), Path(step.get("file", "")))
+            seen.add(str(file))
+            line = step.get("line")
+            out.append(
+                StepSource(file, step.get("config"), line if isinstance(line, int) else None)
+            )
+        for err in value.get("errors") or []:
+            file = by_file.get(err.get("file"), Path(err.get("file", "")))
+            seen.add(str(file))
+            line = err.get("line")
+            out.append(
+                StepLoadError(
+                    str(err.get("message") or "cannot load the step"),
+                    file=file,
+                    line=line if isinstance(line, int) else None,
+                )
+            )
+        for f in files:
+            if str(f) not in seen:
+                out.append(StepLoadError("the worker did not report this file", file=f))
+        return out
+
+    # ------------------------------------------------------------ the long-lived worker
+    def _full_env(self, root: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.env(root))
+        return env
+
+    async def ensure_worker(self, root: Path) -> WorkerProcess:
+        """The running worker, started (or restarted after a crash) on demand."""
+        worker = self.worker
+        loop = asyncio.get_running_loop()
+        if worker is not None and worker.alive and worker.loop is loop:
+            return worker
+        starting = self._starting
+        if starting is not None and not starting.done() and starting.get_loop() is loop:
+            return await asyncio.shield(starting)
+        fut: asyncio.Future[WorkerProcess] = loop.create_future()
+        self._starting = fut
+        try:
+            proc = await self._start(root, worker, loop)
+        except BaseException as e:
+            self._starting = None
+            if not fut.done():
+                fut.set_exception(e)
+                fut.exception()
+            raise
+        fut.set_result(proc)
+        return proc
+
+    async def _start(
+        self, root: Path, old: WorkerProcess | None, loop: asyncio.AbstractEventLoop
+    ) -> WorkerProcess:
+        if old is not None:
+            if old.loop is not loop or old.alive:
+                old.kill()  # left behind by another event loop
+            else:
+                self.restarts += 1
+                # a worker that dies soon after it started backs off more each time
+                lived = time.monotonic() - self._started_at
+                self._failures = self._failures + 1 if lived < self.stable_after_s else 1
+            self.worker = None
+        if self._failures:
+            delay = self.restart_backoff_s * 2 ** min(self._failures - 1, 10)
+            await asyncio.sleep(min(delay, self.max_backoff_s))
+        cmd = self.command(root)
+        if cmd is None:
+            raise WorkerStartError(
+                f"{self.toolchain} is not installed (not on PATH); "
+                f"{self.language} steps cannot run"
+                + (f" ({self.install_hint})" if self.install_hint else "")
+            )
+        if root not in self._prepared:
+            files = sorted(self._bound.get(root, ()))
+            await asyncio.to_thread(self.prepare, root, files)
+            self._prepared.add(root)
+        proc = WorkerProcess(
+            cmd,
+            language=self.language,
+            cwd=root,
+            env=self._full_env(root),
+            on_call=self._on_call,
+        )
+        try:
+            hello = await proc.start()
+        except WorkerCrashed:
+            self._failures += 1
+            raise
+        self._started_at = time.monotonic()
+        pid = hello.get("pid")
+        self.pids.append(pid if isinstance(pid, int) else proc.pid or 0)
+        self.worker = proc
+        return proc
+
+    def discard(self) -> None:
+        """Stop the worker from sync code (a reload replaced this runtime): ``shutdown`` on its
+        loop when that loop runs in this thread, else kill it."""
+        worker, self.worker = self.worker, None
+        if worker is None:
+            return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and worker.loop is running:
+            task = running.create_task(worker.close())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        else:
+            worker.kill()
+
+    async def aclose(self) -> None:
+        worker, self.worker = self.worker, None
+        if worker is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if worker.loop is running and worker.loop is not None:
+            await worker.close()
+        else:
+            worker.kill()
+
+    # ------------------------------------------------------------ invoking
+    def bind(self, record: StepRecord, source: StepSource | None, src: Path | None = None) -> None:
+        if record.type == "noop":
+            return
+        language = self.language_of(record.file)
+        if record.language != language:
+            record.language = language
+        root = _root_of(record)
+        self._bound.setdefault(root, set()).add(record.file)
+        runtime = self
+        file = str(record.file)
+
+        step_json = _encode(record.name)
+        after_id = ',"file":' + _encode(file) + ',"step":' + step_json
+        ctx_tail = ',"step":' + step_json + ',"flows":' + _encode(list(record.flows)) + "}"
+
+        async def invoke(data: Any, ctx: Any) -> Any:
+            worker = runtime.worker
+            if worker is None or not worker.alive or worker.loop is not asyncio.get_running_loop():
+                worker = await runtime.ensure_worker(root)
+            ctx_json = _ctx_json(ctx, ctx_tail)
+            data_json = _encode(data)
+            rid, fut = worker.start_request_body(
+                lambda rid: (
+                    f'{{"t":"invoke","id":{rid}{after_id},"data":{data_json},"ctx":{ctx_json}}}'
+                )
+            )
+            ctxs = runtime._ctxs
+            ctxs[rid] = ctx
+            try:
+                return await fut
+            except WorkerError as e:
+                raise runtime.step_error(record, e) from None
+            except asyncio.CancelledError:
+                worker.forget(rid)
+                if worker.alive:
+                    with contextlib.suppress(WorkerCrashed):
+                        worker.send({"t": "cancel", "id": rid})
+                raise
+            finally:
+                ctxs.pop(rid, None)
+
+        record.invoke = invoke
+
+    def step_error(self, record: StepRecord, e: WorkerError) -> StepError:
+        """The exception a failed invoke raises: one line naming the step file and line."""
+        file: str | None = record.rel_file
+        if e.file and Path(e.file) != record.file:
+            file = _relative(Path(e.file), _root_of(record))
+        return StepError(
+            e.message,
+            error_type=e.type,
+            stack=e.stack,
+            file=file,
+            line=e.line,
+            step=record.name,
+        )
+
+    def _on_call(self, msg: dict[str, Any]) -> Any:
+        ctx = self._ctxs.get(msg.get("invoke"))  # type: ignore[arg-type]
+        if ctx is None:
+            raise RuntimeError("the invoke this call belongs to is over (timed out or cancelled)")
+        op = msg.get("op")
+        args = msg.get("args") or {}
+        if op == "emit":
+            done = ctx.emit(args.get("topic"), args.get("data"))
+            if done is DONE or done is None:
+                return None
+            if inspect.isawaitable(done):
+                return _await_none(done)
+            return None
+        if op == "log":
+            fields = args.get("fields")
+            if not isinstance(fields, dict):
+                fields = {} if fields is None else {"fields": fields}
+            for clash in ("level", "message"):  # Logger.log(level, message, **fields)
+                if clash in fields:
+                    fields[clash + "_"] = fields.pop(clash)
+            ctx.logger.log(str(args.get("level") or "info"), str(args.get("message")), **fields)
+            return None
+        state = ctx.state
+        if op == "state.get":
+            return state.get(args.get("group"), args.get("key"))
+        if op == "state.set":
+            return state.set(args.get("group"), args.get("key"), args.get("value"))
+        if op == "state.delete":
+            return state.delete(args.get("group"), args.get("key"))
+        if op == "state.get_group":
+            return state.get_group(args.get("group"))
+        if op == "state.clear":
+            return state.clear(args.get("group"))
+        raise ValueError(f"unknown op {op!r}")
+
+
+def _ctx_json(ctx: Any, tail: str) -> str:
+    """``{"trace_id", "span_id", "step", "flows"}``; ``tail`` is the pre-encoded step + flows."""
+    trace_id = getattr(ctx, "trace_id", None)
+    span_id = getattr(ctx, "span_id", None)
+    t = f'"{trace_id}"' if type(trace_id) is str and trace_id.isalnum() else _encode(trace_id)
+    s = f'"{span_id}"' if type(span_id) is str and span_id.isalnum() else _encode(span_id)
+    return f'{{"trace_id":{t},"span_id":{s}{tail}'
+
+
+async def _await_none(aw: Awaitable[Any]) -> None:
+    await aw
+
+
+def _root_of(record: StepRecord) -> Path:
+    n = len(Path(record.rel_file).parts)
+    return Path(*record.file.parts[: len(record.file.parts) - n]) if n else record.file.parent
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _with_file(e: StepLoadError, file: Path) -> StepLoadError:
+    return StepLoadError(e.message, file=file, line=e.line, hint=e.hint)
