@@ -192,7 +192,7 @@ window.benchReady = true;
 def make_graph(n: int, seed: int = 7, tag: str = "", labels: bool = True) -> dict[str, Any]:
     """A FlowGraph ``graph`` trait of ``n`` event steps in layers of up to 50: every step after
     the first layer receives the topic of one or two steps of the layer above (edges labelled
-    with the topic, as ``wistro.graph`` gives them), 10 flows; a few no-ops and conditional
+    with the topic, as ``wistro.tooling.graph`` gives them), 10 flows; a few no-ops and conditional
     edges. ``labels=False``: edges without labels (a diagnostic: Graphviz lays out edge labels
     as extra nodes)."""
     rnd = random.Random(seed)

@@ -304,7 +304,7 @@ def make_projects(tmp: Path, cases: list[str]) -> dict[str, Path]:
     """The shop as shipped, and the variants that isolate costs: ``api`` (the step validates and
     answers but emits nothing: the HTTP layer alone) and ``async`` (Send receipt as an async
     handler: the flow without the worker-thread hop of a plain ``def`` handler)."""
-    from wistro.scaffold import create_project
+    from wistro.tooling.scaffold import create_project
 
     projects: dict[str, Path] = {}
     for case in cases:

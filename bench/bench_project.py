@@ -50,7 +50,7 @@ OPS: dict[str, str] = {
     # what `wistro lock` costs: the above + build_lock + write_lock
     "lock (load+build+write)": _PRE
     + (
-        "from wistro.lock import build_lock, write_lock\n"
+        "from wistro.project.lock import build_lock, write_lock\n"
         "app = wistro.load({dir!r}, state='memory', traces='memory')\n"
         "t2 = time.perf_counter()\n"
         "lock = build_lock(app.project, app.registry)\n"

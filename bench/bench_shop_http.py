@@ -258,7 +258,7 @@ def main() -> None:
         asyncio.run(serve_shop(args.project, "memory" if args.serve == "memory" else None))
         return
 
-    from wistro.scaffold import create_project
+    from wistro.tooling.scaffold import create_project
 
     cases = [c for c in CASES if c in args.cases.split(",")]
     if "bare" not in cases:

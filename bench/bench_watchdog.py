@@ -42,7 +42,7 @@ ON_MS = 100
 
 
 class _Reports(logging.Handler):
-    """Counts the watchdog's "event loop was blocked" warnings (logged by ``wistro.engine`` when
+    """Counts the watchdog's "event loop was blocked" warnings (logged by ``wistro.core.engine`` when
     no observer is attached). The chain's handlers never block, so each one is a false report."""
 
     def __init__(self) -> None:

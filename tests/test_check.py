@@ -7,7 +7,7 @@ from pathlib import Path
 
 import wistro
 from wistro.app import App
-from wistro.check import Diagnostic, check, check_exit_code
+from wistro.tooling.check import Diagnostic, check, check_exit_code
 
 
 def write_project(root: Path, files: dict[str, str]) -> Path:

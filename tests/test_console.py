@@ -20,8 +20,8 @@ from click.testing import CliRunner, Result
 from projects import step, write_project
 
 import wistro
-from wistro.cli import main
-from wistro.scaffold import create_project
+from wistro.cli.main import main
+from wistro.tooling.scaffold import create_project
 from wistro.tracing.records import Batch, RunRecord
 from wistro.tracing.sqlite import SQLiteTraceStore
 from wistro.triggers.http import HttpServer, serve_http

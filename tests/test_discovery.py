@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from projects import ORDER_MODEL, step, write_project
 
 import wistro
-from wistro.cli import main
+from wistro.cli.main import main
 from wistro.errors import DuplicateStepError, ProjectNotFound, StepLoadError, StepLoadErrors
-from wistro.project import find_root
+from wistro.project.paths import find_root
 
 
 def load(root: Path, **kw) -> wistro.App:

@@ -185,7 +185,7 @@ async def test_a_crashing_handler_does_not_stop_other_subscribers(make_app) -> N
     bad = run.spans.set_index("step").loc["Bad"]
     assert bad["status"] == "error" and bad["error"] == "ValueError: card network down"
     assert "bad.step.py" in bad["traceback"] and "card network down" in bad["traceback"]
-    assert "wistro/engine.py" not in bad["traceback"]
+    assert "wistro/core/engine.py" not in bad["traceback"]
     assert run.errors == ["Bad: ValueError: card network down"]
 
 

@@ -14,7 +14,7 @@ import pytest
 import wistro
 from wistro.app import App
 from wistro.errors import WistroError
-from wistro.graph import to_dot, to_mermaid, to_svg
+from wistro.tooling.graph import to_dot, to_mermaid, to_svg
 
 
 def write_project(root: Path, files: dict[str, str]) -> Path:

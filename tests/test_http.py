@@ -19,7 +19,7 @@ from projects import write_project
 
 import wistro
 from wistro.errors import ConfigError
-from wistro.scaffold import create_project
+from wistro.tooling.scaffold import create_project
 from wistro.triggers.auth import AuthFailure
 from wistro.triggers.http import HttpServer, build_asgi, serve_http
 from wistro.triggers.openapi import openapi_document

@@ -17,7 +17,7 @@ from schemathesis import GenerationMode
 from test_http import AUTH_STEP, ECHO_STEP, MODEL_QUERY_STEP, WEBHOOK_PROJECT, serving, token_auth
 
 import wistro
-from wistro.scaffold import create_project
+from wistro.tooling.scaffold import create_project
 
 EXAMPLES_PER_OPERATION = 40
 

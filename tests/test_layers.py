@@ -11,7 +11,7 @@ NOTEBOOK_SIDE = ("wistro_jupyter", "IPython", "ipywidgets", "anywidget")
 
 SCRIPT = f"""
 import sys
-import wistro, wistro.app, wistro.cli, wistro.eval, wistro.eval.compare, wistro.check
+import wistro, wistro.app, wistro.cli.main, wistro.eval, wistro.eval.compare, wistro.tooling.check
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in {set(NOTEBOOK_SIDE)!r})
 assert not loaded, loaded
 """

@@ -191,7 +191,7 @@ MISSING_BUNDLE_SCRIPT = r"""
 import json, sys
 from IPython.core.interactiveshell import InteractiveShell
 from traitlets.config import Config
-from wistro.scaffold import create_project
+from wistro.tooling.scaffold import create_project
 import wistro_jupyter
 
 from pathlib import Path

@@ -8,7 +8,7 @@ import pytest
 from projects import step, write_project
 
 from wistro.errors import ConfigError, ProjectNotFound
-from wistro.project import find_root, load_project
+from wistro.project.paths import find_root, load_project
 
 
 def test_root_is_found_from_a_subfolder(tmp_path: Path) -> None:

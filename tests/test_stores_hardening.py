@@ -24,10 +24,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 import wistro
-from wistro.cli import main
+from wistro.cli.main import main
 from wistro.errors import CorruptTraceStore, TraceStoreError, WistroError
 from wistro.files import make_private_dir, make_private_file, write_atomic
-from wistro.scaffold import create_project
+from wistro.tooling.scaffold import create_project
 from wistro.tracing.sqlite import SQLiteTraceStore, repair
 
 ORDER = '{"order_id": "A1", "amount_cents": 1200}'

@@ -15,8 +15,8 @@ import pytest
 
 import wistro
 from wistro.app import App
-from wistro.schemas import pascal_case
-from wistro.typegen import python_stubs, write_types
+from wistro.typegen.python import python_stubs, write_types
+from wistro.typegen.schemas import pascal_case
 
 pytest.importorskip("mypy")
 

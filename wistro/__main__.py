@@ -1,3 +1,3 @@
-from wistro.cli import main
+from wistro.cli.main import main
 
 main()

@@ -6,20 +6,20 @@ import asyncio
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from wistro import activation
 from wistro.config import DEFAULT_ENV
-from wistro.context import StateView
-from wistro.discovery import discover
-from wistro.engine import Engine
+from wistro.core.context import StateView
+from wistro.core.engine import Engine
+from wistro.core.registry import Registry
+from wistro.core.run import Run, frame
+from wistro.core.step import StepRecord
+from wistro.core.topics import TopicCatalog
 from wistro.errors import ConfigError, StepLoadError, StepLoadErrors, WistroError
-from wistro.lock import read_lock, records_from_lock, verify_hashes
-from wistro.project import Project, load_project
-from wistro.registry import Registry
-from wistro.run import Run, frame
+from wistro.project import activation
+from wistro.project.discovery import discover
+from wistro.project.lock import read_lock, records_from_lock, verify_hashes
+from wistro.project.paths import Project, load_project
 from wistro.runtimes import LanguageRuntime, default_runtimes
 from wistro.state.base import StateAdapter
-from wistro.step import StepRecord
-from wistro.topics import TopicCatalog
 from wistro.tracing.records import StoredTrace
 from wistro.tracing.store import TraceStore
 
@@ -135,7 +135,7 @@ class App:
     ) -> App:
         """Start from wistro.yml.lock alone: no scanning; step code is imported on first use."""
         from wistro.config import resolve_config
-        from wistro.project import LOCK_NAME, config_file_in, find_root
+        from wistro.project.paths import LOCK_NAME, config_file_in, find_root
 
         root = find_root(path)  # wistro.yml is not read: the lock holds its content
         lock = read_lock(root / LOCK_NAME)
@@ -331,7 +331,7 @@ def _stand_ins(
 ) -> list[StepRecord]:
     if not errors:
         return []
-    from wistro.standins import stand_ins
+    from wistro.project.standins import stand_ins
 
     language_of = {suffix: rt.language for rt in runtimes for suffix in rt.suffixes}
     if language_of.get(".ts") == "javascript":  # the node runtime serves both

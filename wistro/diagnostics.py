@@ -1,6 +1,6 @@
 """``Diagnostic``: one problem ``wistro check`` reports (an error or a warning, where, a hint).
 
-A leaf module: ``wistro.check`` collects diagnostics and the modules that know a concept report
+A leaf module: ``wistro.tooling.check`` collects diagnostics and the modules that know a concept report
 their own (``wistro.triggers.cron.cron_diagnostics``), all without importing one another.
 """
 

@@ -1,7 +1,7 @@
-"""The project graph as the ``graph`` trait of ``FlowGraph``, built on ``wistro.graph.build_graph``
+"""The project graph as the ``graph`` trait of ``FlowGraph``, built on ``wistro.tooling.graph.build_graph``
 (the one model of nodes and edges that ``wistro graph`` draws too), plus node details.
 
-Node ids are ``wistro.graph`` keys: ``step:<name>``, ``api:<i>`` / ``cron:<name>`` (wistro.yml
+Node ids are ``wistro.tooling.graph`` keys: ``step:<name>``, ``api:<i>`` / ``cron:<name>`` (wistro.yml
 triggers), ``end:<topic>`` (a topic nobody receives). Kinds for the widget: ``step`` (event
 steps), ``api``, ``cron``, ``noop`` (steps), ``trigger`` (wistro.yml api/cron entries) and
 ``topic``.
@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from wistro.graph import Node, build_graph
+from wistro.tooling.graph import Node, build_graph
 
 if TYPE_CHECKING:
     from wistro.app import App

@@ -329,7 +329,7 @@ def completions(
         name = after.lstrip()[len(sub) :].lstrip().lstrip("\"'")
         return sorted(r.name for r in app.registry), name
     if sub == "graph" and index == 1:
-        from wistro.graph import known_flows
+        from wistro.tooling.graph import known_flows
 
         return known_flows(app), typed
     if sub == "trace" and index == 1:

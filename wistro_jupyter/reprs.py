@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from wistro.app import App
-    from wistro.run import Run
+    from wistro.core.run import Run
 
 STATUS_COLORS = {
     "ok": "#15803d",
@@ -313,7 +313,7 @@ def graph_html(
 
 def _types() -> list[tuple[type, Any, Any]]:
     from wistro.app import App
-    from wistro.run import Run
+    from wistro.core.run import Run
 
     return [(App, app_html, None), (Run, run_html, run_text)]
 

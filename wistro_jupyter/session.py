@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from wistro.app import App
 from wistro.config import DEFAULT_ENV
+from wistro.core.registry import Registry
+from wistro.core.run import Run, frame
+from wistro.core.step import StepRecord
+from wistro.core.topics import TopicCatalog
 from wistro.errors import StepLoadError, WistroError
-from wistro.project import STEP_MARKER, load_project
-from wistro.registry import Registry
-from wistro.run import Run, frame
+from wistro.project.paths import STEP_MARKER, load_project
 from wistro.runtimes.base import StepSource
 from wistro.runtimes.python import PythonRuntime
-from wistro.step import StepRecord
-from wistro.topics import TopicCatalog
 from wistro_jupyter.widgets import FlowGraph, TraceView
 
 if TYPE_CHECKING:
@@ -244,7 +244,7 @@ class Session:
                 hint='a step cell defines `config = {"name": ..., "subscribes": [...]}` '
                 "and a `handler`",
             )
-        from wistro.discovery import validate_config
+        from wistro.project.discovery import validate_config
 
         root = app.project.root
         source = StepSource(
@@ -405,7 +405,7 @@ class Session:
         return frame(run_sync(read()), ["group", "key", "value"])
 
     def check(self) -> pd.DataFrame:
-        from wistro.check import check
+        from wistro.tooling.check import check
 
         app = self.require_app()
         rows = [d.to_dict() for d in check(app)]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from wistro.run import Run
+from wistro.core.run import Run
 from wistro.tracing.records import EventRecord, LogRecord, SpanRecord, StateOpRecord, as_dict
 
 TraceData = dict[str, Any]

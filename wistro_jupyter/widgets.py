@@ -30,8 +30,8 @@ from wistro_jupyter.traces import RunSnapshot, TraceData, empty, from_run, from_
 
 if TYPE_CHECKING:
     from wistro.app import App
-    from wistro.engine import Engine
-    from wistro.run import Run
+    from wistro.core.engine import Engine
+    from wistro.core.run import Run
     from wistro.tracing.records import EventRecord, LogRecord, SpanRecord
 
 STATIC = pathlib.Path(__file__).parent / "static"

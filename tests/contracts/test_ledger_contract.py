@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from wistro.ledger import LocalLedger, RunLedger
+from wistro.core.ledger import LocalLedger, RunLedger
 
 LEDGERS = {"local": LocalLedger}
 

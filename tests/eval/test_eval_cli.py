@@ -9,9 +9,9 @@ from click.testing import CliRunner, Result
 from eval_support import ORDERS, PRICE, write
 
 import wistro
-from wistro.cli import Obj, WistroGroup
+from wistro.cli.eval import dataset, eval_group
+from wistro.cli.main import Obj, WistroGroup
 from wistro.config import DEFAULT_ENV
-from wistro.eval.cli import dataset, eval_group
 
 
 def cli(root: Path, *args: str) -> Result:
@@ -129,8 +129,8 @@ def test_registered_on_the_main_command(project: Path) -> None:
 
     script = (
         "import sys\n"
-        "from wistro.cli import main\n"
-        "from wistro.eval.cli import dataset, eval_group\n"
+        "from wistro.cli.main import main\n"
+        "from wistro.cli.eval import dataset, eval_group\n"
         "main.add_command(dataset)\n"
         "main.add_command(eval_group)\n"
         "try:\n"

@@ -9,7 +9,7 @@ from eval_support import PRICE, git, write
 
 import wistro
 from wistro import eval as we
-from wistro.lock import build_lock
+from wistro.project.lock import build_lock
 
 
 def test_the_working_tree_version_is_the_lock_hash(project: Path) -> None:

@@ -21,7 +21,7 @@ def _ipython_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 @pytest.fixture
 def shop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from wistro.scaffold import create_project
+    from wistro.tooling.scaffold import create_project
 
     root = tmp_path / "shop"
     create_project(root)

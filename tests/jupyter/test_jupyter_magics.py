@@ -12,7 +12,7 @@ import pytest
 from IPython.core.completer import provisionalcompleter
 from jupyter_support import cell
 
-from wistro.run import Run
+from wistro.core.run import Run
 from wistro_jupyter import session as get_session
 from wistro_jupyter.widgets import TraceView
 

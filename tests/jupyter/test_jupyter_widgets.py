@@ -12,7 +12,7 @@ import pytest
 from comm.base_comm import BaseComm
 from jupyter_support import cell
 
-from wistro.graph import build_graph
+from wistro.tooling.graph import build_graph
 from wistro_jupyter.widgets import (
     INTERVAL_S,
     FlowGraph,
@@ -57,7 +57,7 @@ def test_flow_graph_of_the_shop(ip: Any) -> None:
     assert isinstance(graph, FlowGraph) and graph.kind == "flow_graph"
     nodes = {n["id"]: n for n in graph.graph["nodes"]}
     app = ip.user_ns["wistro_app"]
-    assert set(nodes) == set(build_graph(app).nodes)  # the one model of wistro.graph
+    assert set(nodes) == set(build_graph(app).nodes)  # the one model of wistro.tooling.graph
     assert {n["label"] for n in nodes.values()} >= {"Charge card", "Courier", "Place order"}
     assert nodes["step:Place order"]["kind"] == "api"
     assert nodes["step:Fraud review"]["kind"] == "noop"

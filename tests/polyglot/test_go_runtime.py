@@ -376,7 +376,7 @@ def test_compile_error_names_file_and_line_and_other_go_steps_load(tmp_path: Pat
 async def test_start_from_lock_needs_no_go_once_built(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from wistro.lock import build_lock, write_lock
+    from wistro.project.lock import build_lock, write_lock
 
     root = write(
         tmp_path,
@@ -415,7 +415,7 @@ def test_many_concurrent_invokes(project: Path) -> None:
 async def test_lock_holds_the_configs_building_on_first_delivery_needs_go(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from wistro.lock import build_lock, write_lock
+    from wistro.project.lock import build_lock, write_lock
 
     root = write(
         tmp_path,

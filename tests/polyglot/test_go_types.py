@@ -14,7 +14,7 @@ import wistro
 import wistro.app
 from wistro.runtimes import PythonRuntime
 from wistro.runtimes.golang import GoRuntime, build_env, module_files
-from wistro.typegen_go import go_name, go_structs, write_go_types
+from wistro.typegen.go import go_name, go_structs, write_go_types
 
 pytestmark = pytest.mark.skipif(shutil.which("go") is None, reason="needs the Go toolchain")
 

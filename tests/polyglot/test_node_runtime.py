@@ -22,7 +22,7 @@ import pytest
 import wistro
 import wistro.app
 from wistro.errors import StepLoadError
-from wistro.lock import build_lock, render
+from wistro.project.lock import build_lock, render
 from wistro.runtimes.base import LanguageRuntime
 from wistro.runtimes.node import NodeRuntime, ensure_esbuild
 from wistro.runtimes.python import PythonRuntime

@@ -15,8 +15,8 @@ import wistro
 import wistro.app
 from wistro.runtimes.base import LanguageRuntime
 from wistro.runtimes.node import NodeRuntime
-from wistro.runtimes.node_types import DTS_NAME, ts_type, write_typescript_types
 from wistro.runtimes.python import PythonRuntime
+from wistro.typegen.typescript import DTS_NAME, ts_type, write_typescript_types
 
 SDK_DTS = Path(wistro.__file__).parent / "sdk" / "js" / "index.d.ts"
 

@@ -272,7 +272,7 @@ class Comparison:
         if e.path is not None:
             return Path(e.path).resolve().parents[2]  # <root>/.wistro/evals/<id>
         try:
-            from wistro.project import find_root
+            from wistro.project.paths import find_root
 
             return find_root(None)
         except WistroError:

@@ -18,12 +18,12 @@ from wistro.errors import ProjectNotFound
 from wistro.eval._json import canonical, content_hash, plain
 from wistro.eval.errors import DatasetError, DatasetNotFound
 from wistro.files import write_atomic
-from wistro.project import find_root
+from wistro.project.paths import find_root
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from wistro.run import Run
+    from wistro.core.run import Run
 
 DATASET_DIR = "datasets"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

@@ -15,7 +15,7 @@ from wistro.eval.dataset import Dataset, list_datasets
 
 if TYPE_CHECKING:
     from wistro.app import App
-    from wistro.run import Run
+    from wistro.core.run import Run
 
 USAGE = "%wistro dataset add NAME [TRACE] | list | show NAME"
 

@@ -18,7 +18,7 @@ from wistro.eval._json import canonical
 from wistro.eval.dataset import Sample, _read_jsonl
 from wistro.eval.errors import EvalNotFound
 from wistro.eval.version import ProjectVersion
-from wistro.project import find_root
+from wistro.project.paths import find_root
 
 if TYPE_CHECKING:
     import pandas as pd

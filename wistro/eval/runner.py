@@ -18,7 +18,7 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from wistro.engine import Engine
+from wistro.core.engine import Engine
 from wistro.errors import WistroError
 from wistro.eval._json import canonical, content_hash
 from wistro.eval.dataset import Dataset, Sample
@@ -38,8 +38,8 @@ from wistro.state.memory import MemoryState
 
 if TYPE_CHECKING:
     from wistro.config import EngineConfig
-    from wistro.registry import Registry
-    from wistro.run import Run
+    from wistro.core.registry import Registry
+    from wistro.core.run import Run
 
 ScorerLike = Scorer | ScoreFn | str
 ResultHook = Callable[[SampleResult], None]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from wistro.errors import ProjectNotFound
 from wistro.eval.errors import VersionError
-from wistro.project import find_root
+from wistro.project.paths import find_root
 
 if TYPE_CHECKING:
     from wistro.app import App
@@ -97,7 +97,7 @@ def version_of_app(
     app: App, *, label: str | None = None, revision: str | None = None, git: bool = True
 ) -> ProjectVersion:
     """The version of a loaded project: its lock data, hashed."""
-    from wistro.lock import build_lock
+    from wistro.project.lock import build_lock
 
     lock = build_lock(app.project, app.registry)
     steps = {name: s["hash"] + (":" + _config_hash(s)) for name, s in sorted(lock["steps"].items())}

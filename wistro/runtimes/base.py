@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wistro.core.step import StepRecord
 from wistro.errors import StepLoadError
-from wistro.step import StepRecord
 
 
 @dataclass

@@ -33,10 +33,10 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
+from wistro.core.step import StepRecord
 from wistro.errors import GoBuildError, StepLoadError
 from wistro.runtimes.base import StepSource
 from wistro.runtimes.worker import WorkerRuntime, configs_from_lock, which
-from wistro.step import StepRecord
 
 SDK_DIR = Path(__file__).resolve().parent.parent / "sdk" / "go"
 SDK_MODULE = "wistro.dev/sdk"

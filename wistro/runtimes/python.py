@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from wistro.core.step import StepRecord, is_model
 from wistro.errors import StepLoadError
 from wistro.runtimes.base import LanguageRuntime, StepSource
-from wistro.step import StepRecord, is_model
 from wistro.threads import HANDLERS
 
 _CONFIG_LINE = re.compile(r"^config\s*(?::[^=]*)?=", re.MULTILINE)

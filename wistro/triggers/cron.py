@@ -39,14 +39,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import CroniterError, croniter
 
 from wistro.config import read_raw
+from wistro.core.step import StepRecord
 from wistro.diagnostics import Diagnostic
 from wistro.errors import WistroError
 from wistro.files import write_atomic
-from wistro.step import StepRecord
 
 if TYPE_CHECKING:
     from wistro.app import App
-    from wistro.run import Run
+    from wistro.core.run import Run
 
 log = logging.getLogger("wistro.cron")
 

@@ -31,8 +31,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from wistro.core.step import StepRecord
 from wistro.errors import ConfigError, WistroError
-from wistro.step import StepRecord
 from wistro.triggers.hosts import TrustedHosts
 from wistro.triggers.http_body import MAX_JSON_DEPTH, HttpError
 from wistro.triggers.http_body import Disconnected as Disconnected

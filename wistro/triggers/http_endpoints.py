@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from starlette.datastructures import Headers
 
+from wistro.core.step import StepRecord
 from wistro.errors import ConfigError, HandlerError, HandlerTimeout, PayloadError
-from wistro.step import StepRecord
 from wistro.triggers.http_body import (
     JSON_HEADERS,
     TRACE,

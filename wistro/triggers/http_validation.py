@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
+from wistro.core.topics import TopicCatalog
 from wistro.errors import ConfigError, PayloadError
-from wistro.topics import TopicCatalog
 from wistro.triggers.http_body import HttpError, encode
 
 MAX_FIELD_ERRORS = 20

@@ -12,9 +12,9 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, Literal
 
 from wistro.config import ApiEndpointConfig
+from wistro.core.step import StepRecord
 from wistro.errors import ConfigError, LockError
-from wistro.lock import read_lock
-from wistro.step import StepRecord
+from wistro.project.lock import read_lock
 
 if TYPE_CHECKING:
     from wistro.app import App

@@ -15,13 +15,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, ClassVar
 
-from wistro.context import DONE
+from wistro.core.context import DONE
+from wistro.core.step import StepRecord
 from wistro.errors import StepError, StepLoadError, WorkerCrashed, WorkerError, WorkerStartError
 from wistro.runtimes.base import LanguageRuntime, StepSource
 from wistro.runtimes.worker.framing import _encode
 from wistro.runtimes.worker.lockfile import configs_from_lock
 from wistro.runtimes.worker.process import WorkerProcess
-from wistro.step import StepRecord
 
 
 def _run_in_thread(factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:

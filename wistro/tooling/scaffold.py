@@ -7,7 +7,7 @@ from pathlib import Path
 
 from wistro.errors import WistroError
 
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = Path(__file__).parent.parent / "templates"
 RENAMES = {"gitignore": ".gitignore"}
 
 
@@ -32,7 +32,7 @@ def create_project(target: Path, template: str = "shop", force: bool = False) ->
         shutil.copyfile(path, dest)
         written.append(dest)
     from wistro.app import App
-    from wistro.lock import build_lock, write_lock
+    from wistro.project.lock import build_lock, write_lock
 
     app = App.load(target, state="memory", traces="memory", strict=True)
     lock_path = app.project.lock_path

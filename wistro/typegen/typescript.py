@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wistro.schemas import pascal_case
+from wistro.typegen.schemas import pascal_case
 
 if TYPE_CHECKING:
     from wistro.app import App

@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
+from wistro.core.observer import notify
 from wistro.errors import EngineCallTimeout, StateError
-from wistro.observer import notify
 from wistro.state.base import StateAdapter
 from wistro.tracing.records import LogRecord, StateOpRecord
 
 if TYPE_CHECKING:
     from wistro.config import EngineConfig
-    from wistro.observer import Observer
-    from wistro.run import Run
-    from wistro.step import StepRecord
+    from wistro.core.observer import Observer
+    from wistro.core.run import Run
+    from wistro.core.step import StepRecord
     from wistro.tracing.recorder import Recorder
 
 

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wistro.schemas import resolve_local_ref, strip_docs
+from wistro.typegen.schemas import resolve_local_ref, strip_docs
 
 if TYPE_CHECKING:
     from wistro.app import App

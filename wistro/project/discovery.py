@@ -11,10 +11,10 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
+from wistro.core.step import StepConfig, StepRecord, record_from_config
 from wistro.errors import DuplicateStepError, StepLoadError, WistroError
-from wistro.project import Project
+from wistro.project.paths import Project
 from wistro.runtimes import LanguageRuntime, StepSource
-from wistro.step import StepConfig, StepRecord, record_from_config
 
 
 def file_hash(path: Path) -> str:

@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 
 from wistro.app import App
-from wistro.project import find_root
+from wistro.project.paths import find_root
 from wistro.testing import load_app
 
 

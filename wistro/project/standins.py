@@ -19,9 +19,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from wistro.core.step import Emit, StepRecord
 from wistro.errors import StepLoadError, WistroError
-from wistro.project import Project
-from wistro.step import Emit, StepRecord
+from wistro.project.paths import Project
 
 _LITERAL_KEYS = ("name", "type", "subscribes", "emits", "flows", "description")
 

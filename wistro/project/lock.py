@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from wistro.discovery import file_hash
+from wistro.core.registry import Registry
+from wistro.core.step import StepRecord
 from wistro.errors import LockError, StaleLockError
 from wistro.files import write_atomic
-from wistro.project import Project
-from wistro.registry import Registry
-from wistro.step import StepRecord
+from wistro.project.discovery import file_hash
+from wistro.project.paths import Project
 
 LOCK_FORMAT = 1
 

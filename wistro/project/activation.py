@@ -7,12 +7,12 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wistro.lock import read_lock, version_of, write_lock
+from wistro.project.lock import read_lock, version_of, write_lock
 
 if TYPE_CHECKING:
-    from wistro.project import Project
-    from wistro.registry import Registry
-    from wistro.step import StepRecord
+    from wistro.core.registry import Registry
+    from wistro.core.step import StepRecord
+    from wistro.project.paths import Project
 
 _TOP_KEY = re.compile(r"^(\S[^:#]*):")
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import click
 
-from wistro import console
 from wistro.app import App
+from wistro.core.run import Run
 from wistro.errors import WistroError
-from wistro.run import Run
+from wistro.tooling import console
 from wistro.tracing.records import EventRecord, LogRecord, SpanRecord, as_dict
 
 
@@ -72,7 +72,12 @@ async def _serve(
     port: int,
     grace_s: float = 30.0,
 ) -> None:
-    from wistro.control import control_routes, new_token, remove_server_file, write_server_file
+    from wistro.server.control import (
+        control_routes,
+        new_token,
+        remove_server_file,
+        write_server_file,
+    )
     from wistro.triggers.cron import CronScheduler
     from wistro.triggers.http import HttpServer
 

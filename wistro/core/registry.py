@@ -5,9 +5,9 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Iterator
 
+from wistro.core.step import StepRecord
+from wistro.core.topics import TopicCatalog
 from wistro.errors import UnknownStepError
-from wistro.step import StepRecord
-from wistro.topics import TopicCatalog
 
 
 class Registry:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from wistro.app import App
-    from wistro.project import Project
+    from wistro.project.paths import Project
 
 SERVER_FILE = "server.json"
 TOKEN_HEADER = "x-wistro-token"

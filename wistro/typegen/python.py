@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wistro.schemas import pascal_case, resolve_local_ref, strip_docs
+from wistro.typegen.schemas import pascal_case, resolve_local_ref, strip_docs
 
 if TYPE_CHECKING:
     from wistro.app import App
@@ -392,9 +392,9 @@ def write_types(app: App, out_dir: str | Path | None = None) -> list[Path]:
         app.reload()
     written = [path]
     if any(r.language in ("javascript", "typescript") for r in app.registry):
-        from wistro.runtimes.node_types import write_typescript_types
+        from wistro.typegen.typescript import write_typescript_types
 
         written.append(write_typescript_types(app, out_dir))
-    from wistro.typegen_go import write_go_types  # writes only when the project has Go steps
+    from wistro.typegen.go import write_go_types  # writes only when the project has Go steps
 
     return written + write_go_types(app, out_dir)

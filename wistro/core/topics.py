@@ -12,8 +12,8 @@ import fastjsonschema
 from pydantic import BaseModel
 
 from wistro.config import ProjectConfig
+from wistro.core.step import StepRecord
 from wistro.errors import PayloadError, SchemaConflictError
-from wistro.step import StepRecord
 
 _IGNORED_KEYS = {"title", "description", "examples"}
 

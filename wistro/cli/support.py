@@ -1,7 +1,7 @@
 """What every group of the ``wistro`` command line shares: the context object, JSON output,
 one-line failures, payload parsing and running a coroutine.
 
-``wistro.cli`` (the main group) and ``wistro.eval.cli`` (``wistro dataset`` / ``wistro eval``)
+``wistro.cli.main`` (the main group) and ``wistro.cli.eval`` (``wistro dataset`` / ``wistro eval``)
 both import it; neither imports the other's helpers, so the main group can import the eval groups
 to register them without a cycle. Cheap to import: the app and the project load when a command
 asks for them.
@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
-from wistro import console
+from wistro.tooling import console
 
 __all__ = ["Obj", "emit_json", "fail", "parse_payload", "run_async"]
 
@@ -36,7 +36,7 @@ class Obj:
         return app
 
     def project_only(self) -> Any:
-        from wistro.project import load_project
+        from wistro.project.paths import load_project
 
         return load_project(self.project, self.env)
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import click
 
-from wistro import console
-from wistro.cli_support import Obj, emit_json, fail, parse_payload, run_async
+from wistro.cli.support import Obj, emit_json, fail, parse_payload, run_async
 from wistro.config import DEFAULT_ENV
 from wistro.errors import WistroError
+from wistro.tooling import console
 
-# Obj, emit_json, fail, parse_payload, run_async live in wistro.cli_support (shared with
-# wistro.eval.cli) and stay importable from here.
+# Obj, emit_json, fail, parse_payload, run_async live in wistro.cli.support (shared with
+# wistro.cli.eval) and stay importable from here.
 __all__ = [
     "Obj",
     "WistroGroup",
@@ -67,8 +67,8 @@ pass_obj = click.pass_obj
 
 
 def _register_groups() -> None:
-    from wistro.eval.cli import dataset as dataset_group
-    from wistro.eval.cli import eval_group
+    from wistro.cli.eval import dataset as dataset_group
+    from wistro.cli.eval import eval_group
 
     main.add_command(dataset_group)
     main.add_command(eval_group)
@@ -83,7 +83,7 @@ def _register_groups() -> None:
 @click.option("--force", is_flag=True, help="Write into a folder that is not empty.")
 def init(directory: Path, template: str, force: bool) -> None:
     """Create a working example project with steps, tests and a notebook."""
-    from wistro.scaffold import create_project
+    from wistro.tooling.scaffold import create_project
 
     created = create_project(directory, template, force=force)
     click.echo(f"Created {directory} ({len(created)} files) from the {template!r} template.")
@@ -101,8 +101,8 @@ def init(directory: Path, template: str, force: bool) -> None:
 def check(obj: Obj, strict: bool, as_json: bool) -> None:
     """Validate the project's steps, topics and flows without running anything."""
     from wistro.app import App
-    from wistro.check import check as run_check
-    from wistro.check import check_exit_code
+    from wistro.tooling.check import check as run_check
+    from wistro.tooling.check import check_exit_code
 
     app = App.load(obj.project, env=obj.env, state="memory", traces="memory")
     diags = run_check(app)
@@ -129,7 +129,7 @@ def check(obj: Obj, strict: bool, as_json: bool) -> None:
 def lock(obj: Obj, check_only: bool) -> None:
     """Write wistro.yml.lock (or check that it is up to date)."""
     from wistro.app import App
-    from wistro.lock import build_lock, diff_locks, read_lock, write_lock
+    from wistro.project.lock import build_lock, diff_locks, read_lock, write_lock
 
     app = App.load(obj.project, env=obj.env, state="memory", traces="memory", strict=True)
     data = build_lock(app.project, app.registry)
@@ -163,7 +163,7 @@ def lock(obj: Obj, check_only: bool) -> None:
 def types(obj: Obj, out: Path | None) -> None:
     """Write typed stubs for topics and each step's emits: wistro_types.py, and
     wistro-types.d.ts / wistro_types.go when the project has JS/TS / Go steps."""
-    from wistro.typegen import write_types
+    from wistro.typegen.python import write_types
 
     app = obj.app(state="memory", traces="memory")
     for path in write_types(app, out):
@@ -216,7 +216,7 @@ def flows(obj: Obj, as_json: bool) -> None:
 @pass_obj
 def graph(obj: Obj, flow: str | None, fmt: str, output: Path | None) -> None:
     """Draw the flow graph (all flows, or one)."""
-    from wistro import graph as g
+    from wistro.tooling import graph as g
 
     app = obj.app(state="memory", traces="memory")
     render = {"dot": g.to_dot, "mermaid": g.to_mermaid, "svg": g.to_svg}[fmt]
@@ -282,7 +282,7 @@ def emit(
     When a `wistro dev` or `wistro start` of the same project is running, the event is sent to
     it (and that is said on stderr); otherwise it runs in this process."""
     from wistro.app import App
-    from wistro.control import emit_remote, running_server
+    from wistro.server.control import emit_remote, running_server
 
     data = parse_payload(payload)
     server = None if local else running_server(obj.project_only())
@@ -531,7 +531,7 @@ grace_option = click.option(
 @pass_obj
 def dev(obj: Obj, no_reload: bool, host: str, port: int, grace_s: float) -> None:
     """Run the engine, HTTP endpoints and cron jobs, with hot reload and a live log."""
-    from wistro.serve import run_dev
+    from wistro.server.serve import run_dev
 
     run_dev(obj.project, obj.env, reload=not no_reload, host=host, port=port, grace_s=grace_s)
 
@@ -543,7 +543,7 @@ def dev(obj: Obj, no_reload: bool, host: str, port: int, grace_s: float) -> None
 @pass_obj
 def start(obj: Obj, host: str, port: int, grace_s: float) -> None:
     """Production: run from wistro.yml.lock alone (no scanning, lazy step imports)."""
-    from wistro.serve import run_start
+    from wistro.server.serve import run_start
 
     run_start(obj.project, obj.env, host=host, port=port, grace_s=grace_s)
 

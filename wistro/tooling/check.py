@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wistro.config import read_raw
+from wistro.core.step import StepRecord
 from wistro.diagnostics import Diagnostic, Severity
 from wistro.errors import WistroError
-from wistro.step import StepRecord
 from wistro.triggers.cron import cron_diagnostics
 
 if TYPE_CHECKING:

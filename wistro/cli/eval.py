@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from wistro.cli_support import Obj, emit_json, fail, parse_payload, run_async
+from wistro.cli.support import Obj, emit_json, fail, parse_payload, run_async
 
 # wistro/cli.py imports this module to register the groups; the helpers both use live in
-# wistro.cli_support, and the eval machinery is imported when a command runs (`wistro --help`
+# wistro.cli.support, and the eval machinery is imported when a command runs (`wistro --help`
 # does not load numpy).
 pass_obj = click.pass_obj
 

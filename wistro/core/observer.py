@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from wistro.run import Run
+    from wistro.core.run import Run
     from wistro.tracing.records import EventRecord, LogRecord, SpanRecord
 
 logger = logging.getLogger("wistro.engine")

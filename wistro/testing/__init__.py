@@ -14,18 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from wistro.app import App
-from wistro.context import Context
-from wistro.discovery import file_hash, validate_config
-from wistro.engine import Engine
+from wistro.core.context import Context
+from wistro.core.engine import Engine
+from wistro.core.registry import Registry
+from wistro.core.run import Run
+from wistro.core.step import Emit, StepRecord
+from wistro.core.topics import TopicCatalog
 from wistro.errors import StepLoadError
 from wistro.eval.testing import assert_no_regression
-from wistro.project import find_root
-from wistro.registry import Registry
-from wistro.run import Run
+from wistro.project.discovery import file_hash, validate_config
+from wistro.project.paths import find_root
 from wistro.runtimes.python import PythonRuntime
 from wistro.state.memory import MemoryState
-from wistro.step import Emit, StepRecord
-from wistro.topics import TopicCatalog
 from wistro.tracing.records import new_id, new_trace_id
 
 __all__ = [
@@ -70,7 +70,7 @@ def load_step(path: str | Path) -> LoadedStep:
         file = (find_root() / file) if not file.exists() else file.resolve()
     file = file.resolve()
     root = find_root(file.parent)
-    from wistro.project import load_project
+    from wistro.project.paths import load_project
 
     src = load_project(root).src
     runtime = PythonRuntime()

@@ -18,7 +18,13 @@ from pydantic import ValidationError as PydanticValidationError
 
 from wistro.bus import Delivery, EventBus, InMemoryBus
 from wistro.config import EngineConfig
-from wistro.context import Context
+from wistro.core.context import Context
+from wistro.core.ledger import LocalLedger, RunLedger
+from wistro.core.observer import Observer, notify
+from wistro.core.registry import Registry
+from wistro.core.run import Run
+from wistro.core.step import StepRecord
+from wistro.core.watchdog import Blocker, LoopWatchdog, find_blocker
 from wistro.errors import (
     HandlerError,
     HandlerTimeout,
@@ -28,12 +34,7 @@ from wistro.errors import (
     UnknownTopicError,
     WistroError,
 )
-from wistro.ledger import LocalLedger, RunLedger
-from wistro.observer import Observer, notify
-from wistro.registry import Registry
-from wistro.run import Run
 from wistro.state.base import StateAdapter
-from wistro.step import StepRecord
 from wistro.tracing.recorder import Recorder
 from wistro.tracing.records import (
     DeadLetter,
@@ -45,7 +46,6 @@ from wistro.tracing.records import (
     new_trace_id,
 )
 from wistro.tracing.store import TraceStore
-from wistro.watchdog import Blocker, LoopWatchdog, find_blocker
 
 _now = time.time
 MAX_BACKOFF_S = 30.0
@@ -77,7 +77,7 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
 
-_ENGINE_DIR = __file__.rsplit("/", 1)[0] + "/"
+_ENGINE_DIR = __file__.rsplit("/", 2)[0] + "/"  # wistro/: every frame of the engine
 
 
 class Engine:

@@ -1,0 +1,1 @@
+"""The model and the engine: steps, topics, the registry, runs, ``ctx``, delivery."""

@@ -1,0 +1,1 @@
+"""A project on disk: its paths, discovery of its step files, stand-ins for broken ones, the lock, activation."""

@@ -1,0 +1,1 @@
+"""The long-running modes (``wistro dev`` / ``wistro start``) and talking to a running server."""

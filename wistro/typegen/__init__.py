@@ -1,0 +1,1 @@
+"""Typed stubs from topic schemas: Python, TypeScript, Go."""
