@@ -9,9 +9,7 @@ import json
 import logging
 import threading
 import time
-import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
@@ -19,6 +17,19 @@ from pydantic import ValidationError as PydanticValidationError
 from wistro.bus import Delivery, EventBus, InMemoryBus
 from wistro.config import EngineConfig
 from wistro.core.context import Context
+from wistro.core.failures import (
+    add_history,
+    blocked_warning,
+    dead_letter_of,
+    dumps_payload,
+    dumps_refused,
+    dumps_safe,
+    failed_again,
+    missing_step,
+    new_dead_letter,
+    user_traceback,
+)
+from wistro.core.invoke import invoke
 from wistro.core.ledger import LocalLedger, RunLedger
 from wistro.core.observer import Observer, notify
 from wistro.core.registry import Registry
@@ -30,7 +41,6 @@ from wistro.errors import (
     HandlerTimeout,
     PayloadError,
     UndeclaredEmitError,
-    UnknownStepError,
     UnknownTopicError,
     WistroError,
 )
@@ -50,34 +60,6 @@ from wistro.tracing.store import TraceStore
 _now = time.time
 MAX_BACKOFF_S = 30.0
 logger = logging.getLogger("wistro.engine")
-
-
-_encode = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def _dumps(data: Any, topic: str) -> str:
-    try:
-        return _encode(data)
-    except (TypeError, ValueError) as e:
-        raise PayloadError(f"payload is not JSON: {e}", topic=topic) from None
-
-
-def _dumps_safe(data: Any) -> str:
-    try:
-        return _encode(data)
-    except (TypeError, ValueError):
-        return _encode(repr(data))
-
-
-def _user_traceback(exc: BaseException) -> str:
-    """The traceback from the first frame outside the engine on: the user's code."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_ENGINE_DIR):
-        tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
-
-
-_ENGINE_DIR = __file__.rsplit("/", 2)[0] + "/"  # wistro/: every frame of the engine
 
 
 class Engine:
@@ -171,42 +153,19 @@ class Engine:
         if self._capacity is not None:
             self._capacity.set()
 
+    def _blocked(self, where: Blocker, seconds: float) -> None:
+        log = blocked_warning(where, seconds, self.registry.steps)
+        self.recorder.log(log)
+        if not self.observers:
+            logger.warning("%s%s", f"step {log.step!r}: " if log.step else "", log.message)
+        notify(self.observers, "on_log", log)
+
     def _step_files(self) -> set[str]:
         registry = self.registry
         if getattr(self, "_files_of", None) is not registry:
             self._files = {str(r.file) for r in registry}
             self._files_of = registry
         return self._files
-
-    def _blocked(self, where: Blocker, seconds: float) -> None:
-        """The watchdog found a step blocking the loop: a warning in its span and the console."""
-        span: SpanRecord | None = where.span if isinstance(where.span, SpanRecord) else None
-        run: Run | None = where.run if isinstance(where.run, Run) else None
-        step = span.step if span is not None else None
-        record = self.registry.steps.get(step) if step else None
-        file = record.rel_file if record is not None else where.file
-        ms = seconds * 1000
-        message = (
-            f"the event loop was blocked for {ms:.0f} ms by {file}:{where.line}: an async handler "
-            "must not call blocking code (use a plain `def` handler, or `await asyncio.to_thread`)"
-        )
-        fields = {"blocked_ms": round(ms, 1), "file": file, "line": where.line}
-        trace_id = run.trace_id if run is not None else (span.trace_id if span else "")
-        log = LogRecord(
-            trace_id,
-            span.id if span else None,
-            step,
-            "warning",
-            message,
-            json.dumps(fields),
-            _now(),
-        )
-        if run is not None:
-            run.log_records.append(log)
-        self.recorder.log(log)
-        if not self.observers:
-            logger.warning("%s%s", f"step {step!r}: " if step else "", message)
-        notify(self.observers, "on_log", log)
 
     async def drain(self, timeout: float | None = None) -> bool:
         """Wait until no work is in flight (at most ``timeout`` seconds), then flush traces.
@@ -280,7 +239,7 @@ class Engine:
         try:
             self.check_topic(topic)
             payload = self.registry.topics.validator(topic)(data)
-            data_json = _dumps(payload, topic)
+            data_json = dumps_payload(payload, topic)
         except WistroError as e:
             e.trace_id = self.refused(topic, data, trigger, e).trace_id
             raise
@@ -311,7 +270,7 @@ class Engine:
             new_id(),
             run.trace_id,
             topic,
-            _dumps_refused(data),
+            dumps_refused(data),
             trigger,
             None,
             _now(),
@@ -339,7 +298,7 @@ class Engine:
             raise err
         try:
             payload = self.registry.topics.validator(topic)(data)
-            data_json = _dumps(payload, topic)
+            data_json = dumps_payload(payload, topic)
         except PayloadError as e:
             e.step = step.name
             e.args = (e.format(),)
@@ -354,7 +313,7 @@ class Engine:
             new_id(),
             run.trace_id,
             topic,
-            _dumps_refused(data),
+            dumps_refused(data),
             step.name,
             span_id,
             _now(),
@@ -396,7 +355,7 @@ class Engine:
     # ------------------------------------------------------------ delivering
     async def _deliver(self, d: Delivery) -> None:
         run = self.runs.get(d.event.trace_id) or self._adopt(d)
-        step = self.registry.steps.get(d.step) or _missing_step(d.step)
+        step = self.registry.steps.get(d.step) or missing_step(d.step)
         if d.attempt > 1 and not step.active:  # deactivated while it waited for a retry
             self._settle(run)
             return
@@ -415,24 +374,7 @@ class Engine:
             model = step.input_model
             if model is not None:
                 data = model.model_validate(data)
-            invoke = step.invoke
-            if invoke is None:
-                raise WistroError("the step has no handler bound", step=step.name)
-            limit = step.timeout_s or self.config.default_timeout_s
-            if limit is None:
-                await invoke(data, ctx)
-            else:
-                timer = asyncio.timeout(limit)
-                try:
-                    async with timer:
-                        await invoke(data, ctx)
-                except TimeoutError:
-                    if not timer.expired():
-                        raise
-                    raise HandlerTimeout(
-                        f"handler timed out after {limit:g}s", step=step.name, topic=d.event.topic
-                    ) from None
-                _check_wall_time(span, limit, step.name, d.event.topic)
+            await invoke(step, data, ctx, span, self.config.default_timeout_s)
             span.status = "ok"
         except asyncio.CancelledError:
             span.status = "error"
@@ -455,7 +397,7 @@ class Engine:
         except Exception as e:
             span.status = "error"
             span.error = f"{type(e).__name__}: {e}"
-            span.traceback = _user_traceback(e)
+            span.traceback = user_traceback(e)
             retry = True
         finally:
             span.end = _now()
@@ -491,23 +433,11 @@ class Engine:
         error = span.error or span.status
         dead = self._replaying.pop(d.dead_letter_id, None) if d.dead_letter_id else None
         if dead is None:
-            dead = DeadLetter(
-                new_id(),
-                run.trace_id,
-                d.step,
-                d.event.topic,
-                d.event.id,
-                d.event.data_json,
-                error,
-                d.attempt,
-                _now(),
+            dead = new_dead_letter(
+                run.trace_id, d.step, d.event.topic, d.event.id, d.event.data_json, error, d.attempt
             )
         else:
-            dead.attempts += d.attempt
-            dead.error = error
-            dead.ts = _now()
-            dead.replayed = False
-        dead.history_json = _add_history(dead.history_json, run.trace_id, d.attempt, error)
+            failed_again(dead, run.trace_id, d.attempt, error)
         run.dead_letters.append(dead)
         self.recorder.dead_letter(dead)
 
@@ -516,7 +446,7 @@ class Engine:
         if dead is None:
             return
         dead.replayed = True
-        dead.history_json = _add_history(dead.history_json, run.trace_id, d.attempt, None)
+        dead.history_json = add_history(dead.history_json, run.trace_id, d.attempt, None)
         self.recorder.dead_letter(dead)
 
     def _settle(self, run: Run) -> None:
@@ -558,22 +488,8 @@ class Engine:
         notify(self.observers, "on_span_start", span)
         self.active[span.id] = span
         ctx = Context(self, step, run, span.id)
-        limit = step.timeout_s or self.config.default_timeout_s
         try:
-            if step.invoke is None:
-                raise WistroError("the step has no handler bound", step=step.name)
-            timer = asyncio.timeout(limit)
-            try:
-                async with timer:
-                    result = await step.invoke(data, ctx)
-            except TimeoutError:
-                if not timer.expired():
-                    raise
-                raise HandlerTimeout(
-                    f"handler timed out after {limit:g}s", step=step.name, topic=topic
-                ) from None
-            if limit is not None:
-                _check_wall_time(span, limit, step.name, topic)
+            result = await invoke(step, data, ctx, span, self.config.default_timeout_s)
             span.status = "ok"
             return result, run
         except HandlerTimeout as e:
@@ -583,7 +499,7 @@ class Engine:
         except Exception as e:
             span.status = "error"
             span.error = f"{type(e).__name__}: {e}"
-            span.traceback = _user_traceback(e)
+            span.traceback = user_traceback(e)
             err = HandlerError(span.error, step=step.name, topic=topic)
             err.trace_id = run.trace_id
             raise err from e
@@ -596,18 +512,10 @@ class Engine:
             if span.status != "ok" and trigger == "api":  # the client got the error: no replay
                 run.failures.append(f"{step.name}: {span.error}")
             elif span.status != "ok":
-                dead = DeadLetter(
-                    new_id(),
-                    run.trace_id,
-                    step.name,
-                    topic,
-                    "",
-                    _dumps_safe(data),
-                    span.error or span.status,
-                    1,
-                    _now(),
+                error = span.error or span.status
+                dead = new_dead_letter(
+                    run.trace_id, step.name, topic, "", dumps_safe(data), error, 1
                 )
-                dead.history_json = _add_history("[]", run.trace_id, 1, dead.error)
                 run.dead_letters.append(dead)
                 self.recorder.dead_letter(dead)
             self._settle(run)
@@ -644,63 +552,6 @@ class Engine:
         if wait:
             await run.wait()
         return run
-
-
-def _missing_step(name: str) -> StepRecord:
-    """A delivery to a step that is no longer registered (removed by a reload): it fails with
-    that error and is dead-lettered, never dropped."""
-
-    async def gone(data: Any, ctx: Any) -> Any:
-        raise UnknownStepError("the step is no longer registered (removed or renamed?)", step=name)
-
-    return StepRecord(
-        name=name,
-        file=Path(name),
-        rel_file="",
-        language="python",
-        type="event",
-        hash="",
-        retries=0,
-        invoke=gone,
-    )
-
-
-def dead_letter_of(row: dict[str, Any]) -> DeadLetter:
-    """A stored dead letter (a row of ``TraceStore.dead_letters``) as a record."""
-    names = DeadLetter.__slots__
-    return DeadLetter(**{k: row[k] for k in names if k in row})
-
-
-def _dumps_refused(data: Any) -> str:
-    """A refused payload as JSON text, whatever it is (lone surrogates and all)."""
-    try:
-        return json.dumps(data, default=repr)
-    except (TypeError, ValueError, RecursionError):
-        return json.dumps(repr(data))
-
-
-def _add_history(history_json: str, trace_id: str, attempts: int, error: str | None) -> str:
-    try:
-        history = json.loads(history_json or "[]")
-    except ValueError:
-        history = []
-    history.append(
-        {"trace_id": trace_id, "attempts": attempts, "error": error, "ts": round(_now(), 3)}
-    )
-    return json.dumps(history[-50:])
-
-
-def _check_wall_time(span: SpanRecord, limit: float, step: str, topic: str) -> None:
-    """A handler that never yields cannot be cancelled by ``asyncio.timeout``; when it ran past
-    its limit anyway, it is failed as timed out."""
-    took = _now() - span.start
-    if took > limit:
-        raise HandlerTimeout(
-            f"handler timed out: ran {took:.2f}s without yielding (limit {limit:g}s); it "
-            "blocked the event loop",
-            step=step,
-            topic=topic,
-        )
 
 
 def add_observer(engine: Engine, observer: Observer) -> Callable[[], None]:
