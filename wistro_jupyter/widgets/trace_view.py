@@ -1,0 +1,148 @@
+"""``TraceView``: one run (spans, events, logs, state changes, errors), live while it is in
+flight through the engine's ``TraceHub``."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import traitlets as t
+
+from wistro_jupyter import reprs
+from wistro_jupyter.traces import RunSnapshot, TraceData, empty, from_run, from_stored
+from wistro_jupyter.widgets.base import _WistroWidget
+from wistro_jupyter.widgets.throttle import Throttle
+from wistro_jupyter.widgets.trace_hub import TraceHub, trace_hub
+
+if TYPE_CHECKING:
+    from wistro.core.engine import Engine
+    from wistro.core.run import Run
+
+
+class TraceView(_WistroWidget):
+    """One run: spans (a waterfall), events with payloads, logs, state changes and errors with
+    their traceback. Live while the run is in flight."""
+
+    kind = t.Unicode("trace_view").tag(sync=True)
+    trace = t.Dict().tag(sync=True)
+    filter_step = t.Unicode("").tag(sync=True)
+    filter_status = t.Unicode("").tag(sync=True)
+
+    languages: dict[str, str] = {}  # step name -> language; kept current by the session
+
+    @t.validate("trace")
+    def _with_languages(self, proposal: Any) -> Any:
+        """Each span says the language of its step (Python, Go, TypeScript, ...)."""
+        trace = proposal["value"]
+        langs = TraceView.languages
+        spans = trace.get("spans") if isinstance(trace, dict) else None
+        if langs and spans:
+            trace = {
+                **trace,
+                "spans": [
+                    {**s, "language": langs[s["step"]]} if s.get("step") in langs else s
+                    for s in spans
+                ],
+            }
+        return trace
+
+    def __init__(self, trace: TraceData | None = None, **kwargs: Any) -> None:
+        self.run: Run | None = None
+        self.error: str | None = None  # the emit failed before a run started
+        self._trace_id = ""
+        self._snapshot: RunSnapshot | None = None
+        self._hub: TraceHub | None = None
+        self._throttle = Throttle(self._push)
+        self._done: asyncio.Event | None = None
+        super().__init__(trace=trace or empty(""), **kwargs)
+
+    # ------------------------------------------------------------ constructors
+    @classmethod
+    def pending(cls, topic: str, data: Any = None) -> TraceView:
+        return cls(empty(topic, data))
+
+    @classmethod
+    def from_run(cls, run: Run, engine: Engine | None = None) -> TraceView:
+        view = cls(from_run(run))
+        view._trace_id = run.trace_id
+        view.run = run
+        if engine is not None and not run.done:
+            view.attach(run, engine)
+        return view
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any]) -> TraceView:
+        view = cls(from_stored(stored))
+        view._trace_id = stored["run"]["trace_id"]
+        return view
+
+    # ------------------------------------------------------------ live
+    def attach(self, run: Run, engine: Engine) -> None:
+        """Follow ``run`` from now on (what it did so far is shown at once)."""
+        self.detach()
+        self.run = run
+        self._trace_id = run.trace_id
+        self._snapshot = RunSnapshot(run)
+        if run.done:
+            self._push()
+            return
+        self._throttle.engine = engine
+        self._hub = trace_hub(engine)
+        self._hub.add(self)
+        self._throttle.flush()
+
+    def detach(self) -> None:
+        hub, self._hub = self._hub, None
+        if hub is not None:
+            hub.remove(self)
+        self._throttle.cancel()
+
+    @property
+    def attached(self) -> bool:
+        return self._hub is not None
+
+    def _run_ended(self) -> None:
+        self._throttle.flush()
+        self.detach()
+        if self._done is not None:
+            self._done.set()
+
+    def fail(self, message: str) -> None:
+        """The emit was refused before any run started."""
+        self.error = message
+        trace = dict(self.trace)
+        trace["run"] = {**trace.get("run", {}), "status": "error", "error": message}
+        self.trace = trace
+        self.detach()
+        if self._done is not None:
+            self._done.set()
+
+    def _push(self) -> None:
+        if self._snapshot is not None:
+            self.trace = self._snapshot.data()
+
+    def close(self) -> None:
+        self.detach()
+        super().close()
+
+    async def wait(self) -> Run | None:
+        """Until the run has ended (``None`` when the emit was refused)."""
+        if self.error is None and (self.run is None or not self.run.done):
+            if self._done is None:
+                self._done = asyncio.Event()
+            await self._done.wait()
+        if self.run is not None:
+            await self.run.wait()
+        return self.run
+
+    def _static_html(self) -> str:
+        return reprs.trace_html(
+            self.trace, step=self.filter_step or None, status=self.filter_status or None
+        )
+
+    def __repr__(self) -> str:
+        run = self.trace.get("run") or {}
+        return (
+            f"<TraceView {str(run.get('trace_id') or '')[:12]} {run.get('topic', '')} "
+            f"{run.get('status', '')}: {len(self.trace.get('spans') or [])} spans>"
+        )
