@@ -1,0 +1,131 @@
+"""The commands of the long-running side: ``wistro cron list``, ``dev``, ``start`` and
+``openapi``, with the ``--host``, ``--port`` and ``--grace-s`` options ``dev`` and ``start``
+share."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from wistro.cli.group import main, pass_obj
+from wistro.cli.support import Obj, emit_json
+from wistro.tooling import console
+
+# ---------------------------------------------------------------- cron
+
+
+@main.group()
+def cron() -> None:
+    """Cron jobs: cron steps and wistro.yml `cron:` entries."""
+
+
+@cron.command("list")
+@click.option(
+    "-n",
+    "count",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Next fire times to show per job.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@pass_obj
+def cron_list(obj: Obj, count: int, as_json: bool) -> None:
+    """List each cron job with its schedule, target and next fire times."""
+    from wistro.triggers.cron import cron_table
+
+    app = obj.app(state="memory", traces="memory")
+    rows = cron_table(app, count)
+    invalid = [row for row in rows if row["error"]]
+    if as_json:
+        emit_json(rows)
+    elif not rows:
+        click.echo("no cron jobs")
+    else:
+        shown = [
+            {**row, "next": console.styled("invalid", fg="red") if row["error"] else row["next"]}
+            for row in rows
+        ]
+        click.echo(console.table(shown, ["name", "schedule", "timezone", "target", "next"]))
+    for row in invalid:
+        where = f"{row['source']}: " if row["source"] else ""
+        click.echo(
+            click.style("error: ", fg="red", bold=True)
+            + f"{where}cron job {row['name']!r}: {row['error']}",
+            err=True,
+        )
+    if invalid:
+        sys.exit(1)
+
+
+host_option = click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address of the HTTP endpoints (0.0.0.0 to expose them).",
+)
+port_option = click.option(
+    "--port",
+    default=3111,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port of the HTTP endpoints (0: any free port).",
+)
+
+
+grace_option = click.option(
+    "--grace-s",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="On SIGTERM/Ctrl-C, how long in-flight work may take to finish before it is abandoned.",
+)
+
+
+@main.command()
+@click.option("--no-reload", is_flag=True, help="Do not watch step files.")
+@host_option
+@port_option
+@grace_option
+@pass_obj
+def dev(obj: Obj, no_reload: bool, host: str, port: int, grace_s: float) -> None:
+    """Run the engine, HTTP endpoints and cron jobs, with hot reload and a live log."""
+    from wistro.server.serve import run_dev
+
+    run_dev(obj.project, obj.env, reload=not no_reload, host=host, port=port, grace_s=grace_s)
+
+
+@main.command()
+@host_option
+@port_option
+@grace_option
+@pass_obj
+def start(obj: Obj, host: str, port: int, grace_s: float) -> None:
+    """Production: run from wistro.yml.lock alone (no scanning, lazy step imports)."""
+    from wistro.server.serve import run_start
+
+    run_start(obj.project, obj.env, host=host, port=port, grace_s=grace_s)
+
+
+@main.command()
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to a file instead of stdout.",
+)
+@pass_obj
+def openapi(obj: Obj, output: Path | None) -> None:
+    """Print (or write) the OpenAPI 3.1 document of the project's HTTP endpoints."""
+    from wistro.triggers.openapi import openapi_document
+
+    app = obj.app(state="memory", traces="memory")
+    text = json.dumps(openapi_document(app), indent=2) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
