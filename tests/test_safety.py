@@ -453,7 +453,8 @@ async def test_an_older_trace_database_gains_the_dead_letter_history(tmp_path: P
 
 async def test_a_burst_shares_each_loop_iteration_across_all_workers(make_app) -> None:
     """Each worker used to run 64 deliveries per loop iteration: 5 steps x 16 workers held the
-    loop for 100+ ms in a burst. Now the budget is per iteration, for all workers together."""
+    loop for 100+ ms in a burst (2,000 deliveries in one iteration here). Now the budget is per
+    iteration, for all workers together, plus one each for workers woken from a yield."""
     from wistro.bus import FAIR_SHARE
 
     files = {
@@ -495,4 +496,5 @@ async def test_a_burst_shares_each_loop_iteration_across_all_workers(make_app) -
     await app.drain()
     ticking = False
     assert started == 10_000
-    assert max(per_iteration) <= FAIR_SHARE + 16, max(per_iteration)
+    workers = 5 * 16  # each worker may deliver one more after it yielded
+    assert max(per_iteration) <= FAIR_SHARE + workers, max(per_iteration)

@@ -83,13 +83,17 @@ class InMemoryBus(EventBus):
         assert deliver is not None and self._loop is not None
         queue = lane.queue
         try:
+            woken = False
             while True:
                 while queue:
-                    if self._spent >= FAIR_SHARE:
+                    if self._spent >= FAIR_SHARE and not woken:
                         # The budget of this loop iteration is spent (by this worker or others):
-                        # let timers, I/O and the kernel in before delivering more.
+                        # let timers, I/O and the kernel in before delivering more. Once woken,
+                        # a worker delivers one before it checks again, so no worker spins.
                         await asyncio.sleep(0)
+                        woken = True
                         continue
+                    woken = False
                     if not self._reset_pending:
                         self._reset_pending = True
                         self._loop.call_soon(self._reset)
