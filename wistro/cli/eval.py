@@ -1,4 +1,4 @@
-"""``wistro dataset ...`` and ``wistro eval ...``: registered on the main group by wistro/cli.py."""
+"""``wistro dataset ...`` and ``wistro eval ...``: registered on the main group by wistro/cli/main.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import click
 
 from wistro.cli.support import Obj, emit_json, fail, parse_payload, run_async
 
-# wistro/cli.py imports this module to register the groups; the helpers both use live in
+# wistro/cli/main.py imports this module to register the groups; the helpers both use live in
 # wistro.cli.support, and the eval machinery is imported when a command runs (`wistro --help`
 # does not load numpy).
 pass_obj = click.pass_obj
