@@ -99,6 +99,15 @@ def settled(db: Path) -> Path:
     """The database alone on disk: connections of earlier in-process commands closed (which
     checkpoints their -wal into it), so a damage to the file is not hidden by a -wal copy."""
     gc.collect()
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # whatever is still in -wal goes in the file
+    conn.close()
+    # A fresh inode: a connection an earlier command left open keeps the old one, so damage
+    # made below is never mixed with that connection's cached pages or its -shm.
+    fresh = db.with_name(db.name + ".fresh")
+    fresh.write_bytes(db.read_bytes())
+    os.chmod(fresh, 0o600)
+    os.replace(fresh, db)
     for suffix in ("-wal", "-shm"):
         db.with_name(db.name + suffix).unlink(missing_ok=True)
     return db
