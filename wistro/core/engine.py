@@ -7,6 +7,7 @@ import asyncio
 import difflib
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +59,7 @@ from wistro.tracing.records import (
 from wistro.tracing.store import TraceStore
 
 _now = time.time
+_getframe = sys._getframe
 MAX_BACKOFF_S = 30.0
 logger = logging.getLogger("wistro.engine")
 
@@ -87,6 +89,7 @@ class Engine:
         self._idle: asyncio.Event | None = None
         self._replaying: dict[str, DeadLetter] = {}  # dead letters being replayed, by id
         self.active: dict[str, SpanRecord] = {}  # spans running now, by id
+        self._running: dict[Any, tuple[SpanRecord, Run]] = {}  # delivery frame -> its span, run
         self._watchdog: LoopWatchdog | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -125,9 +128,8 @@ class Engine:
         threshold = self.config.block_warn_ms / 1000
         if threshold <= 0:
             return
-        codes = (Engine._deliver.__code__, Engine.call.__code__)
         self._watchdog = LoopWatchdog(
-            threshold, find_blocker(self._step_files, codes), self._blocked
+            threshold, find_blocker(self._step_files, self._running), self._blocked
         )
         self._watchdog.start(loop)
 
@@ -146,6 +148,7 @@ class Engine:
         self.bus.abandon()
         self.runs.clear()
         self.active.clear()
+        self._running.clear()
         self._replaying.clear()
         self.ledger.clear()
         if self._idle is not None:
@@ -367,6 +370,9 @@ class Engine:
             notify(observers, "on_span_start", span)
         active = self.active
         active[span.id] = span
+        frame = _getframe()
+        running = self._running
+        running[frame] = (span, run)
         ctx = Context(self, step, run, span.id)
         retry = False
         try:
@@ -402,6 +408,7 @@ class Engine:
         finally:
             span.end = _now()
             del active[span.id]
+            del running[frame]
             run.span_records.append(span)
             self.recorder.span(span)
             if observers:
@@ -487,6 +494,8 @@ class Engine:
         span = SpanRecord(new_id(), run.trace_id, step.name, topic, "", 1, _now())
         notify(self.observers, "on_span_start", span)
         self.active[span.id] = span
+        frame = _getframe()
+        self._running[frame] = (span, run)
         ctx = Context(self, step, run, span.id)
         try:
             result = await invoke(step, data, ctx, span, self.config.default_timeout_s)
@@ -506,6 +515,7 @@ class Engine:
         finally:
             span.end = _now()
             self.active.pop(span.id, None)
+            self._running.pop(frame, None)
             run.span_records.append(span)
             self.recorder.span(span)
             notify(self.observers, "on_span_end", span)

@@ -95,6 +95,8 @@ class LoopWatchdog:
             return None
         try:
             return self._find(frame)
+        except Exception:  # a frame that changed under us: skip this sample, never stop
+            return None
         finally:
             del frame
 
@@ -122,22 +124,26 @@ class LoopWatchdog:
                     self._first = second
 
 
-def find_blocker(step_files: Callable[[], set[str]], engine_codes: tuple[Any, ...]) -> Finder:
+def find_blocker(step_files: Callable[[], set[str]], running: dict[Any, tuple[Any, Any]]) -> Finder:
     """A finder for the engine: the innermost frame of a step file, and the span and run of the
-    engine frame (``_deliver`` / ``call``) that runs it."""
+    engine frame that runs it. The engine registers each running delivery's own frame in
+    ``running`` (frame -> (span, run)), so nothing here reads another thread's frame locals
+    (which is not safe while that thread runs); only ``f_code``, ``f_lineno`` and ``f_back``."""
 
     def find(frame: FrameType) -> Blocker | None:
         files = step_files()
         blocker: Blocker | None = None
         f: FrameType | None = frame
         while f is not None:
-            code = f.f_code
-            if blocker is None and code.co_filename in files:
-                blocker = Blocker(code.co_filename, f.f_lineno or 0, code=code)
-            elif blocker is not None and code in engine_codes:
-                local = f.f_locals
-                blocker.span, blocker.run = local.get("span"), local.get("run")
-                break
+            if blocker is None:
+                code = f.f_code
+                if code.co_filename in files:
+                    blocker = Blocker(code.co_filename, f.f_lineno or 0, code=code)
+            else:
+                owner = running.get(f)
+                if owner is not None:
+                    blocker.span, blocker.run = owner
+                    break
             f = f.f_back
         return blocker
 
