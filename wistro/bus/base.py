@@ -21,7 +21,7 @@ from typing import Any
 
 from wistro.tracing.records import EventRecord
 
-_NO_PAYLOAD: Any = object()
+NO_PAYLOAD: Any = object()  # ``Delivery.payload`` when none is attached
 
 
 @dataclass(slots=True)
@@ -32,11 +32,11 @@ class Delivery:
     not_before: float = 0.0  # wall-clock time before which it must not run (0: at once)
     version: str | None = None  # the project version (lock hash) the trace runs on
     dead_letter_id: str | None = None  # the dead letter this delivery replays
-    payload: Any = field(default=_NO_PAYLOAD, compare=False, repr=False)  # in-process cache
+    payload: Any = field(default=NO_PAYLOAD, compare=False, repr=False)  # in-process cache
 
     @property
     def has_payload(self) -> bool:
-        return self.payload is not _NO_PAYLOAD
+        return self.payload is not NO_PAYLOAD
 
     def again(self, not_before: float) -> Delivery:
         """The next attempt of this delivery."""

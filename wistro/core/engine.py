@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from wistro.bus import Delivery, EventBus, InMemoryBus
+from wistro.bus.base import NO_PAYLOAD
 from wistro.config import EngineConfig
 from wistro.core.context import Context
 from wistro.core.failures import (
@@ -353,7 +354,7 @@ class Engine:
         self._idle.clear()
         publish = self.bus.publish
         for step in subscribers:
-            publish(Delivery(step.name, event, payload=payload))
+            publish(Delivery(step.name, event, 1, 0.0, None, None, payload))
 
     # ------------------------------------------------------------ delivering
     async def _deliver(self, d: Delivery) -> None:
@@ -376,11 +377,17 @@ class Engine:
         ctx = Context(self, step, run, span.id)
         retry = False
         try:
-            data = d.payload if d.has_payload else json.loads(d.event.data_json)
+            data = d.payload
+            if data is NO_PAYLOAD:  # a delivery from outside this process: decode it
+                data = json.loads(d.event.data_json)
             model = step.input_model
             if model is not None:
                 data = model.model_validate(data)
-            await invoke(step, data, ctx, span, self.config.default_timeout_s)
+            handler = step.invoke
+            if handler is not None and not (step.timeout_s or self.config.default_timeout_s):
+                await handler(data, ctx)  # no limit: nothing to watch (the hot path)
+            else:
+                await invoke(step, data, ctx, span, self.config.default_timeout_s)
             span.status = "ok"
         except asyncio.CancelledError:
             span.status = "error"
@@ -457,12 +464,14 @@ class Engine:
         self.recorder.dead_letter(dead)
 
     def _settle(self, run: Run) -> None:
-        if self.ledger.settle(run.trace_id):
+        ledger = self.ledger
+        if ledger.settle(run.trace_id):
             self._finish(run)
-        if self.in_flight <= self.config.max_in_flight // 2:
+        in_flight = ledger.in_flight
+        if in_flight <= self.config.max_in_flight // 2:
             assert self._capacity is not None
             self._capacity.set()
-        if self.in_flight == 0:
+        if in_flight == 0:
             assert self._idle is not None
             self._idle.set()
 

@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 
 
 class RunLedger(ABC):
+    __slots__ = ()
+
     @abstractmethod
     def open(self, trace_id: str) -> None:
         """A run starts (with nothing pending yet)."""
@@ -33,10 +35,9 @@ class RunLedger(ABC):
     def close(self, trace_id: str) -> None:
         """Forget the run (finished or abandoned)."""
 
-    @property
-    @abstractmethod
-    def in_flight(self) -> int:
-        """Deliveries not settled yet, over every run this ledger tracks."""
+    in_flight: int
+    """Deliveries not settled yet, over every run this ledger tracks (an attribute or a
+    property: the engine reads it on every settle)."""
 
     @abstractmethod
     def clear(self) -> None:
@@ -46,22 +47,22 @@ class RunLedger(ABC):
 class LocalLedger(RunLedger):
     """The ledger of one process."""
 
-    __slots__ = ("_in_flight", "_pending")
+    __slots__ = ("_pending", "in_flight")
 
     def __init__(self) -> None:
         self._pending: dict[str, int] = {}
-        self._in_flight = 0
+        self.in_flight = 0  # a plain attribute: read on every settle
 
     def open(self, trace_id: str) -> None:
         self._pending.setdefault(trace_id, 0)
 
     def add(self, trace_id: str, n: int = 1) -> None:
         self._pending[trace_id] = self._pending.get(trace_id, 0) + n
-        self._in_flight += n
+        self.in_flight += n
 
     def settle(self, trace_id: str) -> bool:
         left = self._pending.get(trace_id, 0) - 1
-        self._in_flight -= 1
+        self.in_flight -= 1
         if left <= 0:
             self._pending[trace_id] = 0
             return True
@@ -74,10 +75,6 @@ class LocalLedger(RunLedger):
     def close(self, trace_id: str) -> None:
         self._pending.pop(trace_id, None)
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
     def clear(self) -> None:
         self._pending.clear()
-        self._in_flight = 0
+        self.in_flight = 0
