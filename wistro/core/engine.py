@@ -7,7 +7,6 @@ import asyncio
 import difflib
 import json
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -60,7 +59,7 @@ from wistro.tracing.records import (
 from wistro.tracing.store import TraceStore
 
 _now = time.time
-_getframe = sys._getframe
+_current_task = asyncio.current_task
 MAX_BACKOFF_S = 30.0
 logger = logging.getLogger("wistro.engine")
 
@@ -90,7 +89,7 @@ class Engine:
         self._idle: asyncio.Event | None = None
         self._replaying: dict[str, DeadLetter] = {}  # dead letters being replayed, by id
         self.active: dict[str, SpanRecord] = {}  # spans running now, by id
-        self._running: dict[Any, tuple[SpanRecord, Run]] = {}  # delivery frame -> its span, run
+        self._running: dict[Any, tuple[SpanRecord, Run]] = {}  # task -> the delivery it runs
         self._watchdog: LoopWatchdog | None = None
 
     # ------------------------------------------------------------ lifecycle
@@ -130,7 +129,9 @@ class Engine:
         if threshold <= 0:
             return
         self._watchdog = LoopWatchdog(
-            threshold, find_blocker(self._step_files, self._running), self._blocked
+            threshold,
+            find_blocker(self._step_files, self._running, lambda: asyncio.current_task(loop)),
+            self._blocked,
         )
         self._watchdog.start(loop)
 
@@ -371,9 +372,9 @@ class Engine:
             notify(observers, "on_span_start", span)
         active = self.active
         active[span.id] = span
-        frame = _getframe()
+        task = _current_task()
         running = self._running
-        running[frame] = (span, run)
+        running[task] = (span, run)
         ctx = Context(self, step, run, span.id)
         retry = False
         try:
@@ -415,7 +416,7 @@ class Engine:
         finally:
             span.end = _now()
             del active[span.id]
-            del running[frame]
+            running.pop(task, None)
             run.span_records.append(span)
             self.recorder.span(span)
             if observers:
@@ -503,8 +504,8 @@ class Engine:
         span = SpanRecord(new_id(), run.trace_id, step.name, topic, "", 1, _now())
         notify(self.observers, "on_span_start", span)
         self.active[span.id] = span
-        frame = _getframe()
-        self._running[frame] = (span, run)
+        task = _current_task()
+        self._running[task] = (span, run)
         ctx = Context(self, step, run, span.id)
         try:
             result = await invoke(step, data, ctx, span, self.config.default_timeout_s)
@@ -524,7 +525,7 @@ class Engine:
         finally:
             span.end = _now()
             self.active.pop(span.id, None)
-            self._running.pop(frame, None)
+            self._running.pop(task, None)
             run.span_records.append(span)
             self.recorder.span(span)
             notify(self.observers, "on_span_end", span)

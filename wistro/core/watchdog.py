@@ -124,27 +124,28 @@ class LoopWatchdog:
                     self._first = second
 
 
-def find_blocker(step_files: Callable[[], set[str]], running: dict[Any, tuple[Any, Any]]) -> Finder:
+def find_blocker(
+    step_files: Callable[[], set[str]],
+    running: dict[Any, tuple[Any, Any]],
+    current_task: Callable[[], Any],
+) -> Finder:
     """A finder for the engine: the innermost frame of a step file, and the span and run of the
-    engine frame that runs it. The engine registers each running delivery's own frame in
-    ``running`` (frame -> (span, run)), so nothing here reads another thread's frame locals
-    (which is not safe while that thread runs); only ``f_code``, ``f_lineno`` and ``f_back``."""
+    delivery the loop's current task runs (the engine keeps ``running``: task -> (span, run)).
+    Nothing here reads another thread's frame locals (not safe while that thread runs): only
+    ``f_code``, ``f_lineno`` and ``f_back``."""
 
     def find(frame: FrameType) -> Blocker | None:
         files = step_files()
-        blocker: Blocker | None = None
         f: FrameType | None = frame
         while f is not None:
-            if blocker is None:
-                code = f.f_code
-                if code.co_filename in files:
-                    blocker = Blocker(code.co_filename, f.f_lineno or 0, code=code)
-            else:
-                owner = running.get(f)
+            code = f.f_code
+            if code.co_filename in files:
+                blocker = Blocker(code.co_filename, f.f_lineno or 0, code=code)
+                owner = running.get(current_task())
                 if owner is not None:
                     blocker.span, blocker.run = owner
-                    break
+                return blocker
             f = f.f_back
-        return blocker
+        return None
 
     return find
