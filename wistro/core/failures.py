@@ -14,7 +14,7 @@ from wistro.core.run import Run
 from wistro.core.step import StepRecord
 from wistro.core.watchdog import Blocker
 from wistro.errors import HandlerTimeout, PayloadError, UnknownStepError
-from wistro.tracing.records import DeadLetter, LogRecord, SpanRecord, new_id
+from wistro.tracing.records import DeadLetter, LogRecord, SpanRecord, new_id, record_of
 
 _now = time.time
 _ENGINE_DIR = __file__.rsplit("/", 2)[0] + "/"  # wistro/: every frame of the engine
@@ -84,8 +84,8 @@ def failed_again(dead: DeadLetter, trace_id: str, attempts: int, error: str) -> 
 
 def dead_letter_of(row: dict[str, Any]) -> DeadLetter:
     """A stored dead letter (a row of ``TraceStore.dead_letters``) as a record."""
-    names = DeadLetter.__slots__
-    return DeadLetter(**{k: row[k] for k in names if k in row})
+    record: DeadLetter = record_of(DeadLetter, row)
+    return record
 
 
 def dumps_refused(data: Any) -> str:
@@ -120,12 +120,12 @@ def check_wall_time(span: SpanRecord, limit: float, step: str, topic: str) -> No
         )
 
 
-def blocked_warning(where: Blocker, seconds: float, file_of: dict[str, StepRecord]) -> LogRecord:
+def blocked_warning(where: Blocker, seconds: float, steps: dict[str, StepRecord]) -> LogRecord:
     """The watchdog found a step blocking the loop: the warning for its span (and the console)."""
     span: SpanRecord | None = where.span if isinstance(where.span, SpanRecord) else None
     run: Run | None = where.run if isinstance(where.run, Run) else None
     step = span.step if span is not None else None
-    record = file_of.get(step) if step else None
+    record = steps.get(step) if step else None
     file = record.rel_file if record is not None else where.file
     ms = seconds * 1000
     message = (
