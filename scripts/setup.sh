@@ -8,6 +8,7 @@ need=()
 command -v dot >/dev/null 2>&1 || need+=(graphviz)      # `wistro graph --format svg`
 command -v chromium >/dev/null 2>&1 || need+=(chromium) # the real-browser JupyterLab test
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)   # building the widget bundle
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server) # the Redis bus and state tests
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"

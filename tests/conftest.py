@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 import uvicorn
 from auth_support import Issuer
 from projects import write_project
+from redis_support import RedisServer
 
 import wistro
 
@@ -35,6 +37,29 @@ async def issuer() -> AsyncIterator[Issuer]:
         server.should_exit = True
         await task
         sock.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the whole session (tests isolate themselves by key prefix)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+_prefixes = itertools.count()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis URL."""
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix no other test uses, so tests sharing the session's Redis never meet."""
+    return f"wistro-test-{next(_prefixes)}"
 
 
 @pytest.fixture
