@@ -34,6 +34,21 @@ class StateConfig(_Strict):
     url: str | None = None  # redis
 
 
+class BusConfig(_Strict):
+    # memory: this process only (the default of wistro.load, notebooks, tests); local: a durable
+    # journal under .wistro/ (the default of dev/start/worker); redis: Redis Streams.
+    adapter: Literal["memory", "local", "redis"] | None = None
+    path: str | None = None  # the local journal, default .wistro/bus.db
+    url: str | None = None  # redis, default redis.url
+    visibility_timeout_s: float = Field(default=30.0, gt=0)  # a dead worker's deliveries return
+    max_deliveries: int = Field(default=10, ge=1)  # redeliveries of a crashing delivery, then dead
+
+
+class RedisConfig(_Strict):
+    url: str | None = None  # shared by the redis bus, state and traces; default $REDIS_URL
+    prefix: str | None = None  # key prefix, default wistro:<project name>:<environment>
+
+
 class TracesConfig(_Strict):
     path: str | None = None  # default .wistro/traces.db
     retention_runs: int = Field(default=10_000, ge=1)
@@ -96,6 +111,8 @@ class ProjectConfig(_Strict):
     api: list[ApiEndpointConfig] = []
     cron: dict[str, CronJobConfig] = {}
     state: StateConfig = StateConfig()
+    bus: BusConfig = BusConfig()
+    redis: RedisConfig = RedisConfig()
     traces: TracesConfig = TracesConfig()
     engine: EngineConfig = EngineConfig()
     http: HttpConfig = HttpConfig()

@@ -1,7 +1,7 @@
 """The event-bus port: what the engine hands a bus, and what a bus does with it.
 
 A ``Delivery`` is a plain value — the step's name, the event (ids, topic, JSON payload, trace id,
-parent span), the attempt, when it may run, the project version — so that a bus can keep it
+parent span), the attempt, a caller's ``traceparent``, when it may run, the project version — so that a bus can keep it
 anywhere: a deque in this process, a Redis stream across machines. It round-trips through JSON
 unchanged (``to_json`` / ``from_json``). In this process the engine also attaches the already
 validated payload (``payload``) so a hop does not decode its JSON again; it is never serialised.
@@ -32,6 +32,7 @@ class Delivery:
     not_before: float = 0.0  # wall-clock time before which it must not run (0: at once)
     version: str | None = None  # the project version (lock hash) the trace runs on
     dead_letter_id: str | None = None  # the dead letter this delivery replays
+    traceparent: str | None = None  # the W3C trace context of the run's caller, if any
     payload: Any = field(default=NO_PAYLOAD, compare=False, repr=False)  # in-process cache
 
     @property
@@ -51,6 +52,7 @@ class Delivery:
             "not_before": self.not_before,
             "version": self.version,
             "dead_letter_id": self.dead_letter_id,
+            "traceparent": self.traceparent,
         }
 
     def to_json(self) -> str:
@@ -65,6 +67,7 @@ class Delivery:
             not_before=float(data.get("not_before", 0.0)),
             version=data.get("version"),
             dead_letter_id=data.get("dead_letter_id"),
+            traceparent=data.get("traceparent"),
         )
 
     @classmethod

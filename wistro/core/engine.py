@@ -7,6 +7,8 @@ import asyncio
 import difflib
 import json
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -57,10 +59,18 @@ from wistro.tracing.records import (
     new_trace_id,
 )
 from wistro.tracing.store import TraceStore
+from wistro.tracing.traceparent import parse_traceparent
 
 _now = time.time
 _current_task = asyncio.current_task
 MAX_BACKOFF_S = 30.0
+
+
+def worker_name() -> str:
+    """What a span says about the process that ran it: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 logger = logging.getLogger("wistro.engine")
 
 
@@ -91,6 +101,7 @@ class Engine:
         self.active: dict[str, SpanRecord] = {}  # spans running now, by id
         self._running: dict[Any, tuple[SpanRecord, Run]] = {}  # task -> the delivery it runs
         self._watchdog: LoopWatchdog | None = None
+        self.worker = worker_name()
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -237,9 +248,17 @@ class Engine:
             )
 
     async def emit(
-        self, topic: str, data: Any = None, *, wait: bool = True, trigger: str = "emit"
+        self,
+        topic: str,
+        data: Any = None,
+        *,
+        wait: bool = True,
+        trigger: str = "emit",
+        traceparent: str | None = None,
     ) -> Run:
-        """Start a run with one event from outside. ``wait`` returns when all it caused is done."""
+        """Start a run with one event from outside. ``wait`` returns when all it caused is done.
+        A valid W3C ``traceparent`` (``run.traceparent``) travels with every delivery of the run,
+        so exported spans continue the caller's trace."""
         self.start()
         try:
             self.check_topic(topic)
@@ -253,6 +272,8 @@ class Engine:
             self._capacity.clear()
             await self._capacity.wait()
         run = Run(new_trace_id(), topic, trigger, _now())
+        if parse_traceparent(traceparent):
+            run.traceparent = traceparent
         self.runs[run.trace_id] = run
         self.recorder.run(run.record)
         if self.observers:
@@ -354,8 +375,9 @@ class Engine:
         assert self._idle is not None
         self._idle.clear()
         publish = self.bus.publish
+        traceparent = run.traceparent
         for step in subscribers:
-            publish(Delivery(step.name, event, 1, 0.0, None, None, payload))
+            publish(Delivery(step.name, event, 1, 0.0, None, None, traceparent, payload))
 
     # ------------------------------------------------------------ delivering
     async def _deliver(self, d: Delivery) -> None:
@@ -367,6 +389,12 @@ class Engine:
         span = SpanRecord(
             new_id(), run.trace_id, step.name, d.event.topic, d.event.id, d.attempt, _now()
         )
+        span.worker = self.worker
+        parent = d.event.parent_span_id
+        if parent is None and d.traceparent is not None:
+            caller = parse_traceparent(d.traceparent)
+            parent = caller[1] if caller else None
+        span.parent_span_id = parent
         observers = self.observers
         if observers:
             notify(observers, "on_span_start", span)
@@ -436,6 +464,7 @@ class Engine:
         """The run of a delivery this engine did not publish (another process's, on a shared
         bus): tracked here until its deliveries settle."""
         run = Run(d.event.trace_id, d.event.topic, "delivery", _now())
+        run.traceparent = d.traceparent
         self.runs[run.trace_id] = run
         self.ledger.add(run.trace_id)
         assert self._idle is not None
@@ -486,15 +515,25 @@ class Engine:
 
     # ------------------------------------------------------------ triggers
     async def call(
-        self, step: StepRecord, data: Any, *, trigger: str, topic: str
+        self,
+        step: StepRecord,
+        data: Any,
+        *,
+        trigger: str,
+        topic: str,
+        traceparent: str | None = None,
     ) -> tuple[Any, Run]:
         """Run one step directly, as the first span of a new run (an api step for a request, a
         cron step when it fires). Returns ``(result, run)`` as soon as the handler returns; what it
         emitted goes on in the background (``await run`` to wait for it). A handler that fails
         raises ``HandlerError`` (or ``HandlerTimeout``) carrying ``trace_id``; the span records it.
+        A valid W3C ``traceparent`` (``run.traceparent``) travels with the run's deliveries.
         """
         self.start()
+        caller = parse_traceparent(traceparent)
         run = Run(new_trace_id(), topic, trigger, _now())
+        if caller:
+            run.traceparent = traceparent
         self.runs[run.trace_id] = run
         self.recorder.run(run.record)
         notify(self.observers, "on_run_start", run)
@@ -502,6 +541,8 @@ class Engine:
         assert self._idle is not None
         self._idle.clear()
         span = SpanRecord(new_id(), run.trace_id, step.name, topic, "", 1, _now())
+        span.worker = self.worker
+        span.parent_span_id = caller[1] if caller else None
         notify(self.observers, "on_span_start", span)
         self.active[span.id] = span
         task = _current_task()

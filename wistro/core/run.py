@@ -55,6 +55,8 @@ SPAN_COLUMNS = [
     "end",
     "error",
     "traceback",
+    "parent_span_id",
+    "worker",
 ]
 LOG_COLUMNS = ["ts", "level", "step", "message", "fields", "span_id"]
 STATE_COLUMNS = ["ts", "op", "group", "key", "value", "step", "span_id"]
@@ -75,6 +77,7 @@ class Run:
         self._done: asyncio.Future[None] | None = None
         self._finished = False
         self.refused = False  # an emit from outside that was refused: nothing ran
+        self.traceparent: str | None = None  # the caller's W3C trace context, if it sent one
 
     # ------------------------------------------------------------ identity and status
     @property

@@ -111,6 +111,23 @@ class Project:
     def traces_path(self) -> Path:
         return self.root / (self.config.traces.path or ".wistro/traces.db")
 
+    @property
+    def bus_path(self) -> Path:
+        return self.root / (self.config.bus.path or ".wistro/bus.db")
+
+    @property
+    def redis_url(self) -> str:
+        """The Redis URL of the redis bus, state and traces (``redis.url``, else $REDIS_URL)."""
+        url = self.config.redis.url or self.env_vars.get("REDIS_URL") or os.environ.get("REDIS_URL")
+        return url or "redis://127.0.0.1:6379/0"
+
+    @property
+    def redis_prefix(self) -> str:
+        """Every Redis key of this project and environment starts with this (``redis.prefix``,
+        else ``wistro:<project name>:<environment>``): projects and environments sharing one
+        Redis never see each other's streams, state or traces."""
+        return self.config.redis.prefix or f"wistro:{self.name}:{self.env}"
+
     def step_files(self) -> list[Path]:
         """Every ``*.step.*`` file under the step folder, in a stable order."""
         src = self.src

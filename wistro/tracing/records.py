@@ -57,6 +57,8 @@ class SpanRecord:
     status: str = "running"  # running | ok | error | timeout | invalid
     error: str | None = None
     traceback: str | None = None
+    parent_span_id: str | None = None  # the span that emitted its event; at the root, a caller's
+    worker: str | None = None  # "host:pid" of the process that ran it
 
 
 @dataclass(slots=True)

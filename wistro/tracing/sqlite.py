@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -129,6 +129,11 @@ _CHUNK_INSERT = "INSERT INTO chunks (trace_id, events, spans, state_ops) VALUES 
 _GETTERS = {t: attrgetter(*_names(cls)) for t, (cls, _) in _TABLES.items()}
 _CHUNK_GETTERS = {t: attrgetter(*_names(cls)) for t, cls in _CHUNKED.items()}
 _CHUNK_NAMES = {t: _names(cls) for t, cls in _CHUNKED.items()}
+# A chunk written before a field was added has shorter tuples: the new fields take their defaults.
+_CHUNK_DEFAULTS = {
+    t: tuple(None if f.default is MISSING else f.default for f in fields(cls))
+    for t, cls in _CHUNKED.items()
+}
 _SORT_KEYS = {"events": ("ts", "id"), "spans": ("start", "id"), "state_ops": ("ts",)}
 _RUN_UPDATE_GETTER = attrgetter(*RUN_UPDATE_FIELDS, "trace_id")
 
@@ -446,8 +451,9 @@ class SQLiteTraceStore(TraceStore):
             for chunk in conn.execute(sql, (found,)).fetchall():
                 for table, names in _CHUNK_NAMES.items():
                     try:
+                        defaults = _CHUNK_DEFAULTS[table]
                         chunked[table].extend(
-                            dict(zip(names, values, strict=True))
+                            dict(zip(names, values + defaults[len(values) :], strict=True))
                             for values in marshal.loads(chunk[table])
                         )
                     except (ValueError, TypeError, EOFError) as e:  # a damaged chunk
