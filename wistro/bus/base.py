@@ -79,15 +79,75 @@ Deliver = Callable[[Delivery], Awaitable[None]]
 ConcurrencyOf = Callable[[str], int]
 
 
+@dataclass(slots=True)
+class RunOpened:
+    """What a shared bus keeps of a run, so that whichever process ends it can record its end."""
+
+    trace_id: str
+    trigger: str
+    topic: str
+    start: float
+    origin: str  # the worker ("host:pid") that started it: it waits for the end
+
+
+@dataclass(slots=True)
+class RunEnded:
+    trace_id: str
+    trigger: str
+    topic: str
+    start: float
+    end: float
+    n_events: int
+    n_errors: int
+    origin: str
+
+
+@dataclass(slots=True)
+class BusHooks:
+    """What a shared bus calls back into the engine (on the engine's event loop)."""
+
+    # This process settled these runs' last deliveries: record their ends (then the bus
+    # announces them).
+    ended: Callable[[list[RunEnded]], Awaitable[None]]
+    # A run that started in this process ended (here or elsewhere): wake what waits for it.
+    finished: Callable[[RunEnded], None]
+    # Delivered ``tries`` times and never settled (each worker died on it): dead-letter it.
+    poisoned: Callable[[Delivery, int], Awaitable[None]]
+
+
 class EventBus(ABC):
+    """The port. ``shared`` buses (local, redis) keep deliveries where other processes see them,
+    and keep the run ledger too: how many deliveries each run still owes, settled in the same
+    commit that acknowledges a delivery, so whichever process settles the last one ends the run.
+    """
+
+    shared = False  # deliveries may run in other processes; the bus keeps the run ledger
+    durable = False  # what ``flush`` returned for survives this process
+
     @abstractmethod
-    def start(self, deliver: Deliver, concurrency_of: ConcurrencyOf) -> None:
-        """Begin running ``deliver`` for published deliveries (on the running event loop)."""
+    def start(
+        self, deliver: Deliver, concurrency_of: ConcurrencyOf, hooks: BusHooks | None = None
+    ) -> None:
+        """Begin running ``deliver`` for published deliveries (on the running event loop).
+        A delivery is acknowledged when ``deliver`` returns, after what it published."""
 
     @abstractmethod
     def publish(self, delivery: Delivery, delay: float = 0.0) -> None:
         """Queue a delivery, to run after ``delay`` seconds. Never blocks: back-pressure is
         applied where work enters."""
+
+    async def flush(self) -> None:  # noqa: B027 - nothing to wait for in memory
+        """Return once everything published so far is durable (accepted)."""
+
+    # -- the run ledger of a shared bus (no-ops in memory, where the engine counts) ------------
+    def open_run(self, run: RunOpened, holds: int = 0) -> None:  # noqa: B027
+        """A run starts; ``holds`` units of work outside deliveries (an api call) are pending."""
+
+    def release(self, trace_id: str) -> None:  # noqa: B027
+        """One hold of ``open_run`` is done."""
+
+    def note(self, trace_id: str, events: int = 0, errors: int = 0) -> None:  # noqa: B027
+        """Count events and errors of a run (for its end record), in the next commit."""
 
     @abstractmethod
     def pending(self) -> int:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 from collections import deque
 
-from wistro.bus.base import ConcurrencyOf, Deliver, Delivery, EventBus
+from wistro.bus.base import BusHooks, ConcurrencyOf, Deliver, Delivery, EventBus
 
 # Deliveries per event-loop iteration, across all workers, before they yield: about 10 ms of work,
 # so timers, I/O and a notebook get in, while the yields stay rare enough to cost nothing.
@@ -37,7 +37,9 @@ class InMemoryBus(EventBus):
         self._spent = 0  # deliveries started in this loop iteration, by every worker
         self._reset_pending = False
 
-    def start(self, deliver: Deliver, concurrency_of: ConcurrencyOf) -> None:
+    def start(
+        self, deliver: Deliver, concurrency_of: ConcurrencyOf, hooks: BusHooks | None = None
+    ) -> None:
         loop = asyncio.get_running_loop()
         if self._loop is not None and self._loop is not loop:  # a new event loop: start afresh
             self._lanes.clear()

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from wistro.bus import Delivery, EventBus, InMemoryBus
-from wistro.bus.base import NO_PAYLOAD
+from wistro.bus.base import NO_PAYLOAD, BusHooks, RunEnded, RunOpened
 from wistro.config import EngineConfig
 from wistro.core.context import Context
 from wistro.core.failures import (
@@ -53,6 +53,7 @@ from wistro.tracing.records import (
     DeadLetter,
     EventRecord,
     LogRecord,
+    RunRecord,
     SpanRecord,
     as_dict,
     new_id,
@@ -102,6 +103,8 @@ class Engine:
         self._running: dict[Any, tuple[SpanRecord, Run]] = {}  # task -> the delivery it runs
         self._watchdog: LoopWatchdog | None = None
         self.worker = worker_name()
+        # A shared bus (local, redis) keeps the run ledger: runs end when its commit says so.
+        self._shared = self.bus.shared
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -128,7 +131,11 @@ class Engine:
         self._capacity.set()
         self._idle = asyncio.Event()
         self._idle.set()
-        self.bus.start(self._deliver, self._concurrency_of)
+        self.bus.start(
+            self._deliver,
+            self._concurrency_of,
+            BusHooks(self._ended, self._finished_elsewhere, self._poisoned),
+        )
         self.recorder.start()
         self._start_watchdog(loop)
 
@@ -219,7 +226,8 @@ class Engine:
         if asyncio.get_running_loop() is self.loop:
             if not await self.drain(timeout):
                 abandoned = self.in_flight_summary()
-                for run in list(self.runs.values()):
+                # On a shared bus what is pending stays in the journal for the next process.
+                for run in [] if self._shared else list(self.runs.values()):
                     reason = f"abandoned after {timeout:g}s: the engine stopped before it finished"
                     run.failures.append(reason)
                     log = LogRecord(run.trace_id, None, None, "error", reason, "{}", _now())
@@ -278,12 +286,26 @@ class Engine:
         self.recorder.run(run.record)
         if self.observers:
             notify(self.observers, "on_run_start", run)
+        if self._shared and self.registry.subscribers(topic):
+            self._open_shared(run, trigger, topic)
         self._publish(run, topic, payload, data_json, trigger, None)
         if not self.ledger.pending(run.trace_id):
             self._finish(run)
+        if self._shared:
+            await self.bus.flush()  # accepted: durable on the bus
         if wait:
             await run.wait()
         return run
+
+    def _open_shared(self, run: Run, trigger: str, topic: str, holds: int = 0) -> None:
+        """A run on a shared bus: the bus counts what it owes; this process holds one unit of
+        its own ledger for it until the bus says it ended (wherever its last delivery ran)."""
+        self.ledger.add(run.trace_id)
+        assert self._idle is not None
+        self._idle.clear()
+        self.bus.open_run(
+            RunOpened(run.trace_id, trigger, topic, run.record.start, self.worker), holds
+        )
 
     def refused(self, topic: str, data: Any, trigger: str, err: WistroError) -> Run:
         """Record an emit from outside that was refused (unknown topic, invalid payload) as a
@@ -348,6 +370,8 @@ class Engine:
         run.event_records.append(event)
         self.recorder.event(event)
         self.recorder.added()  # a refused emit can end a span that ends nothing else
+        if self._shared:
+            self.bus.note(run.trace_id, events=1, errors=1)
         if self.observers:
             notify(self.observers, "on_event", event)
 
@@ -368,12 +392,14 @@ class Engine:
         if self.observers:
             notify(self.observers, "on_event", event)
         subscribers = self.registry.subscribers(topic)
+        if self._shared:
+            self.bus.note(run.trace_id, events=1)
         if not subscribers:
             return
-        n = len(subscribers)
-        self.ledger.add(run.trace_id, n)
-        assert self._idle is not None
-        self._idle.clear()
+        if not self._shared:
+            self.ledger.add(run.trace_id, len(subscribers))
+            assert self._idle is not None
+            self._idle.clear()
         publish = self.bus.publish
         traceparent = run.traceparent
         for step in subscribers:
@@ -382,6 +408,10 @@ class Engine:
     # ------------------------------------------------------------ delivering
     async def _deliver(self, d: Delivery) -> None:
         run = self.runs.get(d.event.trace_id) or self._adopt(d)
+        if self._shared:  # this process runs one delivery of the run
+            self.ledger.add(run.trace_id)
+            assert self._idle is not None
+            self._idle.clear()
         step = self.registry.steps.get(d.step) or missing_step(d.step)
         if d.attempt > 1 and not step.active:  # deactivated while it waited for a retry
             self._settle(run)
@@ -454,6 +484,8 @@ class Engine:
             if retry and d.attempt <= retries:
                 delay = min(step.retry_backoff_s * 2 ** (d.attempt - 1), MAX_BACKOFF_S)
                 self.bus.publish(d.again(_now() + delay), delay)
+                if self._shared:
+                    self._settle(run)
                 return
             self._dead_letter(d, run, span)
         elif d.dead_letter_id is not None:
@@ -466,9 +498,10 @@ class Engine:
         run = Run(d.event.trace_id, d.event.topic, "delivery", _now())
         run.traceparent = d.traceparent
         self.runs[run.trace_id] = run
-        self.ledger.add(run.trace_id)
-        assert self._idle is not None
-        self._idle.clear()
+        if not self._shared:
+            self.ledger.add(run.trace_id)
+            assert self._idle is not None
+            self._idle.clear()
         return run
 
     def _dead_letter(self, d: Delivery, run: Run, span: SpanRecord) -> None:
@@ -484,6 +517,8 @@ class Engine:
             failed_again(dead, run.trace_id, d.attempt, error)
         run.dead_letters.append(dead)
         self.recorder.dead_letter(dead)
+        if self._shared:
+            self.bus.note(run.trace_id, errors=1)
 
     def _replayed(self, d: Delivery, run: Run) -> None:
         dead = self._replaying.pop(d.dead_letter_id or "", None)
@@ -496,13 +531,61 @@ class Engine:
     def _settle(self, run: Run) -> None:
         ledger = self.ledger
         if ledger.settle(run.trace_id):
-            self._finish(run)
+            if not self._shared:
+                self._finish(run)
+            elif run.trace_id in self.runs:  # a run of another process: nothing more runs here
+                del self.runs[run.trace_id]
+                ledger.close(run.trace_id)
         in_flight = ledger.in_flight
         if in_flight <= self.config.max_in_flight // 2:
             assert self._capacity is not None
             self._capacity.set()
         if in_flight == 0:
             assert self._idle is not None
+            self._idle.set()
+
+    # ------------------------------------------------------------ a shared bus's hooks
+    async def _ended(self, ended: list[RunEnded]) -> None:
+        """This process settled the last delivery of these runs: their end is recorded, and in
+        the store, before the bus announces it (so a waiter that wakes finds the whole trace)."""
+        for e in ended:
+            status = "error" if e.n_errors else "ok"
+            self.recorder.run_ended(
+                RunRecord(e.trace_id, e.trigger, e.topic, status, e.start, e.end, e.n_events,
+                          e.n_errors)
+            )  # fmt: skip
+        await self.recorder.flush()
+
+    def _finished_elsewhere(self, e: RunEnded) -> None:
+        """A run started here ended (here or in another process): wake what waits for it."""
+        run = self.runs.get(e.trace_id)
+        if run is None or run.done:
+            return
+        run._finish(e.end, n_events=e.n_events, n_errors=e.n_errors)
+        self.runs.pop(run.trace_id, None)
+        self.ledger.settle(run.trace_id)  # the origin's unit (_open_shared)
+        self.ledger.close(run.trace_id)
+        if self.observers:
+            notify(self.observers, "on_run_end", run)
+        self._settled()
+
+    async def _poisoned(self, d: Delivery, tries: int) -> None:
+        """A delivery every worker died on: dead-lettered (replayable), so its run ends."""
+        error = f"delivered {tries} times and never finished: the worker running it died each time"
+        dead = new_dead_letter(
+            d.event.trace_id, d.step, d.event.topic, d.event.id, d.event.data_json, error, tries
+        )
+        self.recorder.dead_letter(dead)
+        self.bus.note(d.event.trace_id, errors=1)
+        run = self.runs.get(d.event.trace_id)
+        if run is not None:
+            run.dead_letters.append(dead)
+
+    def _settled(self) -> None:
+        in_flight = self.ledger.in_flight
+        if in_flight <= self.config.max_in_flight // 2 and self._capacity is not None:
+            self._capacity.set()
+        if in_flight == 0 and self._idle is not None:
             self._idle.set()
 
     def _finish(self, run: Run) -> None:
@@ -537,9 +620,12 @@ class Engine:
         self.runs[run.trace_id] = run
         self.recorder.run(run.record)
         notify(self.observers, "on_run_start", run)
-        self.ledger.add(run.trace_id)
-        assert self._idle is not None
-        self._idle.clear()
+        if self._shared:
+            self._open_shared(run, trigger, topic, holds=1)
+        else:
+            self.ledger.add(run.trace_id)
+            assert self._idle is not None
+            self._idle.clear()
         span = SpanRecord(new_id(), run.trace_id, step.name, topic, "", 1, _now())
         span.worker = self.worker
         span.parent_span_id = caller[1] if caller else None
@@ -579,7 +665,13 @@ class Engine:
                 )
                 run.dead_letters.append(dead)
                 self.recorder.dead_letter(dead)
-            self._settle(run)
+            if not self._shared:
+                self._settle(run)
+            else:
+                if span.status != "ok":
+                    self.bus.note(run.trace_id, errors=1)
+                self.bus.release(run.trace_id)
+                await self.bus.flush()  # what the call emitted is accepted before it answers
 
     # ------------------------------------------------------------ replay
     async def replay(self, dead: dict[str, Any] | DeadLetter, wait: bool = True) -> Run:
@@ -605,11 +697,17 @@ class Engine:
         )
         run.event_records.append(event)
         self.recorder.event(event)
-        self.ledger.add(run.trace_id)
-        assert self._idle is not None
-        self._idle.clear()
+        if self._shared:
+            self._open_shared(run, "replay", dead["topic"])
+            self.bus.note(run.trace_id, events=1)
+        else:
+            self.ledger.add(run.trace_id)
+            assert self._idle is not None
+            self._idle.clear()
         self._replaying[letter.id] = letter
         self.bus.publish(Delivery(step.name, event, payload=payload, dead_letter_id=letter.id))
+        if self._shared:
+            await self.bus.flush()
         if wait:
             await run.wait()
         return run

@@ -104,17 +104,21 @@ class Run:
         out += [f"{d.step}: {d.error}" for d in self.dead_letters]
         return out + self.failures
 
-    def _finish(self, end: float) -> None:
+    def _finish(self, end: float, n_events: int | None = None, n_errors: int | None = None) -> None:
+        """Done: counts from this process's records, or (a run on a shared bus, whose spans ran
+        in several processes) the counts the bus kept."""
         if self._finished:
             return
         self._finished = True
         r = self.record
         r.end = end
-        r.n_events = len(self.event_records)
+        r.n_events = len(self.event_records) if n_events is None else n_events
         r.n_errors = (
             len(self.dead_letters)
             + len(self.failures)
             + sum(1 for e in self.event_records if e.error)
+            if n_errors is None
+            else n_errors
         )
         r.status = "refused" if self.refused else "error" if r.n_errors else "ok"
         if self._done is not None and not self._done.done():

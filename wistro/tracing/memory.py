@@ -85,7 +85,7 @@ class MemoryTraceStore(TraceStore):
                 if trace.run is None:
                     trace.run = as_dict(run)
                     self._n_runs += 1
-                else:
+                elif trace.run["status"] == "running" or run.status != "running":  # never reopened
                     trace.run.update({f: getattr(run, f) for f in RUN_UPDATE_FIELDS})
             for event in batch.events:
                 self._trace(event.trace_id).events[event.id] = as_dict(event)

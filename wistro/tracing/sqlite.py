@@ -119,8 +119,13 @@ def _insert(table: str, verb: str = "INSERT") -> str:
 
 
 _RUN_INSERT = _insert("runs", "INSERT OR IGNORE")
-_RUN_SET = ", ".join(f'"{c}" = ?' for c in RUN_UPDATE_FIELDS)
-_RUN_UPDATE = f"UPDATE runs SET {_RUN_SET} WHERE trace_id = ?"
+_RUN_SET = ", ".join(f'"{c}" = ?{i}' for i, c in enumerate(RUN_UPDATE_FIELDS, start=1))
+# A run that ended is never set back to running: with several processes writing one store (a
+# shared bus), the process that finished a run can write its end before its origin's start lands.
+_RUN_UPDATE = (
+    f"UPDATE runs SET {_RUN_SET} WHERE trace_id = ?{len(RUN_UPDATE_FIELDS) + 1} "
+    "AND (status = 'running' OR ?1 != 'running')"
+)
 _WRITES = [  # (table and Batch attribute, statement), written after the runs
     ("logs", _insert("logs")),
     ("dead_letters", _insert("dead_letters", "INSERT OR REPLACE")),
