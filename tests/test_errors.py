@@ -67,6 +67,7 @@ BUILTIN: dict[str, type[BaseException]] = {
     "TraceNotFound": LookupError,
     "TraceStoreError": Exception,
     "CorruptTraceStore": Exception,
+    "BusError": Exception,
     "WorkerError": Exception,
     "WorkerCrashed": RuntimeError,
     "WorkerStartError": RuntimeError,

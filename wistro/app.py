@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from wistro.bus import EventBus
 from wistro.config import DEFAULT_ENV
 from wistro.core.context import StateView
-from wistro.core.engine import Engine
+from wistro.core.engine import Engine, add_observer
 from wistro.core.registry import Registry
 from wistro.core.run import Run, frame
 from wistro.core.step import StepRecord
@@ -26,7 +28,10 @@ from wistro.tracing.store import TraceStore
 if TYPE_CHECKING:
     import pandas as pd
 
+    from wistro.tracing.otel import OtlpExporter
+
 StateChoice = Literal["memory", "file", "redis"] | StateAdapter | None
+BusChoice = Literal["memory", "local", "redis"] | EventBus | None
 TracesChoice = Literal["memory"] | str | Path | TraceStore | None
 
 
@@ -42,11 +47,61 @@ def make_state(project: Project, choice: StateChoice) -> StateAdapter:
         from wistro.state.file import FileState
 
         return FileState(project.state_dir)
+    if adapter == "redis":
+        from wistro.state.redis import RedisState
+
+        return RedisState(project.config.state.url or project.redis_url, project.redis_prefix)
     raise ConfigError(
         f"state adapter {adapter!r} is not available in this version",
         file=project.config_file.name if project.config_file else None,
         field="state.adapter",
-        hint="use 'memory' or 'file'",
+        hint="use 'memory', 'file' or 'redis'",
+    )
+
+
+def make_bus(
+    project: Project,
+    choice: BusChoice,
+    steps: Callable[[], list[str] | None] | None = None,
+    consume: bool = True,
+    default: str = "memory",
+) -> EventBus:
+    """The bus ``choice`` names, else wistro.yml's ``bus.adapter``, else ``default`` (memory for
+    ``wistro.load``; ``dev``, ``start`` and ``worker`` pass ``local``). ``steps`` are the steps this
+    process takes deliveries for (None: any); ``consume=False`` publishes only."""
+    if isinstance(choice, EventBus):
+        return choice
+    config = project.config.bus
+    adapter = choice or config.adapter or default
+    if adapter == "memory":
+        from wistro.bus import InMemoryBus
+
+        return InMemoryBus()
+    if adapter == "local":
+        from wistro.bus.local import LocalBus
+
+        return LocalBus(
+            project.bus_path,
+            steps,
+            consume=consume,
+            lease_s=config.visibility_timeout_s,
+            max_deliveries=config.max_deliveries,
+        )
+    if adapter == "redis":
+        from wistro.bus.redis import RedisBus
+
+        return RedisBus(
+            config.url or project.redis_url,
+            project.redis_prefix,
+            steps=steps if consume else None,
+            visibility_timeout_s=config.visibility_timeout_s,
+            max_deliveries=config.max_deliveries,
+        )
+    raise ConfigError(
+        f"bus adapter {adapter!r} is not available",
+        file=project.config_file.name if project.config_file else None,
+        field="bus.adapter",
+        hint="use 'memory', 'local' or 'redis'",
     )
 
 
@@ -61,6 +116,22 @@ def make_store(project: Project, choice: TracesChoice) -> TraceStore:
 
     path = Path(choice) if choice else project.traces_path
     return SQLiteTraceStore(path, project.config.traces.retention_runs)
+
+
+def attach_otel(engine: Engine, project: Project) -> OtlpExporter | None:
+    """With ``traces.otlp`` in wistro.yml: an OpenTelemetry exporter observing ``engine``."""
+    otlp = project.config.traces.otlp
+    if otlp is None:
+        return None
+    from wistro.tracing.otel import OtlpExporter
+
+    exporter = OtlpExporter(
+        otlp,
+        otlp.service_name or project.name,
+        lambda t: r.traceparent if (r := engine.runs.get(t)) else None,
+    )
+    add_observer(engine, exporter)
+    return exporter
 
 
 STEP_COLUMNS = [
@@ -89,6 +160,10 @@ class App:
         traces: TracesChoice = None,
         runtimes: list[LanguageRuntime] | None = None,
         from_lock: bool = False,
+        bus: BusChoice = None,
+        bus_default: str = "memory",
+        steps: list[str] | None = None,
+        consume: bool = True,
     ) -> None:
         self.project = project
         self.registry = registry
@@ -98,8 +173,30 @@ class App:
         self._state_choice = state
         self._traces_choice = traces
         self.engine = Engine(
-            registry, make_state(project, state), make_store(project, traces), project.config.engine
+            registry,
+            make_state(project, state),
+            make_store(project, traces),
+            project.config.engine,
+            bus=make_bus(project, bus, self._hosted(steps), consume, bus_default),
         )
+        self.otel = attach_otel(self.engine, project)
+
+    def _hosted(self, only: list[str] | None) -> Callable[[], list[str] | None]:
+        """The steps this process takes deliveries for: ``only`` (``wistro worker --steps``), else
+        every step of the current registry that subscribes to a topic."""
+        if only is not None:
+            return lambda: only
+        cache: dict[int, list[str]] = {}
+
+        def hosted() -> list[str] | None:
+            registry = self.engine.registry
+            key = id(registry)
+            if key not in cache:
+                cache.clear()
+                cache[key] = [r.name for r in registry if r.subscribes]
+            return cache[key]
+
+        return hosted
 
     # ------------------------------------------------------------ loading
     @classmethod
@@ -111,6 +208,10 @@ class App:
         state: StateChoice = None,
         traces: TracesChoice = None,
         strict: bool = False,
+        bus: BusChoice = None,
+        bus_default: str = "memory",
+        steps: list[str] | None = None,
+        consume: bool = True,
     ) -> App:
         """Scan the project's step files. Broken files are in ``app.errors`` (``strict`` raises)."""
         project = load_project(path, env)
@@ -121,7 +222,18 @@ class App:
         records = found.records + _stand_ins(project, found.errors, found.records, runtimes)
         topics = TopicCatalog(records, project.config)
         registry = Registry(records, topics)
-        return cls(project, registry, found.errors, state=state, traces=traces, runtimes=runtimes)
+        return cls(
+            project,
+            registry,
+            found.errors,
+            state=state,
+            traces=traces,
+            runtimes=runtimes,
+            bus=bus,
+            bus_default=bus_default,
+            steps=steps,
+            consume=consume,
+        )
 
     @classmethod
     def from_lock(
@@ -132,6 +244,10 @@ class App:
         state: StateChoice = None,
         traces: TracesChoice = None,
         verify: bool = True,
+        bus: BusChoice = None,
+        bus_default: str = "memory",
+        steps: list[str] | None = None,
+        consume: bool = True,
     ) -> App:
         """Start from wistro.yml.lock alone: no scanning; step code is imported on first use."""
         from wistro.config import resolve_config
@@ -171,6 +287,10 @@ class App:
             traces=traces,
             runtimes=list(dict.fromkeys(runtimes.values())),
             from_lock=True,
+            bus=bus,
+            bus_default=bus_default,
+            steps=steps,
+            consume=consume,
         )
         app.lock = lock
         return app
@@ -187,6 +307,7 @@ class App:
             env=self.project.env,
             state=self.engine.state,
             traces=self.engine.store,
+            bus=self.engine.bus,
         )
         kept = _last_good(self.registry, fresh.registry, fresh.errors)
         registry = fresh.registry
@@ -242,6 +363,8 @@ class App:
         for runtime in self.runtimes:
             await runtime.aclose()
         await self.engine.state.close()
+        if self.otel is not None:
+            await asyncio.to_thread(self.otel.close)  # flushes; bounded if the collector is down
         return abandoned
 
     async def __aenter__(self) -> App:

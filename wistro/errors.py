@@ -28,6 +28,7 @@ a class derives from the built-in exception it resembles (in brackets), so that
       TraceNotFound [LookupError]
       TraceStoreError
         CorruptTraceStore
+      BusError
       WorkerError
       WorkerCrashed [RuntimeError]
         WorkerStartError
@@ -63,6 +64,7 @@ from typing import Any
 
 __all__ = [
     "AuthFailure",
+    "BusError",
     "ConfigError",
     "CorruptTraceStore",
     "DatasetError",
@@ -296,6 +298,10 @@ class TraceStoreError(WistroError):
 
 class CorruptTraceStore(TraceStoreError):
     """The trace store's file is not a readable database (garbage, truncated, damaged pages)."""
+
+
+class BusError(WistroError):
+    """The event bus could not be opened or written (its journal file or Redis URL is named)."""
 
 
 # ---------------------------------------------------------------- language workers

@@ -123,6 +123,7 @@ class EventBus(ABC):
 
     shared = False  # deliveries may run in other processes; the bus keeps the run ledger
     durable = False  # what ``flush`` returned for survives this process
+    consume = True  # this process runs deliveries (False: it only publishes, `start --no-workers`)
 
     @abstractmethod
     def start(

@@ -104,6 +104,10 @@ class Lanes:
             lane.queue.clear()
         return out
 
+    def cancel_now(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
     async def cancel(self) -> None:
         tasks = list(self._tasks)
         for task in tasks:

@@ -102,12 +102,50 @@ def dev(obj: Obj, no_reload: bool, host: str, port: int, grace_s: float) -> None
 @host_option
 @port_option
 @grace_option
+@click.option(
+    "--no-workers",
+    is_flag=True,
+    help="Serve HTTP and cron only: deliveries are left to `wistro worker` processes.",
+)
 @pass_obj
-def start(obj: Obj, host: str, port: int, grace_s: float) -> None:
+def start(obj: Obj, host: str, port: int, grace_s: float, no_workers: bool) -> None:
     """Production: run from wistro.yml.lock alone (no scanning, lazy step imports)."""
     from wistro.server.serve import run_start
 
-    run_start(obj.project, obj.env, host=host, port=port, grace_s=grace_s)
+    run_start(obj.project, obj.env, host=host, port=port, grace_s=grace_s, workers=not no_workers)
+
+
+@main.command()
+@click.option(
+    "--steps",
+    "step_names",
+    default=None,
+    help="Comma-separated step names to take deliveries for (default: every step).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    default=None,
+    help="Deliveries of one step running at once in this worker (caps each step's own).",
+)
+@click.option("--no-lock", is_flag=True, help="Scan the step files instead of the lock (dev).")
+@grace_option
+@pass_obj
+def worker(
+    obj: Obj, step_names: str | None, concurrency: int | None, no_lock: bool, grace_s: float
+) -> None:
+    """Take deliveries from the shared bus (local or redis) and run them until SIGTERM."""
+    from wistro.server.worker import run_worker
+
+    steps = [s.strip() for s in step_names.split(",") if s.strip()] if step_names else None
+    run_worker(
+        obj.project,
+        obj.env,
+        steps=steps,
+        concurrency=concurrency,
+        grace_s=grace_s,
+        use_lock=not no_lock,
+    )
 
 
 @main.command()

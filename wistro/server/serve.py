@@ -132,7 +132,9 @@ async def _serve(
         f"ready: {app.project.name} ({len(app.registry)} steps, {mode} mode, "
         f"env {app.project.env}) in {(time.perf_counter() - started) * 1000:.0f} ms"
     )
-    click.echo(f"http: {http.url}  (docs: {http.url}/docs)  cron: {n_cron} job(s)")
+    click.echo(
+        f"http: {http.url}  (docs: {http.url}/docs)  cron: {n_cron} job(s)  bus: {bus_summary(app)}"
+    )
     try:
         await stop.wait()
     finally:
@@ -211,6 +213,15 @@ async def _watch(
             await scheduler.refresh()
 
 
+def bus_summary(app: App) -> str:
+    """``local``, ``local, no workers``, ``redis``, ``memory``: what the ready line says."""
+    bus = app.engine.bus
+    name = {"LocalBus": "local", "RedisBus": "redis", "InMemoryBus": "memory"}.get(
+        type(bus).__name__, type(bus).__name__
+    )
+    return name if bus.consume else f"{name}, no workers"
+
+
 def run_dev(
     project: str | None,
     env: str,
@@ -220,7 +231,7 @@ def run_dev(
     grace_s: float = 30.0,
 ) -> None:
     started = time.perf_counter()
-    app = App.load(project, env=env)
+    app = App.load(project, env=env, bus_default="local")
     for line in load_error_lines(app):
         click.echo(line)
     watch = [app.project.src] + ([app.project.config_file] if app.project.config_file else [])
@@ -233,7 +244,8 @@ def run_start(
     host: str = "127.0.0.1",
     port: int = 3111,
     grace_s: float = 30.0,
+    workers: bool = True,
 ) -> None:
     started = time.perf_counter()
-    app = App.from_lock(project, env=env)
+    app = App.from_lock(project, env=env, bus_default="local", consume=workers)
     asyncio.run(_serve(app, started, None, host, port, grace_s))

@@ -1,0 +1,311 @@
+"""The local bus's journal: one SQLite database in WAL mode (``.wistro/bus.db``) that every
+process of a project on this machine shares. Synchronous, used from one thread per process.
+
+Tables:
+- ``deliveries``: one row per pending delivery (its JSON), ``due`` (not before), ``lease`` (taken
+  until; 0 = free), ``owner`` (the worker holding it), ``tries`` (times taken).
+- ``runs``: the run ledger: deliveries (and holds) each run still owes, its events and errors.
+  A commit that takes ``pending`` to 0 marks the run ``ended``; after its end is recorded it moves
+  to ``ended``, the table that the processes waiting for runs read.
+
+A commit applies a batch of operations in one transaction (group commit). Within a batch, a
+delivery inserted and acknowledged cancel out, and ledger changes are summed per run, so a busy
+chain costs few writes per hop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from wistro.bus.base import RunEnded, RunOpened
+from wistro.errors import BusError
+from wistro.files import make_private_file
+
+_SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS deliveries (uid TEXT PRIMARY KEY, step TEXT NOT NULL, "
+    "trace_id TEXT NOT NULL, body TEXT NOT NULL, due REAL NOT NULL DEFAULT 0, "
+    "lease REAL NOT NULL DEFAULT 0, owner TEXT, tries INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX IF NOT EXISTS deliveries_owner ON deliveries (owner) WHERE owner IS NOT NULL",
+    "CREATE TABLE IF NOT EXISTS runs (trace_id TEXT PRIMARY KEY, trigger TEXT NOT NULL, "
+    "topic TEXT NOT NULL, start REAL NOT NULL, origin TEXT NOT NULL, "
+    "pending INTEGER NOT NULL DEFAULT 0, holds INTEGER NOT NULL DEFAULT 0, "
+    "events INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0, ended REAL)",
+    "CREATE TABLE IF NOT EXISTS ended (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "trace_id TEXT NOT NULL, trigger TEXT NOT NULL, topic TEXT NOT NULL, start REAL NOT NULL, "
+    "end_ REAL NOT NULL, events INTEGER NOT NULL, errors INTEGER NOT NULL, "
+    "origin TEXT NOT NULL)",
+]
+ENDED_KEEP_S = 600.0  # announced ends are kept this long for waiters that look late
+
+# Operations of a batch (tuples, built on the hot path):
+INSERT = 0  # (INSERT, uid, step, trace_id, body, due, lease, owner, tries)
+ACK = 1  # (ACK, uid, trace_id)
+OPEN = 2  # (OPEN, RunOpened, holds)
+RELEASE = 3  # (RELEASE, trace_id)
+NOTE = 4  # (NOTE, trace_id, events, errors)
+UNLEASE = 5  # (UNLEASE, uid): give a taken delivery back without acknowledging it
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_file(path)
+            self.conn = sqlite3.connect(
+                path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
+            for statement in _SCHEMA:
+                self.conn.execute(statement)
+        except (sqlite3.Error, OSError) as e:
+            raise BusError(f"cannot open the local bus journal: {e}", file=str(path)) from e
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
+
+    # -- group commit --------------------------------------------------------------------
+
+    def commit(self, ops: Sequence[tuple[Any, ...]], now: float) -> list[RunEnded]:
+        """Apply a batch in one transaction; returns the runs it ended."""
+        inserts: dict[str, tuple[Any, ...]] = {}
+        acks: list[tuple[str]] = []
+        unleases: list[tuple[str]] = []
+        opens: list[tuple[Any, ...]] = []
+        ledger: dict[str, list[int]] = {}  # trace -> [pending delta, events, errors]
+        holds: list[tuple[int, str]] = []  # (change, trace): units held outside deliveries
+        for op in ops:
+            kind = op[0]
+            if kind == INSERT:
+                inserts[op[1]] = op[1:]
+                entry = ledger.get(op[3])
+                if entry is None:
+                    ledger[op[3]] = [1, 0, 0]
+                else:
+                    entry[0] += 1
+            elif kind == ACK:
+                if inserts.pop(op[1], None) is None:
+                    acks.append((op[1],))
+                entry = ledger.get(op[2])
+                if entry is None:
+                    ledger[op[2]] = [-1, 0, 0]
+                else:
+                    entry[0] -= 1
+            elif kind == NOTE:
+                entry = ledger.setdefault(op[1], [0, 0, 0])
+                entry[1] += op[2]
+                entry[2] += op[3]
+            elif kind == OPEN:
+                run: RunOpened = op[1]
+                opens.append((run.trace_id, run.trigger, run.topic, run.start, run.origin))
+                ledger.setdefault(run.trace_id, [0, 0, 0])[0] += op[2]
+                if op[2]:
+                    holds.append((op[2], run.trace_id))
+            elif kind == RELEASE:
+                ledger.setdefault(op[1], [0, 0, 0])[0] -= 1
+                holds.append((-1, op[1]))
+            elif kind == UNLEASE:
+                if op[1] in inserts:
+                    row = inserts[op[1]]
+                    inserts[op[1]] = (*row[:5], 0.0, None, row[7])
+                else:
+                    unleases.append((op[1],))
+        ended: list[RunEnded] = []
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if opens:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO runs (trace_id, trigger, topic, start, origin) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    opens,
+                )
+            if holds:
+                conn.executemany("UPDATE runs SET holds = holds + ? WHERE trace_id = ?", holds)
+            if inserts:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO deliveries "
+                    "(uid, step, trace_id, body, due, lease, owner, tries) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    inserts.values(),
+                )
+            if acks:
+                conn.executemany("DELETE FROM deliveries WHERE uid = ?", acks)
+            if unleases:
+                conn.executemany(
+                    "UPDATE deliveries SET lease = 0, owner = NULL WHERE uid = ?", unleases
+                )
+            for trace_id, (delta, events, errors) in ledger.items():
+                if not (delta or events or errors):
+                    continue
+                row = conn.execute(
+                    "UPDATE runs SET pending = pending + ?, events = events + ?, "
+                    "errors = errors + ? WHERE trace_id = ? AND ended IS NULL "
+                    "RETURNING pending, trigger, topic, start, events, errors, origin",
+                    (delta, events, errors, trace_id),
+                ).fetchone()
+                if row is not None and row[0] <= 0 and delta < 0:
+                    ended.append(RunEnded(trace_id, row[1], row[2], row[3], now, *row[4:]))
+            if ended:
+                conn.executemany(
+                    "UPDATE runs SET ended = ? WHERE trace_id = ?",
+                    [(now, e.trace_id) for e in ended],
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return ended
+
+    def announce(self, ended: Sequence[RunEnded], now: float) -> None:
+        """The ends are recorded: move them to ``ended`` for the processes waiting for them."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT INTO ended (trace_id, trigger, topic, start, end_, events, errors, "
+                "origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (e.trace_id, e.trigger, e.topic, e.start, e.end, e.n_events, e.n_errors,
+                     e.origin)
+                    for e in ended
+                ],
+            )  # fmt: skip
+            conn.executemany("DELETE FROM runs WHERE trace_id = ?", [(e.trace_id,) for e in ended])
+            conn.execute("DELETE FROM ended WHERE end_ < ?", (now - ENDED_KEEP_S,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def unannounced(self) -> list[RunEnded]:
+        """Runs marked ended whose end was never announced (a process died in between)."""
+        rows = self.conn.execute(
+            "SELECT trace_id, trigger, topic, start, ended, events, errors, origin FROM runs "
+            "WHERE ended IS NOT NULL"
+        ).fetchall()
+        return [RunEnded(*row) for row in rows]
+
+    def ended_since(self, seq: int) -> tuple[int, list[RunEnded]]:
+        rows = self.conn.execute(
+            "SELECT seq, trace_id, trigger, topic, start, end_, events, errors, origin "
+            "FROM ended WHERE seq > ? ORDER BY seq",
+            (seq,),
+        ).fetchall()
+        last = rows[-1][0] if rows else seq
+        return last, [RunEnded(*row[1:]) for row in rows]
+
+    def last_ended(self) -> int:
+        row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM ended").fetchone()
+        return int(row[0])
+
+    # -- taking deliveries ----------------------------------------------------------------
+
+    def take(
+        self, steps: list[str] | None, limit: int, owner: str, now: float, lease_s: float
+    ) -> list[tuple[str, str, int]]:
+        """Lease up to ``limit`` due, free deliveries (of ``steps``, or any): (uid, body, tries)."""
+        where = "lease < ? AND due <= ?"
+        params: list[Any] = [now, now]
+        if steps is not None:
+            where += f" AND step IN ({', '.join('?' * len(steps))})"
+            params.extend(steps)
+        sql = (
+            "UPDATE deliveries SET lease = ?, owner = ?, tries = tries + 1 WHERE uid IN "
+            f"(SELECT uid FROM deliveries WHERE {where} ORDER BY rowid LIMIT ?) "
+            "RETURNING uid, body, tries"
+        )
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            rows = conn.execute(sql, [now + lease_s, owner, *params, limit]).fetchall()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    def next_due(self, steps: list[str] | None, now: float) -> float | None:
+        """When the next delivery (not due yet, or leased) may be taken; None if none."""
+        where, params = "", []
+        if steps is not None:
+            where = f"WHERE step IN ({', '.join('?' * len(steps))})"
+            params = list(steps)
+        row = self.conn.execute(
+            f"SELECT MIN(MAX(due, lease)) FROM deliveries {where}", params
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    def renew(self, owner: str, now: float, lease_s: float) -> None:
+        """Keep the deliveries this worker holds (running or queued here) from being taken."""
+        self.conn.execute(
+            "UPDATE deliveries SET lease = ? WHERE owner = ? AND lease > 0", (now + lease_s, owner)
+        )
+
+    def free_dead_owners(self, me: str, host: str) -> int:
+        """Give back the deliveries held by processes of this machine that are gone (``kill -9``):
+        they may be taken at once instead of after their lease."""
+        freed = 0
+        owners = self.conn.execute(
+            "SELECT DISTINCT owner FROM deliveries WHERE owner IS NOT NULL"
+        ).fetchall()
+        for (owner,) in owners:
+            if owner == me:
+                continue
+            owner_host, _, pid = str(owner).rpartition(":")
+            if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            freed += self.conn.execute(
+                "UPDATE deliveries SET lease = 0, owner = NULL WHERE owner = ?", (owner,)
+            ).rowcount
+        return freed
+
+    def end_orphans(self, host: str, now: float) -> list[RunEnded]:
+        """Runs held by a process of this machine that is gone (an api call it was answering
+        when it died): the holds are dropped as errors, and runs left owing nothing end."""
+        ended: list[RunEnded] = []
+        rows = self.conn.execute(
+            "SELECT trace_id, origin FROM runs WHERE holds > 0 AND ended IS NULL"
+        ).fetchall()
+        for trace_id, origin in rows:
+            origin_host, _, pid = str(origin).rpartition(":")
+            if origin_host != host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            row = self.conn.execute(
+                "UPDATE runs SET pending = pending - holds, errors = errors + holds, holds = 0 "
+                "WHERE trace_id = ? RETURNING pending, trigger, topic, start, events, errors, "
+                "origin",
+                (trace_id,),
+            ).fetchone()
+            if row is not None and row[0] <= 0:
+                self.conn.execute("UPDATE runs SET ended = ? WHERE trace_id = ?", (now, trace_id))
+                ended.append(RunEnded(trace_id, row[1], row[2], row[3], now, *row[4:]))
+        return ended
+
+    def count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0])
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,389 @@
+"""The local bus: durable deliveries in a SQLite journal under ``.wistro/`` (``journal``), shared
+by every process of the project on this machine (``wistro start``, ``wistro worker`` ...).
+
+- ``publish`` never blocks: it appends to a buffer that one committer task writes in a single
+  transaction per batch (group commit); ``flush`` returns once what was published is committed.
+  A delivery whose step runs here and has room is leased to this process as it is written, and
+  starts at once, without a round trip through the journal.
+- A delivery is acknowledged (its row deleted) when its handler has returned, in a batch after
+  what the handler published: a process killed mid-delivery leaves the row leased, and the next
+  process takes it again (at-least-once). Leases of live workers are renewed; those of processes
+  of this machine that are gone are freed at once; any lease also ends after ``lease_s``.
+- The run ledger lives in the journal too (``runs``), changed in the same transactions, so
+  whichever process settles a run's last delivery ends it; processes waiting for a run learn of
+  its end from the ``ended`` table when a wake-up (``wake``) or their fallback timer tells them.
+- A delivery taken more than ``max_deliveries`` times (every worker running it died) is handed to
+  the engine as poison (dead-lettered) and acknowledged, so it never blocks the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from wistro.bus.base import (
+    BusHooks,
+    ConcurrencyOf,
+    Deliver,
+    Delivery,
+    EventBus,
+    RunEnded,
+    RunOpened,
+)
+from wistro.bus.journal import ACK, INSERT, NOTE, OPEN, RELEASE, UNLEASE, Journal
+from wistro.bus.lanes import Lanes
+from wistro.bus.wake import Waker
+
+log = logging.getLogger("wistro.bus")
+T = TypeVar("T")
+_now = time.time
+FALLBACK_S = 1.0  # look at the journal at least this often while there is anything to look for
+
+
+class LocalBus(EventBus):
+    shared = True
+    durable = True
+
+    def __init__(
+        self,
+        path: str | Path,
+        steps: Callable[[], list[str] | None] | None = None,
+        consume: bool = True,
+        lease_s: float = 30.0,
+        max_deliveries: int = 10,
+        prefetch: int = 512,
+    ) -> None:
+        self.path = Path(path)
+        self._steps = steps or (lambda: None)  # the steps this process takes (None: any)
+        self.consume = consume
+        self.lease_s = lease_s
+        self.max_deliveries = max_deliveries
+        self.prefetch = prefetch
+        self.host = socket.gethostname()
+        self.me = f"{self.host}:{os.getpid()}"
+        self._uids = itertools.count(1)
+        self._uid_prefix = os.urandom(6).hex()
+        self._ops: list[tuple[Any, ...]] = []
+        self._published = 0  # operations appended, ever
+        self._committed = 0  # operations committed, ever
+        self._flushes: list[tuple[int, asyncio.Future[None]]] = []
+        self._waiting: set[str] = set()  # runs started here whose end we wait for
+        self._ended_seq = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._journal: Journal | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._lanes: Lanes | None = None
+        self._hooks: BusHooks | None = None
+        self._waker: Waker | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._kick_commit = asyncio.Event()
+        self._kick_take = asyncio.Event()
+        self._hosted_cache: tuple[Any, set[str] | None] = (object(), None)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(
+        self, deliver: Deliver, concurrency_of: ConcurrencyOf, hooks: BusHooks | None = None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        for task in self._tasks:  # left by abandon(), or on a loop that is gone
+            task.cancel()
+        self._loop = loop
+        self._hooks = hooks
+        if self._journal is None:
+            self._journal = Journal(self.path)
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="wistro-bus")
+            self._ended_seq = self._journal.last_ended()
+        self._lanes = Lanes(deliver, concurrency_of, self._done)
+        self._kick_commit = asyncio.Event()
+        self._kick_take = asyncio.Event()
+        self._waker = Waker(self.path)
+        self._waker.open()
+        self._tasks = [
+            loop.create_task(self._commit_loop(), name="wistro-bus-commit"),
+            loop.create_task(self._watch_loop(), name="wistro-bus-watch"),
+            loop.create_task(self._keep_loop(), name="wistro-bus-keep"),
+        ]
+        if self.consume:
+            self._tasks.append(loop.create_task(self._take_loop(), name="wistro-bus-take"))
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self._loop is not None
+        return await self._loop.run_in_executor(self._executor, fn, *args)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    def _append(self, op: tuple[Any, ...]) -> None:
+        self._ops.append(op)
+        self._published += 1
+        self._kick_commit.set()
+
+    def _hosts(self, step: str) -> bool:
+        steps = self._steps()
+        if steps is None:
+            return True
+        cached_for, hosted = self._hosted_cache
+        if cached_for is not steps:
+            hosted = set(steps)
+            self._hosted_cache = (steps, hosted)
+        return hosted is not None and step in hosted
+
+    def publish(self, delivery: Delivery, delay: float = 0.0) -> None:
+        uid = f"{self._uid_prefix}{next(self._uids):x}"
+        body = delivery.to_json()
+        lanes = self._lanes
+        step, trace_id = delivery.step, delivery.event.trace_id
+        if (
+            delay <= 0
+            and self.consume
+            and lanes is not None
+            and lanes.room(step) > 0
+            and self._hosts(step)
+        ):  # runs here, now: leased to this process as it is written
+            self._append(
+                (INSERT, uid, step, trace_id, body, 0.0, _now() + self.lease_s, self.me, 1)
+            )
+            lanes.put(delivery, uid)
+            return
+        due = _now() + delay if delay > 0 else 0.0
+        self._append((INSERT, uid, step, trace_id, body, due, 0.0, None, 0))
+
+    def _done(self, delivery: Delivery, uid: Any) -> None:
+        self._append((ACK, uid, delivery.event.trace_id))
+
+    def open_run(self, run: RunOpened, holds: int = 0) -> None:
+        if run.origin == self.me:
+            self._waiting.add(run.trace_id)
+        self._append((OPEN, run, holds))
+
+    def release(self, trace_id: str) -> None:
+        self._append((RELEASE, trace_id))
+
+    def note(self, trace_id: str, events: int = 0, errors: int = 0) -> None:
+        self._append((NOTE, trace_id, events, errors))
+
+    async def flush(self) -> None:
+        if self._committed >= self._published:
+            return
+        assert self._loop is not None
+        fut = self._loop.create_future()
+        self._flushes.append((self._published, fut))
+        self._kick_commit.set()
+        await fut
+
+    def pending(self) -> int:
+        queued = self._lanes.queued() if self._lanes else 0
+        return queued + sum(1 for op in self._ops if op[0] == INSERT and op[6] is None)
+
+    # -- the committer -----------------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        assert self._journal is not None
+        backoff = 0.05
+        while True:
+            await self._kick_commit.wait()
+            self._kick_commit.clear()
+            while self._ops:
+                ops, self._ops = self._ops, []
+                upto = self._committed + len(ops)
+                try:
+                    ended = await self._run(self._journal.commit, ops, _now())
+                except asyncio.CancelledError:
+                    self._ops[:0] = ops
+                    raise
+                except Exception as e:  # a full disk, a journal locked too long: retry
+                    self._ops[:0] = ops
+                    log.warning("local bus %s: commit failed (%s); retrying", self.path, e)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 2.0)
+                    continue
+                backoff = 0.05
+                self._committed = upto
+                self._resolve_flushes()
+                if any(op[0] == INSERT and op[6] is None for op in ops):
+                    self._kick_take.set()  # rows anyone may take (here, or in other processes)
+                    if self._waker:
+                        self._waker.wake_others()
+                if ended:
+                    await self._end(ended)
+
+    def _resolve_flushes(self) -> None:
+        keep = []
+        for upto, fut in self._flushes:
+            if upto <= self._committed:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((upto, fut))
+        self._flushes = keep
+
+    async def _end(self, ended: list[RunEnded]) -> None:
+        """Runs this process ended: record them (the engine), then announce them."""
+        assert self._journal is not None
+        if self._hooks is not None:
+            await self._hooks.ended(ended)
+        await self._run(self._journal.announce, ended, _now())
+        if self._waker:
+            self._waker.wake_others()
+        for e in ended:
+            if e.trace_id in self._waiting:
+                self._waiting.discard(e.trace_id)
+                if self._hooks is not None:
+                    self._hooks.finished(e)
+
+    # -- runs that end elsewhere -------------------------------------------------------------
+
+    async def _watch_loop(self) -> None:
+        assert self._journal is not None and self._waker is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FALLBACK_S):
+                    await self._waker.event.wait()
+            self._waker.event.clear()
+            self._kick_take.set()
+            if not self._waiting:
+                continue
+            try:
+                seq, ended = await self._run(self._journal.ended_since, self._ended_seq)
+            except Exception as err:
+                log.warning("local bus %s: cannot read ended runs (%s)", self.path, err)
+                continue
+            self._ended_seq = seq
+            for run in ended:
+                if run.trace_id in self._waiting:
+                    self._waiting.discard(run.trace_id)
+                    if self._hooks is not None:
+                        self._hooks.finished(run)
+
+    # -- taking deliveries -------------------------------------------------------------------
+
+    async def _take_loop(self) -> None:
+        assert self._journal is not None and self._lanes is not None
+        journal, lanes = self._journal, self._lanes
+        while True:
+            room = self.prefetch - lanes.busy()
+            full = False
+            if room > 0:
+                steps = self._steps()
+                try:
+                    rows = await self._run(journal.take, steps, room, self.me, _now(), self.lease_s)
+                except Exception as e:
+                    log.warning("local bus %s: cannot take deliveries (%s)", self.path, e)
+                    rows = []
+                for uid, body, tries in rows:
+                    await self._dispatch(uid, body, tries)
+                full = len(rows) == room
+                if full:
+                    await asyncio.sleep(0)
+                    continue
+            timeout = FALLBACK_S
+            if room > 0:
+                with contextlib.suppress(Exception):
+                    due = await self._run(journal.next_due, self._steps(), _now())
+                    if due is not None:
+                        timeout = min(max(due - _now(), 0.002), FALLBACK_S)
+            self._kick_take.clear()
+            waits = [asyncio.ensure_future(self._kick_take.wait())]
+            if room <= 0:  # full here: wait for room
+                lanes.changed.clear()
+                waits.append(asyncio.ensure_future(lanes.changed.wait()))
+            try:
+                await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+
+    async def _dispatch(self, uid: str, body: str, tries: int) -> None:
+        assert self._lanes is not None
+        try:
+            delivery = Delivery.from_json(body)
+        except (ValueError, KeyError, TypeError) as e:
+            log.error("local bus %s: dropped an unreadable delivery %s (%s)", self.path, uid, e)
+            self._append((ACK, uid, ""))
+            return
+        if tries > self.max_deliveries:
+            if self._hooks is not None:
+                await self._hooks.poisoned(delivery, tries - 1)
+            self._done(delivery, uid)
+            return
+        self._lanes.put(delivery, uid)
+
+    async def _keep_loop(self) -> None:
+        """Renew this process's leases; free those of dead processes; end their orphan runs."""
+        assert self._journal is not None
+        journal = self._journal
+        first = True
+        while True:
+            try:
+                if await self._run(journal.free_dead_owners, self.me, self.host):
+                    self._kick_take.set()
+                orphans = await self._run(journal.end_orphans, self.host, _now())
+                if first:
+                    orphans += await self._run(journal.unannounced)
+                    first = False
+                if orphans:
+                    await self._end(orphans)
+                await self._run(journal.renew, self.me, _now(), self.lease_s)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.warning("local bus %s: lease upkeep failed (%s)", self.path, e)
+            await asyncio.sleep(self.lease_s / 3)
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def abandon(self) -> None:
+        """Stop taking and running here at once; what is pending stays for the next process."""
+        if self._lanes is not None:
+            for _delivery, uid in self._lanes.clear():
+                self._append((UNLEASE, uid))
+            self._lanes.cancel_now()  # what ran here is taken again once its lease ends
+        for task in self._tasks:
+            if task.get_name() != "wistro-bus-commit":
+                task.cancel()
+        self._tasks = [t for t in self._tasks if t.get_name() == "wistro-bus-commit"]
+        if self._waker is not None:
+            self._waker.close()
+            self._waker = None
+        self._loop = None  # start() begins afresh; the committer writes the UNLEASEs meanwhile
+
+    async def aclose(self) -> None:
+        if self._loop is None:
+            return
+        if self._lanes is not None:
+            for _delivery, uid in self._lanes.clear():  # taken, not started: free them now
+                self._append((UNLEASE, uid))
+            await self._lanes.cancel()
+        commit = [t for t in self._tasks if t.get_name() == "wistro-bus-commit"]
+        for task in self._tasks:
+            if task not in commit:
+                task.cancel()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(10):
+                await self.flush()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if self._waker is not None:
+            self._waker.close()
+        if self._journal is not None:
+            journal, self._journal = self._journal, None
+            await self._run(journal.close)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+        self._loop = None
