@@ -12,6 +12,7 @@ from wistro.bus import EventBus, InMemoryBus
 from wistro.state.base import StateAdapter
 from wistro.state.file import FileState
 from wistro.state.memory import MemoryState
+from wistro.state.redis import RedisState
 from wistro.tracing.memory import MemoryTraceStore
 from wistro.tracing.sqlite import SQLiteTraceStore
 from wistro.tracing.store import TraceStore
@@ -19,9 +20,15 @@ from wistro.tracing.store import TraceStore
 BUSES: dict[str, Callable[[Path], EventBus]] = {
     "memory": lambda tmp: InMemoryBus(),
 }
-STATE_ADAPTERS: dict[str, Callable[[Path], StateAdapter]] = {
-    "memory": lambda tmp: MemoryState(),
-    "file": lambda tmp: FileState(tmp / "state"),
+# A state factory gets the test's temp folder and a place name (a folder, a key prefix): adapters
+# made for different places never see each other's data. The redis one asks for the session's
+# redis-server (and a prefix no other test uses) only when a redis test runs.
+STATE_ADAPTERS: dict[str, Callable[[Path, str, pytest.FixtureRequest], StateAdapter]] = {
+    "memory": lambda tmp, place, request: MemoryState(),
+    "file": lambda tmp, place, request: FileState(tmp / "state" / place),
+    "redis": lambda tmp, place, request: RedisState(
+        request.getfixturevalue("redis_url"), f"{request.getfixturevalue('redis_prefix')}-{place}"
+    ),
 }
 TRACE_STORES: dict[str, Callable[[Path, int], TraceStore]] = {
     "memory": lambda tmp, retention: MemoryTraceStore(retention_runs=retention),
@@ -37,10 +44,30 @@ async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[E
 
 
 @pytest.fixture(params=sorted(STATE_ADAPTERS))
-async def state(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StateAdapter]:
-    made = STATE_ADAPTERS[request.param](tmp_path)
-    yield made
-    await made.close()
+def state_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def make_state(
+    state_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Callable[[str], StateAdapter]]:
+    """``make_state(place)``: a new adapter of the kind under test, storing at ``place``."""
+    made: list[StateAdapter] = []
+
+    def make(place: str = "main") -> StateAdapter:
+        adapter = STATE_ADAPTERS[state_kind](tmp_path, place, request)
+        made.append(adapter)
+        return adapter
+
+    yield make
+    for adapter in made:
+        await adapter.close()
+
+
+@pytest.fixture
+def state(make_state: Callable[[str], StateAdapter]) -> StateAdapter:
+    return make_state("main")
 
 
 @pytest.fixture(params=sorted(TRACE_STORES))
