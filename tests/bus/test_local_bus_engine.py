@@ -36,3 +36,27 @@ async def test_a_chain_on_the_local_bus_ends_every_run(
     assert {r.status for r in runs} == {"ok"}
     assert len(await app.engine.state.get_group("seen")) == 300
     assert runs[0].record.n_events == 3
+
+
+async def test_a_run_opened_run_and_settled_in_one_commit_ends(
+    make_app: Callable[..., wistro.App],
+) -> None:
+    """A call (cron, api) whose whole run fits in one group commit — open, publish, take, ack,
+    release — changes the run's ledger by 0 in that commit; it must still end."""
+    files = {
+        **CHAIN,
+        "src/tick.step.py": """
+config = {"name": "Tick", "type": "cron", "cron": "* * * * *", "emits": ["c"]}
+async def handler(ctx):
+    await ctx.emit("c", {"n": 1})
+""",
+    }
+    app = make_app(files, bus="local")
+    step = app.registry.get("Tick")
+    async with asyncio.timeout(60):
+        runs = []
+        for _ in range(50):
+            _, run = await app.engine.call(step, None, trigger="cron", topic="cron Tick")
+            runs.append(run)
+        await asyncio.gather(*(r.wait() for r in runs))
+    assert {r.status for r in runs} == {"ok"}

@@ -82,6 +82,7 @@ class Journal:
         opens: list[tuple[Any, ...]] = []
         ledger: dict[str, list[int]] = {}  # trace -> [pending delta, events, errors]
         holds: list[tuple[int, str]] = []  # (change, trace): units held outside deliveries
+        settled: set[str] = set()  # runs something settled for in this batch: they may end
         for op in ops:
             kind = op[0]
             if kind == INSERT:
@@ -92,6 +93,7 @@ class Journal:
                 else:
                     entry[0] += 1
             elif kind == ACK:
+                settled.add(op[2])
                 if inserts.pop(op[1], None) is None:
                     acks.append((op[1],))
                 entry = ledger.get(op[2])
@@ -110,6 +112,7 @@ class Journal:
                 if op[2]:
                     holds.append((op[2], run.trace_id))
             elif kind == RELEASE:
+                settled.add(op[1])
                 ledger.setdefault(op[1], [0, 0, 0])[0] -= 1
                 holds.append((-1, op[1]))
             elif kind == UNLEASE:
@@ -144,7 +147,7 @@ class Journal:
                     "UPDATE deliveries SET lease = 0, owner = NULL WHERE uid = ?", unleases
                 )
             for trace_id, (delta, events, errors) in ledger.items():
-                if not (delta or events or errors):
+                if not (delta or events or errors or trace_id in settled):
                     continue
                 row = conn.execute(
                     "UPDATE runs SET pending = pending + ?, events = events + ?, "
@@ -152,7 +155,9 @@ class Journal:
                     "RETURNING pending, trigger, topic, start, events, errors, origin",
                     (delta, events, errors, trace_id),
                 ).fetchone()
-                if row is not None and row[0] <= 0 and delta < 0:
+                # A run opened, run and settled within one batch has a delta of 0: what ends a
+                # run is that something settled for it and it owes nothing now.
+                if row is not None and row[0] <= 0 and trace_id in settled:
                     ended.append(RunEnded(trace_id, row[1], row[2], row[3], now, *row[4:]))
             if ended:
                 conn.executemany(
