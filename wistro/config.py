@@ -49,9 +49,19 @@ class RedisConfig(_Strict):
     prefix: str | None = None  # key prefix, default wistro:<project name>:<environment>
 
 
+class OtlpConfig(_Strict):
+    """``traces.otlp``: export spans and logs to an OpenTelemetry collector (OTLP/HTTP)."""
+
+    endpoint: str  # the base URL, e.g. http://collector:4318 (spans: /v1/traces, logs: /v1/logs)
+    headers: dict[str, str] = {}  # sent with every export (an API key)
+    service_name: str | None = None  # resource service.name, default the project's name
+    timeout_s: float = Field(default=10.0, gt=0)  # per export request, retries included
+
+
 class TracesConfig(_Strict):
     path: str | None = None  # default .wistro/traces.db
     retention_runs: int = Field(default=10_000, ge=1)
+    otlp: OtlpConfig | None = None  # OpenTelemetry export (the `otel` extra), off by default
 
 
 class EngineConfig(_Strict):

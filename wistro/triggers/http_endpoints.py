@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 from starlette.datastructures import Headers
 
+from wistro.core.run import Run
 from wistro.core.step import StepRecord
 from wistro.errors import ConfigError, HandlerError, HandlerTimeout, PayloadError
+from wistro.tracing.traceparent import format_traceparent, parse_traceparent
 from wistro.triggers.http_body import (
     JSON_HEADERS,
     TRACE,
@@ -163,8 +165,9 @@ class Endpoint:
             if isinstance(query, BaseModel):
                 query = query.model_dump()
         data = parse_json(raw, self.max_json_depth)
+        traceparent = traceparent_of(scope)
         if spec.entry is not None:
-            await self._emit(send, spec.entry.emits, data, trace_id)
+            await self._emit(send, spec.entry.emits, data, trace_id, traceparent)
             return
         body = self.body_check(data) if self.body_check is not None else data
         request = ApiRequest(
@@ -177,7 +180,7 @@ class Endpoint:
             raw_body=raw,
             auth=claims,
         )
-        await self._call(send, request, trace_id)
+        await self._call(send, request, trace_id, traceparent)
 
     async def _authenticate(self, scope: Scope, raw: bytes) -> dict[str, Any]:
         assert self.authenticate is not None
@@ -219,11 +222,15 @@ class Endpoint:
             raise HttpError(status, kind, "authentication failed") from None
         return dict(claims or {})
 
-    async def _emit(self, send: Send, topic: str, data: Any, trace_id: list[str]) -> None:
+    async def _emit(
+        self, send: Send, topic: str, data: Any, trace_id: list[str], traceparent: str | None
+    ) -> None:
         engine = self.app.engine
         try:
             async with asyncio.timeout(self.timeout_s):
-                run = await engine.emit(topic, data, wait=False, trigger="api")
+                run = await engine.emit(
+                    topic, data, wait=False, trigger="api", traceparent=traceparent
+                )
         except PayloadError as e:
             error = _invalid([_payload_field("body", e)])
             error.trace_id = e.trace_id  # the run recording the refusal
@@ -234,12 +241,16 @@ class Endpoint:
         body = encode({"trace_id": run.trace_id}).encode()
         await send_response(send, 202, body, [*JSON_HEADERS, (TRACE, run.trace_id.encode())])
 
-    async def _call(self, send: Send, request: ApiRequest, trace_id: list[str]) -> None:
+    async def _call(
+        self, send: Send, request: ApiRequest, trace_id: list[str], traceparent: str | None
+    ) -> None:
         record = self.call_record
         assert record is not None
         engine = self.app.engine
         try:
-            result, run = await engine.call(record, request, trigger="api", topic=self.spec.topic)
+            result, run = await engine.call(
+                record, request, trigger="api", topic=self.spec.topic, traceparent=traceparent
+            )
         except HandlerTimeout as e:
             trace_id.append(e.trace_id or "")
             raise HttpError(504, "timeout", "the handler timed out") from None
@@ -259,7 +270,30 @@ class Endpoint:
             )
             raise HttpError(500, "internal_error", "internal error") from None
         headers.append((TRACE, run.trace_id.encode()))
+        root = root_traceparent(run)
+        if root is not None and all(name != b"traceparent" for name, _ in headers):
+            headers.append((b"traceparent", root.encode()))
         await send_response(send, status, body, headers)
+
+
+def traceparent_of(scope: Scope) -> str | None:
+    """The request's W3C ``traceparent`` header; None without one, or with several (the engine
+    ignores a malformed one: the run starts a new trace)."""
+    found = [v for k, v in scope["headers"] if k.lower() == b"traceparent"]
+    return found[0].decode("latin-1") if len(found) == 1 else None
+
+
+def root_traceparent(run: Run) -> str | None:
+    """``traceparent`` naming the run's root span (the api step's), in the trace its spans are
+    exported in: the caller's when the request sent one, else the run's."""
+    root = next((s for s in run.span_records if s.event_id == ""), None)
+    if root is None:
+        return None
+    header = run.traceparent
+    caller = parse_traceparent(header)
+    if header is None or caller is None:
+        return format_traceparent(run.trace_id, root.id)
+    return format_traceparent(caller[0], root.id, sampled=bool(int(header.strip()[-2:], 16) & 1))
 
 
 def _response_of(result: Any) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
