@@ -150,6 +150,10 @@ class EventBus(ABC):
     def note(self, trace_id: str, events: int = 0, errors: int = 0) -> None:  # noqa: B027
         """Count events and errors of a run (for its end record), in the next commit."""
 
+    async def owed(self, trace_ids: list[str]) -> set[str]:
+        """Which of these runs the bus still owes deliveries (a shared bus's ledger)."""
+        return set()
+
     @abstractmethod
     def pending(self) -> int:
         """Deliveries queued or waiting for their time (not those running)."""

@@ -298,6 +298,17 @@ class Journal:
                 ended.append(RunEnded(trace_id, row[1], row[2], row[3], now, *row[4:]))
         return ended
 
+    def owed(self, trace_ids: list[str]) -> set[str]:
+        out: set[str] = set()
+        for i in range(0, len(trace_ids), 500):
+            chunk = trace_ids[i : i + 500]
+            rows = self.conn.execute(
+                f"SELECT trace_id FROM runs WHERE trace_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            out.update(str(r[0]) for r in rows)
+        return out
+
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0])
 

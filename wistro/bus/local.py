@@ -182,6 +182,11 @@ class LocalBus(EventBus):
         self._kick_commit.set()
         await fut
 
+    async def owed(self, trace_ids: list[str]) -> set[str]:
+        if self._journal is None:
+            return set()
+        return await self._run(self._journal.owed, trace_ids)
+
     def pending(self) -> int:
         queued = self._lanes.queued() if self._lanes else 0
         return queued + sum(1 for op in self._ops if op[0] == INSERT and op[6] is None)

@@ -86,7 +86,7 @@ def emit(
 @main.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--limit", default=20, show_default=True)
-@click.option("--status", type=click.Choice(["ok", "error", "running"]))
+@click.option("--status", type=click.Choice(["ok", "error", "running", "refused", "interrupted"]))
 @click.option(
     "--repair",
     is_flag=True,

@@ -103,6 +103,7 @@ class Engine:
         self._running: dict[Any, tuple[SpanRecord, Run]] = {}  # task -> the delivery it runs
         self._watchdog: LoopWatchdog | None = None
         self.worker = worker_name()
+        self._recovery: asyncio.Task[list[str]] | None = None
         # A shared bus (local, redis) keeps the run ledger: runs end when its commit says so.
         self._shared = self.bus.shared
 
@@ -138,6 +139,10 @@ class Engine:
         )
         self.recorder.start()
         self._start_watchdog(loop)
+        if self._shared:  # runs a crashed process left running that nothing will finish
+            from wistro.core.recovery import mark_interrupted
+
+            self._recovery = loop.create_task(mark_interrupted(self), name="wistro-recovery")
 
     def _start_watchdog(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._watchdog is not None:
@@ -279,7 +284,7 @@ class Engine:
         while self.in_flight >= self.config.max_in_flight:
             self._capacity.clear()
             await self._capacity.wait()
-        run = Run(new_trace_id(), topic, trigger, _now())
+        run = Run(new_trace_id(), topic, trigger, _now(), self.worker)
         if parse_traceparent(traceparent):
             run.traceparent = traceparent
         self.runs[run.trace_id] = run
@@ -310,7 +315,7 @@ class Engine:
     def refused(self, topic: str, data: Any, trigger: str, err: WistroError) -> Run:
         """Record an emit from outside that was refused (unknown topic, invalid payload) as a
         finished run with status ``refused``, holding the payload and the error."""
-        run = Run(new_trace_id(), topic, trigger, _now())
+        run = Run(new_trace_id(), topic, trigger, _now(), self.worker)
         run.refused = True
         self.recorder.run(run.record)
         notify(self.observers, "on_run_start", run)
@@ -495,7 +500,7 @@ class Engine:
     def _adopt(self, d: Delivery) -> Run:
         """The run of a delivery this engine did not publish (another process's, on a shared
         bus): tracked here until its deliveries settle."""
-        run = Run(d.event.trace_id, d.event.topic, "delivery", _now())
+        run = Run(d.event.trace_id, d.event.topic, "delivery", _now(), self.worker)
         run.traceparent = d.traceparent
         self.runs[run.trace_id] = run
         if not self._shared:
@@ -552,7 +557,7 @@ class Engine:
             status = "error" if e.n_errors else "ok"
             self.recorder.run_ended(
                 RunRecord(e.trace_id, e.trigger, e.topic, status, e.start, e.end, e.n_events,
-                          e.n_errors)
+                          e.n_errors, e.origin)
             )  # fmt: skip
         await self.recorder.flush()
 
@@ -614,7 +619,7 @@ class Engine:
         """
         self.start()
         caller = parse_traceparent(traceparent)
-        run = Run(new_trace_id(), topic, trigger, _now())
+        run = Run(new_trace_id(), topic, trigger, _now(), self.worker)
         if caller:
             run.traceparent = traceparent
         self.runs[run.trace_id] = run
@@ -683,7 +688,7 @@ class Engine:
         step = self.registry.get(dead["step"])
         data = json.loads(dead["data_json"])
         payload = self.registry.topics.validator(dead["topic"])(data)
-        run = Run(new_trace_id(), dead["topic"], "replay", _now())
+        run = Run(new_trace_id(), dead["topic"], "replay", _now(), self.worker)
         self.runs[run.trace_id] = run
         self.recorder.run(run.record)
         event = EventRecord(

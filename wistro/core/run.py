@@ -65,8 +65,10 @@ STATE_COLUMNS = ["ts", "op", "group", "key", "value", "step", "span_id"]
 class Run:
     """What one emit caused. ``await`` it (or ``run.wait()``) for the finished run."""
 
-    def __init__(self, trace_id: str, topic: str, trigger: str, start: float) -> None:
-        self.record = RunRecord(trace_id, trigger, topic, "running", start)
+    def __init__(
+        self, trace_id: str, topic: str, trigger: str, start: float, worker: str | None = None
+    ) -> None:
+        self.record = RunRecord(trace_id, trigger, topic, "running", start, worker=worker)
         self.trace_id = trace_id
         self.event_records: list[EventRecord] = []
         self.span_records: list[SpanRecord] = []

@@ -148,7 +148,17 @@ async def _serve(
         tasks[0].cancel()  # the HTTP server lets requests in flight finish
         await asyncio.gather(*tasks, return_exceptions=True)
         abandoned = await app.aclose(timeout=max(0.0, deadline - time.monotonic()))
-        if abandoned:
+        if abandoned and app.engine.bus.durable:
+            click.echo(
+                f"stopped after {grace_s:g} s with {len(abandoned)} run(s) unfinished: they stay "
+                f"on the {bus_summary(app)} bus and go on in the next process that takes them",
+                err=True,
+            )
+            for line in abandoned[:20]:
+                click.echo(f"  pending {console.clean(line)}", err=True)
+            if len(abandoned) > 20:
+                click.echo(f"  … and {len(abandoned) - 20} more", err=True)
+        elif abandoned:
             click.echo(
                 click.style(
                     f"stopped after {grace_s:g} s with {len(abandoned)} run(s) unfinished:",

@@ -25,11 +25,12 @@ class RunRecord:
     trace_id: str
     trigger: str  # "emit", "cli", "api", "cron", "replay", "test"
     topic: str
-    status: str  # running | ok | error | refused
+    status: str  # running | ok | error | refused | interrupted
     start: float
     end: float | None = None
     n_events: int = 0
     n_errors: int = 0
+    worker: str | None = None  # "host:pid" of the process that started it
 
 
 @dataclass(slots=True)
