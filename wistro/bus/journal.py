@@ -49,7 +49,7 @@ ACK = 1  # (ACK, uid, trace_id)
 OPEN = 2  # (OPEN, RunOpened, holds)
 RELEASE = 3  # (RELEASE, trace_id)
 NOTE = 4  # (NOTE, trace_id, events, errors)
-UNLEASE = 5  # (UNLEASE, uid): give a taken delivery back without acknowledging it
+UNLEASE = 5  # (UNLEASE, uid): give back a delivery taken and never started (not a try)
 
 
 class Journal:
@@ -118,7 +118,7 @@ class Journal:
             elif kind == UNLEASE:
                 if op[1] in inserts:
                     row = inserts[op[1]]
-                    inserts[op[1]] = (*row[:5], 0.0, None, row[7])
+                    inserts[op[1]] = (*row[:5], 0.0, None, 0)
                 else:
                     unleases.append((op[1],))
         ended: list[RunEnded] = []
@@ -144,7 +144,9 @@ class Journal:
                 conn.executemany("DELETE FROM deliveries WHERE uid = ?", acks)
             if unleases:
                 conn.executemany(
-                    "UPDATE deliveries SET lease = 0, owner = NULL WHERE uid = ?", unleases
+                    "UPDATE deliveries SET lease = 0, owner = NULL, tries = MAX(tries - 1, 0) "
+                    "WHERE uid = ?",
+                    unleases,
                 )
             for trace_id, (delta, events, errors) in ledger.items():
                 if not (delta or events or errors or trace_id in settled):
@@ -217,23 +219,36 @@ class Journal:
     # -- taking deliveries ----------------------------------------------------------------
 
     def take(
-        self, steps: list[str] | None, limit: int, owner: str, now: float, lease_s: float
+        self, room: dict[str, int] | None, limit: int, owner: str, now: float, lease_s: float
     ) -> list[tuple[str, str, int]]:
-        """Lease up to ``limit`` due, free deliveries (of ``steps``, or any): (uid, body, tries)."""
-        where = "lease < ? AND due <= ?"
-        params: list[Any] = [now, now]
-        if steps is not None:
-            where += f" AND step IN ({', '.join('?' * len(steps))})"
-            params.extend(steps)
-        sql = (
-            "UPDATE deliveries SET lease = ?, owner = ?, tries = tries + 1 WHERE uid IN "
-            f"(SELECT uid FROM deliveries WHERE {where} ORDER BY rowid LIMIT ?) "
-            "RETURNING uid, body, tries"
-        )
+        """Lease due, free deliveries, oldest first: at most ``room[step]`` of each step (or, with
+        ``room`` None, ``limit`` of any step). Returns (uid, body, tries)."""
+        if room is not None:
+            if not room:
+                return []
+            values = ", ".join("(?, ?)" for _ in room)
+            sql = (
+                f"WITH room(step, n) AS (VALUES {values}), ready AS ("
+                "SELECT d.uid AS uid, room.n AS n, "
+                "ROW_NUMBER() OVER (PARTITION BY d.step ORDER BY d.rowid) AS k "
+                "FROM deliveries AS d JOIN room ON d.step = room.step "
+                "WHERE d.lease < ? AND d.due <= ?) "
+                "UPDATE deliveries SET lease = ?, owner = ?, tries = tries + 1 "
+                "WHERE uid IN (SELECT uid FROM ready WHERE k <= n) RETURNING uid, body, tries"
+            )
+            params: list[Any] = [x for item in room.items() for x in item]
+            params += [now, now, now + lease_s, owner]
+        else:
+            sql = (
+                "UPDATE deliveries SET lease = ?, owner = ?, tries = tries + 1 WHERE uid IN "
+                "(SELECT uid FROM deliveries WHERE lease < ? AND due <= ? ORDER BY rowid "
+                "LIMIT ?) RETURNING uid, body, tries"
+            )
+            params = [now + lease_s, owner, now, now, limit]
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            rows = conn.execute(sql, [now + lease_s, owner, *params, limit]).fetchall()
+            rows = conn.execute(sql, params).fetchall()
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -268,7 +283,7 @@ class Journal:
         for (owner,) in owners:
             if owner == me:
                 continue
-            owner_host, _, pid = str(owner).rpartition(":")
+            owner_host, _, pid = str(owner).partition("/")[0].rpartition(":")
             if owner_host != host or not pid.isdigit() or _alive(int(pid)):
                 continue
             freed += self.conn.execute(

@@ -47,6 +47,7 @@ log = logging.getLogger("wistro.bus")
 T = TypeVar("T")
 _now = time.time
 FALLBACK_S = 1.0  # look at the journal at least this often while there is anything to look for
+KEEP_S = 2.0  # renew leases and look for dead processes' deliveries at least this often
 
 
 class LocalBus(EventBus):
@@ -69,7 +70,8 @@ class LocalBus(EventBus):
         self.max_deliveries = max_deliveries
         self.prefetch = prefetch
         self.host = socket.gethostname()
-        self.me = f"{self.host}:{os.getpid()}"
+        self.worker = f"{self.host}:{os.getpid()}"  # what spans and runs name
+        self.me = f"{self.worker}/{os.urandom(3).hex()}"  # this bus's leases (one per instance)
         self._uids = itertools.count(1)
         self._uid_prefix = os.urandom(6).hex()
         self._ops: list[tuple[Any, ...]] = []
@@ -108,6 +110,8 @@ class LocalBus(EventBus):
         self._lanes = Lanes(deliver, concurrency_of, self._done)
         self._kick_commit = asyncio.Event()
         self._kick_take = asyncio.Event()
+        if self._ops:  # published before start
+            self._kick_commit.set()
         self._waker = Waker(self.path)
         self._waker.open()
         self._tasks = [
@@ -119,8 +123,7 @@ class LocalBus(EventBus):
             self._tasks.append(loop.create_task(self._take_loop(), name="wistro-bus-take"))
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        assert self._loop is not None
-        return await self._loop.run_in_executor(self._executor, fn, *args)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -163,7 +166,7 @@ class LocalBus(EventBus):
         self._append((ACK, uid, delivery.event.trace_id))
 
     def open_run(self, run: RunOpened, holds: int = 0) -> None:
-        if run.origin == self.me:
+        if run.origin == self.worker:
             self._waiting.add(run.trace_id)
         self._append((OPEN, run, holds))
 
@@ -209,7 +212,7 @@ class LocalBus(EventBus):
                     raise
                 except Exception as e:  # a full disk, a journal locked too long: retry
                     self._ops[:0] = ops
-                    log.warning("local bus %s: commit failed (%s); retrying", self.path, e)
+                    log.warning("local bus %s: commit failed (%r); retrying", self.path, e)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
                     continue
@@ -277,30 +280,34 @@ class LocalBus(EventBus):
         assert self._journal is not None and self._lanes is not None
         journal, lanes = self._journal, self._lanes
         while True:
-            room = self.prefetch - lanes.busy()
-            full = False
-            if room > 0:
-                steps = self._steps()
+            steps = self._steps()
+            room: dict[str, int] | None = None
+            if steps is not None:  # what each hosted step has room for: never more
+                room = {step: n for step in steps if (n := lanes.room(step)) > 0}
+                limit = sum(room.values())
+            else:
+                limit = max(0, self.prefetch - lanes.busy())
+            rows: list[tuple[str, str, int]] = []
+            if limit > 0:
                 try:
-                    rows = await self._run(journal.take, steps, room, self.me, _now(), self.lease_s)
+                    rows = await self._run(journal.take, room, limit, self.me, _now(), self.lease_s)
                 except Exception as e:
                     log.warning("local bus %s: cannot take deliveries (%s)", self.path, e)
-                    rows = []
                 for uid, body, tries in rows:
                     await self._dispatch(uid, body, tries)
-                full = len(rows) == room
-                if full:
-                    await asyncio.sleep(0)
-                    continue
+            # Took all it had room for: there may be more, to take as soon as room frees up.
+            backlog = bool(rows) and len(rows) >= limit
+            if steps is not None and not backlog and room:
+                backlog = any(lanes.room(step) == 0 for step in room)
             timeout = FALLBACK_S
-            if room > 0:
+            if not backlog:
                 with contextlib.suppress(Exception):
-                    due = await self._run(journal.next_due, self._steps(), _now())
+                    due = await self._run(journal.next_due, steps, _now())
                     if due is not None:
                         timeout = min(max(due - _now(), 0.002), FALLBACK_S)
             self._kick_take.clear()
             waits = [asyncio.ensure_future(self._kick_take.wait())]
-            if room <= 0:  # full here: wait for room
+            if backlog or limit <= 0:
                 lanes.changed.clear()
                 waits.append(asyncio.ensure_future(lanes.changed.wait()))
             try:
@@ -344,7 +351,7 @@ class LocalBus(EventBus):
                 raise
             except Exception as e:
                 log.warning("local bus %s: lease upkeep failed (%s)", self.path, e)
-            await asyncio.sleep(self.lease_s / 3)
+            await asyncio.sleep(min(self.lease_s / 3, KEEP_S))
 
     # -- stopping ----------------------------------------------------------------------------
 

@@ -139,6 +139,9 @@ def trace_tree(trace: dict[str, Any], show_payloads: bool = True, show_ids: bool
                 f"{clean(key)}{value}"
             )
 
+    # a run whose spans ran in several processes (a shared bus): each span names its worker
+    several_workers = len({sp.get("worker") for sp in spans if sp.get("worker")}) > 1
+
     def event_line(ev: dict[str, Any], prefix: str, last: bool) -> None:
         shown.add(ev["id"])
         branch = "└─ " if last else "├─ "
@@ -164,9 +167,10 @@ def trace_tree(trace: dict[str, Any], show_payloads: bool = True, show_ids: bool
         shown.add(span["id"])
         branch = "└─ " if last else "├─ "
         attempt = f" (attempt {span['attempt']})" if span["attempt"] > 1 else ""
+        where = f" on {clean(span['worker'])}" if several_workers and span.get("worker") else ""
         lines.append(
             f"{prefix}{branch}{click.style('▶ ' + clean(span['step']), bold=True)} "
-            f"{status(span['status'])} {_ms(span['start'], span['end'])}{attempt}"
+            f"{status(span['status'])} {_ms(span['start'], span['end'])}{attempt}{where}"
             f"{ident(span['id'])}"
         )
         inner = prefix + ("   " if last else "│  ")

@@ -1,0 +1,118 @@
+"""One project, many processes: ``wistro start --no-workers`` answers HTTP, three ``wistro worker``
+processes share the deliveries through the bus, and one of them is killed with ``kill -9``
+mid-run. Every event is still handled, every run ends ``ok``, and a run's trace names the worker
+of each span."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import textwrap
+from pathlib import Path
+
+import httpx
+import pytest
+from processes import Server, run
+
+YML = """\
+    name: workers
+    src: src
+    bus: {adapter: local, visibility_timeout_s: 5}
+    api:
+      - {path: /jobs, method: POST, emits: job.requested}
+"""
+STEPS = {
+    "split.step.py": """\
+        config = {"name": "Split", "subscribes": ["job.requested"], "emits": ["job.part"]}
+
+        async def handler(data, ctx):
+            await ctx.emit("job.part", {"n": data["n"]})
+        """,
+    "record.step.py": """\
+        import asyncio
+
+        config = {"name": "Record", "subscribes": ["job.part"], "emits": [], "concurrency": 8}
+
+        async def handler(data, ctx):
+            await asyncio.sleep(0.02)
+            await ctx.state.set("done", str(data["n"]), data["n"])
+        """,
+}
+EVENTS = 600
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "workers"
+    (root / "src").mkdir(parents=True)
+    (root / "wistro.yml").write_text(textwrap.dedent(YML), encoding="utf-8")
+    for name, code in STEPS.items():
+        (root / "src" / name).write_text(textwrap.dedent(code), encoding="utf-8")
+    run("lock", cwd=root)
+    return root
+
+
+def _done(root: Path) -> set[int]:
+    folder = root / ".wistro" / "state" / "done"
+    return {int(p.stem) for p in folder.glob("*.json")} if folder.is_dir() else set()
+
+
+async def test_three_workers_one_killed_every_event_handled(
+    project: Path, servers: list[Server]
+) -> None:
+    front = Server("start", "--no-workers", "--host", "127.0.0.1", "--port", "0", cwd=project)
+    servers.append(front)
+    port = front.port()
+    assert re.search(r"bus: local, no workers$", front.stdout[-1]), front.output
+    workers = [Server("worker", cwd=project) for _ in range(3)]
+    servers.extend(workers)
+    for w in workers:
+        await w.await_line(r"^worker ready: workers \(2 steps", timeout=30)
+
+    accepted: list[str] = []
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+        sem = asyncio.Semaphore(50)
+
+        async def post(i: int) -> None:
+            async with sem:
+                r = await client.post("/jobs", json={"n": i})
+                assert r.status_code == 202, r.text
+                accepted.append(r.json()["trace_id"])
+
+        posting = asyncio.gather(*(post(i) for i in range(EVENTS)))
+        async with asyncio.timeout(60):
+            while len(_done(project)) < EVENTS // 4:
+                await asyncio.sleep(0.02)
+        workers[0].proc.send_signal(signal.SIGKILL)  # mid-run: it holds deliveries
+        await posting
+    async with asyncio.timeout(90):
+        while len(_done(project)) < EVENTS:
+            await asyncio.sleep(0.1)
+    assert _done(project) == set(range(EVENTS))
+
+    async with asyncio.timeout(60):
+        while True:
+            out = await asyncio.to_thread(run, "traces", "--json", "--limit", "5000", cwd=project)
+            runs = {r["trace_id"]: r for r in json.loads(out)}
+            if all(runs.get(t, {}).get("status") == "ok" for t in accepted):
+                break
+            await asyncio.sleep(0.2)
+    assert not [r for r in runs.values() if r["status"] == "running"]
+
+    # The spans of the runs ran in every worker, and each names its worker.
+    names: set[str] = set()
+    for trace_id in accepted[:100]:
+        trace = json.loads(await asyncio.to_thread(run, "trace", trace_id, "--json", cwd=project))
+        names |= {s["worker"] for s in trace["spans"]}
+        assert all(s["worker"] for s in trace["spans"])
+    pids = {w.proc.pid for w in workers}
+    assert {int(n.rpartition(":")[2]) for n in names} <= pids
+    assert len(names) >= 2
+
+    for w in workers[1:]:  # SIGTERM: they drain and stop
+        w.proc.send_signal(signal.SIGTERM)
+    for w in workers[1:]:
+        code, _ = await w.exited(timeout=30)
+        assert code == 0, w.output
