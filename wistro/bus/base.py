@@ -44,7 +44,7 @@ class Delivery:
         return replace(self, attempt=self.attempt + 1, not_before=not_before)
 
     def to_dict(self) -> dict[str, Any]:
-        event = {f.name: getattr(self.event, f.name) for f in fields(EventRecord)}
+        event = {name: getattr(self.event, name) for name in _EVENT_FIELDS}
         return {
             "step": self.step,
             "event": event,
@@ -75,6 +75,7 @@ class Delivery:
         return cls.from_dict(json.loads(text))
 
 
+_EVENT_FIELDS = tuple(f.name for f in fields(EventRecord))
 Deliver = Callable[[Delivery], Awaitable[None]]
 ConcurrencyOf = Callable[[str], int]
 

@@ -44,12 +44,13 @@ _SCHEMA = [
 ENDED_KEEP_S = 600.0  # announced ends are kept this long for waiters that look late
 
 # Operations of a batch (tuples, built on the hot path):
-INSERT = 0  # (INSERT, uid, step, trace_id, body, due, lease, owner, tries)
+INSERT = 0  # (INSERT, uid, step, trace_id, delivery (or its JSON), due, lease, owner, tries)
 ACK = 1  # (ACK, uid, trace_id)
 OPEN = 2  # (OPEN, RunOpened, holds)
 RELEASE = 3  # (RELEASE, trace_id)
 NOTE = 4  # (NOTE, trace_id, events, errors)
 UNLEASE = 5  # (UNLEASE, uid): give back a delivery taken and never started (not a try)
+ANNOUNCE = 6  # (ANNOUNCE, RunEnded, waited_here): its end is recorded; tell who waits
 
 
 class Journal:
@@ -58,6 +59,8 @@ class Journal:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             make_private_file(path)
+            # ``conn`` is used from the bus's thread and waits for a busy journal; ``fast`` is
+            # used on the event loop and never waits: busy, the caller falls back to ``conn``.
             self.conn = sqlite3.connect(
                 path, timeout=30, isolation_level=None, check_same_thread=False
             )
@@ -65,24 +68,33 @@ class Journal:
             self.conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
             for statement in _SCHEMA:
                 self.conn.execute(statement)
+            self.fast = sqlite3.connect(
+                path, timeout=0, isolation_level=None, check_same_thread=False
+            )
+            self.fast.execute("PRAGMA synchronous=NORMAL")
         except (sqlite3.Error, OSError) as e:
             raise BusError(f"cannot open the local bus journal: {e}", file=str(path)) from e
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self.conn.close()
+        for conn in (self.conn, self.fast):
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     # -- group commit --------------------------------------------------------------------
 
-    def commit(self, ops: Sequence[tuple[Any, ...]], now: float) -> list[RunEnded]:
-        """Apply a batch in one transaction; returns the runs it ended."""
+    def commit(
+        self, ops: Sequence[tuple[Any, ...]], now: float, fast: bool = False
+    ) -> list[RunEnded]:
+        """Apply a batch in one transaction; returns the runs it ended. ``fast``: on the
+        connection that never waits (raises ``Busy`` when another writer holds the journal)."""
         inserts: dict[str, tuple[Any, ...]] = {}
         acks: list[tuple[str]] = []
         unleases: list[tuple[str]] = []
-        opens: list[tuple[Any, ...]] = []
+        opens: dict[str, RunOpened] = {}
         ledger: dict[str, list[int]] = {}  # trace -> [pending delta, events, errors]
         holds: list[tuple[int, str]] = []  # (change, trace): units held outside deliveries
         settled: set[str] = set()  # runs something settled for in this batch: they may end
+        announced: list[tuple[Any, ...]] = []
         for op in ops:
             kind = op[0]
             if kind == INSERT:
@@ -107,7 +119,7 @@ class Journal:
                 entry[2] += op[3]
             elif kind == OPEN:
                 run: RunOpened = op[1]
-                opens.append((run.trace_id, run.trigger, run.topic, run.start, run.origin))
+                opens[run.trace_id] = run
                 ledger.setdefault(run.trace_id, [0, 0, 0])[0] += op[2]
                 if op[2]:
                     holds.append((op[2], run.trace_id))
@@ -115,6 +127,8 @@ class Journal:
                 settled.add(op[1])
                 ledger.setdefault(op[1], [0, 0, 0])[0] -= 1
                 holds.append((-1, op[1]))
+            elif kind == ANNOUNCE:
+                announced.append(op)
             elif kind == UNLEASE:
                 if op[1] in inserts:
                     row = inserts[op[1]]
@@ -122,15 +136,30 @@ class Journal:
                 else:
                     unleases.append((op[1],))
         ended: list[RunEnded] = []
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        conn = _begin(self.fast if fast else self.conn)
         try:
-            if opens:
+            if opens:  # a run opened in this batch is written with its counts so far
+                rows = []
+                held = {trace_id: n for n, trace_id in holds if n > 0}
+                for trace_id, run in opens.items():
+                    delta, events, errors = ledger.pop(trace_id, (0, 0, 0))
+                    ends = trace_id in settled and delta <= 0
+                    if ends:
+                        ended.append(
+                            RunEnded(trace_id, run.trigger, run.topic, run.start, now, events,
+                                     errors, run.origin)
+                        )  # fmt: skip
+                    rows.append(
+                        (trace_id, run.trigger, run.topic, run.start, run.origin, delta,
+                         held.get(trace_id, 0) - sum(1 for n, t in holds if n < 0 and t == trace_id),
+                         events, errors, now if ends else None)
+                    )  # fmt: skip
                 conn.executemany(
-                    "INSERT OR IGNORE INTO runs (trace_id, trigger, topic, start, origin) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    opens,
+                    "INSERT OR IGNORE INTO runs (trace_id, trigger, topic, start, origin, "
+                    "pending, holds, events, errors, ended) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
                 )
+                holds = [(n, t) for n, t in holds if t not in opens]
             if holds:
                 conn.executemany("UPDATE runs SET holds = holds + ? WHERE trace_id = ?", holds)
             if inserts:
@@ -138,7 +167,10 @@ class Journal:
                     "INSERT OR REPLACE INTO deliveries "
                     "(uid, step, trace_id, body, due, lease, owner, tries) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    inserts.values(),
+                    [
+                        row if type(row[3]) is str else (*row[:3], row[3].to_json(), *row[4:])
+                        for row in inserts.values()
+                    ],
                 )
             if acks:
                 conn.executemany("DELETE FROM deliveries WHERE uid = ?", acks)
@@ -151,21 +183,19 @@ class Journal:
             for trace_id, (delta, events, errors) in ledger.items():
                 if not (delta or events or errors or trace_id in settled):
                     continue
+                # What ends a run is that something settled for it and it owes nothing now.
                 row = conn.execute(
-                    "UPDATE runs SET pending = pending + ?, events = events + ?, "
-                    "errors = errors + ? WHERE trace_id = ? AND ended IS NULL "
-                    "RETURNING pending, trigger, topic, start, events, errors, origin",
-                    (delta, events, errors, trace_id),
+                    "UPDATE runs SET pending = pending + ?1, events = events + ?2, "
+                    "errors = errors + ?3, "
+                    "ended = CASE WHEN ?5 AND pending + ?1 <= 0 THEN ?6 ELSE NULL END "
+                    "WHERE trace_id = ?4 AND ended IS NULL "
+                    "RETURNING trigger, topic, start, events, errors, origin, ended",
+                    (delta, events, errors, trace_id, trace_id in settled, now),
                 ).fetchone()
-                # A run opened, run and settled within one batch has a delta of 0: what ends a
-                # run is that something settled for it and it owes nothing now.
-                if row is not None and row[0] <= 0 and trace_id in settled:
-                    ended.append(RunEnded(trace_id, row[1], row[2], row[3], now, *row[4:]))
-            if ended:
-                conn.executemany(
-                    "UPDATE runs SET ended = ? WHERE trace_id = ?",
-                    [(now, e.trace_id) for e in ended],
-                )
+                if row is not None and row[6] is not None:
+                    ended.append(RunEnded(trace_id, row[0], row[1], row[2], now, *row[3:6]))
+            if announced:
+                self._announce(conn, announced, now)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -173,27 +203,23 @@ class Journal:
             raise
         return ended
 
-    def announce(self, ended: Sequence[RunEnded], now: float) -> None:
-        """The ends are recorded: move them to ``ended`` for the processes waiting for them."""
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+    @staticmethod
+    def _announce(conn: sqlite3.Connection, ops: Sequence[tuple[Any, ...]], now: float) -> None:
+        """Ended runs whose end is recorded leave ``runs``; those a process elsewhere waits for
+        go to ``ended``, where it looks."""
+        elsewhere = [
+            (e.trace_id, e.trigger, e.topic, e.start, e.end, e.n_events, e.n_errors, e.origin)
+            for _, e, waited_here in ops
+            if not waited_here
+        ]
+        if elsewhere:
             conn.executemany(
                 "INSERT INTO ended (trace_id, trigger, topic, start, end_, events, errors, "
                 "origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (e.trace_id, e.trigger, e.topic, e.start, e.end, e.n_events, e.n_errors,
-                     e.origin)
-                    for e in ended
-                ],
-            )  # fmt: skip
-            conn.executemany("DELETE FROM runs WHERE trace_id = ?", [(e.trace_id,) for e in ended])
+                elsewhere,
+            )
             conn.execute("DELETE FROM ended WHERE end_ < ?", (now - ENDED_KEEP_S,))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        conn.executemany("DELETE FROM runs WHERE trace_id = ?", [(op[1].trace_id,) for op in ops])
 
     def unannounced(self) -> list[RunEnded]:
         """Runs marked ended whose end was never announced (a process died in between)."""
@@ -219,7 +245,13 @@ class Journal:
     # -- taking deliveries ----------------------------------------------------------------
 
     def take(
-        self, room: dict[str, int] | None, limit: int, owner: str, now: float, lease_s: float
+        self,
+        room: dict[str, int] | None,
+        limit: int,
+        owner: str,
+        now: float,
+        lease_s: float,
+        fast: bool = False,
     ) -> list[tuple[str, str, int]]:
         """Lease due, free deliveries, oldest first: at most ``room[step]`` of each step (or, with
         ``room`` None, ``limit`` of any step). Returns (uid, body, tries)."""
@@ -245,8 +277,7 @@ class Journal:
                 "LIMIT ?) RETURNING uid, body, tries"
             )
             params = [now + lease_s, owner, now, now, limit]
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        conn = _begin(self.fast if fast else self.conn)
         try:
             rows = conn.execute(sql, params).fetchall()
             conn.execute("COMMIT")
@@ -326,6 +357,20 @@ class Journal:
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0])
+
+
+class Busy(Exception):
+    """The journal is being written by another connection (``fast`` calls do not wait)."""
+
+
+def _begin(conn: sqlite3.Connection) -> sqlite3.Connection:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            raise Busy(str(e)) from e
+        raise
+    return conn
 
 
 def _alive(pid: int) -> bool:

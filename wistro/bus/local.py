@@ -39,7 +39,7 @@ from wistro.bus.base import (
     RunEnded,
     RunOpened,
 )
-from wistro.bus.journal import ACK, INSERT, NOTE, OPEN, RELEASE, UNLEASE, Journal
+from wistro.bus.journal import ACK, ANNOUNCE, INSERT, NOTE, OPEN, RELEASE, UNLEASE, Busy, Journal
 from wistro.bus.lanes import Lanes
 from wistro.bus.wake import Waker
 
@@ -48,6 +48,10 @@ T = TypeVar("T")
 _now = time.time
 FALLBACK_S = 1.0  # look at the journal at least this often while there is anything to look for
 KEEP_S = 2.0  # renew leases and look for dead processes' deliveries at least this often
+# A batch this small is committed on the event loop (a few µs per operation, no thread hop of
+# ~100 µs); larger ones, and any batch that finds the journal busy, on the bus's thread.
+INLINE_MAX = 2_000
+COALESCE_S = 0.002  # a commit waits at most this long for a burst of operations to end
 
 
 class LocalBus(EventBus):
@@ -90,6 +94,7 @@ class LocalBus(EventBus):
         self._kick_commit = asyncio.Event()
         self._kick_take = asyncio.Event()
         self._hosted_cache: tuple[Any, set[str] | None] = (object(), None)
+        self._announced_elsewhere = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -144,7 +149,7 @@ class LocalBus(EventBus):
 
     def publish(self, delivery: Delivery, delay: float = 0.0) -> None:
         uid = f"{self._uid_prefix}{next(self._uids):x}"
-        body = delivery.to_json()
+        body = delivery  # encoded at commit, and only if not acknowledged within its batch
         lanes = self._lanes
         step, trace_id = delivery.step, delivery.event.trace_id
         if (
@@ -203,10 +208,11 @@ class LocalBus(EventBus):
             await self._kick_commit.wait()
             self._kick_commit.clear()
             while self._ops:
+                await self._coalesce()
                 ops, self._ops = self._ops, []
                 upto = self._committed + len(ops)
                 try:
-                    ended = await self._run(self._journal.commit, ops, _now())
+                    ended = await self._commit(ops)
                 except asyncio.CancelledError:
                     self._ops[:0] = ops
                     raise
@@ -223,8 +229,35 @@ class LocalBus(EventBus):
                     self._kick_take.set()  # rows anyone may take (here, or in other processes)
                     if self._waker:
                         self._waker.wake_others()
+                elif (  # ends other processes wait for
+                    self._announced_elsewhere
+                    and self._waker
+                    and any(op[0] == ANNOUNCE for op in ops)
+                ):
+                    self._waker.wake_others()
+                self._announced_elsewhere = False
                 if ended:
                     await self._end(ended)
+
+    async def _coalesce(self) -> None:
+        """While nobody waits for durability and handlers are still adding operations (a chain
+        runs a hop per loop iteration), let them: one commit then carries the whole burst, and
+        a delivery published and acknowledged within it costs no row at all."""
+        deadline = time.monotonic() + COALESCE_S
+        while not self._flushes and time.monotonic() < deadline:
+            before = self._published
+            await asyncio.sleep(0)
+            if self._published == before:
+                return
+
+    async def _commit(self, ops: list[tuple[Any, ...]]) -> list[RunEnded]:
+        assert self._journal is not None
+        if len(ops) <= INLINE_MAX:
+            try:
+                return self._journal.commit(ops, _now(), fast=True)
+            except Busy:
+                pass
+        return await self._run(self._journal.commit, ops, _now())
 
     def _resolve_flushes(self) -> None:
         keep = []
@@ -237,18 +270,20 @@ class LocalBus(EventBus):
         self._flushes = keep
 
     async def _end(self, ended: list[RunEnded]) -> None:
-        """Runs this process ended: record them (the engine), then announce them."""
-        assert self._journal is not None
+        """Runs this process ended: record them (the engine), then announce them, in the next
+        commit (a run waited for here is told at once)."""
         if self._hooks is not None:
             await self._hooks.ended(ended)
-        await self._run(self._journal.announce, ended, _now())
-        if self._waker:
-            self._waker.wake_others()
         for e in ended:
-            if e.trace_id in self._waiting:
+            here = e.trace_id in self._waiting
+            self._append((ANNOUNCE, e, here))
+            if here:
                 self._waiting.discard(e.trace_id)
                 if self._hooks is not None:
                     self._hooks.finished(e)
+        self._announced_elsewhere = self._announced_elsewhere or len(ended) > sum(
+            1 for e in ended if e.origin == self.worker
+        )
 
     # -- runs that end elsewhere -------------------------------------------------------------
 
@@ -290,7 +325,12 @@ class LocalBus(EventBus):
             rows: list[tuple[str, str, int]] = []
             if limit > 0:
                 try:
-                    rows = await self._run(journal.take, room, limit, self.me, _now(), self.lease_s)
+                    try:
+                        rows = journal.take(room, limit, self.me, _now(), self.lease_s, True)
+                    except Busy:
+                        rows = await self._run(
+                            journal.take, room, limit, self.me, _now(), self.lease_s
+                        )
                 except Exception as e:
                     log.warning("local bus %s: cannot take deliveries (%s)", self.path, e)
                 for uid, body, tries in rows:

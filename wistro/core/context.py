@@ -282,15 +282,27 @@ class Logger:
 class Context(_ThreadAware):
     """The handler's view of the engine."""
 
-    __slots__ = ("_logger", "_record", "_run", "_span_id", "_state")
+    __slots__ = ("_event_id", "_logger", "_record", "_run", "_span_id", "_state")
 
-    def __init__(self, engine: Engine, record: StepRecord, run: Run, span_id: str) -> None:
+    def __init__(
+        self, engine: Engine, record: StepRecord, run: Run, span_id: str, event_id: str = ""
+    ) -> None:
         super().__init__(engine)
         self._record = record
         self._run = run
         self._span_id = span_id
+        self._event_id = event_id
         self._logger: Logger | None = None
         self._state: StateView | None = None
+
+    @property
+    def delivery_id(self) -> str:
+        """The same for every attempt, redelivery (after a crash) and replay of this delivery of
+        this event to this step: an idempotency key for side effects (delivery is at least once).
+        A direct call (an api request, a cron tick) has no delivery: its span id."""
+        if not self._event_id:
+            return self._span_id
+        return f"{self._event_id}/{self._record.name}"
 
     @property
     def trace_id(self) -> str:

@@ -438,7 +438,7 @@ class Engine:
         task = _current_task()
         running = self._running
         running[task] = (span, run)
-        ctx = Context(self, step, run, span.id)
+        ctx = Context(self, step, run, span.id, d.event.id)
         retry = False
         try:
             data = d.payload
@@ -559,7 +559,8 @@ class Engine:
                 RunRecord(e.trace_id, e.trigger, e.topic, status, e.start, e.end, e.n_events,
                           e.n_errors, e.origin)
             )  # fmt: skip
-        await self.recorder.flush()
+        if any(e.origin != self.worker for e in ended):  # a waiter elsewhere reads the store
+            await self.recorder.flush()
 
     def _finished_elsewhere(self, e: RunEnded) -> None:
         """A run started here ended (here or in another process): wake what waits for it."""
@@ -692,7 +693,7 @@ class Engine:
         self.runs[run.trace_id] = run
         self.recorder.run(run.record)
         event = EventRecord(
-            new_id(),
+            letter.event_id or new_id(),  # the original event's id: the same ctx.delivery_id
             run.trace_id,
             dead["topic"],
             dead["data_json"],
