@@ -60,6 +60,15 @@ def test_round_trip_of_every_record_type(store: TraceStore) -> None:
     assert typed.dead_letters == [dl]
 
 
+def test_a_run_that_ended_is_never_set_back_to_running(store: TraceStore) -> None:
+    """Several processes write one store (a shared bus): the process that ended a run can write
+    its end before the run's origin writes its start."""
+    store.write(Batch(runs=[RunRecord("t1", "api", "orders", "ok", 5.0, 7.0, 3, 0, "w:2")]))
+    store.write(Batch(runs=[RunRecord("t1", "api", "orders", "running", 5.0, None, 0, 0, "w:1")]))
+    (row,) = store.list_runs()
+    assert (row["status"], row["end"], row["n_events"]) == ("ok", 7.0, 3)
+
+
 def test_rows_are_copies(store: TraceStore) -> None:
     store.write(full_trace("t1", 1.0))
     store.get_run("t1")["run"]["status"] = "tampered"
@@ -81,6 +90,7 @@ def test_run_written_again_is_updated(store: TraceStore) -> None:
             "end": 7.0,
             "n_events": 4,
             "n_errors": 2,
+            "worker": None,
         }
     ]
 
