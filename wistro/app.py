@@ -422,10 +422,31 @@ class App:
         return frame(self.flow_rows(), ["flow", "name", "description", "n_steps", "steps"])
 
     def activate(self, name: str) -> StepRecord:
-        return activation.set_active(self.project, self.registry, name, True)
+        """Let ``name`` receive events again: now, in wistro.yml and the lock, and (on a shared
+        bus) in every process of the project."""
+        record = activation.set_active(self.project, self.registry, name, True)
+        self._tell_others("activate", record.name)
+        return record
 
     def deactivate(self, name: str) -> StepRecord:
-        return activation.set_active(self.project, self.registry, name, False)
+        record = activation.set_active(self.project, self.registry, name, False)
+        self._tell_others("deactivate", record.name)
+        return record
+
+    def _tell_others(self, op: str, step: str) -> None:
+        engine = self.engine
+        if engine.bus.shared and engine.loop is not None and engine.loop.is_running():
+            message = {"op": op, "step": step, "from": engine.worker}
+            asyncio.run_coroutine_threadsafe(engine.bus.broadcast(message), engine.loop)
+
+    async def broadcast_active(self, step: str, active: bool) -> None:
+        """From a process that runs nothing (the CLI): tell every process on the project's
+        shared bus that ``step`` is now active or not."""
+        bus = self.engine.bus
+        if bus.shared:
+            op = "activate" if active else "deactivate"
+            await bus.broadcast({"op": op, "step": step, "from": self.engine.worker})
+            await bus.aclose()
 
     # ------------------------------------------------------------ traces
     def runs(self, limit: int = 50, status: str | None = None) -> pd.DataFrame:

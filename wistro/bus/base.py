@@ -114,6 +114,8 @@ class BusHooks:
     finished: Callable[[RunEnded], None]
     # Delivered ``tries`` times and never settled (each worker died on it): dead-letter it.
     poisoned: Callable[[Delivery, int], Awaitable[None]]
+    # A message ``broadcast`` by some process (this one too): activate/deactivate a step...
+    control: Callable[[dict[str, Any]], None] | None = None
 
 
 class EventBus(ABC):
@@ -150,6 +152,18 @@ class EventBus(ABC):
 
     def note(self, trace_id: str, events: int = 0, errors: int = 0) -> None:  # noqa: B027
         """Count events and errors of a run (for its end record), in the next commit."""
+
+    async def claim(self, key: str, ttl_s: float) -> bool:
+        """True for the one process that claims ``key`` first (within ``ttl_s``): a cron tick
+        fires once across every process sharing the bus. In memory: always True."""
+        return True
+
+    async def broadcast(self, message: dict[str, Any]) -> None:
+        """Deliver ``message`` to ``hooks.control`` of every process on the bus (this one too),
+        live. In memory: this process only."""
+        hooks = getattr(self, "_hooks", None)
+        if hooks is not None and hooks.control is not None:
+            hooks.control(message)
 
     async def owed(self, trace_ids: list[str]) -> set[str]:
         """Which of these runs the bus still owes deliveries (a shared bus's ledger)."""

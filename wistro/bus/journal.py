@@ -36,6 +36,10 @@ _SCHEMA = [
     "topic TEXT NOT NULL, start REAL NOT NULL, origin TEXT NOT NULL, "
     "pending INTEGER NOT NULL DEFAULT 0, holds INTEGER NOT NULL DEFAULT 0, "
     "events INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0, ended REAL)",
+    "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+    "expires REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS control (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "message TEXT NOT NULL, ts REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ended (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
     "trace_id TEXT NOT NULL, trigger TEXT NOT NULL, topic TEXT NOT NULL, start REAL NOT NULL, "
     "end_ REAL NOT NULL, events INTEGER NOT NULL, errors INTEGER NOT NULL, "
@@ -354,6 +358,45 @@ class Journal:
             ).fetchall()
             out.update(str(r[0]) for r in rows)
         return out
+
+    def claim(self, key: str, owner: str, now: float, ttl_s: float) -> bool:
+        """True when this call took ``key`` (free, or its last claim expired)."""
+        conn = _begin(self.conn)
+        try:
+            taken = conn.execute(
+                "INSERT INTO claims (key, owner, expires) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, "
+                "expires = excluded.expires WHERE claims.expires < ?",
+                (key, owner, now + ttl_s, now),
+            ).rowcount
+            conn.execute("DELETE FROM claims WHERE expires < ?", (now - 86_400,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return taken == 1
+
+    def post_control(self, message: str, now: float) -> None:
+        conn = _begin(self.conn)
+        try:
+            conn.execute("INSERT INTO control (message, ts) VALUES (?, ?)", (message, now))
+            conn.execute("DELETE FROM control WHERE ts < ?", (now - ENDED_KEEP_S,))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def control_since(self, seq: int) -> tuple[int, list[str]]:
+        rows = self.conn.execute(
+            "SELECT seq, message FROM control WHERE seq > ? ORDER BY seq", (seq,)
+        ).fetchall()
+        return (rows[-1][0] if rows else seq), [str(r[1]) for r in rows]
+
+    def last_control(self) -> int:
+        row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM control").fetchone()
+        return int(row[0])
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import os
 import socket
@@ -84,6 +85,7 @@ class LocalBus(EventBus):
         self._flushes: list[tuple[int, asyncio.Future[None]]] = []
         self._waiting: set[str] = set()  # runs started here whose end we wait for
         self._ended_seq = 0
+        self._control_seq = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._journal: Journal | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -108,10 +110,7 @@ class LocalBus(EventBus):
             task.cancel()
         self._loop = loop
         self._hooks = hooks
-        if self._journal is None:
-            self._journal = Journal(self.path)
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="wistro-bus")
-            self._ended_seq = self._journal.last_ended()
+        self._open()
         self._lanes = Lanes(deliver, concurrency_of, self._done)
         self._kick_commit = asyncio.Event()
         self._kick_take = asyncio.Event()
@@ -295,6 +294,7 @@ class LocalBus(EventBus):
                     await self._waker.event.wait()
             self._waker.event.clear()
             self._kick_take.set()
+            await self._read_control()
             if not self._waiting:
                 continue
             try:
@@ -308,6 +308,46 @@ class LocalBus(EventBus):
                     self._waiting.discard(run.trace_id)
                     if self._hooks is not None:
                         self._hooks.finished(run)
+
+    # -- claims and control ----------------------------------------------------------------
+
+    def _open(self) -> Journal:
+        if self._journal is None:
+            self._journal = Journal(self.path)
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="wistro-bus")
+            self._ended_seq = self._journal.last_ended()
+            self._control_seq = self._journal.last_control()
+        return self._journal
+
+    async def claim(self, key: str, ttl_s: float) -> bool:
+        return await self._run(self._open().claim, key, self.me, _now(), ttl_s)
+
+    async def broadcast(self, message: dict[str, Any]) -> None:
+        await self._run(self._open().post_control, json.dumps(message), _now())
+        if self._waker is not None:
+            self._waker.wake_others()
+            self._waker.event.set()  # this process reads it too (in order, with the others)
+        else:  # a process that only broadcasts (the CLI): wake the ones that listen
+            waker = Waker(self.path)
+            waker.open()
+            waker.wake_others()
+            waker.close()
+
+    async def _read_control(self) -> None:
+        assert self._journal is not None
+        try:
+            seq, messages = await self._run(self._journal.control_since, self._control_seq)
+        except Exception as e:
+            log.warning("local bus %s: cannot read control messages (%s)", self.path, e)
+            return
+        self._control_seq = seq
+        hooks = self._hooks
+        for text in messages:
+            if hooks is not None and hooks.control is not None:
+                try:
+                    hooks.control(json.loads(text))
+                except Exception:
+                    log.exception("local bus %s: control message %s failed", self.path, text)
 
     # -- taking deliveries -------------------------------------------------------------------
 
@@ -411,7 +451,13 @@ class LocalBus(EventBus):
         self._loop = None  # start() begins afresh; the committer writes the UNLEASEs meanwhile
 
     async def aclose(self) -> None:
-        if self._loop is None:
+        if self._loop is None:  # never started (a process that only broadcast)
+            if self._journal is not None:
+                self._journal.close()
+                self._journal = None
+            if self._executor is not None:
+                self._executor.shutdown(wait=False)
+                self._executor = None
             return
         if self._lanes is not None:
             for _delivery, uid in self._lanes.clear():  # taken, not started: free them now

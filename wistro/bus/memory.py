@@ -36,6 +36,7 @@ class InMemoryBus(EventBus):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._spent = 0  # deliveries started in this loop iteration, by every worker
         self._reset_pending = False
+        self._hooks: BusHooks | None = None
 
     def start(
         self, deliver: Deliver, concurrency_of: ConcurrencyOf, hooks: BusHooks | None = None
@@ -48,6 +49,7 @@ class InMemoryBus(EventBus):
             self._spent, self._reset_pending = 0, False
         self._deliver = deliver
         self._concurrency_of = concurrency_of
+        self._hooks = hooks
         self._loop = loop
 
     def publish(self, delivery: Delivery, delay: float = 0.0) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from wistro.cli.group import main, pass_obj
-from wistro.cli.support import Obj, emit_json, fail
+from wistro.cli.support import Obj, emit_json, fail, run_async
 from wistro.tooling import console
 
 # ---------------------------------------------------------------- project
@@ -167,12 +167,24 @@ def graph(obj: Obj, flow: str | None, fmt: str, output: Path | None) -> None:
 
 
 def _set_active(obj: Obj, step: str, active: bool) -> None:
-    app = obj.app(state="memory", traces="memory")
+    project = obj.project_only()
+    # The bus `dev`/`start`/workers share (local unless wistro.yml says otherwise): told live.
+    shared = project.config.bus.adapter in ("local", "redis") or (
+        project.config.bus.adapter is None and project.bus_path.is_file()
+    )
+    app = obj.app(
+        state="memory", traces="memory", bus_default="local" if shared else "memory", consume=False
+    )
     record = app.activate(step) if active else app.deactivate(step)
     word = "activated" if active else "deactivated"
+    told = ""
+    if app.engine.bus.shared:
+        run_async(lambda: app.broadcast_active(record.name, active))
+        told = "; running processes told"
     click.echo(
         f"{word} {record.name!r} (saved in {app.project.config_file.name}"
-        + (" and the lock)" if app.project.lock_path.is_file() else ")")
+        + (" and the lock" if app.project.lock_path.is_file() else "")
+        + f"{told})"
     )
 
 

@@ -135,7 +135,7 @@ class Engine:
         self.bus.start(
             self._deliver,
             self._concurrency_of,
-            BusHooks(self._ended, self._finished_elsewhere, self._poisoned),
+            BusHooks(self._ended, self._finished_elsewhere, self._poisoned, self._control),
         )
         self.recorder.start()
         self._start_watchdog(loop)
@@ -586,6 +586,16 @@ class Engine:
         run = self.runs.get(d.event.trace_id)
         if run is not None:
             run.dead_letters.append(dead)
+
+    def _control(self, message: dict[str, Any]) -> None:
+        """A message another process broadcast on the bus (``wistro activate`` ...)."""
+        op, name = message.get("op"), message.get("step")
+        if op not in ("activate", "deactivate") or name not in self.registry.steps:
+            return
+        active = op == "activate"
+        if self.registry.steps[name].active != active:
+            self.registry.set_active(name, active)
+            logger.info("%sd step %r (told by %s)", op, name, message.get("from", "?"))
 
     def _settled(self) -> None:
         in_flight = self.ledger.in_flight

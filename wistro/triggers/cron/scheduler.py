@@ -29,12 +29,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("wistro.cron")
 
 STATE_FORMAT = 1
+CLAIM_TTL_S = 86_400.0  # a tick's claim outlives any clock skew between the processes
 
 
 @dataclass
 class JobStats:
     fired: int = 0
     skipped_overlap: int = 0
+    fired_elsewhere: int = 0  # ticks another process on the shared bus claimed first
     errors: int = 0
     last_fire: datetime | None = None  # when it last fired (the clock's time)
     last_scheduled: datetime | None = None  # the schedule slot of that firing
@@ -47,6 +49,7 @@ class JobStats:
         return {
             "fired": self.fired,
             "skipped_overlap": self.skipped_overlap,
+            "fired_elsewhere": self.fired_elsewhere,
             "errors": self.errors,
             "last_fire": _iso(self.last_fire),
             "last_scheduled": _iso(self.last_scheduled),
@@ -98,6 +101,7 @@ class CronScheduler:
         self.stats: dict[str, JobStats] = {}
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._firing: dict[str, set[asyncio.Task[None]]] = {}
+        self._claiming: set[asyncio.Task[None]] = set()  # ticks being claimed on a shared bus
         self._saved: dict[str, dict[str, Any]] = {}
         self.running = False
 
@@ -129,6 +133,8 @@ class CronScheduler:
             return
         self.running = False
         await self._stop_loops()
+        for claiming in list(self._claiming):
+            claiming.cancel()
         tasks = [t for ts in self._firing.values() for t in ts if not t.done()]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=timeout)
@@ -234,7 +240,14 @@ class CronScheduler:
                 log.exception("cron job %r: firing failed", job.name)
             after = max(when, self.clock.now())
 
-    def _fire(self, job: CronJob, scheduled: datetime, catch_up: bool = False) -> None:
+    def _fire(
+        self, job: CronJob, scheduled: datetime, catch_up: bool = False, claimed: bool = False
+    ) -> None:
+        if self.app.engine.bus.shared and not claimed:  # several processes: one fires the tick
+            task = asyncio.create_task(self._fire_if_claimed(job, scheduled, catch_up))
+            self._claiming.add(task)
+            task.add_done_callback(self._claiming.discard)
+            return
         stats = self.stats[job.name]
         fields: dict[str, Any] = {
             "cron_job": job.name,
@@ -273,6 +286,21 @@ class CronScheduler:
         firing = self._firing.setdefault(job.name, set())
         firing.add(task)
         task.add_done_callback(firing.discard)
+
+    async def _fire_if_claimed(self, job: CronJob, scheduled: datetime, catch_up: bool) -> None:
+        """Fire ``job`` for ``scheduled`` if no other process on the shared bus did: the tick is
+        claimed on the bus (a lease for the tick's time)."""
+        key = f"cron:{job.name}:{scheduled.isoformat()}"
+        try:
+            claimed = await self.app.engine.bus.claim(key, CLAIM_TTL_S)
+        except Exception as e:  # the bus is unreachable: better fire twice than never
+            log.warning("cron job %r: cannot claim its tick on the bus (%s); firing", job.name, e)
+            claimed = True
+        if not claimed:
+            log.debug("cron job %r at %s fired by another process", job.name, scheduled)
+            self.stats[job.name].fired_elsewhere += 1
+            return
+        self._fire(job, scheduled, catch_up, claimed=True)
 
     async def _run(self, job: CronJob, fields: dict[str, Any]) -> None:
         stats = self.stats[job.name]
