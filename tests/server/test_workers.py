@@ -103,6 +103,11 @@ async def test_three_workers_one_killed_every_event_handled(
             await asyncio.sleep(0.2)
     assert not [r for r in runs.values() if r["status"] == "running"]
 
+    # `wistro emit` (sent to the running front) waits for a run that the workers handle.
+    out = await asyncio.to_thread(run, "emit", "job.requested", '{"n": 600}', cwd=project)
+    assert re.search(r"▶ Record .*ok", out), out
+    assert 600 in _done(project)
+
     # The spans of the runs ran in the workers, and each names its worker.
     store = SQLiteTraceStore(project / ".wistro" / "traces.db")
     names: set[str] = set()
@@ -127,3 +132,48 @@ async def test_three_workers_one_killed_every_event_handled(
     for w in workers[1:]:
         code, _ = await w.exited(timeout=30)
         assert code == 0, w.output
+
+
+def _big_project(root: Path, chains: int) -> Path:
+    """``chains`` chains of 5 steps (``c{i}.s{j}``), each step with its own topic."""
+    (root / "src").mkdir(parents=True)
+    (root / "wistro.yml").write_text("name: big\nbus: {adapter: local}\n", encoding="utf-8")
+    for c in range(chains):
+        folder = root / "src" / f"chain{c}"
+        folder.mkdir()
+        for j in range(5):
+            emits = f'["c{c}.t{j + 1}"]' if j < 4 else "[]"
+            body = (
+                f'await ctx.emit("c{c}.t{j + 1}", data)'
+                if j < 4
+                else ('await ctx.state.set("reached", ctx.step, data)')
+            )
+            (folder / f"s{j}.step.py").write_text(
+                f'config = {{"name": "c{c}.s{j}", "subscribes": ["c{c}.t{j}"], "emits": {emits}}}\n'
+                f"async def handler(data, ctx):\n    {body}\n",
+                encoding="utf-8",
+            )
+    run("lock", cwd=root, timeout=120)
+    return root
+
+
+async def test_a_1000_step_project_runs_an_event_through_a_worker(
+    tmp_path: Path, servers: list[Server]
+) -> None:
+    root = _big_project(tmp_path / "big", 200)
+    worker = Server("worker", cwd=root)
+    servers.append(worker)
+    ready = await worker.await_line(r"^worker ready: big \((\d+) steps.* in (\d+) ms", timeout=60)
+    assert ready.group(1) == "1000"
+    out = await asyncio.to_thread(run, "emit", "c137.t0", '{"n": 1}', "--json", cwd=root)
+    trace = json.loads(out)
+    assert trace["run"]["status"] == "ok"
+    spans = trace["spans"]
+    assert [s["step"] for s in spans] == [f"c137.s{j}" for j in range(5)]
+    # every span ran in the worker: the CLI only published and waited
+    assert {s["worker"].rpartition(":")[2] for s in spans} == {str(worker.proc.pid)}
+    reached = root / ".wistro" / "state" / "reached"
+    assert [p.name for p in reached.glob("*.json")] == ["c137.s4.json"]
+    worker.proc.send_signal(signal.SIGTERM)
+    code, _ = await worker.exited(timeout=30)
+    assert code == 0, worker.output

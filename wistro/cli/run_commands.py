@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -31,7 +32,8 @@ from wistro.tooling import console
 @click.option(
     "--local",
     is_flag=True,
-    help="Run in this process even when a `wistro dev`/`start` of the project runs.",
+    help="Run in this process (on the memory bus) even when a `wistro dev`/`start` of the "
+    "project runs or wistro.yml sets a shared bus.",
 )
 @pass_obj
 def emit(
@@ -63,17 +65,45 @@ def emit(
         if answer["status"] == "error":
             sys.exit(1)
         return
-    app = App.from_lock(obj.project, env=obj.env) if use_lock else obj.app()
+    # wistro.yml's shared bus (local, redis): publish there and wait for the run to end,
+    # whichever process runs it; --local runs everything here, on the memory bus.
+    project = obj.project_only()
+    shared = not local and project.config.bus.adapter in ("local", "redis")
+    options: dict[str, Any] = {"consume": False} if shared else {"bus": "memory"}
+    if use_lock:
+        app = App.from_lock(obj.project, env=obj.env, **options)
+    else:
+        app = obj.app(**options)
 
     async def go() -> Any:
         try:
-            run = await app.emit(topic, data, wait=wait, trigger="cli")
+            run = await app.emit(topic, data, wait=False, trigger="cli")
+            if shared:
+                click.echo(
+                    f"published on the {project.config.bus.adapter} bus: trace {run.trace_id}",
+                    err=True,
+                )
+            if shared and not wait:
+                return run  # accepted: durable on the bus
+            try:
+                await asyncio.wait_for(asyncio.shield(run.wait()), 5)
+            except TimeoutError:
+                if shared:
+                    click.echo(
+                        "waiting for the run to end: is a `wistro worker` (or `wistro start`) "
+                        "running for this project?",
+                        err=True,
+                    )
+                await run.wait()
             await app.drain()
             return run
         finally:
-            await app.aclose()
+            await app.aclose(timeout=0 if shared and not wait else None)
 
     run = run_async(go)
+    if shared and not wait:
+        click.echo(f"accepted: trace {run.trace_id}")
+        return
     trace = app.trace(run.trace_id)
     if as_json:
         emit_json(trace)
