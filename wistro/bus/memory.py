@@ -63,6 +63,13 @@ class InMemoryBus(EventBus):
             handle = self._loop.call_later(delay, due)
             self._timers.add(handle)
             return
+        lane = self._lanes.get(delivery.step)  # _enqueue, inlined: this is every hop
+        if lane is not None and lane.idle:
+            lane.queue.append(delivery)
+            fut = lane.idle.pop()
+            if not fut.done():
+                fut.set_result(None)
+            return
         self._enqueue(delivery)
 
     def pending(self) -> int:

@@ -70,10 +70,7 @@ def emit(
     project = obj.project_only()
     shared = not local and project.config.bus.adapter in ("local", "redis")
     options: dict[str, Any] = {"consume": False} if shared else {"bus": "memory"}
-    if use_lock:
-        app = App.from_lock(obj.project, env=obj.env, **options)
-    else:
-        app = obj.app(**options)
+    app = App.from_lock(obj.project, env=obj.env, **options) if use_lock else obj.app(**options)
 
     async def go() -> Any:
         try:

@@ -99,8 +99,8 @@ class Engine:
         self._capacity: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._replaying: dict[str, DeadLetter] = {}  # dead letters being replayed, by id
-        self.active: dict[str, SpanRecord] = {}  # spans running now, by id
-        self._running: dict[Any, tuple[SpanRecord, Run]] = {}  # task -> the delivery it runs
+        # task -> the span it runs and its run: the spans running now (the watchdog, stopping)
+        self._running: dict[Any, tuple[SpanRecord, Run]] = {}
         self._watchdog: LoopWatchdog | None = None
         self.worker = worker_name()
         self._recovery: asyncio.Task[list[str]] | None = None
@@ -172,7 +172,6 @@ class Engine:
         scheduled deliveries are dropped, running ones cancelled. The engine can start afresh."""
         self.bus.abandon()
         self.runs.clear()
-        self.active.clear()
         self._running.clear()
         self._replaying.clear()
         self.ledger.clear()
@@ -214,7 +213,7 @@ class Engine:
     def in_flight_summary(self) -> list[str]:
         """One line per run still in flight: its trace id, topic and the steps running now."""
         running: dict[str, list[str]] = {}
-        for span in self.active.values():
+        for span, _ in self._running.values():
             running.setdefault(span.trace_id, []).append(span.step)
         out = []
         for run in self.runs.values():
@@ -421,20 +420,18 @@ class Engine:
         if d.attempt > 1 and not step.active:  # deactivated while it waited for a retry
             self._settle(run)
             return
-        span = SpanRecord(
-            new_id(), run.trace_id, step.name, d.event.topic, d.event.id, d.attempt, _now()
-        )
-        span.worker = self.worker
-        parent = d.event.parent_span_id
+        event = d.event
+        parent = event.parent_span_id
         if parent is None and d.traceparent is not None:
             caller = parse_traceparent(d.traceparent)
             parent = caller[1] if caller else None
-        span.parent_span_id = parent
+        span = SpanRecord(
+            new_id(), run.trace_id, step.name, event.topic, event.id, d.attempt, _now(),
+            None, "running", None, None, parent, self.worker,
+        )  # fmt: skip
         observers = self.observers
         if observers:
             notify(observers, "on_span_start", span)
-        active = self.active
-        active[span.id] = span
         task = _current_task()
         running = self._running
         running[task] = (span, run)
@@ -478,7 +475,6 @@ class Engine:
             retry = True
         finally:
             span.end = _now()
-            del active[span.id]
             running.pop(task, None)
             run.span_records.append(span)
             self.recorder.span(span)
@@ -646,7 +642,6 @@ class Engine:
         span.worker = self.worker
         span.parent_span_id = caller[1] if caller else None
         notify(self.observers, "on_span_start", span)
-        self.active[span.id] = span
         task = _current_task()
         self._running[task] = (span, run)
         ctx = Context(self, step, run, span.id)
@@ -667,7 +662,6 @@ class Engine:
             raise err from e
         finally:
             span.end = _now()
-            self.active.pop(span.id, None)
             self._running.pop(task, None)
             run.span_records.append(span)
             self.recorder.span(span)
