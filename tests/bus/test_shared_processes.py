@@ -103,3 +103,25 @@ async def test_deactivate_reaches_every_process_live(
         assert all(v.strip('"').endswith("/Record") for v in done.values())  # ctx.delivery_id
     finally:
         await worker.aclose()
+
+
+async def test_an_emit_returns_the_whole_run_when_workers_ran_it(
+    make_app: Callable[..., wistro.App],
+) -> None:
+    """The origin only publishes (a notebook or `wistro emit` attached to the project's bus);
+    a worker runs every step: `await app.emit(...)` returns once the run ended there, with the
+    spans, events and logs the worker recorded, read back from the shared trace store."""
+    files = {"src/split.step.py": SPLIT, "src/record.step.py": RECORD}
+    worker = make_app(files, folder="proj", bus="local", state="file", traces=None)
+    origin = wistro.load(worker.project.root, bus="local", state="file", consume=False)
+    worker.engine.start()
+    try:
+        async with asyncio.timeout(30):
+            runs = await asyncio.gather(*(origin.emit("job", {"n": i}) for i in range(50)))
+        for run in runs:
+            assert run.status == "ok"
+            assert [s.step for s in run.span_records] == ["Split", "Record"]
+            assert len(run.event_records) == run.record.n_events == 2
+        assert list(runs[0].spans["step"]) == ["Split", "Record"]  # the DataFrames too
+    finally:
+        await origin.aclose()

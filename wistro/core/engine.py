@@ -104,6 +104,7 @@ class Engine:
         self._watchdog: LoopWatchdog | None = None
         self.worker = worker_name()
         self._recovery: asyncio.Task[list[str]] | None = None
+        self._merging: set[asyncio.Task[None]] = set()  # runs read back from the store
         # A shared bus (local, redis) keeps the run ledger: runs end when its commit says so.
         self._shared = self.bus.shared
 
@@ -559,9 +560,33 @@ class Engine:
             await self.recorder.flush()
 
     def _finished_elsewhere(self, e: RunEnded) -> None:
-        """A run started here ended (here or in another process): wake what waits for it."""
+        """A run started here ended (here or in another process): wake what waits for it. When
+        other processes recorded part of it (the bus counted events this process never saw),
+        its records are read back from the shared trace store first: ``await app.emit(...)``
+        returns the whole run."""
         run = self.runs.get(e.trace_id)
         if run is None or run.done:
+            return
+        if self.store is not None and e.n_events > len(run.event_records):
+            assert self.loop is not None
+            task = self.loop.create_task(self._finish_with_stored(run, e))
+            self._merging.add(task)
+            task.add_done_callback(self._merging.discard)
+            return
+        self._end_here(run, e)
+
+    async def _finish_with_stored(self, run: Run, e: RunEnded) -> None:
+        try:
+            assert self.store is not None
+            stored = await asyncio.to_thread(self.store.get_trace, run.trace_id)
+        except Exception as err:  # the trace is still there for `wistro trace`: just say so
+            logger.warning("run %s ended; its records could not be read: %s", run.trace_id, err)
+        else:
+            run.merge(stored)
+        self._end_here(run, e)
+
+    def _end_here(self, run: Run, e: RunEnded) -> None:
+        if run.done:
             return
         run._finish(e.end, n_events=e.n_events, n_errors=e.n_errors)
         self.runs.pop(run.trace_id, None)

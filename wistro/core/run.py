@@ -13,6 +13,7 @@ from wistro.tracing.records import (
     RunRecord,
     SpanRecord,
     StateOpRecord,
+    Trace,
     as_dict,
 )
 
@@ -125,6 +126,26 @@ class Run:
         r.status = "refused" if self.refused else "error" if r.n_errors else "ok"
         if self._done is not None and not self._done.done():
             self._done.set_result(None)
+
+    def merge(self, stored: Trace) -> None:
+        """Add the records of this run that other processes wrote to the shared trace store
+        (a run whose deliveries ran in several workers), in time order; ours are kept."""
+        events = {e.id for e in self.event_records}
+        self.event_records += [e for e in stored.events if e.id not in events]
+        self.event_records.sort(key=lambda e: e.ts)
+        spans = {sp.id for sp in self.span_records}
+        self.span_records += [sp for sp in stored.spans if sp.id not in spans]
+        self.span_records.sort(key=lambda sp: sp.start)
+        logs = {(r.ts, r.span_id, r.message) for r in self.log_records}
+        self.log_records += [r for r in stored.logs if (r.ts, r.span_id, r.message) not in logs]
+        self.log_records.sort(key=lambda r: r.ts)
+        ops = {(r.ts, r.span_id, r.op, r.key) for r in self.state_records}
+        self.state_records += [
+            r for r in stored.state_ops if (r.ts, r.span_id, r.op, r.key) not in ops
+        ]
+        self.state_records.sort(key=lambda r: r.ts)
+        dead = {d.id for d in self.dead_letters}
+        self.dead_letters += [d for d in stored.dead_letters if d.id not in dead]
 
     async def wait(self) -> Run:
         if not self._finished:
