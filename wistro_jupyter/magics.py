@@ -45,6 +45,7 @@ SUBCOMMANDS = [
 
 HELP = """\
 %wistro load [PATH] [--memory] [--env ENV]   load a project (default: this folder or a parent)
+%wistro load [PATH] --attach                 join the project's shared bus: its workers run steps
 %wistro emit TOPIC JSON [--wait]            emit an event; a live trace view (--wait: the Run)
 %wistro emit TOPIC --data VAR [--wait]      the payload from a Python variable (dict or model)
 %%wistro emit TOPIC [--wait]                the cell body is the JSON payload
@@ -218,11 +219,13 @@ class WistroMagics(Magics):
             tokens = shlex.split(rest)
         except ValueError as e:
             raise UsageError(f"cannot read the arguments: {e}") from None
-        memory, env, path = False, None, None
+        memory, attach, env, path = False, False, None, None
         it = iter(tokens)
         for tok in it:
             if tok == "--memory":
                 memory = True
+            elif tok == "--attach":
+                attach = True
             elif tok == "--env":
                 env = next(it, None)
                 if env is None:
@@ -230,12 +233,19 @@ class WistroMagics(Magics):
             elif path is None:
                 path = tok
             else:
-                raise UsageError(f"unexpected {tok!r}", hint="%wistro load [PATH] [--memory]")
-        kwargs: dict[str, Any] = {"memory": memory}
+                raise UsageError(
+                    f"unexpected {tok!r}", hint="%wistro load [PATH] [--memory] [--attach]"
+                )
+        if memory and attach:
+            raise UsageError("--attach joins the project's bus, state and traces: not --memory")
+        kwargs: dict[str, Any] = {"memory": memory, "attach": attach}
         if env:
             kwargs["env"] = env
         app = self.session.load(path, **kwargs)
         where = " (memory state and traces)" if memory else ""
+        if attach:
+            bus = type(app.engine.bus).__name__.removesuffix("Bus").lower()
+            where = f" (attached to the {bus} bus: its workers run the steps)"
         print(f"wistro: loaded {app!r}{where}")
         for err in app.errors:
             red(f"error: {err}")

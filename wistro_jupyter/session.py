@@ -103,9 +103,19 @@ class Session:
         return self.app
 
     def load(
-        self, path: str | Path | None = None, *, memory: bool = False, env: str = DEFAULT_ENV
+        self,
+        path: str | Path | None = None,
+        *,
+        memory: bool = False,
+        env: str = DEFAULT_ENV,
+        attach: bool = False,
     ) -> App:
+        """Load a project into the kernel. ``attach``: join the project's shared bus (its
+        wistro.yml ``bus:``, else the local journal) as a process that only publishes: emits go
+        to the project's workers and runs come back whole, from its trace store."""
         kwargs: dict[str, Any] = {"state": "memory", "traces": "memory"} if memory else {}
+        if attach:
+            kwargs.update(bus_default="local", consume=False)
         app = App.load(path, env=env, **kwargs)
         self.close_app()
         self.app = app
