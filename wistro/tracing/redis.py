@@ -17,8 +17,8 @@ Key layout, every key under ``{prefix}:traces`` (``prefix`` is ``redis.prefix``,
 * ``:dead``: a hash of dead-letter id -> its JSON array; ``:dead-ids``: their ids for prefixes.
 
 A ``write`` is one ``MULTI``/``EXEC`` (one round trip): a script upserts the runs (a run written
-again changes only its status, end and counts, and one that ended is never set back to running,
-atomically however many processes write), ``HSET`` of the records, a script that numbers the logs
+again changes only its status, end and counts, and one that ended is never set back to running
+nor marked interrupted, atomically however many processes write), ``HSET`` of the records, a script that numbers the logs
 as it stores them (so the sequence follows commit order and ``wistro logs -f`` misses nothing
 another process committed), the dead letters, and a script that deletes the oldest runs beyond
 ``retention_runs`` with everything they recorded. The logs script runs once per write: a
@@ -70,7 +70,9 @@ from wistro.tracing.records import (
 from wistro.tracing.store import TraceStore
 
 _dumps = functools.partial(json.dumps, separators=(",", ":"))  # ASCII: lone surrogates survive
-_RUNNING = _dumps("running")
+# A run written with one of these never replaces an end already written (running: the origin's
+# start landing after another process's end; interrupted: recovery, which only ends open runs).
+_NOT_AN_END = ("running", "interrupted")
 _GUARD_TTL_S = 60  # how long a write's logs are known to be stored (a resent write skips them)
 
 # Every record as the JSON array of its fields; a row written by an older version has fewer
@@ -95,18 +97,20 @@ _RUN_ORDER = RUN_UPDATE_FIELDS + tuple(n for n in _RUN_NAMES if n not in RUN_UPD
 _SORTS = {"events": itemgetter("ts", "id"), "spans": itemgetter("start", "id")}
 
 # KEYS: runs, ids. ARGV: run key base, fields per run, update fields, then per run: trace id,
-# start, status (JSON), then its field/value pairs (the update fields first).
-_UPSERT_RUNS = """
+# start, 1 if it may replace an end (its status is an end), then its field/value pairs (the
+# update fields first). A run stored as running takes any update.
+_UPSERT_RUNS = f"""
+local RUNNING = '{_dumps("running")}'
 local base, nf, nu = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local i = 4
 while i <= #ARGV do
-  local tid, start, status = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local tid, start, ends = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local key, first = base .. tid, i + 3
   if redis.call('EXISTS', key) == 0 then
     redis.call('HSET', key, unpack(ARGV, first, first + 2 * nf - 1))
     redis.call('ZADD', KEYS[1], start, tid)
     redis.call('ZADD', KEYS[2], 0, tid)
-  elseif status ~= '"running"' or redis.call('HGET', key, 'status') == '"running"' then
+  elseif ends == '1' or redis.call('HGET', key, 'status') == RUNNING then
     redis.call('HSET', key, unpack(ARGV, first, first + 2 * nu - 1))
   end
   i = first + 2 * nf
@@ -321,7 +325,7 @@ class RedisTraceStore(TraceStore):
         if batch.runs:
             args: list[Any] = [self._run, len(_RUN_ORDER), len(RUN_UPDATE_FIELDS)]
             for run in batch.runs:
-                args += (run.trace_id, run.start, _dumps(run.status))
+                args += (run.trace_id, run.start, 0 if run.status in _NOT_AN_END else 1)
                 for name in _RUN_ORDER:
                     args += (name, _dumps(getattr(run, name)))
             pipe.eval(_UPSERT_RUNS, 2, self._runs, self._ids, *args)
