@@ -106,12 +106,26 @@ def make_bus(
 
 
 def make_store(project: Project, choice: TracesChoice) -> TraceStore:
+    """The store ``choice`` names ("memory", "redis", a SQLite file), else wistro.yml's
+    ``traces.adapter``, else redis when the bus is redis (one trace across machines), else the
+    project's SQLite file."""
     if isinstance(choice, TraceStore):
         return choice
+    config = project.config.traces
+    if choice is None:  # wistro.yml's adapter, else redis with the redis bus, else the file
+        choice = config.adapter or ("redis" if project.config.bus.adapter == "redis" else None)
+        if choice == "sqlite":
+            choice = None
     if choice == "memory":
         from wistro.tracing.memory import MemoryTraceStore
 
         return MemoryTraceStore(project.config.traces.retention_runs)
+    if choice == "redis":
+        from wistro.tracing.redis import RedisTraceStore
+
+        return RedisTraceStore(
+            config.url or project.redis_url, project.redis_prefix, config.retention_runs
+        )
     from wistro.tracing.sqlite import SQLiteTraceStore
 
     path = Path(choice) if choice else project.traces_path

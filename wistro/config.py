@@ -59,7 +59,11 @@ class OtlpConfig(_Strict):
 
 
 class TracesConfig(_Strict):
-    path: str | None = None  # default .wistro/traces.db
+    # sqlite: a file per machine; memory: this process only; redis: shared by every process on
+    # the Redis (the default when bus.adapter is redis, else sqlite).
+    adapter: Literal["sqlite", "memory", "redis"] | None = None
+    path: str | None = None  # sqlite, default .wistro/traces.db
+    url: str | None = None  # redis, default redis.url
     retention_runs: int = Field(default=10_000, ge=1)
     otlp: OtlpConfig | None = None  # OpenTelemetry export (the `otel` extra), off by default
 
