@@ -67,6 +67,9 @@ def test_a_run_that_ended_is_never_set_back_to_running(store: TraceStore) -> Non
     store.write(Batch(runs=[RunRecord("t1", "api", "orders", "running", 5.0, None, 0, 0, "w:1")]))
     (row,) = store.list_runs()
     assert (row["status"], row["end"], row["n_events"]) == ("ok", 7.0, 3)
+    store.write(Batch(runs=[RunRecord("t1", "api", "orders", "interrupted", 5.0, 9.0, 0, 1)]))
+    (row,) = store.list_runs()
+    assert row["status"] == "ok"  # recovery never overrides an end
 
 
 def test_rows_are_copies(store: TraceStore) -> None:

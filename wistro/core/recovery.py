@@ -63,6 +63,14 @@ async def mark_interrupted(engine: Engine, limit: int = 100_000) -> list[str]:
         trace_id = row["trace_id"]
         if trace_id in owed:
             continue  # accepted: it runs again and ends
+        # It may have ended since the list was read (this process runs what the dead one left):
+        # its end is in the store before the bus forgets it, so read it again.
+        try:
+            current = (await asyncio.to_thread(store.get_run, trace_id))["run"]["status"]
+        except Exception:
+            current = "running"
+        if current != "running":
+            continue
         try:
             events = (await asyncio.to_thread(store.get_run, trace_id))["events"]
         except Exception:

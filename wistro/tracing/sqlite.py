@@ -124,7 +124,7 @@ _RUN_SET = ", ".join(f'"{c}" = ?{i}' for i, c in enumerate(RUN_UPDATE_FIELDS, st
 # shared bus), the process that finished a run can write its end before its origin's start lands.
 _RUN_UPDATE = (
     f"UPDATE runs SET {_RUN_SET} WHERE trace_id = ?{len(RUN_UPDATE_FIELDS) + 1} "
-    "AND (status = 'running' OR ?1 != 'running')"
+    "AND (status = 'running' OR ?1 NOT IN ('running', 'interrupted'))"
 )
 _WRITES = [  # (table and Batch attribute, statement), written after the runs
     ("logs", _insert("logs")),
