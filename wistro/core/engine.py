@@ -17,16 +17,15 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from wistro.bus import Delivery, EventBus, InMemoryBus
-from wistro.bus.base import NO_PAYLOAD, BusHooks, RunEnded, RunOpened
+from wistro.bus.base import NO_PAYLOAD, BusHooks
 from wistro.config import EngineConfig
+from wistro.core import direct
 from wistro.core.context import Context
 from wistro.core.failures import (
     add_history,
     blocked_warning,
-    dead_letter_of,
     dumps_payload,
     dumps_refused,
-    dumps_safe,
     failed_again,
     missing_step,
     new_dead_letter,
@@ -37,10 +36,10 @@ from wistro.core.ledger import LocalLedger, RunLedger
 from wistro.core.observer import Observer, notify
 from wistro.core.registry import Registry
 from wistro.core.run import Run
+from wistro.core.shared import SharedBusRuns
 from wistro.core.step import StepRecord
 from wistro.core.watchdog import Blocker, LoopWatchdog, find_blocker
 from wistro.errors import (
-    HandlerError,
     HandlerTimeout,
     PayloadError,
     UndeclaredEmitError,
@@ -53,9 +52,7 @@ from wistro.tracing.records import (
     DeadLetter,
     EventRecord,
     LogRecord,
-    RunRecord,
     SpanRecord,
-    as_dict,
     new_id,
     new_trace_id,
 )
@@ -75,7 +72,7 @@ def worker_name() -> str:
 logger = logging.getLogger("wistro.engine")
 
 
-class Engine:
+class Engine(SharedBusRuns):
     def __init__(
         self,
         registry: Registry,
@@ -301,16 +298,6 @@ class Engine:
         if wait:
             await run.wait()
         return run
-
-    def _open_shared(self, run: Run, trigger: str, topic: str, holds: int = 0) -> None:
-        """A run on a shared bus: the bus counts what it owes; this process holds one unit of
-        its own ledger for it until the bus says it ended (wherever its last delivery ran)."""
-        self.ledger.add(run.trace_id)
-        assert self._idle is not None
-        self._idle.clear()
-        self.bus.open_run(
-            RunOpened(run.trace_id, trigger, topic, run.record.start, self.worker), holds
-        )
 
     def refused(self, topic: str, data: Any, trigger: str, err: WistroError) -> Run:
         """Record an emit from outside that was refused (unknown topic, invalid payload) as a
@@ -546,85 +533,6 @@ class Engine:
             assert self._idle is not None
             self._idle.set()
 
-    # ------------------------------------------------------------ a shared bus's hooks
-    async def _ended(self, ended: list[RunEnded]) -> None:
-        """This process settled the last delivery of these runs: their end is recorded, and in
-        the store, before the bus announces it (so a waiter that wakes finds the whole trace)."""
-        for e in ended:
-            status = "error" if e.n_errors else "ok"
-            self.recorder.run_ended(
-                RunRecord(e.trace_id, e.trigger, e.topic, status, e.start, e.end, e.n_events,
-                          e.n_errors, e.origin)
-            )  # fmt: skip
-        if any(e.origin != self.worker for e in ended):  # a waiter elsewhere reads the store
-            await self.recorder.flush()
-
-    def _finished_elsewhere(self, e: RunEnded) -> None:
-        """A run started here ended (here or in another process): wake what waits for it. When
-        other processes recorded part of it (the bus counted events this process never saw),
-        its records are read back from the shared trace store first: ``await app.emit(...)``
-        returns the whole run."""
-        run = self.runs.get(e.trace_id)
-        if run is None or run.done:
-            return
-        if self.store is not None and e.n_events > len(run.event_records):
-            assert self.loop is not None
-            task = self.loop.create_task(self._finish_with_stored(run, e))
-            self._merging.add(task)
-            task.add_done_callback(self._merging.discard)
-            return
-        self._end_here(run, e)
-
-    async def _finish_with_stored(self, run: Run, e: RunEnded) -> None:
-        try:
-            assert self.store is not None
-            stored = await asyncio.to_thread(self.store.get_trace, run.trace_id)
-        except Exception as err:  # the trace is still there for `wistro trace`: just say so
-            logger.warning("run %s ended; its records could not be read: %s", run.trace_id, err)
-        else:
-            run.merge(stored)
-        self._end_here(run, e)
-
-    def _end_here(self, run: Run, e: RunEnded) -> None:
-        if run.done:
-            return
-        run._finish(e.end, n_events=e.n_events, n_errors=e.n_errors)
-        self.runs.pop(run.trace_id, None)
-        self.ledger.settle(run.trace_id)  # the origin's unit (_open_shared)
-        self.ledger.close(run.trace_id)
-        if self.observers:
-            notify(self.observers, "on_run_end", run)
-        self._settled()
-
-    async def _poisoned(self, d: Delivery, tries: int) -> None:
-        """A delivery every worker died on: dead-lettered (replayable), so its run ends."""
-        error = f"delivered {tries} times and never finished: the worker running it died each time"
-        dead = new_dead_letter(
-            d.event.trace_id, d.step, d.event.topic, d.event.id, d.event.data_json, error, tries
-        )
-        self.recorder.dead_letter(dead)
-        self.bus.note(d.event.trace_id, errors=1)
-        run = self.runs.get(d.event.trace_id)
-        if run is not None:
-            run.dead_letters.append(dead)
-
-    def _control(self, message: dict[str, Any]) -> None:
-        """A message another process broadcast on the bus (``wistro activate`` ...)."""
-        op, name = message.get("op"), message.get("step")
-        if op not in ("activate", "deactivate") or name not in self.registry.steps:
-            return
-        active = op == "activate"
-        if self.registry.steps[name].active != active:
-            self.registry.set_active(name, active)
-            logger.info("%sd step %r (told by %s)", op, name, message.get("from", "?"))
-
-    def _settled(self) -> None:
-        in_flight = self.ledger.in_flight
-        if in_flight <= self.config.max_in_flight // 2 and self._capacity is not None:
-            self._capacity.set()
-        if in_flight == 0 and self._idle is not None:
-            self._idle.set()
-
     def _finish(self, run: Run) -> None:
         run._finish(_now())
         self.runs.pop(run.trace_id, None)
@@ -633,7 +541,7 @@ class Engine:
         if self.observers:
             notify(self.observers, "on_run_end", run)
 
-    # ------------------------------------------------------------ triggers
+    # ------------------------------------------------------------ runs that start with a step
     async def call(
         self,
         step: StepRecord,
@@ -644,108 +552,15 @@ class Engine:
         traceparent: str | None = None,
     ) -> tuple[Any, Run]:
         """Run one step directly, as the first span of a new run (an api step for a request, a
-        cron step when it fires). Returns ``(result, run)`` as soon as the handler returns; what it
-        emitted goes on in the background (``await run`` to wait for it). A handler that fails
-        raises ``HandlerError`` (or ``HandlerTimeout``) carrying ``trace_id``; the span records it.
-        A valid W3C ``traceparent`` (``run.traceparent``) travels with the run's deliveries.
-        """
-        self.start()
-        caller = parse_traceparent(traceparent)
-        run = Run(new_trace_id(), topic, trigger, _now(), self.worker)
-        if caller:
-            run.traceparent = traceparent
-        self.runs[run.trace_id] = run
-        self.recorder.run(run.record)
-        notify(self.observers, "on_run_start", run)
-        if self._shared:
-            self._open_shared(run, trigger, topic, holds=1)
-        else:
-            self.ledger.add(run.trace_id)
-            assert self._idle is not None
-            self._idle.clear()
-        span = SpanRecord(new_id(), run.trace_id, step.name, topic, "", 1, _now())
-        span.worker = self.worker
-        span.parent_span_id = caller[1] if caller else None
-        notify(self.observers, "on_span_start", span)
-        task = _current_task()
-        self._running[task] = (span, run)
-        ctx = Context(self, step, run, span.id)
-        try:
-            result = await invoke(step, data, ctx, span, self.config.default_timeout_s)
-            span.status = "ok"
-            return result, run
-        except HandlerTimeout as e:
-            span.status, span.error = "timeout", e.format()
-            e.trace_id = run.trace_id
-            raise
-        except Exception as e:
-            span.status = "error"
-            span.error = f"{type(e).__name__}: {e}"
-            span.traceback = user_traceback(e)
-            err = HandlerError(span.error, step=step.name, topic=topic)
-            err.trace_id = run.trace_id
-            raise err from e
-        finally:
-            span.end = _now()
-            self._running.pop(task, None)
-            run.span_records.append(span)
-            self.recorder.span(span)
-            notify(self.observers, "on_span_end", span)
-            if span.status != "ok" and trigger == "api":  # the client got the error: no replay
-                run.failures.append(f"{step.name}: {span.error}")
-            elif span.status != "ok":
-                error = span.error or span.status
-                dead = new_dead_letter(
-                    run.trace_id, step.name, topic, "", dumps_safe(data), error, 1
-                )
-                run.dead_letters.append(dead)
-                self.recorder.dead_letter(dead)
-            if not self._shared:
-                self._settle(run)
-            else:
-                if span.status != "ok":
-                    self.bus.note(run.trace_id, errors=1)
-                self.bus.release(run.trace_id)
-                await self.bus.flush()  # what the call emitted is accepted before it answers
-
-    # ------------------------------------------------------------ replay
-    async def replay(self, dead: dict[str, Any] | DeadLetter, wait: bool = True) -> Run:
-        """Deliver a dead letter again to its step, in a new run. Success marks it replayed;
-        another failure updates it (attempts, error, history): never a second dead letter."""
-        self.start()
-        letter = dead if isinstance(dead, DeadLetter) else dead_letter_of(dead)
-        dead = as_dict(letter)
-        step = self.registry.get(dead["step"])
-        data = json.loads(dead["data_json"])
-        payload = self.registry.topics.validator(dead["topic"])(data)
-        run = Run(new_trace_id(), dead["topic"], "replay", _now(), self.worker)
-        self.runs[run.trace_id] = run
-        self.recorder.run(run.record)
-        event = EventRecord(
-            letter.event_id or new_id(),  # the original event's id: the same ctx.delivery_id
-            run.trace_id,
-            dead["topic"],
-            dead["data_json"],
-            f"replay:{dead['id']}",
-            None,
-            _now(),
+        cron step when it fires); see ``wistro.core.direct.call``."""
+        return await direct.call(
+            self, step, data, trigger=trigger, topic=topic, traceparent=traceparent
         )
-        run.event_records.append(event)
-        self.recorder.event(event)
-        if self._shared:
-            self._open_shared(run, "replay", dead["topic"])
-            self.bus.note(run.trace_id, events=1)
-        else:
-            self.ledger.add(run.trace_id)
-            assert self._idle is not None
-            self._idle.clear()
-        self._replaying[letter.id] = letter
-        self.bus.publish(Delivery(step.name, event, payload=payload, dead_letter_id=letter.id))
-        if self._shared:
-            await self.bus.flush()
-        if wait:
-            await run.wait()
-        return run
+
+    async def replay(self, dead: dict[str, Any] | DeadLetter, wait: bool = True) -> Run:
+        """Deliver a dead letter again to its step, in a new run; see
+        ``wistro.core.direct.replay``."""
+        return await direct.replay(self, dead, wait)
 
 
 def add_observer(engine: Engine, observer: Observer) -> Callable[[], None]:
