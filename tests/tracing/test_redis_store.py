@@ -210,7 +210,10 @@ def test_key_layout_and_retention_leave_nothing_behind(
     base = f"{redis_prefix}:traces"
     per_trace = [f"{base}:{kind}:trace{i}" for i in (2, 3) for kind in ("rec", "run", "tlogs")]
     assert keys == sorted(
-        [f"{base}:{name}" for name in ("dead", "dead-ids", "ids", "logs", "logseq", "runs")]
+        [
+            f"{base}:{name}"
+            for name in ("chunkseq", "dead", "dead-ids", "ids", "logs", "logseq", "runs")
+        ]
         + per_trace
         + [k for k in keys if k.startswith(f"{base}:w:")]  # write guards, which expire
     )
@@ -220,13 +223,11 @@ def test_key_layout_and_retention_leave_nothing_behind(
     assert client.zrange(f"{base}:logs", 0, -1) == [b"3 trace2", b"4 trace3"]
     assert sorted(client.hkeys(f"{base}:dead")) == [b"trace2-d", b"trace3-d"]
     assert client.zrange(f"{base}:dead-ids", 0, -1) == [b"trace2-d", b"trace3-d"]
-    fields = sorted(k.decode() for k in client.hkeys(f"{base}:rec:trace3"))
-    assert [f for f in fields if not f.startswith("o:")] == [
-        "d:trace3-d",
-        "e:trace3-e",
-        "s:trace3-s",
-    ]
-    assert len([f for f in fields if f.startswith("o:")]) == 1  # o:<writer><n>
+    recorded = client.hgetall(f"{base}:rec:trace3")
+    assert sorted(recorded) == [b"c:4", b"d:trace3-d"]  # the 4th chunk written; a dead letter
+    events, spans, ops = json.loads(recorded[b"c:4"])
+    assert [e[0] for e in events] == ["trace3-e"] and [s[0] for s in spans] == ["trace3-s"]
+    assert ops == [["trace3", None, "step", "set", "g", "k", "1", 3.0]]
     run_hash = client.hgetall(f"{base}:run:trace3")
     assert json.loads(run_hash[b"start"]) == 3.0 and json.loads(run_hash[b"end"]) is None
 

@@ -8,9 +8,12 @@ Key layout, every key under ``{prefix}:traces`` (``prefix`` is ``redis.prefix``,
   first, retention oldest first;
 * ``:ids``: the same ids, all at score 0, so ``ZRANGEBYLEX [abcd (abcd\\xff`` finds a prefix;
 * ``:run:{trace_id}``: the run, a hash of field -> the field's JSON;
-* ``:rec:{trace_id}``: a hash of the trace's records, each the JSON array of its fields in
-  dataclass order: ``e:{id}`` an event, ``s:{id}`` a span (written again: replaced),
-  ``o:{writer}{n}`` a state operation, ``d:{id}`` an empty marker of a dead letter;
+* ``:rec:{trace_id}``: a hash of what the trace recorded: ``c:{n}`` a *chunk*, the trace's
+  events, spans and state operations of one write (``[[events], [spans], [state ops]]``, each
+  record the JSON array of its fields in dataclass order), numbered in commit order by the
+  counter ``:chunkseq`` (an event or span written again replaces the earlier one when read);
+  ``d:{id}`` an empty marker of a dead letter. Most runs end within one write, so most traces
+  hold one chunk (a field per record took 15% more memory, and a little more time);
 * ``:tlogs:{trace_id}``: a sorted set of the trace's logs, score the log's ``seq``, member the
   JSON array ``[seq, fields...]``; ``:logs``: every log as ``"{seq} {trace_id}"`` by ``seq``
   (``logs(after=...)`` follows it); ``:logseq``: the counter that numbers them (``INCR``);
@@ -18,12 +21,13 @@ Key layout, every key under ``{prefix}:traces`` (``prefix`` is ``redis.prefix``,
 
 A ``write`` is one ``MULTI``/``EXEC`` (one round trip): a script upserts the runs (a run written
 again changes only its status, end and counts, and one that ended is never set back to running
-nor marked interrupted, atomically however many processes write), ``HSET`` of the records, a script that numbers the logs
-as it stores them (so the sequence follows commit order and ``wistro logs -f`` misses nothing
-another process committed), the dead letters, and a script that deletes the oldest runs beyond
-``retention_runs`` with everything they recorded. The logs script runs once per write: a
-transaction sent again after a connection lost on its way (Redis may have applied it) does not
-store its logs twice. Reads run scripts or transactions too, so each sees one moment.
+nor marked interrupted, atomically however many processes write); a script stores the chunks
+and the logs, numbering the logs as it stores them (so the sequence follows commit order and
+``wistro logs -f`` misses nothing another process committed); the dead letters; a script deletes
+the oldest runs beyond ``retention_runs`` with everything they recorded. The chunks and logs
+script runs once per write: a transaction sent again after a connection lost on its way (Redis
+may have applied it) does not store them twice. Reads run scripts or transactions too, so each
+sees one moment.
 
 The scripts name keys they compute (a trace's keys): one Redis, not a Redis Cluster. Redis
 that cannot be reached, or does not answer within the socket timeout, fails the call with one
@@ -36,6 +40,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import MISSING, fields
@@ -69,11 +74,13 @@ from wistro.tracing.records import (
 )
 from wistro.tracing.store import TraceStore
 
-_dumps = functools.partial(json.dumps, separators=(",", ":"))  # ASCII: lone surrogates survive
+_ascii_json = json.JSONEncoder(separators=(",", ":")).encode  # stored: any text round-trips
+_string_json = json.encoder.encode_basestring_ascii
+_payload_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # ids as is
 # A run written with one of these never replaces an end already written (running: the origin's
 # start landing after another process's end; interrupted: recovery, which only ends open runs).
 _NOT_AN_END = ("running", "interrupted")
-_GUARD_TTL_S = 60  # how long a write's logs are known to be stored (a resent write skips them)
+_GUARD_TTL_S = 60  # a write's chunks and logs are known stored this long (a resend skips them)
 
 # Every record as the JSON array of its fields; a row written by an older version has fewer
 # (they take their defaults), one written by a newer version more (they are left out).
@@ -94,39 +101,58 @@ _RUN_DEFAULTS = {f.name: None if f.default is MISSING else f.default for f in fi
 # The update fields first: the upsert script sets the first len(RUN_UPDATE_FIELDS) pairs of a
 # known run, every pair of a new one.
 _RUN_ORDER = RUN_UPDATE_FIELDS + tuple(n for n in _RUN_NAMES if n not in RUN_UPDATE_FIELDS)
-_SORTS = {"events": itemgetter("ts", "id"), "spans": itemgetter("start", "id")}
+_EVENT_ORDER, _SPAN_ORDER, _OP_ORDER = (
+    itemgetter("ts", "id"),
+    itemgetter("start", "id"),
+    itemgetter("ts"),
+)
 
-# KEYS: runs, ids. ARGV: run key base, fields per run, update fields, then per run: trace id,
-# start, 1 if it may replace an end (its status is an end), then its field/value pairs (the
-# update fields first). A run stored as running takes any update.
-_UPSERT_RUNS = f"""
-local RUNNING = '{_dumps("running")}'
-local base, nf, nu = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local i = 4
-while i <= #ARGV do
-  local tid, start, ends = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  local key, first = base .. tid, i + 3
+# The scripts of a write take JSON arguments holding all their records: packing thousands of
+# arguments costs the client more than Redis spends on the writes. Values Redis stores (a run's
+# fields, a chunk) are JSON strings inside it, so Lua's cjson never re-encodes a number.
+
+# KEYS: runs, ids. ARGV: run key base, [[trace id, start, 1 if it may replace an end (its status
+# is an end), [each field's JSON in _RUN_ORDER]], ...]. A run stored as running takes any update.
+_UPSERT_RUNS = (
+    """
+local NAMES, NU, RUNNING = {@NAMES@}, @NU@, '@RUNNING@'
+for _, r in ipairs(cjson.decode(ARGV[2])) do
+  local tid, start, ends, values = r[1], r[2], r[3], r[4]
+  local key, n = ARGV[1] .. tid, 0
   if redis.call('EXISTS', key) == 0 then
-    redis.call('HSET', key, unpack(ARGV, first, first + 2 * nf - 1))
+    n = #NAMES
     redis.call('ZADD', KEYS[1], start, tid)
     redis.call('ZADD', KEYS[2], 0, tid)
-  elseif ends == '1' or redis.call('HGET', key, 'status') == RUNNING then
-    redis.call('HSET', key, unpack(ARGV, first, first + 2 * nu - 1))
+  elseif ends == 1 or redis.call('HGET', key, 'status') == RUNNING then
+    n = NU
   end
-  i = first + 2 * nf
+  if n > 0 then
+    local kv = {}
+    for j = 1, n do
+      kv[2 * j - 1], kv[2 * j] = NAMES[j], values[j]
+    end
+    redis.call('HSET', key, unpack(kv))
+  end
 end
 return 0
-"""
+""".replace("@NAMES@", ", ".join(f"'{n}'" for n in _RUN_ORDER))
+    .replace("@NU@", str(len(RUN_UPDATE_FIELDS)))
+    .replace("@RUNNING@", _ascii_json("running"))
+)
 
-# KEYS: the log counter, the log index, this write's guard. ARGV: trace logs key base, then per
-# log: its trace id and the JSON array of its fields without the opening bracket.
-_APPEND_LOGS = f"""
-if not redis.call('SET', KEYS[3], '1', 'NX', 'EX', {_GUARD_TTL_S}) then return 0 end
-for i = 2, #ARGV, 2 do
-  local tid = ARGV[i]
-  local seq = redis.call('INCR', KEYS[1])
-  redis.call('ZADD', ARGV[1] .. tid, seq, '[' .. seq .. ',' .. ARGV[i + 1])
-  redis.call('ZADD', KEYS[2], seq, seq .. ' ' .. tid)
+# KEYS: the chunk counter, the log counter, the log index, this write's guard. ARGV: the key bases
+# of a trace's records and its logs, [[trace id, chunk JSON], ...], [[trace id, the log's JSON
+# array without its opening bracket], ...].
+_APPEND = f"""
+if not redis.call('SET', KEYS[4], '1', 'NX', 'EX', {_GUARD_TTL_S}) then return 0 end
+for _, chunk in ipairs(cjson.decode(ARGV[3])) do
+  redis.call('HSET', ARGV[1] .. chunk[1], 'c:' .. redis.call('INCR', KEYS[1]), chunk[2])
+end
+for _, log in ipairs(cjson.decode(ARGV[4])) do
+  local tid = log[1]
+  local seq = redis.call('INCR', KEYS[2])
+  redis.call('ZADD', ARGV[2] .. tid, seq, '[' .. seq .. ',' .. log[2])
+  redis.call('ZADD', KEYS[3], seq, seq .. ' ' .. tid)
 end
 return 0
 """
@@ -161,8 +187,22 @@ redis.call('ZREMRANGEBYRANK', KEYS[1], 0, excess - 1)
 return #doomed
 """
 
+# The read scripts answer with one JSON text built from the stored JSON (a run's hash as an
+# object, chunks and logs as they are): a reply of one string, where a nested reply of many
+# would cost the client's protocol parser more than the rest of the call.
+_READ_HELPERS = """
+local function run_json(flat)  -- a run's hash (field -> JSON) as a JSON object
+  local parts = {}
+  for j = 1, #flat, 2 do parts[#parts + 1] = '"' .. flat[j] .. '":' .. flat[j + 1] end
+  return '{' .. table.concat(parts, ',') .. '}'
+end
+"""
+
 # KEYS: runs. ARGV: limit, status (JSON, '' for any), topic (JSON, '' for any), run key base.
-_LIST_RUNS = """
+# Returns [run, ...] newest first.
+_LIST_RUNS = (
+    _READ_HELPERS
+    + """
 local limit, status, topic, base = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
 local page = limit
 if status ~= '' or topic ~= '' then page = math.max(limit, 256) end
@@ -174,26 +214,69 @@ while #out < limit do
     local key = base .. tid
     if (status == '' or redis.call('HGET', key, 'status') == status)
         and (topic == '' or redis.call('HGET', key, 'topic') == topic) then
-      out[#out + 1] = redis.call('HGETALL', key)
+      out[#out + 1] = run_json(redis.call('HGETALL', key))
       if #out >= limit then break end
     end
   end
   pos = pos + page
 end
-return out
+return '[' .. table.concat(out, ',') .. ']'
+"""
+)
+
+# KEYS: the log index. ARGV: after, limit, trace logs key base, a trace id or ''. Returns
+# [[seq, fields...], ...] in order.
+_LOGS = """
+local out = {}
+if ARGV[4] ~= '' then
+  out = redis.call('ZRANGEBYSCORE', ARGV[3] .. ARGV[4], '(' .. ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])
+else
+  local seen = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])
+  for _, entry in ipairs(seen) do
+    local seq, tid = string.match(entry, '^(%d+) (.*)$')
+    local row = redis.call('ZRANGEBYSCORE', ARGV[3] .. tid, seq, seq)
+    if row[1] then out[#out + 1] = row[1] end
+  end
+end
+return '[' .. table.concat(out, ',') .. ']'
 """
 
-# KEYS: the log index. ARGV: after, limit, trace logs key base.
-_FOLLOW_LOGS = """
-local out = {}
-local seen = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. ARGV[1], '+inf', 'LIMIT', 0, ARGV[2])
-for _, entry in ipairs(seen) do
-  local seq, tid = string.match(entry, '^(%d+) (.*)$')
-  local row = redis.call('ZRANGEBYSCORE', ARGV[3] .. tid, seq, seq)
-  if row[1] then out[#out + 1] = row[1] end
+# KEYS: ids, dead letters. ARGV: the id wanted, 1 if it may be a prefix, then the key bases of a
+# run, its records and its logs. Returns [run, {chunk number: chunk}, [log, ...], [dead letter,
+# ...]] for the trace (a JSON text), else {the ids it is a prefix of (at most 6)}.
+_GET_TRACE = (
+    _READ_HELPERS
+    + """
+local function trace(tid)
+  local run = redis.call('HGETALL', ARGV[3] .. tid)
+  if #run == 0 then return nil end
+  local rec, chunks, dead = redis.call('HGETALL', ARGV[4] .. tid), {}, {}
+  for j = 1, #rec, 2 do
+    local tag = string.sub(rec[j], 1, 2)
+    if tag == 'c:' then
+      chunks[#chunks + 1] = '"' .. string.sub(rec[j], 3) .. '":' .. rec[j + 1]
+    elseif tag == 'd:' then
+      local row = redis.call('HGET', KEYS[2], string.sub(rec[j], 3))
+      if row then dead[#dead + 1] = row end
+    end
+  end
+  local logs = redis.call('ZRANGE', ARGV[5] .. tid, 0, -1)
+  return '[' .. run_json(run) .. ',{' .. table.concat(chunks, ',') .. '},['
+    .. table.concat(logs, ',') .. '],[' .. table.concat(dead, ',') .. ']]'
 end
-return out
+local wanted = ARGV[1]
+local got = trace(wanted)
+if got then return got end
+if ARGV[2] ~= '1' then return {{}} end
+local matches = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. wanted, '(' .. wanted .. '\\255',
+  'LIMIT', 0, 6)
+if #matches == 1 then
+  got = trace(matches[1])
+  if got then return got end
+end
+return {matches}
 """
+)
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -222,25 +305,42 @@ def _reason(e: BaseException) -> str:
     return str(e).strip() or type(e).__name__
 
 
-def _decode(codec: _Codec, raw: str | bytes) -> dict[str, Any]:
+def _value_json(value: Any) -> str:
+    """``_ascii_json(value)`` for one field of a run, a few times faster for the usual types
+    (the encoder builds itself anew for each call: most of the cost of a float)."""
+    kind = type(value)
+    if kind is str:
+        return _string_json(value)
+    if value is None:
+        return "null"
+    if kind is float and math.isfinite(value):
+        return float.__repr__(value)
+    if kind is int:
+        return int.__repr__(value)
+    return _ascii_json(value)
+
+
+def _row(codec: _Codec, values: list[Any]) -> dict[str, Any]:
     names, defaults, _ = codec
-    values = json.loads(raw)
     return dict(zip(names, [*values, *defaults[len(values) :]], strict=False))
 
 
-def _log_row(raw: str | bytes) -> dict[str, Any]:
-    seq, *values = json.loads(raw)
-    names, defaults, _ = _LOG
-    row = dict(zip(names, [*values, *defaults[len(values) :]], strict=False))
+def _decode(codec: _Codec, raw: str | bytes) -> dict[str, Any]:
+    return _row(codec, json.loads(raw))
+
+
+def _log_row(stored: list[Any]) -> dict[str, Any]:
+    """A stored log, ``[seq, fields...]``, as a row: its fields and ``seq``."""
+    seq, *values = stored
+    row = _row(_LOG, values)
     row["seq"] = seq
     return row
 
 
-def _run_row(flat: dict[str, str] | list[str]) -> dict[str, Any]:
-    """A run's hash (a dict, or the flat list a script returns) as a row in field order."""
-    if isinstance(flat, list):
-        flat = dict(zip(flat[::2], flat[1::2], strict=True))
-    return {n: json.loads(flat[n]) if n in flat else _RUN_DEFAULTS[n] for n in _RUN_NAMES}
+def _run_row(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored run as a row in field order (a field it lacks, written by an older version,
+    takes its default)."""
+    return {n: stored[n] if n in stored else _RUN_DEFAULTS[n] for n in _RUN_NAMES}
 
 
 def _guarded(
@@ -254,6 +354,11 @@ def _guarded(
             return method(self, *args, **kwargs)
         except RedisError as e:
             raise self._failure(e) from None
+        except json.JSONDecodeError as e:  # written by something else under the prefix
+            raise TraceStoreError(
+                f"redis trace store at {self.public_url}: a stored record under "
+                f"{self.prefix!r} is not JSON ({e})"
+            ) from None
 
     return wrapper
 
@@ -282,7 +387,7 @@ class RedisTraceStore(TraceStore):
                 socket_keepalive=True,
                 health_check_interval=30,  # PING a connection idle this long before reusing it
                 # A command that fails on a dead connection (Redis restarted) runs once more on a
-                # new one; a write sent twice is harmless (see the logs script).
+                # new one; a write sent twice is harmless (see _APPEND).
                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
             )
         except ValueError as e:
@@ -294,13 +399,13 @@ class RedisTraceStore(TraceStore):
         self._runs, self._ids = f"{base}:runs", f"{base}:ids"
         self._run, self._rec, self._tlogs = f"{base}:run:", f"{base}:rec:", f"{base}:tlogs:"
         self._logs, self._logseq = f"{base}:logs", f"{base}:logseq"
+        self._chunkseq = f"{base}:chunkseq"
         self._dead, self._dead_ids = f"{base}:dead", f"{base}:dead-ids"
         self._guard = f"{base}:w:{os.urandom(6).hex()}:"  # + the write's number
         self._writes = itertools.count(1)
-        self._ops = itertools.count(1)  # state operations' keys: insertion order within a writer
-        self._writer = os.urandom(4).hex()
         self._list_runs = self._redis.register_script(_LIST_RUNS)
-        self._follow_logs = self._redis.register_script(_FOLLOW_LOGS)
+        self._logs_script = self._redis.register_script(_LOGS)
+        self._get_trace = self._redis.register_script(_GET_TRACE)
 
     def _failure(self, e: RedisError) -> TraceStoreError:
         at = f"redis trace store at {self.public_url}"
@@ -323,35 +428,48 @@ class RedisTraceStore(TraceStore):
             return
         pipe = self._redis.pipeline(transaction=True)
         if batch.runs:
-            args: list[Any] = [self._run, len(_RUN_ORDER), len(RUN_UPDATE_FIELDS)]
-            for run in batch.runs:
-                args += (run.trace_id, run.start, 0 if run.status in _NOT_AN_END else 1)
-                for name in _RUN_ORDER:
-                    args += (name, _dumps(getattr(run, name)))
-            pipe.eval(_UPSERT_RUNS, 2, self._runs, self._ids, *args)
-        records: dict[str, dict[Any, Any]] = {}
-        for tag, codec, rows in (("e", _EVENT, batch.events), ("s", _SPAN, batch.spans)):
+            runs = [
+                (
+                    run.trace_id,
+                    repr(float(run.start)),  # a string: Lua's numbers print 14 digits
+                    0 if run.status in _NOT_AN_END else 1,
+                    [_value_json(getattr(run, name)) for name in _RUN_ORDER],
+                )
+                for run in batch.runs
+            ]
+            pipe.eval(_UPSERT_RUNS, 2, self._runs, self._ids, self._run, _payload_json(runs))
+        chunks: dict[str, tuple[list[Any], list[Any], list[Any]]] = {}
+        parts: tuple[tuple[_Codec, list[Any]], ...] = (
+            (_EVENT, batch.events),
+            (_SPAN, batch.spans),
+            (_OP, batch.state_ops),
+        )
+        for index, (codec, rows) in enumerate(parts):
+            getter = codec[2]
             for record in rows:
-                mapping = records.get(record.trace_id)
-                if mapping is None:
-                    mapping = records[record.trace_id] = {}
-                mapping[f"{tag}:{record.id}"] = _dumps(codec[2](record))
-        for op in batch.state_ops:
-            key = f"o:{self._writer}{next(self._ops):012x}"
-            records.setdefault(op.trace_id, {})[key] = _dumps(_OP[2](op))
-        for dead in batch.dead_letters:
-            records.setdefault(dead.trace_id, {})[f"d:{dead.id}"] = ""
-        for trace_id, mapping in records.items():
-            pipe.hset(self._rec + trace_id, mapping=mapping)
-        if batch.logs:
-            args = [self._tlogs]
-            for log in batch.logs:
-                args += (log.trace_id, _dumps(_LOG[2](log))[1:])
-            guard = f"{self._guard}{next(self._writes)}"
-            pipe.eval(_APPEND_LOGS, 3, self._logseq, self._logs, guard, *args)
+                chunk = chunks.get(record.trace_id)
+                if chunk is None:
+                    chunk = chunks[record.trace_id] = ([], [], [])
+                chunk[index].append(getter(record))
+        if chunks or batch.logs:
+            pipe.eval(
+                _APPEND,
+                4,
+                self._chunkseq,
+                self._logseq,
+                self._logs,
+                f"{self._guard}{next(self._writes)}",
+                self._rec,
+                self._tlogs,
+                _payload_json([(tid, _ascii_json(chunk)) for tid, chunk in chunks.items()]),
+                _payload_json([(r.trace_id, _ascii_json(_LOG[2](r))[1:]) for r in batch.logs]),
+            )
         if batch.dead_letters:
-            pipe.hset(self._dead, mapping={d.id: _dumps(_DEAD[2](d)) for d in batch.dead_letters})
-            pipe.zadd(self._dead_ids, dict.fromkeys((d.id for d in batch.dead_letters), 0))
+            letters: dict[Any, Any] = {d.id: _ascii_json(_DEAD[2](d)) for d in batch.dead_letters}
+            pipe.hset(self._dead, mapping=letters)
+            pipe.zadd(self._dead_ids, dict.fromkeys(letters, 0))
+            for dead in batch.dead_letters:  # so that its trace finds it, and retention too
+                pipe.hset(self._rec + dead.trace_id, f"d:{dead.id}", "")
         if batch.runs:  # only new runs can take the count beyond the retention
             keys = (self._runs, self._ids, self._logs, self._dead, self._dead_ids)
             pipe.eval(_PRUNE, 5, *keys, self.retention_runs, self._run, self._rec, self._tlogs)
@@ -368,7 +486,7 @@ class RedisTraceStore(TraceStore):
             row = _decode(_DEAD, str(raw))
             row["replayed"] = True
             pipe.multi()
-            pipe.hset(self._dead, found, _dumps([row[n] for n in _DEAD[0]]))
+            pipe.hset(self._dead, found, _ascii_json([row[n] for n in _DEAD[0]]))
 
         self._redis.transaction(mark, self._dead)
 
@@ -385,60 +503,53 @@ class RedisTraceStore(TraceStore):
             matches = [str(m) for m in found]  # str already (decode_responses)
         return pick_one(kind, wanted, matches, hint)
 
-    def _read_trace(self, trace_id: str) -> list[Any]:
-        """The run's hash, the records' hash and the logs of one trace, at one moment."""
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hgetall(self._run + trace_id)
-        pipe.hgetall(self._rec + trace_id)
-        pipe.zrange(self._tlogs + trace_id, 0, -1)
-        return list(pipe.execute())
-
     @_guarded
     def list_runs(
         self, limit: int = 50, status: str | None = None, topic: str | None = None
     ) -> list[dict[str, Any]]:
         if limit <= 0:
             return []
-        wanted = ("" if status is None else _dumps(status), "" if topic is None else _dumps(topic))
+        wanted = (
+            "" if status is None else _ascii_json(status),
+            "" if topic is None else _ascii_json(topic),
+        )
         rows = self._list_runs(keys=[self._runs], args=[limit, *wanted, self._run])
-        return [_run_row(row) for row in rows]
+        return [_run_row(row) for row in json.loads(rows)]
 
     @_guarded
     def get_run(self, trace_id: str) -> dict[str, Any]:
-        found = trace_id
-        run, recs, logs = self._read_trace(trace_id)  # a full id: one round trip
-        if not run:
-            found = self._resolve(self._ids, trace_id, "trace", TRACE_HINT)
-            run, recs, logs = self._read_trace(found)
-            if not run:  # deleted (retention) since it was found
-                pick_one("trace", found, [], TRACE_HINT)
-        out: dict[str, list[Any]] = {"events": [], "spans": [], "state_ops": []}
-        ops: list[tuple[float, str, dict[str, Any]]] = []
-        dead_ids: list[str] = []
-        for field, raw in recs.items():
-            tag, _, key = field.partition(":")
-            if tag == "e":
-                out["events"].append(_decode(_EVENT, raw))
-            elif tag == "s":
-                out["spans"].append(_decode(_SPAN, raw))
-            elif tag == "o":
-                op = _decode(_OP, raw)
-                ops.append((op["ts"], key, op))
-            elif tag == "d":
-                dead_ids.append(key)
-        for table, key_of in _SORTS.items():
-            out[table].sort(key=key_of)
-        ops.sort(key=itemgetter(0, 1))
-        dead: list[dict[str, Any]] = []
-        if dead_ids:
-            rows = (_decode(_DEAD, r) for r in self._redis.hmget(self._dead, dead_ids) if r)
-            dead = sorted((d for d in rows if d["trace_id"] == found), key=itemgetter("ts", "id"))
+        got = self._get_trace(  # one round trip, for a full id or a prefix
+            keys=[self._ids, self._dead],
+            args=[trace_id, int(len(trace_id) >= MIN_PREFIX), self._run, self._rec, self._tlogs],
+        )
+        if not isinstance(got, str):  # no trace, or several
+            found = pick_one("trace", trace_id, [str(m) for m in got[0]], TRACE_HINT)
+            pick_one("trace", found, [], TRACE_HINT)  # the one match was deleted meanwhile
+        run, chunks, logs, dead_rows = json.loads(got)
+        found = run["trace_id"]
+        events: dict[str, dict[str, Any]] = {}
+        spans: dict[str, dict[str, Any]] = {}
+        ops: list[dict[str, Any]] = []
+        # In commit order: an event or span written again replaces the earlier one.
+        for _, (chunk_events, chunk_spans, chunk_ops) in sorted(
+            (int(n), chunk) for n, chunk in chunks.items()
+        ):
+            for values in chunk_events:
+                event = _row(_EVENT, values)
+                events[event["id"]] = event
+            for values in chunk_spans:
+                span = _row(_SPAN, values)
+                spans[span["id"]] = span
+            ops.extend(_row(_OP, values) for values in chunk_ops)
+        rows = (_row(_DEAD, values) for values in dead_rows)
+        # not one written again for another run since
+        dead = sorted((d for d in rows if d["trace_id"] == found), key=itemgetter("ts", "id"))
         return {
             "run": _run_row(run),
-            "spans": out["spans"],
-            "events": out["events"],
-            "logs": [_log_row(raw) for raw in logs],
-            "state_ops": [op for _, _, op in ops],
+            "spans": sorted(spans.values(), key=_SPAN_ORDER),
+            "events": sorted(events.values(), key=_EVENT_ORDER),
+            "logs": [_log_row(stored) for stored in logs],
+            "state_ops": sorted(ops, key=_OP_ORDER),  # ties as written
             "dead_letters": dead,
         }
 
@@ -446,13 +557,10 @@ class RedisTraceStore(TraceStore):
     def logs(
         self, after: int = 0, limit: int = 1000, trace_id: str | None = None
     ) -> list[dict[str, Any]]:
-        if trace_id is None:
-            rows = self._follow_logs(keys=[self._logs], args=[after, limit, self._tlogs])
-        else:
-            rows = self._redis.zrangebyscore(
-                self._tlogs + trace_id, f"({after}", "+inf", start=0, num=limit
-            )
-        return [_log_row(raw) for raw in rows]
+        args: list[Any] = [after, limit, self._tlogs, "" if trace_id is None else trace_id]
+        return [
+            _log_row(row) for row in json.loads(self._logs_script(keys=[self._logs], args=args))
+        ]
 
     @_guarded
     def dead_letters(self, include_replayed: bool = False) -> list[dict[str, Any]]:
