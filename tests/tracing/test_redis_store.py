@@ -199,6 +199,21 @@ def test_prefixes_are_isolated(make_store_: MakeStore, redis_prefix: str) -> Non
     assert [r["seq"] for r in b.logs()] == [1, 2]  # each prefix numbers its own logs
 
 
+def test_list_runs_reads_a_long_list_in_pieces(make_store_: MakeStore) -> None:
+    """A filter over more runs than one script call reads (1,000) goes on where it stopped."""
+    store = make_store_()
+    statuses = ["error" if i % 7 == 0 else "ok" for i in range(2_500)]
+    store.write(Batch(runs=[run(f"r{i:05d}", float(i), s) for i, s in enumerate(statuses)]))
+    newest_first = [f"r{i:05d}" for i in reversed(range(2_500))]
+    errors = [t for t in newest_first if statuses[int(t[1:])] == "error"]
+    assert [r["trace_id"] for r in store.list_runs(limit=10_000)] == newest_first
+    assert [r["trace_id"] for r in store.list_runs(limit=10_000, status="error")] == errors
+    assert [r["trace_id"] for r in store.list_runs(limit=300, status="error")] == errors[:300]
+    oks = [t for t in newest_first if t not in errors]
+    assert [r["trace_id"] for r in store.list_runs(limit=3, status="ok")] == oks[:3]
+    assert store.list_runs(limit=10, topic="nope") == []
+
+
 def test_key_layout_and_retention_leave_nothing_behind(
     make_store_: MakeStore, redis_server: RedisServer, redis_prefix: str
 ) -> None:

@@ -80,6 +80,7 @@ _payload_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).enco
 # A run written with one of these never replaces an end already written (running: the origin's
 # start landing after another process's end; interrupted: recovery, which only ends open runs).
 _NOT_AN_END = ("running", "interrupted")
+_SCAN = 1_000  # runs a list_runs call reads in Redis at a time
 _GUARD_TTL_S = 60  # a write's chunks and logs are known stored this long (a resend skips them)
 
 # Every record as the JSON array of its fields; a row written by an older version has fewer
@@ -198,29 +199,30 @@ local function run_json(flat)  -- a run's hash (field -> JSON) as a JSON object
 end
 """
 
-# KEYS: runs. ARGV: limit, status (JSON, '' for any), topic (JSON, '' for any), run key base.
-# Returns [run, ...] newest first.
+# KEYS: runs. ARGV: how many runs are wanted, status (JSON, '' for any), topic (JSON, '' for
+# any), run key base, the rank to start from (newest first), how many ids to look at. Returns
+# [the rank to go on from (-1: none left), [run, ...]]: a call reads at most that many runs, so
+# a filter over a long list never holds Redis up for long.
 _LIST_RUNS = (
     _READ_HELPERS
     + """
-local limit, status, topic, base = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
-local page = limit
-if status ~= '' or topic ~= '' then page = math.max(limit, 256) end
-local out, pos = {}, 0
-while #out < limit do
-  local ids = redis.call('ZREVRANGE', KEYS[1], pos, pos + page - 1)
-  if #ids == 0 then break end
-  for _, tid in ipairs(ids) do
-    local key = base .. tid
-    if (status == '' or redis.call('HGET', key, 'status') == status)
-        and (topic == '' or redis.call('HGET', key, 'topic') == topic) then
-      out[#out + 1] = run_json(redis.call('HGETALL', key))
-      if #out >= limit then break end
+local want, status, topic, base = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4]
+local pos, scan = tonumber(ARGV[5]), tonumber(ARGV[6])
+local ids = redis.call('ZREVRANGE', KEYS[1], pos, pos + scan - 1)
+local out, nxt = {}, pos + #ids
+if #ids < scan then nxt = -1 end
+for i, tid in ipairs(ids) do
+  local key = base .. tid
+  if (status == '' or redis.call('HGET', key, 'status') == status)
+      and (topic == '' or redis.call('HGET', key, 'topic') == topic) then
+    out[#out + 1] = run_json(redis.call('HGETALL', key))
+    if #out >= want then
+      nxt = pos + i
+      break
     end
   end
-  pos = pos + page
 end
-return '[' .. table.concat(out, ',') .. ']'
+return '[' .. nxt .. ',[' .. table.concat(out, ',') .. ']]'
 """
 )
 
@@ -409,7 +411,7 @@ class RedisTraceStore(TraceStore):
 
     def _failure(self, e: RedisError) -> TraceStoreError:
         at = f"redis trace store at {self.public_url}"
-        hint = "check that Redis runs there (traces.url, redis.url or $REDIS_URL in wistro.yml)"
+        hint = "is Redis running there? traces.url, else redis.url, else $REDIS_URL names it"
         if isinstance(e, AuthenticationError):
             return TraceStoreError(f"{at} refused the credentials: {e}")
         if isinstance(e, RedisTimeoutError):
@@ -513,8 +515,17 @@ class RedisTraceStore(TraceStore):
             "" if status is None else _ascii_json(status),
             "" if topic is None else _ascii_json(topic),
         )
-        rows = self._list_runs(keys=[self._runs], args=[limit, *wanted, self._run])
-        return [_run_row(row) for row in json.loads(rows)]
+        runs: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        pos = 0
+        while pos >= 0 and len(runs) < limit:
+            args: list[Any] = [limit - len(runs), *wanted, self._run, pos, _SCAN]
+            pos, rows = json.loads(self._list_runs(keys=[self._runs], args=args))
+            for row in rows:  # a run that started meanwhile moved the others down: seen again
+                if row["trace_id"] not in seen:
+                    seen.add(row["trace_id"])
+                    runs.append(_run_row(row))
+        return runs[:limit]
 
     @_guarded
     def get_run(self, trace_id: str) -> dict[str, Any]:
