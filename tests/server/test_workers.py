@@ -16,12 +16,13 @@ import httpx
 import pytest
 from processes import Server, run
 
-from wistro.tracing.sqlite import SQLiteTraceStore
+from wistro.app import make_store
+from wistro.project.paths import load_project
 
 YML = """\
     name: workers
     src: src
-    bus: {adapter: local, visibility_timeout_s: 5}
+    bus: {adapter: BUS, visibility_timeout_s: 3}
     api:
       - {path: /jobs, method: POST, emits: job.requested}
 """
@@ -45,11 +46,17 @@ STEPS = {
 EVENTS = 600
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
+@pytest.fixture(params=["local", "redis"])
+def project(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """The project on the local bus, or on the redis bus (the session's redis-server, a prefix
+    of its own; traces then go to Redis too)."""
     root = tmp_path / "workers"
     (root / "src").mkdir(parents=True)
-    (root / "wistro.yml").write_text(textwrap.dedent(YML), encoding="utf-8")
+    yml = textwrap.dedent(YML).replace("BUS", request.param)
+    if request.param == "redis":
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        yml += f"redis: {{url: '{url}', prefix: '{prefix}'}}\n"
+    (root / "wistro.yml").write_text(yml, encoding="utf-8")
     for name, code in STEPS.items():
         (root / "src" / name).write_text(textwrap.dedent(code), encoding="utf-8")
     run("lock", cwd=root)
@@ -67,7 +74,8 @@ async def test_three_workers_one_killed_every_event_handled(
     front = Server("start", "--no-workers", "--host", "127.0.0.1", "--port", "0", cwd=project)
     servers.append(front)
     port = front.port()
-    assert re.search(r"bus: local, no workers$", front.stdout[-1]), front.output
+    bus = "redis" if "adapter: redis" in (project / "wistro.yml").read_text() else "local"
+    assert front.stdout[-1].endswith(f"bus: {bus}, no workers"), front.output
     workers = [Server("worker", cwd=project) for _ in range(3)]
     servers.extend(workers)
     for w in workers:
@@ -109,7 +117,7 @@ async def test_three_workers_one_killed_every_event_handled(
     assert 600 in _done(project)
 
     # The spans of the runs ran in the workers, and each names its worker.
-    store = SQLiteTraceStore(project / ".wistro" / "traces.db")
+    store = make_store(load_project(project), None)  # the project's store: SQLite, or Redis
     names: set[str] = set()
     several = None
     for trace_id in accepted:
