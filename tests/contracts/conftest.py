@@ -3,12 +3,17 @@ trace store joins by adding a factory here; the contract tests then hold it to t
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from wistro.bus import EventBus, InMemoryBus
+from wistro.bus.local import LocalBus
+from wistro.bus.redis import RedisBus
 from wistro.state.base import StateAdapter
 from wistro.state.file import FileState
 from wistro.state.memory import MemoryState
@@ -17,9 +22,40 @@ from wistro.tracing.memory import MemoryTraceStore
 from wistro.tracing.sqlite import SQLiteTraceStore
 from wistro.tracing.store import TraceStore
 
-BUSES: dict[str, Callable[[Path], EventBus]] = {
-    "memory": lambda tmp: InMemoryBus(),
+
+@dataclass(frozen=True)
+class BusOptions:
+    """What a test asks of a shared bus (the memory bus ignores it)."""
+
+    visibility_timeout_s: float = 30.0  # a dead worker's deliveries return after this
+    max_deliveries: int = 10
+    consume: bool = True  # False: publish only
+
+
+# The steps the bus contract tests publish to: a bus that consumes named steps (redis) takes
+# these, so a test's ``concurrency_of`` must answer for each of them.
+BUS_STEPS = ["S", "S0", "S1", "S2", "S3", "S4", "A", "B", "T"]
+# A bus factory gets the test's temp folder, the request (the redis one asks for the session's
+# redis-server and a prefix no other test uses, only when a redis test runs) and the options.
+# Every bus a test makes of a shared kind uses one place: they are processes sharing a project.
+BUSES: dict[str, Callable[[Path, pytest.FixtureRequest, BusOptions], EventBus]] = {
+    "memory": lambda tmp, request, o: InMemoryBus(),
+    "local": lambda tmp, request, o: LocalBus(
+        tmp / "bus.db",
+        consume=o.consume,
+        lease_s=o.visibility_timeout_s,
+        max_deliveries=o.max_deliveries,
+    ),
+    "redis": lambda tmp, request, o: RedisBus(
+        request.getfixturevalue("redis_url"),
+        request.getfixturevalue("redis_prefix"),
+        steps=BUS_STEPS if o.consume else None,
+        visibility_timeout_s=o.visibility_timeout_s,
+        max_deliveries=o.max_deliveries,
+    ),
 }
+# Those whose deliveries other processes see (``EventBus.shared``): their own contract tests.
+SHARED_BUSES = ["local", "redis"]
 # A state factory gets the test's temp folder and a place name (a folder, a key prefix): adapters
 # made for different places never see each other's data. The redis one asks for the session's
 # redis-server (and a prefix no other test uses) only when a redis test runs.
@@ -38,9 +74,35 @@ TRACE_STORES: dict[str, Callable[[Path, int], TraceStore]] = {
 
 @pytest.fixture(params=sorted(BUSES))
 async def bus(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[EventBus]:
-    made = BUSES[request.param](tmp_path)
+    made = BUSES[request.param](tmp_path, request, BusOptions())
     yield made
-    await made.aclose()
+    async with asyncio.timeout(30):
+        await made.aclose()
+
+
+@pytest.fixture(params=SHARED_BUSES)
+async def make_shared_bus(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Callable[..., EventBus]]:
+    """``make_shared_bus(**BusOptions)``: another process's bus on the same place; every bus
+    made is closed after the test."""
+    made: list[EventBus] = []
+
+    def make(**options: Any) -> EventBus:
+        made_bus = BUSES[request.param](tmp_path, request, BusOptions(**options))
+        assert made_bus.shared
+        made.append(made_bus)
+        return made_bus
+
+    yield make
+    async with asyncio.timeout(60):
+        for made_bus in reversed(made):
+            await made_bus.aclose()
+
+
+@pytest.fixture
+def shared_bus(make_shared_bus: Callable[..., EventBus]) -> EventBus:
+    return make_shared_bus()
 
 
 @pytest.fixture(params=sorted(STATE_ADAPTERS))

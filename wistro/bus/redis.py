@@ -74,7 +74,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -101,6 +101,7 @@ _now = time.time
 
 GROUP = "workers"
 BLOCK_MS = 1000  # the reader's longest wait in Redis
+UNBLOCK_AFTER_S = 0.002  # a read still out after this waits in Redis (it found nothing)
 ENDED_BLOCK_MS = 5000  # the ended-runs reader's
 MOVER_MAX_SLEEP_S = 1.0  # the mover looks at the delayed set at least this often
 MAX_COMMIT_OPS = 2048  # operations per commit script
@@ -303,6 +304,14 @@ def public_url(url: str) -> str:
         return "redis://?"
 
 
+def _cancelled_meanwhile() -> None:
+    """Raise CancelledError if this task was cancelled during a Redis call that returned anyway
+    (redis-py can swallow a cancellation that lands while it reads a reply)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
 
@@ -348,10 +357,11 @@ class RedisBus(EventBus):
         self._committed = 0  # operations committed, ever
         self._unsent = 0  # publishes buffered and not committed yet
         self._flushes: list[tuple[int, asyncio.Future[None]]] = []
+        # The commit sent and not known to be applied: (operations, publishes, argv, delayed).
+        self._inflight: tuple[int, int, list[Any], bool] | None = None
         self._waiting: set[str] = set()  # runs opened here: their end wakes someone here
         self._ending: list[RunEnded] = []  # runs this process ended, to record and announce
         self._keys: dict[str, str] = {}  # step -> its stream
-        self._step_of: dict[bytes, str] = {}  # stream -> its step
         self._hosted: list[tuple[str, str]] = []  # (step, stream) consumed here
         self._held: dict[tuple[bytes, bytes], bytes] = {}  # read here, not acknowledged: body
         self._limits: dict[str, int] = {}
@@ -374,6 +384,8 @@ class RedisBus(EventBus):
         self._reader_id: int | None = None
         self._blocked_on: set[str] | None = None  # full steps while the reader blocks
         self._unblocking = False
+        self._read_no = 0  # reads sent, ever
+        self._read_at = 0.0  # when the last one was sent (loop time)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -388,6 +400,8 @@ class RedisBus(EventBus):
                 task.cancel()
             self._tasks.clear()
             self._connect(loop)
+            self._flushes = []  # futures of a loop that is gone
+            self._held.clear()
             self._kick_commit = asyncio.Event()
             self._kick_mover = asyncio.Event()
             self._kick_announce = asyncio.Event()
@@ -407,7 +421,7 @@ class RedisBus(EventBus):
             self._ended_ready.set()
         else:
             self._spawn("ended", self._ended_loop())
-            self._spawn("announce", self._announce_loop())
+        self._spawn("announce", self._announce_loop())
         if "commit" not in self._tasks:
             self._spawn("commit", self._commit_loop())
         self._kick_commit.set()
@@ -416,9 +430,9 @@ class RedisBus(EventBus):
         if self._hosted:
             self._spawn("read", self._read_loop())
 
-    def _spawn(self, name: str, coro: Awaitable[None]) -> None:
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
         assert self._loop is not None
-        self._tasks[name] = self._loop.create_task(coro, name=f"wistro-redis-bus-{name}")  # type: ignore[arg-type]
+        self._tasks[name] = self._loop.create_task(coro, name=f"wistro-redis-bus-{name}")
 
     def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
         """Clients of this event loop (connections belong to the loop that opened them)."""
@@ -455,7 +469,6 @@ class RedisBus(EventBus):
         key = self._keys.get(step)
         if key is None:
             key = self._keys[step] = f"{self.prefix}:q:{step}"
-            self._step_of[key.encode()] = step
         return key
 
     def _read_steps(self) -> bool:
@@ -492,10 +505,12 @@ class RedisBus(EventBus):
             try:
                 result = await fn()
             except RedisError as e:
+                _cancelled_meanwhile()
                 self._trouble(what, e)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, BACKOFF_S[1])
                 continue
+            _cancelled_meanwhile()
             self._fine()
             return result
 
@@ -556,15 +571,30 @@ class RedisBus(EventBus):
         queued = self._lanes.queued() if self._lanes is not None else 0
         return queued + self._unsent
 
+    async def owed(self, trace_ids: list[str]) -> set[str]:
+        """The runs among these whose ledger is still in Redis (pending, or ended and not yet
+        announced: their end is recorded before the hash goes)."""
+        client = self._redis
+        if client is None or not trace_ids:
+            return set()
+
+        async def exist() -> list[Any]:
+            async with client.pipeline(transaction=False) as pipe:
+                for trace_id in trace_ids:
+                    pipe.exists(f"{self.prefix}:run:{trace_id}")
+                return list(await pipe.execute())
+
+        found = await self._retry("reading the run ledger", exist)
+        return {t for t, n in zip(trace_ids, found, strict=True) if n}
+
     # -- the committer -----------------------------------------------------------------------
 
-    def _encode(self, ops: list[tuple[Any, ...]], commit_no: int) -> tuple[list[Any], int, bool]:
+    def _encode(self, ops: list[tuple[Any, ...]], commit_no: int) -> tuple[list[Any], bool]:
         xadds: list[Any] = []
         zadds: list[Any] = []
         requeues: list[Any] = []
         acks: list[Any] = []
         ledger: dict[str, list[Any]] = {}  # trace -> [opened run, delta, events, errors]
-        publishes = 0
         key = self._key
         for op in ops:
             kind = op[0]
@@ -572,7 +602,6 @@ class RedisBus(EventBus):
                 d = op[1]
                 xadds += (key(d.step), d.to_json())
                 trace = d.event.trace_id
-                publishes += 1
             elif kind == _ACK:
                 acks += (op[1], op[2], op[3])
                 continue
@@ -583,7 +612,6 @@ class RedisBus(EventBus):
                     f"{self._uid_prefix}{next(self._uids) & 0xFFFFFFFF:08x}{d.to_json()}",
                 )
                 trace = d.event.trace_id
-                publishes += 1
             elif kind == _REQUEUE:
                 requeues += (op[1], op[2], op[3])
                 continue
@@ -618,34 +646,35 @@ class RedisBus(EventBus):
             else:
                 argv += (trace, 1, run.trigger, run.topic, repr(run.start), run.origin, delta)
                 argv += (events, errors)
-        return argv, publishes, bool(zadds)
+        return argv, bool(zadds)
 
     async def _commit_loop(self) -> None:
         await self._ended_ready.wait()  # ended runs are read from before anything commits
         script = self._scripts["commit"]
         while True:
-            while not self._ops:
-                self._kick_commit.clear()
-                await self._kick_commit.wait()
-            ops = self._ops[:MAX_COMMIT_OPS]
-            del self._ops[:MAX_COMMIT_OPS]
-            try:
-                argv, publishes, delayed = self._encode(ops, next(self._commits))
-            except Exception:  # a bug: say so, and do not hold flush() forever
-                log.exception(
-                    "redis bus: dropped %d operations that could not be encoded", len(ops)
-                )
-                argv, publishes, delayed = [], 0, False
-            try:
-                result: Any = (
-                    await self._retry("commit", lambda: script(args=argv))  # noqa: B023
-                    if argv
-                    else [0]
-                )
-            except BaseException:
-                self._ops[:0] = ops  # not committed (cancelled): the next committer sends them
-                raise
-            self._committed += len(ops)
+            if self._inflight is None:  # else: one sent before, its reply never came: again
+                while not self._ops:
+                    self._kick_commit.clear()
+                    await self._kick_commit.wait()
+                ops = self._ops[:MAX_COMMIT_OPS]
+                del self._ops[:MAX_COMMIT_OPS]
+                publishes = sum(1 for op in ops if op[0] in (_PUB, _DELAYED))
+                try:
+                    argv, delayed = self._encode(ops, next(self._commits))
+                except Exception:  # a bug: say so, and do not hold flush() forever
+                    log.exception("redis bus: dropped %d operations it could not encode", len(ops))
+                    argv, delayed = [], False
+                self._inflight = (len(ops), publishes, argv, delayed)
+            n_ops, publishes, argv, delayed = self._inflight
+            # Sent again as it was (same commit number) if the reply is lost or this task is
+            # cancelled meanwhile: Redis applies a commit once.
+            result: Any = (
+                await self._retry("commit", lambda: script(args=argv))  # noqa: B023
+                if argv
+                else [0]
+            )
+            self._inflight = None
+            self._committed += n_ops
             self._unsent -= publishes
             self._resolve_flushes()
             if delayed:
@@ -718,10 +747,12 @@ class RedisBus(EventBus):
             try:
                 got: Any = await client.xread({key: since}, count=1000, block=ENDED_BLOCK_MS)
             except RedisError as e:
+                _cancelled_meanwhile()
                 self._trouble("reading ended runs", e)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, BACKOFF_S[1])
                 continue
+            _cancelled_meanwhile()
             pause = BACKOFF_S[0]
             self._fine()
             for _stream, entries in got or []:
@@ -821,12 +852,15 @@ class RedisBus(EventBus):
             try:
                 if self._reader_id is None:
                     self._reader_id = await client.client_id()
+                self._read_no += 1
+                self._read_at = asyncio.get_running_loop().time()
                 self._blocked_on = full or None
                 self._unblocking = False
                 got: Any = await client.xreadgroup(
                     GROUP, self.me, streams, count=min(most, self.batch), block=BLOCK_MS
                 )
             except ResponseError as e:
+                _cancelled_meanwhile()
                 self._blocked_on = None
                 if "NOGROUP" in str(e):  # Redis lost the groups (restarted without its data)
                     await self._retry("creating consumer groups", self._create_groups)
@@ -836,6 +870,7 @@ class RedisBus(EventBus):
                 pause = min(pause * 2, BACKOFF_S[1])
                 continue
             except RedisError as e:
+                _cancelled_meanwhile()
                 self._blocked_on = None
                 self._reader_id = None
                 self._trouble("reading deliveries", e)
@@ -843,6 +878,7 @@ class RedisBus(EventBus):
                 pause = min(pause * 2, BACKOFF_S[1])
                 continue
             self._blocked_on = None
+            _cancelled_meanwhile()  # what it read returns to others after the timeout
             pause = BACKOFF_S[0]
             self._fine()
             for stream, entries in got or []:
@@ -878,16 +914,22 @@ class RedisBus(EventBus):
         lanes.put(delivery, token)
 
     async def _unblock(self) -> None:
-        """End the reader's wait (it waits without a step that has room again)."""
+        """End the reader's wait in Redis (it waits without a step that has room again). A read
+        that finds entries is back within a millisecond or two: only one still out after that
+        is unblocked, so a busy reader is not sent an UNBLOCK per read."""
         assert self._redis is not None
+        loop = asyncio.get_running_loop()
+        read = self._read_no
         try:
-            for _ in range(20):
+            for attempt in range(1, 6):
+                delay = self._read_at + UNBLOCK_AFTER_S * attempt - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
                 reader_id = self._reader_id
-                if self._blocked_on is None or reader_id is None:
-                    return
+                if self._read_no != read or self._blocked_on is None or reader_id is None:
+                    return  # that read is over
                 if await self._redis.client_unblock(reader_id):
                     return
-                await asyncio.sleep(0.001)  # the read is not in Redis yet
         except RedisError:
             pass  # the read ends on its own within a second
 
@@ -958,10 +1000,13 @@ class RedisBus(EventBus):
         if self._lanes is not None:
             self._lanes.cancel_now()
         self._held.clear()
+        self._waiting.clear()  # the engine forgets its runs too
         for name, task in list(self._tasks.items()):
             if name != "commit":
                 task.cancel()
                 del self._tasks[name]
+        for task in self._unblockers:
+            task.cancel()
         self._blocked_on = None
         self._loop = None  # start() begins afresh; the committer writes the buffer meanwhile
 
@@ -987,11 +1032,13 @@ class RedisBus(EventBus):
                         keys = [key for _step, key in self._hosted]
                         await self._scripts["forget"](args=[self.me, *keys])
             except (TimeoutError, RedisError):
-                if self._ops:
+                left = len(self._ops) + (self._inflight[0] if self._inflight else 0)
+                if left:
                     log.warning(
-                        "redis bus at %s: closed with %d operations not committed",
+                        "redis bus at %s: closed with %d operations not committed (Redis is "
+                        "unreachable)",
                         self.public_url,
-                        len(self._ops),
+                        left,
                     )
         if commit is not None:
             await _cancelled([commit])
@@ -1006,9 +1053,15 @@ class RedisBus(EventBus):
         self._loop = None
 
 
-async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:
+async def _cancelled(tasks: list[asyncio.Task[None]], timeout: float = 5.0) -> None:
+    """Cancel ``tasks`` and wait for them to end (a few seconds at most)."""
     for task in tasks:
         task.cancel()
+    if not tasks:
+        return
+    _, stuck = await asyncio.wait(tasks, timeout=timeout)
+    for task in stuck:
+        log.warning("redis bus: task %s did not stop when cancelled", task.get_name())
     for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("redis bus: task %s failed", task.get_name(), exc_info=task.exception())
