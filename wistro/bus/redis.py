@@ -70,6 +70,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import os
 import socket
@@ -94,6 +95,7 @@ from wistro.bus.base import (
     RunOpened,
 )
 from wistro.bus.lanes import Lanes
+from wistro.errors import BusError
 
 log = logging.getLogger("wistro.bus")
 T = TypeVar("T")
@@ -342,6 +344,7 @@ class RedisBus(EventBus):
         self.public_url = public_url(url)
         self.prefix = prefix
         self._steps_source = steps
+        self.consume = steps is not None  # False: publish only (this process takes nothing)
         self.visibility_timeout_s = visibility_timeout_s
         self.max_deliveries = max_deliveries
         self.batch = batch
@@ -420,19 +423,36 @@ class RedisBus(EventBus):
         if hooks is None:
             self._ended_ready.set()
         else:
-            self._spawn("ended", self._ended_loop())
-        self._spawn("announce", self._announce_loop())
+            self._spawn("ended", self._ended_loop)
+        self._spawn("announce", self._announce_loop)
         if "commit" not in self._tasks:
-            self._spawn("commit", self._commit_loop())
+            self._spawn("commit", self._commit_loop)
         self._kick_commit.set()
-        self._spawn("mover", self._mover_loop())
-        self._spawn("upkeep", self._upkeep_loop())
+        self._spawn("mover", self._mover_loop)
+        self._spawn("upkeep", self._upkeep_loop)
         if self._hosted:
-            self._spawn("read", self._read_loop())
+            self._spawn("read", self._read_loop)
 
-    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, name: str, loop_fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
         assert self._loop is not None
-        self._tasks[name] = self._loop.create_task(coro, name=f"wistro-redis-bus-{name}")
+        self._tasks[name] = self._loop.create_task(
+            self._keep(name, loop_fn), name=f"wistro-redis-bus-{name}"
+        )
+
+    async def _keep(self, name: str, loop_fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run one of the bus's loops; one that fails on something other than Redis (a bug, a
+        hook that raised) says so and starts again, so the bus never stops silently."""
+        while True:
+            try:
+                await loop_fn()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "redis bus at %s: its %s task failed; restarting it", self.public_url, name
+                )
+                await asyncio.sleep(BACKOFF_S[1])
 
     def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
         """Clients of this event loop (connections belong to the loop that opened them)."""
@@ -464,6 +484,48 @@ class RedisBus(EventBus):
                 ("forget", _FORGET),
             ]
         }
+
+    # -- claims and control messages ---------------------------------------------------------
+
+    async def _oneshot(self, fn: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """Run ``fn`` with this loop's client, or (a bus never started, as in the CLI) with a
+        client of its own, closed after."""
+        if self._redis is not None and self._redis_loop is asyncio.get_running_loop():
+            return await fn(self._redis)
+        client = aioredis.Redis.from_url(self.url, socket_connect_timeout=5.0, socket_timeout=10.0)
+        try:
+            return await fn(client)
+        finally:
+            await client.aclose()
+
+    async def claim(self, key: str, ttl_s: float) -> bool:
+        """``SET NX`` with the claim's lifetime: the first process to claim ``key`` gets it."""
+        name = f"{self.prefix}:claim:{key}"
+        ttl = max(1, int(ttl_s))
+        try:
+            return bool(await self._oneshot(lambda c: c.set(name, self.me, nx=True, ex=ttl)))
+        except RedisError as e:
+            raise BusError(f"redis bus at {self.public_url}: cannot claim {key!r}: {e}") from e
+
+    async def broadcast(self, message: dict[str, Any]) -> None:
+        """On the ``ended`` stream every process reads (so it arrives in order with the rest)."""
+        text = json.dumps(message)
+        key = f"{self.prefix}:ended"
+        try:
+            await self._oneshot(
+                lambda c: c.xadd(key, {"control": text}, maxlen=ENDED_MAXLEN, approximate=True)
+            )
+        except RedisError as e:
+            raise BusError(f"redis bus at {self.public_url}: cannot broadcast: {e}") from e
+
+    def _control(self, raw: Any) -> None:
+        hooks = self._hooks
+        if hooks is None or hooks.control is None:
+            return
+        try:
+            hooks.control(json.loads(raw))
+        except Exception:
+            log.exception("redis bus: a control message failed: %r", raw)
 
     def _key(self, step: str) -> str:
         key = self._keys.get(step)
@@ -758,6 +820,9 @@ class RedisBus(EventBus):
             for _stream, entries in got or []:
                 for entry_id, fields in entries:
                     since = entry_id
+                    if b"control" in fields:  # broadcast(): activate/deactivate ...
+                        self._control(fields[b"control"])
+                        continue
                     ended = self._run_ended(fields)
                     if ended is not None:
                         self._finished(ended)
@@ -907,7 +972,12 @@ class RedisBus(EventBus):
             return
         if tries > self.max_deliveries:
             if self._hooks is not None:
-                await self._hooks.poisoned(delivery, tries - 1)
+                try:
+                    await self._hooks.poisoned(delivery, tries - 1)
+                except Exception:  # acknowledged all the same: poison must not block the stream
+                    log.exception(
+                        "redis bus: recording poison delivery %s failed", delivery.event.id
+                    )
             self._append((_ACK, stream, entry_id, delivery.event.trace_id))
             return
         self._held[token] = body
@@ -952,7 +1022,7 @@ class RedisBus(EventBus):
                 if self._read_steps() and "read" in self._tasks:
                     await self._retry("creating consumer groups", self._create_groups)
                 elif self._hosted and "read" not in self._tasks:
-                    self._spawn("read", self._read_loop())
+                    self._spawn("read", self._read_loop)
                 if self._hosted:
                     await self._retry("claiming deliveries of dead workers", self._reclaim)
                 if self._hooks is not None:
