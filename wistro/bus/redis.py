@@ -20,7 +20,10 @@ Layout, every key under ``prefix``, so that two projects or environments on one 
   delivery published adds one, each one acknowledged takes one away, ``release`` takes a hold
   away, ``note`` counts events and errors.
 * ``{prefix}:ending`` (a sorted set of runs whose pending reached 0 and that are not announced
-  yet) and ``{prefix}:ended`` (a stream of ended runs, ``MAXLEN ~ 100000``).
+  yet) and ``{prefix}:ended`` (a stream of ended runs, ``MAXLEN ~ 100000``; ``broadcast``
+  messages, activate/deactivate, travel on it too, in order with the rest).
+* ``{prefix}:claim:{key}`` (``claim``: ``SET NX`` with a lifetime, a cron tick fires once) and
+  ``{prefix}:commit:{committer}`` (the number of a process's last commit applied, for ten minutes).
 
 Group commit. ``publish`` never blocks: it appends to a buffer and wakes the committer task, which
 writes everything buffered in one atomic script (``XADD`` of each delivery, ``ZADD`` of the
