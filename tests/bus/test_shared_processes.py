@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
+
+import pytest
 
 import wistro
 from wistro.triggers.cron import CronScheduler, ManualClock
@@ -26,19 +28,40 @@ async def handler(data, ctx):
 """
 
 
-def _apps(make_app: Callable[..., wistro.App], files: dict[str, str], n: int) -> list[wistro.App]:
-    """``n`` apps of one project (one folder), each with its own local bus on the project's
-    journal, and one file state."""
-    first = make_app(files, folder="proj", bus="local", state="file")
+@pytest.fixture(params=["local", "redis"])
+def bus_kind(request: pytest.FixtureRequest) -> str:
+    """The shared bus of the project: the local journal, or the session's Redis (a prefix of
+    the test's own)."""
+    if request.param == "redis":
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        request.node.wistro_yml = f"redis: {{url: '{url}', prefix: '{prefix}'}}\n"
+    else:
+        request.node.wistro_yml = ""
+    return str(request.param)
+
+
+def _apps(
+    make_app: Callable[..., wistro.App],
+    files: dict[str, str],
+    n: int,
+    bus: str,
+    request: pytest.FixtureRequest,
+    **kw: Any,
+) -> list[wistro.App]:
+    """``n`` apps of one project (one folder), each with its own bus instance on the project's
+    shared bus (as ``n`` processes would be), and one file state."""
+    files = {**files, "wistro.yml": "name: shared\n" + request.node.wistro_yml}
+    first = make_app(files, folder="proj", bus=bus, state="file", **kw)
     return [first] + [
-        wistro.load(first.project.root, bus="local", state="file") for _ in range(n - 1)
+        wistro.load(first.project.root, bus=bus, state="file", **kw) for _ in range(n - 1)
     ]
 
 
 async def test_a_cron_tick_fires_once_across_processes(
-    make_app: Callable[..., wistro.App],
+    make_app: Callable[..., wistro.App], bus_kind: str, request: pytest.FixtureRequest
 ) -> None:
-    apps = _apps(make_app, {"src/tick.step.py": TICK, "src/count.step.py": COUNT}, 3)
+    files = {"src/tick.step.py": TICK, "src/count.step.py": COUNT}
+    apps = _apps(make_app, files, 3, bus_kind, request)
     clock = ManualClock(datetime(2026, 1, 10, 1, 0, tzinfo=UTC))
     scheds = [CronScheduler(app, clock) for app in apps]
     try:
@@ -80,9 +103,10 @@ async def handler(data, ctx):
 
 
 async def test_deactivate_reaches_every_process_live(
-    make_app: Callable[..., wistro.App], tmp_path: Path
+    make_app: Callable[..., wistro.App], bus_kind: str, request: pytest.FixtureRequest
 ) -> None:
-    origin, worker = _apps(make_app, {"src/split.step.py": SPLIT, "src/record.step.py": RECORD}, 2)
+    files = {"src/split.step.py": SPLIT, "src/record.step.py": RECORD}
+    origin, worker = _apps(make_app, files, 2, bus_kind, request)
     origin.engine.start()
     worker.engine.start()
     try:
@@ -106,14 +130,18 @@ async def test_deactivate_reaches_every_process_live(
 
 
 async def test_an_emit_returns_the_whole_run_when_workers_ran_it(
-    make_app: Callable[..., wistro.App],
+    make_app: Callable[..., wistro.App], bus_kind: str, request: pytest.FixtureRequest
 ) -> None:
     """The origin only publishes (a notebook or `wistro emit` attached to the project's bus);
     a worker runs every step: `await app.emit(...)` returns once the run ended there, with the
     spans, events and logs the worker recorded, read back from the shared trace store."""
-    files = {"src/split.step.py": SPLIT, "src/record.step.py": RECORD}
-    worker = make_app(files, folder="proj", bus="local", state="file", traces=None)
-    origin = wistro.load(worker.project.root, bus="local", state="file", consume=False)
+    files = {
+        "src/split.step.py": SPLIT,
+        "src/record.step.py": RECORD,
+        "wistro.yml": "name: shared\n" + request.node.wistro_yml,
+    }
+    worker = make_app(files, folder="proj", bus=bus_kind, state="file", traces=None)
+    origin = wistro.load(worker.project.root, bus=bus_kind, state="file", consume=False)
     worker.engine.start()
     try:
         async with asyncio.timeout(30):

@@ -334,7 +334,7 @@ class Journal:
             "SELECT trace_id, origin FROM runs WHERE holds > 0 AND ended IS NULL"
         ).fetchall()
         for trace_id, origin in rows:
-            origin_host, _, pid = str(origin).rpartition(":")
+            origin_host, _, pid = str(origin).partition("/")[0].rpartition(":")
             if origin_host != host or not pid.isdigit() or _alive(int(pid)):
                 continue
             row = self.conn.execute(

@@ -170,8 +170,7 @@ class LocalBus(EventBus):
         self._append((ACK, uid, delivery.event.trace_id))
 
     def open_run(self, run: RunOpened, holds: int = 0) -> None:
-        if run.origin == self.worker:
-            self._waiting.add(run.trace_id)
+        self._waiting.add(run.trace_id)  # opened by this process's engine: it waits for it
         self._append((OPEN, run, holds))
 
     def release(self, trace_id: str) -> None:
@@ -280,9 +279,8 @@ class LocalBus(EventBus):
                 self._waiting.discard(e.trace_id)
                 if self._hooks is not None:
                     self._hooks.finished(e)
-        self._announced_elsewhere = self._announced_elsewhere or len(ended) > sum(
-            1 for e in ended if e.origin == self.worker
-        )
+            else:
+                self._announced_elsewhere = True
 
     # -- runs that end elsewhere -------------------------------------------------------------
 

@@ -100,6 +100,8 @@ class Engine(SharedBusRuns):
         self._running: dict[Any, tuple[SpanRecord, Run]] = {}
         self._watchdog: LoopWatchdog | None = None
         self.worker = worker_name()
+        # This engine, among others of its process: who waits for the runs it opens.
+        self.origin = f"{self.worker}/{os.urandom(3).hex()}"
         self._recovery: asyncio.Task[list[str]] | None = None
         self._merging: set[asyncio.Task[None]] = set()  # runs read back from the store
         # A shared bus (local, redis) keeps the run ledger: runs end when its commit says so.

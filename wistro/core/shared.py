@@ -37,6 +37,7 @@ class SharedBusRuns:
     config: EngineConfig
     runs: dict[str, Run]
     worker: str
+    origin: str
     loop: asyncio.AbstractEventLoop | None
     _idle: asyncio.Event | None
     _capacity: asyncio.Event | None
@@ -49,7 +50,7 @@ class SharedBusRuns:
         assert self._idle is not None
         self._idle.clear()
         self.bus.open_run(
-            RunOpened(run.trace_id, trigger, topic, run.record.start, self.worker), holds
+            RunOpened(run.trace_id, trigger, topic, run.record.start, self.origin), holds
         )
 
     async def _ended(self, ended: list[RunEnded]) -> None:
@@ -59,9 +60,9 @@ class SharedBusRuns:
             status = "error" if e.n_errors else "ok"
             self.recorder.run_ended(
                 RunRecord(e.trace_id, e.trigger, e.topic, status, e.start, e.end, e.n_events,
-                          e.n_errors, e.origin)
+                          e.n_errors, e.origin.partition("/")[0])
             )  # fmt: skip
-        if any(e.origin != self.worker for e in ended):  # a waiter elsewhere reads the store
+        if any(e.origin != self.origin for e in ended):  # a waiter elsewhere reads the store
             await self.recorder.flush()
 
     def _finished_elsewhere(self, e: RunEnded) -> None:
