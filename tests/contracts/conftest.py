@@ -19,6 +19,7 @@ from wistro.state.file import FileState
 from wistro.state.memory import MemoryState
 from wistro.state.redis import RedisState
 from wistro.tracing.memory import MemoryTraceStore
+from wistro.tracing.redis import RedisTraceStore
 from wistro.tracing.sqlite import SQLiteTraceStore
 from wistro.tracing.store import TraceStore
 
@@ -66,9 +67,18 @@ STATE_ADAPTERS: dict[str, Callable[[Path, str, pytest.FixtureRequest], StateAdap
         request.getfixturevalue("redis_url"), f"{request.getfixturevalue('redis_prefix')}-{place}"
     ),
 }
-TRACE_STORES: dict[str, Callable[[Path, int], TraceStore]] = {
-    "memory": lambda tmp, retention: MemoryTraceStore(retention_runs=retention),
-    "sqlite": lambda tmp, retention: SQLiteTraceStore(tmp / "traces.db", retention_runs=retention),
+# A trace store factory gets the test's temp folder, the retention and the request (the redis one
+# asks for the session's redis-server and a prefix no other test uses, only when it runs).
+TRACE_STORES: dict[str, Callable[[Path, int, pytest.FixtureRequest], TraceStore]] = {
+    "memory": lambda tmp, retention, request: MemoryTraceStore(retention_runs=retention),
+    "sqlite": lambda tmp, retention, request: SQLiteTraceStore(
+        tmp / "traces.db", retention_runs=retention
+    ),
+    "redis": lambda tmp, retention, request: RedisTraceStore(
+        request.getfixturevalue("redis_url"),
+        request.getfixturevalue("redis_prefix"),
+        retention_runs=retention,
+    ),
 }
 
 
@@ -138,11 +148,13 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def make_store(store_kind: str, tmp_path: Path) -> Iterator[Callable[..., TraceStore]]:
+def make_store(
+    store_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., TraceStore]]:
     made: list[TraceStore] = []
 
     def make(retention_runs: int = 10_000) -> TraceStore:
-        store = TRACE_STORES[store_kind](tmp_path, retention_runs)
+        store = TRACE_STORES[store_kind](tmp_path, retention_runs, request)
         made.append(store)
         return store
 
