@@ -30,20 +30,20 @@ import argparse
 import itertools
 import os
 import random
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+from _redis import redis_server  # noqa: E402
 
 from wistro.tracing.records import (  # noqa: E402 - after the path
     Batch,
@@ -59,44 +59,6 @@ from wistro.tracing.store import TraceStore  # noqa: E402
 
 HOPS = 5
 _prefixes = itertools.count()
-
-
-# ---------------------------------------------------------------------------------- redis-server
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def redis_server(folder: Path) -> Iterator[str]:
-    """A private ``redis-server`` on a free loopback port, without persistence; yields its URL."""
-    import redis
-
-    exe = shutil.which("redis-server")
-    if exe is None:
-        sys.exit("redis-server is not installed (scripts/setup.sh), or pass --url")
-    port = _free_port()
-    args = [exe, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(folder), "--save", ""]
-    args += ["--appendonly", "no", "--protected-mode", "no", "--loglevel", "warning"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        client = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    err = proc.stderr.read().decode() if proc.stderr else ""
-                    sys.exit(f"redis-server did not start: {err}")
-                time.sleep(0.02)
-        client.close()
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 # ---------------------------------------------------------------------------------- the traces
