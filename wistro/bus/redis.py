@@ -80,7 +80,6 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -99,6 +98,7 @@ from wistro.bus.base import (
 )
 from wistro.bus.lanes import Lanes
 from wistro.errors import BusError
+from wistro.urls import public_url
 
 log = logging.getLogger("wistro.bus")
 T = TypeVar("T")
@@ -295,18 +295,6 @@ for i = 2, #ARGV do
 end
 return 0
 """
-
-
-def public_url(url: str) -> str:
-    """``url`` without its password and query, for messages."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc.rpartition("@")[2]
-        if parts.username:
-            netloc = f"{parts.username}@{netloc}"
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    except ValueError:
-        return "redis://?"
 
 
 def _cancelled_meanwhile() -> None:

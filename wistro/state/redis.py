@@ -32,7 +32,6 @@ import contextlib
 import os
 import random
 from collections.abc import AsyncIterator, Callable
-from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -52,6 +51,7 @@ from redis.exceptions import (
 
 from wistro.errors import StateError
 from wistro.state.base import StateAdapter, check_name
+from wistro.urls import public_url
 
 MAX_CONFLICTS = 100  # attempts of one update whose EXEC found the hash changed, then StateError
 _BACKOFF_BASE_S, _BACKOFF_CAP_S = 0.0005, 0.02  # between conflicting attempts, jittered
@@ -65,22 +65,6 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
 end
 return 0
 """
-
-
-def public_url(url: str) -> str:
-    """``url`` without its password and query (which may carry one), for messages."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = host + (f":{parts.port}" if parts.port is not None else "")
-    except ValueError:  # an unparsable port: keep what follows the credentials
-        parts = urlsplit(url)
-        netloc = parts.netloc.rpartition("@")[2]
-    if parts.username:
-        netloc = f"{parts.username}@{netloc}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _reason(e: BaseException) -> str:

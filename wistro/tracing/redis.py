@@ -46,7 +46,6 @@ from collections.abc import Callable
 from dataclasses import MISSING, fields
 from operator import attrgetter, itemgetter
 from typing import Any, Concatenate, ParamSpec, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.backoff import ExponentialBackoff
@@ -73,6 +72,7 @@ from wistro.tracing.records import (
     StateOpRecord,
 )
 from wistro.tracing.store import TraceStore
+from wistro.urls import public_url
 
 _ascii_json = json.JSONEncoder(separators=(",", ":")).encode  # stored: any text round-trips
 _string_json = json.encoder.encode_basestring_ascii
@@ -282,18 +282,6 @@ return {matches}
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-
-
-def public_url(url: str) -> str:
-    """``url`` without its password and query (which may carry one), for messages."""
-    try:
-        parts = urlsplit(url)
-        netloc = parts.netloc.rpartition("@")[2]
-        if parts.username:
-            netloc = f"{parts.username}@{netloc}"
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    except ValueError:
-        return "redis://?"
 
 
 def _reason(e: BaseException) -> str:
