@@ -364,6 +364,7 @@ class RedisBus(EventBus):
         self._redis_loop: asyncio.AbstractEventLoop | None = None
         self._concurrency_of: ConcurrencyOf = lambda step: 16
         self._unblockers: set[asyncio.Task[None]] = set()
+        self._stopping: set[asyncio.Task[None]] = set()  # cancelled by abandon(), not done yet
         self._reader: aioredis.Redis | None = None
         self._ended_reader: aioredis.Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
@@ -395,6 +396,7 @@ class RedisBus(EventBus):
             self._tasks.clear()
             self._connect(loop)
             self._flushes = []  # futures of a loop that is gone
+            self._stopping.clear()
             self._held.clear()
             self._kick_commit = asyncio.Event()
             self._kick_mover = asyncio.Event()
@@ -440,6 +442,7 @@ class RedisBus(EventBus):
             except asyncio.CancelledError:
                 raise
             except Exception:
+                _cancelled_meanwhile()  # it failed while being cancelled: it stops
                 log.exception(
                     "redis bus at %s: its %s task failed; restarting it", self.public_url, name
                 )
@@ -1065,6 +1068,8 @@ class RedisBus(EventBus):
         for name, task in list(self._tasks.items()):
             if name != "commit":
                 task.cancel()
+                self._stopping.add(task)  # aclose() waits for them
+                task.add_done_callback(self._stopping.discard)
                 del self._tasks[name]
         for task in self._unblockers:
             task.cancel()
@@ -1080,7 +1085,7 @@ class RedisBus(EventBus):
         if self._lanes is not None:
             await self._lanes.cancel()
         commit = self._tasks.pop("commit", None)
-        await _cancelled([*self._tasks.values(), *self._unblockers])
+        await _cancelled([*self._tasks.values(), *self._unblockers, *self._stopping])
         self._tasks.clear()
         if commit is not None and self._redis is not None:
             try:
