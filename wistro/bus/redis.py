@@ -380,6 +380,7 @@ class RedisBus(EventBus):
         self._blocked_on: set[str] | None = None  # full steps while the reader blocks
         self._unblocking = False
         self._read_no = 0  # reads sent, ever
+        self._started_ms = 0
         self._read_at = 0.0  # when the last one was sent (loop time)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -408,6 +409,7 @@ class RedisBus(EventBus):
                     task.cancel()
                     del self._tasks[name]
         self._loop = loop
+        self._started_ms = int(_now() * 1000)  # what is announced from now on is read
         self._hooks = hooks
         self._lanes = Lanes(deliver, concurrency_of, self._done)
         self._concurrency_of = concurrency_of
@@ -443,10 +445,14 @@ class RedisBus(EventBus):
                 raise
             except Exception:
                 _cancelled_meanwhile()  # it failed while being cancelled: it stops
+                if self._redis is None:
+                    return  # closed meanwhile
                 log.exception(
                     "redis bus at %s: its %s task failed; restarting it", self.public_url, name
                 )
                 await asyncio.sleep(BACKOFF_S[1])
+                if self._redis is None:
+                    return
 
     def _connect(self, loop: asyncio.AbstractEventLoop) -> None:
         """Clients of this event loop (connections belong to the loop that opened them)."""
@@ -792,9 +798,17 @@ class RedisBus(EventBus):
         client = self._ended_reader
         key = f"{self.prefix}:ended"
 
+        started = self._started_ms
+
         async def last_id() -> Any:
+            """Where to read from: the stream's end, or, if it has grown since start() was
+            called (a broadcast right after it), from then (a second early, for the clocks)."""
             last: Any = await client.xrevrange(key, "+", "-", count=1)
-            return last[0][0] if last else b"0-0"
+            end = _text(last[0][0]) if last else "0-0"
+            ms, _, seq = end.partition("-")
+            if (int(ms), int(seq or 0)) <= (started - 1000, 0):
+                return end
+            return f"{max(0, started - 1000)}-0"
 
         since: Any = await self._retry("reading ended runs", last_id)
         self._ended_ready.set()
@@ -1080,12 +1094,19 @@ class RedisBus(EventBus):
         # Stop taking work, then give back what was read and not started (the engine drained
         # what runs), commit the buffer, announce what ended here, and close the connections.
         stopping = [self._tasks.pop(name) for name in ("read", "upkeep") if name in self._tasks]
+        for task in stopping:
+            task.cancel()
+        await self._end_blocked_reads()
         await _cancelled(stopping)
         self._give_back()
         if self._lanes is not None:
             await self._lanes.cancel()
         commit = self._tasks.pop("commit", None)
-        await _cancelled([*self._tasks.values(), *self._unblockers, *self._stopping])
+        others = [*self._tasks.values(), *self._unblockers, *self._stopping]
+        for task in others:
+            task.cancel()
+        await self._end_blocked_reads()
+        await _cancelled(others)
         self._tasks.clear()
         if commit is not None and self._redis is not None:
             try:
@@ -1117,6 +1138,14 @@ class RedisBus(EventBus):
         self._held.clear()
         self._lanes = None
         self._loop = None
+
+    async def _end_blocked_reads(self) -> None:
+        """Close the readers' connections: a blocking read ends at once (redis-py may let one
+        that is cancelled wait out its BLOCK time)."""
+        for client in (self._reader, self._ended_reader):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    await client.connection_pool.disconnect()
 
 
 async def _cancelled(tasks: list[asyncio.Task[None]], timeout: float = 5.0) -> None:
