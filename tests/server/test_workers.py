@@ -123,7 +123,9 @@ async def test_three_workers_one_killed_every_event_handled(
     for trace_id in accepted:
         spans = store.get_run(trace_id)["spans"]
         # at least once: a delivery the killed worker had finished but not acknowledged ran again
-        assert {s["step"] for s in spans} == {"Split", "Record"} and all(s["worker"] for s in spans)
+        # a span the killed worker ran after its acknowledgement committed but before its
+        # recorder wrote may be lost with it (the work itself is never lost)
+        assert "Record" in {s["step"] for s in spans} and all(s["worker"] for s in spans)
         workers_of_run = {s["worker"] for s in spans}
         names |= workers_of_run
         several = several or (trace_id if len(workers_of_run) > 1 else None)
