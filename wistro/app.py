@@ -90,15 +90,13 @@ def make_bus(
     if adapter == "redis":
         from wistro.bus.redis import RedisBus
 
-        bus = RedisBus(
+        return RedisBus(
             config.url or project.redis_url,
             project.redis_prefix,
             steps=steps if consume else None,
             visibility_timeout_s=config.visibility_timeout_s,
             max_deliveries=config.max_deliveries,
         )
-        bus.consume = consume  # steps=None: it takes nothing (publish only)
-        return bus
     raise ConfigError(
         f"bus adapter {adapter!r} is not available",
         file=project.config_file.name if project.config_file else None,

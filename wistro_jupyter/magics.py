@@ -244,8 +244,7 @@ class WistroMagics(Magics):
         app = self.session.load(path, **kwargs)
         where = " (memory state and traces)" if memory else ""
         if attach:
-            bus = type(app.engine.bus).__name__.removesuffix("Bus").lower()
-            where = f" (attached to the {bus} bus: its workers run the steps)"
+            where = f" (attached to the {app.engine.bus.name} bus: its workers run the steps)"
         print(f"wistro: loaded {app!r}{where}")
         for err in app.errors:
             red(f"error: {err}")

@@ -124,6 +124,7 @@ class EventBus(ABC):
     commit that acknowledges a delivery, so whichever process settles the last one ends the run.
     """
 
+    name = "memory"  # what wistro.yml's bus.adapter calls it
     shared = False  # deliveries may run in other processes; the bus keeps the run ledger
     durable = False  # what ``flush`` returned for survives this process
     consume = True  # this process runs deliveries (False: it only publishes, `start --no-workers`)

@@ -16,7 +16,6 @@ chain costs few writes per hop.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from typing import Any
 from wistro.bus.base import RunEnded, RunOpened
 from wistro.errors import BusError
 from wistro.files import make_private_file
+from wistro.processes import gone_here
 
 _SCHEMA = [
     "CREATE TABLE IF NOT EXISTS deliveries (uid TEXT PRIMARY KEY, step TEXT NOT NULL, "
@@ -96,7 +96,7 @@ class Journal:
         unleases: list[tuple[str]] = []
         opens: dict[str, RunOpened] = {}
         ledger: dict[str, list[int]] = {}  # trace -> [pending delta, events, errors]
-        holds: list[tuple[int, str]] = []  # (change, trace): units held outside deliveries
+        holds: dict[str, int] = {}  # trace -> change of the units held outside deliveries
         settled: set[str] = set()  # runs something settled for in this batch: they may end
         announced: list[tuple[Any, ...]] = []
         for op in ops:
@@ -126,11 +126,11 @@ class Journal:
                 opens[run.trace_id] = run
                 ledger.setdefault(run.trace_id, [0, 0, 0])[0] += op[2]
                 if op[2]:
-                    holds.append((op[2], run.trace_id))
+                    holds[run.trace_id] = holds.get(run.trace_id, 0) + op[2]
             elif kind == RELEASE:
                 settled.add(op[1])
                 ledger.setdefault(op[1], [0, 0, 0])[0] -= 1
-                holds.append((-1, op[1]))
+                holds[op[1]] = holds.get(op[1], 0) - 1
             elif kind == ANNOUNCE:
                 announced.append(op)
             elif kind == UNLEASE:
@@ -144,7 +144,6 @@ class Journal:
         try:
             if opens:  # a run opened in this batch is written with its counts so far
                 rows = []
-                held = {trace_id: n for n, trace_id in holds if n > 0}
                 for trace_id, run in opens.items():
                     delta, events, errors = ledger.pop(trace_id, (0, 0, 0))
                     ends = trace_id in settled and delta <= 0
@@ -155,7 +154,7 @@ class Journal:
                         )  # fmt: skip
                     rows.append(
                         (trace_id, run.trigger, run.topic, run.start, run.origin, delta,
-                         held.get(trace_id, 0) - sum(1 for n, t in holds if n < 0 and t == trace_id),
+                         holds.pop(trace_id, 0),
                          events, errors, now if ends else None)
                     )  # fmt: skip
                 conn.executemany(
@@ -163,9 +162,11 @@ class Journal:
                     "pending, holds, events, errors, ended) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
-                holds = [(n, t) for n, t in holds if t not in opens]
-            if holds:
-                conn.executemany("UPDATE runs SET holds = holds + ? WHERE trace_id = ?", holds)
+            if holds:  # runs opened before this batch
+                conn.executemany(
+                    "UPDATE runs SET holds = holds + ? WHERE trace_id = ?",
+                    [(n, trace_id) for trace_id, n in holds.items()],
+                )
             if inserts:
                 conn.executemany(
                     "INSERT OR REPLACE INTO deliveries "
@@ -308,7 +309,7 @@ class Journal:
             "UPDATE deliveries SET lease = ? WHERE owner = ? AND lease > 0", (now + lease_s, owner)
         )
 
-    def free_dead_owners(self, me: str, host: str) -> int:
+    def free_dead_owners(self, me: str) -> int:
         """Give back the deliveries held by processes of this machine that are gone (``kill -9``):
         they may be taken at once instead of after their lease."""
         freed = 0
@@ -318,15 +319,14 @@ class Journal:
         for (owner,) in owners:
             if owner == me:
                 continue
-            owner_host, _, pid = str(owner).partition("/")[0].rpartition(":")
-            if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+            if not gone_here(str(owner)):
                 continue
             freed += self.conn.execute(
                 "UPDATE deliveries SET lease = 0, owner = NULL WHERE owner = ?", (owner,)
             ).rowcount
         return freed
 
-    def end_orphans(self, host: str, now: float) -> list[RunEnded]:
+    def end_orphans(self, now: float) -> list[RunEnded]:
         """Runs held by a process of this machine that is gone (an api call it was answering
         when it died): the holds are dropped as errors, and runs left owing nothing end."""
         ended: list[RunEnded] = []
@@ -334,8 +334,7 @@ class Journal:
             "SELECT trace_id, origin FROM runs WHERE holds > 0 AND ended IS NULL"
         ).fetchall()
         for trace_id, origin in rows:
-            origin_host, _, pid = str(origin).partition("/")[0].rpartition(":")
-            if origin_host != host or not pid.isdigit() or _alive(int(pid)):
+            if not gone_here(str(origin)):
                 continue
             row = self.conn.execute(
                 "UPDATE runs SET pending = pending - holds, errors = errors + holds, holds = 0 "
@@ -414,16 +413,6 @@ def _begin(conn: sqlite3.Connection) -> sqlite3.Connection:
             raise Busy(str(e)) from e
         raise
     return conn
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def now() -> float:

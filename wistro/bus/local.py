@@ -24,7 +24,6 @@ import itertools
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +42,7 @@ from wistro.bus.base import (
 from wistro.bus.journal import ACK, ANNOUNCE, INSERT, NOTE, OPEN, RELEASE, UNLEASE, Busy, Journal
 from wistro.bus.lanes import Lanes
 from wistro.bus.wake import Waker
+from wistro.processes import worker_name
 
 log = logging.getLogger("wistro.bus")
 T = TypeVar("T")
@@ -56,6 +56,7 @@ COALESCE_S = 0.002  # a commit waits at most this long for a burst of operations
 
 
 class LocalBus(EventBus):
+    name = "local"
     shared = True
     durable = True
 
@@ -74,8 +75,7 @@ class LocalBus(EventBus):
         self.lease_s = lease_s
         self.max_deliveries = max_deliveries
         self.prefetch = prefetch
-        self.host = socket.gethostname()
-        self.worker = f"{self.host}:{os.getpid()}"  # what spans and runs name
+        self.worker = worker_name()  # what spans and runs name
         self.me = f"{self.worker}/{os.urandom(3).hex()}"  # this bus's leases (one per instance)
         self._uids = itertools.count(1)
         self._uid_prefix = os.urandom(6).hex()
@@ -416,9 +416,9 @@ class LocalBus(EventBus):
         first = True
         while True:
             try:
-                if await self._run(journal.free_dead_owners, self.me, self.host):
+                if await self._run(journal.free_dead_owners, self.me):
                     self._kick_take.set()
-                orphans = await self._run(journal.end_orphans, self.host, _now())
+                orphans = await self._run(journal.end_orphans, _now())
                 if first:
                     orphans += await self._run(journal.unannounced)
                     first = False

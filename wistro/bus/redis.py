@@ -76,7 +76,6 @@ import itertools
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -98,6 +97,7 @@ from wistro.bus.base import (
 )
 from wistro.bus.lanes import Lanes
 from wistro.errors import BusError
+from wistro.processes import worker_name
 from wistro.urls import public_url
 
 log = logging.getLogger("wistro.bus")
@@ -317,6 +317,7 @@ class RedisBus(EventBus):
     consumes (a list, or a function returning one, read at start and at each upkeep; None:
     publish only)."""
 
+    name = "redis"
     shared = True
     durable = True
 
@@ -341,7 +342,7 @@ class RedisBus(EventBus):
         self.batch = batch
         n = next(_instances)
         # One consumer per process; a second bus in the same process is another consumer.
-        self.me = f"{socket.gethostname()}:{os.getpid()}" + (f"/{n}" if n else "")
+        self.me = worker_name() + (f"/{n}" if n else "")
         self._uid_prefix = os.urandom(4).hex()
         self._uids = itertools.count(1)
         self._commits = itertools.count(1)

@@ -8,7 +8,6 @@ import difflib
 import json
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +45,7 @@ from wistro.errors import (
     UnknownTopicError,
     WistroError,
 )
+from wistro.processes import worker_name
 from wistro.state.base import StateAdapter
 from wistro.tracing.recorder import Recorder
 from wistro.tracing.records import (
@@ -62,11 +62,6 @@ from wistro.tracing.traceparent import parse_traceparent
 _now = time.time
 _current_task = asyncio.current_task
 MAX_BACKOFF_S = 30.0
-
-
-def worker_name() -> str:
-    """What a span says about the process that ran it: ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 logger = logging.getLogger("wistro.engine")

@@ -13,32 +13,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+from wistro.processes import gone_here
 from wistro.tracing.records import LogRecord, RunRecord
 
 if TYPE_CHECKING:
     from wistro.core.engine import Engine
 
 logger = logging.getLogger("wistro.engine")
-
-
-def _gone(worker: str | None, host: str) -> bool:
-    if not worker:
-        return False
-    worker_host, _, pid = worker.rpartition(":")
-    if worker_host != host or not pid.isdigit():
-        return False  # another machine's: not ours to judge
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _resend(topic: str, root: dict[str, Any] | None) -> str:
@@ -51,9 +35,8 @@ async def mark_interrupted(engine: Engine, limit: int = 100_000) -> list[str]:
     store = engine.store
     if store is None:
         return []
-    host = socket.gethostname()
     rows = await asyncio.to_thread(store.list_runs, limit, "running")
-    stale = [r for r in rows if r["trace_id"] not in engine.runs and _gone(r.get("worker"), host)]
+    stale = [r for r in rows if r["trace_id"] not in engine.runs and gone_here(r.get("worker"))]
     if not stale:
         return []
     owed = await engine.bus.owed([r["trace_id"] for r in stale])

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from wistro.errors import WistroError
 from wistro.files import make_private_dir, write_atomic
+from wistro.processes import pid_alive
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -60,25 +61,13 @@ def _read(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def running_server(project: Project) -> dict[str, Any] | None:
     """The running server of this project, or None (a stale file is removed)."""
     path = server_file(project)
     info = _read(path)
     if info is None:
         return None
-    if not _alive(info.get("pid")):
+    if not pid_alive(info.get("pid")):
         path.unlink(missing_ok=True)
         return None
     import httpx

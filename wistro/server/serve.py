@@ -226,10 +226,7 @@ async def _watch(
 def bus_summary(app: App) -> str:
     """``local``, ``local, no workers``, ``redis``, ``memory``: what the ready line says."""
     bus = app.engine.bus
-    name = {"LocalBus": "local", "RedisBus": "redis", "InMemoryBus": "memory"}.get(
-        type(bus).__name__, type(bus).__name__
-    )
-    return name if bus.consume else f"{name}, no workers"
+    return bus.name if bus.consume else f"{bus.name}, no workers"
 
 
 def run_dev(
