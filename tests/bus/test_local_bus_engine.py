@@ -60,3 +60,51 @@ async def handler(ctx):
             runs.append(run)
         await asyncio.gather(*(r.wait() for r in runs))
     assert {r.status for r in runs} == {"ok"}
+
+
+async def test_runs_a_dead_process_left_running_unaccepted_are_marked_interrupted(
+    make_app: Callable[..., wistro.App],
+) -> None:
+    """200 runs a process recorded as started and then died before the bus accepted them (the
+    caller got no 202): nothing of them is pending, so the next process on the bus marks them
+    `interrupted`, with the command that sends their event again; a run of a live process is
+    left alone."""
+    import socket
+    import subprocess
+    import sys
+
+    from wistro.processes import worker_name
+    from wistro.tracing.records import Batch, EventRecord, RunRecord
+    from wistro.tracing.sqlite import SQLiteTraceStore
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead_worker = f"{socket.gethostname()}:{dead.stdout.strip()}"
+    root = make_app(CHAIN, folder="crashed").project.root
+    store = SQLiteTraceStore(root / ".wistro" / "traces.db")
+    batch = Batch()
+    for i in range(200):
+        trace = f"{i:032x}"
+        batch.runs.append(RunRecord(trace, "api", "go", "running", 1.0 + i, worker=dead_worker))
+        batch.events.append(EventRecord(f"e{i}", trace, "go", f'{{"n": {i}}}', "api", None, 1.0))
+    alive = "f" * 32
+    batch.runs.append(RunRecord(alive, "api", "go", "running", 500.0, worker=worker_name()))
+    store.write(batch)
+    store.close()
+
+    app = wistro.load(root, bus="local", state="memory", traces=None)
+    app.engine.start()
+    try:
+        assert app.engine._recovery is not None
+        async with asyncio.timeout(30):
+            marked = await app.engine._recovery
+        assert len(marked) == 200
+        await app.engine.recorder.flush()
+        runs = {r["trace_id"]: r for r in app.engine.store.list_runs(limit=1000)}  # type: ignore[union-attr]
+        assert {runs[f"{i:032x}"]["status"] for i in range(200)} == {"interrupted"}
+        assert runs[alive]["status"] == "running"  # its process lives: not ours to judge
+        (log,) = app.engine.store.get_run(f"{7:032x}")["logs"]  # type: ignore[union-attr]
+        assert "stopped before the bus accepted the run" in log["message"]
+        assert "wistro emit go '{\"n\": 7}'" in log["message"]
+    finally:
+        await app.aclose()

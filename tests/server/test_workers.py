@@ -9,12 +9,13 @@ import asyncio
 import json
 import re
 import signal
+import subprocess
 import textwrap
 from pathlib import Path
 
 import httpx
 import pytest
-from processes import Server, run
+from processes import WISTRO, Server, run
 
 from wistro.app import make_store
 from wistro.project.paths import load_project
@@ -187,3 +188,17 @@ async def test_a_1000_step_project_runs_an_event_through_a_worker(
     worker.proc.send_signal(signal.SIGTERM)
     code, _ = await worker.exited(timeout=30)
     assert code == 0, worker.output
+
+
+def test_a_worker_on_the_memory_bus_says_it_needs_a_shared_one(tmp_path: Path) -> None:
+    root = tmp_path / "mem"
+    (root / "src").mkdir(parents=True)
+    (root / "wistro.yml").write_text("name: mem\nbus: {adapter: memory}\n", encoding="utf-8")
+    (root / "src" / "split.step.py").write_text(textwrap.dedent(STEPS["split.step.py"]))
+    res = subprocess.run(
+        [*WISTRO, "worker", "--no-lock"], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert res.returncode == 1, res
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "a worker needs a shared bus" in lines[0], res.stderr
+    assert "bus.adapter" in lines[0]
