@@ -1,0 +1,1 @@
+"""Versions of a project running side by side: identity and traffic."""
