@@ -5,11 +5,13 @@ it from ``wistro.cli.project_commands`` (init, check, lock, types, steps, flows,
 activate/deactivate), ``wistro.cli.run_commands`` (emit, traces, trace, logs, replay) and
 ``wistro.cli.server_commands`` (cron list, dev, start, openapi), imported here in that order;
 ``wistro dataset`` / ``wistro eval`` (``wistro.cli.eval``) are added last. ``wistro.cli.main:main``
-is the entry point, and every name this module had stays importable from it.
+is the entry point, and every name this module had stays importable from it. ``wistro deploy``
+comes from ``wistro.cli.deploy_commands``.
 """
 
 from __future__ import annotations
 
+from wistro.cli.deploy_commands import deploy as deploy
 from wistro.cli.group import WistroGroup, main
 from wistro.cli.group import pass_obj as pass_obj
 from wistro.cli.project_commands import _set_active as _set_active
