@@ -108,3 +108,62 @@ async def test_runs_a_dead_process_left_running_unaccepted_are_marked_interrupte
         assert "wistro emit go '{\"n\": 7}'" in log["message"]
     finally:
         await app.aclose()
+
+
+_V1_SCHEMA = [  # the journal as the first local bus wrote it (rowid tables, no user_version)
+    "CREATE TABLE deliveries (uid TEXT PRIMARY KEY, step TEXT NOT NULL, trace_id TEXT NOT NULL, "
+    "body TEXT NOT NULL, due REAL NOT NULL DEFAULT 0, lease REAL NOT NULL DEFAULT 0, owner TEXT, "
+    "tries INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX deliveries_owner ON deliveries (owner) WHERE owner IS NOT NULL",
+    "CREATE TABLE runs (trace_id TEXT PRIMARY KEY, trigger TEXT NOT NULL, topic TEXT NOT NULL, "
+    "start REAL NOT NULL, origin TEXT NOT NULL, pending INTEGER NOT NULL DEFAULT 0, "
+    "holds INTEGER NOT NULL DEFAULT 0, events INTEGER NOT NULL DEFAULT 0, "
+    "errors INTEGER NOT NULL DEFAULT 0, ended REAL)",
+]
+
+
+async def test_a_journal_of_the_first_version_is_upgraded_and_its_pending_work_runs(
+    make_app: Callable[..., wistro.App], tmp_path: Path
+) -> None:
+    """Deliveries left pending in a journal written by the first local bus (before its tables
+    were keyed by step) are kept by the upgrade, and run."""
+    import json
+    import sqlite3
+    import time
+
+    from wistro.bus.base import Delivery
+    from wistro.tracing.records import EventRecord
+
+    app = make_app(CHAIN, bus="memory")  # writes the project; the journal is made by hand
+    path = app.project.root / ".wistro" / "bus.db"
+    path.parent.mkdir(exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    for statement in _V1_SCHEMA:
+        conn.execute(statement)
+    for i in range(40):
+        trace = f"{i:032x}"
+        event = EventRecord(f"e{i}", trace, "go", json.dumps({"n": i}), "emit", None, time.time())
+        body = Delivery("A", event, payload={"n": i}).to_json()
+        conn.execute(
+            "INSERT INTO deliveries (uid, step, trace_id, body) VALUES (?, 'A', ?, ?)",
+            (f"old{i}", trace, body),
+        )
+        conn.execute(
+            "INSERT INTO runs (trace_id, trigger, topic, start, origin, pending, events) "
+            "VALUES (?, 'emit', 'go', ?, 'gone:1', 1, 1)",
+            (trace, time.time()),
+        )
+    conn.close()
+    upgraded = wistro.load(app.project.root, bus="local", state="memory")
+    upgraded.engine.start()
+    async with asyncio.timeout(60):
+        while len(await upgraded.engine.state.get_group("seen")) < 40:
+            await asyncio.sleep(0.05)
+        await upgraded.drain()
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert check.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
+    assert check.execute("SELECT COUNT(*) FROM runs WHERE ended IS NULL").fetchone()[0] == 0
+    check.close()
+    await upgraded.aclose()

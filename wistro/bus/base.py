@@ -144,6 +144,12 @@ class EventBus(ABC):
     async def flush(self) -> None:  # noqa: B027 - nothing to wait for in memory
         """Return once everything published so far is durable (accepted)."""
 
+    async def flush_run(self, trace_id: str) -> None:
+        """Return once what was published for the run ``trace_id`` so far is durable (what an
+        emit waits for before it counts as accepted). A bus may commit the other runs' work
+        later, in a larger batch; by default this is ``flush``."""
+        await self.flush()
+
     # -- the run ledger of a shared bus (no-ops in memory, where the engine counts) ------------
     def open_run(self, run: RunOpened, holds: int = 0) -> None:  # noqa: B027
         """A run starts; ``holds`` units of work outside deliveries (an api call) are pending."""

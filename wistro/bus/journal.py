@@ -27,15 +27,31 @@ from wistro.errors import BusError
 from wistro.files import make_private_file
 from wistro.processes import gone_here
 
-_SCHEMA = [
-    "CREATE TABLE IF NOT EXISTS deliveries (uid TEXT PRIMARY KEY, step TEXT NOT NULL, "
+# Version 2: ``deliveries`` and ``runs`` are WITHOUT ROWID tables (one b-tree each, not a table
+# and an index on its text key: about half the pages a commit writes). Deliveries are keyed by
+# (step, uid), and uids begin with the time they were made: the key order is each step's order
+# of arrival, new rows go to the right edge of the tree, and taking a step's oldest is a range.
+SCHEMA_VERSION = 2
+_DELIVERIES = (
+    "CREATE TABLE IF NOT EXISTS deliveries (uid TEXT NOT NULL, step TEXT NOT NULL, "
     "trace_id TEXT NOT NULL, body TEXT NOT NULL, due REAL NOT NULL DEFAULT 0, "
-    "lease REAL NOT NULL DEFAULT 0, owner TEXT, tries INTEGER NOT NULL DEFAULT 0)",
-    "CREATE INDEX IF NOT EXISTS deliveries_owner ON deliveries (owner) WHERE owner IS NOT NULL",
+    "lease REAL NOT NULL DEFAULT 0, owner TEXT, tries INTEGER NOT NULL DEFAULT 0, "
+    "PRIMARY KEY (step, uid)) WITHOUT ROWID"
+)
+_RUNS = (
     "CREATE TABLE IF NOT EXISTS runs (trace_id TEXT PRIMARY KEY, trigger TEXT NOT NULL, "
     "topic TEXT NOT NULL, start REAL NOT NULL, origin TEXT NOT NULL, "
     "pending INTEGER NOT NULL DEFAULT 0, holds INTEGER NOT NULL DEFAULT 0, "
-    "events INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0, ended REAL)",
+    "events INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0, ended REAL) "
+    "WITHOUT ROWID"
+)
+_OWNER_INDEX = (
+    "CREATE INDEX IF NOT EXISTS deliveries_owner ON deliveries (owner) WHERE owner IS NOT NULL"
+)
+_SCHEMA = [
+    _DELIVERIES,
+    _OWNER_INDEX,
+    _RUNS,
     "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, "
     "expires REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS control (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
@@ -49,11 +65,11 @@ ENDED_KEEP_S = 600.0  # announced ends are kept this long for waiters that look 
 
 # Operations of a batch (tuples, built on the hot path):
 INSERT = 0  # (INSERT, uid, step, trace_id, delivery (or its JSON), due, lease, owner, tries)
-ACK = 1  # (ACK, uid, trace_id)
+ACK = 1  # (ACK, uid, trace_id, step)
 OPEN = 2  # (OPEN, RunOpened, holds)
 RELEASE = 3  # (RELEASE, trace_id)
 NOTE = 4  # (NOTE, trace_id, events, errors)
-UNLEASE = 5  # (UNLEASE, uid): give back a delivery taken and never started (not a try)
+UNLEASE = 5  # (UNLEASE, uid, step): give back a delivery taken and never started (not a try)
 ANNOUNCE = 6  # (ANNOUNCE, RunEnded, waited_here): its end is recorded; tell who waits
 
 
@@ -70,14 +86,21 @@ class Journal:
             )
             self.conn.execute("PRAGMA journal_mode=WAL")
             self.conn.execute("PRAGMA synchronous=NORMAL")  # durable across process crashes
-            for statement in _SCHEMA:
-                self.conn.execute(statement)
+            _create(self.conn)
             self.fast = sqlite3.connect(
                 path, timeout=0, isolation_level=None, check_same_thread=False
             )
             self.fast.execute("PRAGMA synchronous=NORMAL")
+            # Commits on the event loop never checkpoint (copying the WAL into the database and
+            # syncing it takes milliseconds): ``checkpoint`` does, on the bus's thread.
+            self.fast.execute("PRAGMA wal_autocheckpoint=0")
         except (sqlite3.Error, OSError) as e:
             raise BusError(f"cannot open the local bus journal: {e}", file=str(path)) from e
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database as far as no reader needs it (PASSIVE:
+        never waits for, nor blocks, another connection), so the WAL is reused, not grown."""
+        self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
         for conn in (self.conn, self.fast):
@@ -92,8 +115,8 @@ class Journal:
         """Apply a batch in one transaction; returns the runs it ended. ``fast``: on the
         connection that never waits (raises ``Busy`` when another writer holds the journal)."""
         inserts: dict[str, tuple[Any, ...]] = {}
-        acks: list[tuple[str]] = []
-        unleases: list[tuple[str]] = []
+        acks: list[str] = []  # step, uid, step, uid ...
+        unleases: list[tuple[str, str]] = []
         opens: dict[str, RunOpened] = {}
         ledger: dict[str, list[int]] = {}  # trace -> [pending delta, events, errors]
         holds: dict[str, int] = {}  # trace -> change of the units held outside deliveries
@@ -111,7 +134,7 @@ class Journal:
             elif kind == ACK:
                 settled.add(op[2])
                 if inserts.pop(op[1], None) is None:
-                    acks.append((op[1],))
+                    acks += (op[3], op[1])
                 entry = ledger.get(op[2])
                 if entry is None:
                     ledger[op[2]] = [-1, 0, 0]
@@ -138,7 +161,7 @@ class Journal:
                     row = inserts[op[1]]
                     inserts[op[1]] = (*row[:5], 0.0, None, 0)
                 else:
-                    unleases.append((op[1],))
+                    unleases.append((op[2], op[1]))
         ended: list[RunEnded] = []
         conn = _begin(self.fast if fast else self.conn)
         try:
@@ -177,28 +200,23 @@ class Journal:
                         for row in inserts.values()
                     ],
                 )
-            if acks:
-                conn.executemany("DELETE FROM deliveries WHERE uid = ?", acks)
+            for i in range(0, len(acks), 2 * _CHUNK):
+                chunk = acks[i : i + 2 * _CHUNK]
+                keys = ", ".join("(?, ?)" for _ in range(len(chunk) // 2))
+                conn.execute(f"DELETE FROM deliveries WHERE (step, uid) IN ({keys})", chunk)
             if unleases:
                 conn.executemany(
                     "UPDATE deliveries SET lease = 0, owner = NULL, tries = MAX(tries - 1, 0) "
-                    "WHERE uid = ?",
+                    "WHERE step = ? AND uid = ?",
                     unleases,
                 )
-            for trace_id, (delta, events, errors) in ledger.items():
-                if not (delta or events or errors or trace_id in settled):
-                    continue
-                # What ends a run is that something settled for it and it owes nothing now.
-                row = conn.execute(
-                    "UPDATE runs SET pending = pending + ?1, events = events + ?2, "
-                    "errors = errors + ?3, "
-                    "ended = CASE WHEN ?5 AND pending + ?1 <= 0 THEN ?6 ELSE NULL END "
-                    "WHERE trace_id = ?4 AND ended IS NULL "
-                    "RETURNING trigger, topic, start, events, errors, origin, ended",
-                    (delta, events, errors, trace_id, trace_id in settled, now),
-                ).fetchone()
-                if row is not None and row[6] is not None:
-                    ended.append(RunEnded(trace_id, row[0], row[1], row[2], now, *row[3:6]))
+            changes = [
+                (trace_id, delta, events, errors, trace_id in settled)
+                for trace_id, (delta, events, errors) in ledger.items()
+                if delta or events or errors or trace_id in settled
+            ]
+            for i in range(0, len(changes), _CHUNK):
+                ended += _settle(conn, changes[i : i + _CHUNK], now)
             if announced:
                 self._announce(conn, announced, now)
             conn.execute("COMMIT")
@@ -257,40 +275,38 @@ class Journal:
         now: float,
         lease_s: float,
         fast: bool = False,
-    ) -> list[tuple[str, str, int]]:
+    ) -> list[tuple[str, str, str, int]]:
         """Lease due, free deliveries, oldest first: at most ``room[step]`` of each step (or, with
-        ``room`` None, ``limit`` of any step). Returns (uid, body, tries)."""
-        if room is not None:
-            if not room:
-                return []
-            values = ", ".join("(?, ?)" for _ in room)
-            sql = (
-                f"WITH room(step, n) AS (VALUES {values}), ready AS ("
-                "SELECT d.uid AS uid, room.n AS n, "
-                "ROW_NUMBER() OVER (PARTITION BY d.step ORDER BY d.rowid) AS k "
-                "FROM deliveries AS d JOIN room ON d.step = room.step "
-                "WHERE d.lease < ? AND d.due <= ?) "
-                "UPDATE deliveries SET lease = ?, owner = ?, tries = tries + 1 "
-                "WHERE uid IN (SELECT uid FROM ready WHERE k <= n) RETURNING uid, body, tries"
-            )
-            params: list[Any] = [x for item in room.items() for x in item]
-            params += [now, now, now + lease_s, owner]
+        ``room`` None, ``limit`` of any step). Returns (uid, step, body, tries)."""
+        lease = [now + lease_s, owner]
+        if room is not None:  # per step, a range of the key (step, uid): never the whole table
+            items = list(room.items())
+            statements = []
+            for i in range(0, len(items), _STEPS_PER_TAKE):
+                chunk = items[i : i + _STEPS_PER_TAKE]
+                ready = " UNION ALL ".join(
+                    "SELECT * FROM (SELECT step, uid FROM deliveries WHERE step = ? "
+                    "AND lease < ? AND due <= ? ORDER BY uid LIMIT ?)"
+                    for _ in chunk
+                )
+                params: list[Any] = [*lease]
+                for step, n in chunk:
+                    params += [step, now, now, n]
+                statements.append((_TAKE.format(ready=ready), params))
         else:
-            sql = (
-                "UPDATE deliveries SET lease = ?, owner = ?, tries = tries + 1 WHERE uid IN "
-                "(SELECT uid FROM deliveries WHERE lease < ? AND due <= ? ORDER BY rowid "
-                "LIMIT ?) RETURNING uid, body, tries"
+            ready = (
+                "SELECT step, uid FROM deliveries WHERE lease < ? AND due <= ? ORDER BY uid LIMIT ?"
             )
-            params = [now + lease_s, owner, now, now, limit]
+            statements = [(_TAKE.format(ready=ready), [*lease, now, now, limit])]
         conn = _begin(self.fast if fast else self.conn)
         try:
-            rows = conn.execute(sql, params).fetchall()
+            rows = [row for sql, params in statements for row in conn.execute(sql, params)]
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+        return [(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in rows]
 
     def next_due(self, steps: list[str] | None, now: float) -> float | None:
         """When the next delivery (not due yet, or leased) may be taken; None if none."""
@@ -399,6 +415,61 @@ class Journal:
 
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0])
+
+
+_TAKE = (
+    "UPDATE deliveries SET lease = ?, owner = ?, tries = tries + 1 WHERE (step, uid) IN "
+    "({ready}) RETURNING uid, step, body, tries"
+)
+_STEPS_PER_TAKE = 100  # subqueries per statement (SQLite allows 500 in a compound SELECT)
+_CHUNK = 500  # rows per statement (each row a few of SQLite's at least 32,766 variables)
+
+
+def _settle(
+    conn: sqlite3.Connection, changes: list[tuple[str, int, int, int, bool]], now: float
+) -> list[RunEnded]:
+    """Apply ledger changes (trace, pending delta, events, errors, settled) in one statement
+    (one step of SQLite, not one per run); returns the runs they end. What ends a run is that
+    something settled for it and it owes nothing now."""
+    values = ", ".join("(?, ?, ?, ?, ?)" for _ in changes)
+    rows = conn.execute(
+        f"WITH d(trace_id, delta, events, errors, settled) AS (VALUES {values}) "
+        "UPDATE runs SET pending = runs.pending + d.delta, events = runs.events + d.events, "
+        "errors = runs.errors + d.errors, "
+        "ended = CASE WHEN d.settled AND runs.pending + d.delta <= 0 THEN ? ELSE NULL END "
+        "FROM d WHERE runs.trace_id = d.trace_id AND runs.ended IS NULL "
+        "RETURNING trace_id, trigger, topic, start, events, errors, origin, ended",
+        [x for change in changes for x in change] + [now],
+    ).fetchall()
+    return [
+        RunEnded(r[0], r[1], r[2], r[3], now, r[4], r[5], r[6]) for r in rows if r[7] is not None
+    ]
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    """Create the tables, or bring a journal of an older version up to this one (its pending
+    deliveries and runs are kept)."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version >= SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        for name, create in (("deliveries", _DELIVERIES), ("runs", _RUNS)):
+            if name in tables:  # version 1: rowid tables
+                conn.execute("DROP INDEX IF EXISTS deliveries_owner")
+                conn.execute(f"ALTER TABLE {name} RENAME TO {name}_v1")
+                conn.execute(create)
+                conn.execute(f"INSERT INTO {name} SELECT * FROM {name}_v1")
+                conn.execute(f"DROP TABLE {name}_v1")
+        for statement in _SCHEMA:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 class Busy(Exception):

@@ -53,6 +53,8 @@ KEEP_S = 2.0  # renew leases and look for dead processes' deliveries at least th
 # ~100 µs); larger ones, and any batch that finds the journal busy, on the bus's thread.
 INLINE_MAX = 2_000
 COALESCE_S = 0.002  # a commit waits at most this long for a burst of operations to end
+IDLE_S = 0.05  # announcements of runs waited for here wait this long for a commit to join
+CHECKPOINT_EVERY = 200  # commits on the loop between two checkpoints on the bus's thread
 
 
 class LocalBus(EventBus):
@@ -82,7 +84,9 @@ class LocalBus(EventBus):
         self._ops: list[tuple[Any, ...]] = []
         self._published = 0  # operations appended, ever
         self._committed = 0  # operations committed, ever
-        self._flushes: list[tuple[int, asyncio.Future[None]]] = []
+        self._flushes: list[asyncio.Future[None]] = []  # full flushes: wait for a full batch
+        self._run_flushes: list[tuple[str, asyncio.Future[None]]] = []  # flush_run
+        self._lazy_since = 0.0  # when the oldest operation no commit has taken was appended
         self._waiting: set[str] = set()  # runs started here whose end we wait for
         self._ended_seq = 0
         self._control_seq = 0
@@ -97,6 +101,10 @@ class LocalBus(EventBus):
         self._kick_take = asyncio.Event()
         self._hosted_cache: tuple[Any, set[str] | None] = (object(), None)
         self._announced_elsewhere = False
+        self._inline_commits = 0
+        self._idle_only = True  # every buffered operation announces a run waited for here
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._checkpointing: asyncio.Future[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -132,8 +140,15 @@ class LocalBus(EventBus):
     # -- publishing --------------------------------------------------------------------------
 
     def _append(self, op: tuple[Any, ...]) -> None:
+        if not self._ops:
+            self._lazy_since = time.monotonic()
         self._ops.append(op)
         self._published += 1
+        if op[0] == ANNOUNCE and op[2]:  # a run waited for here: nobody waits for this
+            if self._idle_timer is None and self._loop is not None:
+                self._idle_timer = self._loop.call_later(IDLE_S, self._idle_due)
+            return
+        self._idle_only = False
         self._kick_commit.set()
 
     def _hosts(self, step: str) -> bool:
@@ -147,7 +162,8 @@ class LocalBus(EventBus):
         return hosted is not None and step in hosted
 
     def publish(self, delivery: Delivery, delay: float = 0.0) -> None:
-        uid = f"{self._uid_prefix}{next(self._uids):x}"
+        now = _now()  # uids sort in the order of arrival (the journal takes the oldest first)
+        uid = f"{int(now * 1e6):014x}{self._uid_prefix}{next(self._uids):x}"
         body = delivery  # encoded at commit, and only if not acknowledged within its batch
         lanes = self._lanes
         step, trace_id = delivery.step, delivery.event.trace_id
@@ -158,16 +174,14 @@ class LocalBus(EventBus):
             and lanes.room(step) > 0
             and self._hosts(step)
         ):  # runs here, now: leased to this process as it is written
-            self._append(
-                (INSERT, uid, step, trace_id, body, 0.0, _now() + self.lease_s, self.me, 1)
-            )
+            self._append((INSERT, uid, step, trace_id, body, 0.0, now + self.lease_s, self.me, 1))
             lanes.put(delivery, uid)
             return
-        due = _now() + delay if delay > 0 else 0.0
+        due = now + delay if delay > 0 else 0.0
         self._append((INSERT, uid, step, trace_id, body, due, 0.0, None, 0))
 
     def _done(self, delivery: Delivery, uid: Any) -> None:
-        self._append((ACK, uid, delivery.event.trace_id))
+        self._append((ACK, uid, delivery.event.trace_id, delivery.step))
 
     def open_run(self, run: RunOpened, holds: int = 0) -> None:
         self._waiting.add(run.trace_id)  # opened by this process's engine: it waits for it
@@ -184,7 +198,19 @@ class LocalBus(EventBus):
             return
         assert self._loop is not None
         fut = self._loop.create_future()
-        self._flushes.append((self._published, fut))
+        self._flushes.append(fut)
+        self._kick_commit.set()
+        await fut
+
+    async def flush_run(self, trace_id: str) -> None:
+        """Commit this run's operations now, the others' in the next full batch: an emit is
+        accepted after a commit of its own few rows, while the hops of the runs in flight keep
+        coalescing (a delivery published and acknowledged within one batch costs no row)."""
+        if self._committed >= self._published:
+            return
+        assert self._loop is not None
+        fut = self._loop.create_future()
+        self._run_flushes.append((trace_id, fut))
         self._kick_commit.set()
         await fut
 
@@ -206,23 +232,40 @@ class LocalBus(EventBus):
             await self._kick_commit.wait()
             self._kick_commit.clear()
             while self._ops:
+                if self._idle_only and not self._flushes and not self._run_flushes:
+                    break  # only announcements of runs waited for here: the next commit, or
+                    # ``IDLE_S`` from now, carries them
                 await self._coalesce()
-                ops, self._ops = self._ops, []
-                upto = self._committed + len(ops)
+                full = bool(self._flushes) or not self._run_flushes or self._lazy_due()
+                if full:  # everything, so also what every flush waits for
+                    ops, self._ops = self._ops, []
+                    self._idle_only = True
+                    flushes, self._flushes = self._flushes, []
+                    runs, self._run_flushes = self._run_flushes, []
+                else:  # only emits wait: commit their runs' operations, the rest coalesces
+                    runs, self._run_flushes = self._run_flushes, []
+                    ops, self._ops = _split({trace_id for trace_id, _ in runs}, self._ops)
+                    self._idle_only = all(op[0] == ANNOUNCE and op[2] for op in self._ops)
+                    flushes = []
                 try:
-                    ended = await self._commit(ops)
+                    ended = await self._commit(ops) if ops else []
                 except asyncio.CancelledError:
-                    self._ops[:0] = ops
+                    self._requeue(ops, flushes, runs)
                     raise
                 except Exception as e:  # a full disk, a journal locked too long: retry
-                    self._ops[:0] = ops
+                    self._requeue(ops, flushes, runs)
                     log.warning("local bus %s: commit failed (%r); retrying", self.path, e)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 2.0)
                     continue
                 backoff = 0.05
-                self._committed = upto
-                self._resolve_flushes()
+                self._committed += len(ops)
+                for fut in flushes:
+                    if not fut.done():
+                        fut.set_result(None)
+                for _trace_id, fut in runs:
+                    if not fut.done():
+                        fut.set_result(None)
                 if any(op[0] == INSERT and op[6] is None for op in ops):
                     self._kick_take.set()  # rows anyone may take (here, or in other processes)
                     if self._waker:
@@ -236,13 +279,36 @@ class LocalBus(EventBus):
                 self._announced_elsewhere = False
                 if ended:
                     await self._end(ended)
+            for _trace_id, fut in self._run_flushes:  # their operations went in earlier commits
+                if not fut.done():
+                    fut.set_result(None)
+            self._run_flushes = []
+
+    def _idle_due(self) -> None:
+        self._idle_timer = None
+        if self._ops:
+            self._idle_only = False
+            self._kick_commit.set()
+
+    def _lazy_due(self) -> bool:
+        return time.monotonic() - self._lazy_since >= COALESCE_S
+
+    def _requeue(
+        self,
+        ops: list[tuple[Any, ...]],
+        flushes: list[asyncio.Future[None]],
+        runs: list[tuple[str, asyncio.Future[None]]],
+    ) -> None:
+        self._ops[:0] = ops
+        self._flushes[:0] = flushes
+        self._run_flushes[:0] = runs
 
     async def _coalesce(self) -> None:
         """While nobody waits for durability and handlers are still adding operations (a chain
         runs a hop per loop iteration), let them: one commit then carries the whole burst, and
         a delivery published and acknowledged within it costs no row at all."""
-        deadline = time.monotonic() + COALESCE_S
-        while not self._flushes and time.monotonic() < deadline:
+        deadline = self._lazy_since + COALESCE_S
+        while not self._flushes and not self._run_flushes and time.monotonic() < deadline:
             before = self._published
             await asyncio.sleep(0)
             if self._published == before:
@@ -252,20 +318,24 @@ class LocalBus(EventBus):
         assert self._journal is not None
         if len(ops) <= INLINE_MAX:
             try:
-                return self._journal.commit(ops, _now(), fast=True)
+                ended = self._journal.commit(ops, _now(), fast=True)
             except Busy:
                 pass
+            else:
+                self._inline_commits += 1
+                if self._inline_commits % CHECKPOINT_EVERY == 0:
+                    self._checkpoint()
+                return ended
         return await self._run(self._journal.commit, ops, _now())
 
-    def _resolve_flushes(self) -> None:
-        keep = []
-        for upto, fut in self._flushes:
-            if upto <= self._committed:
-                if not fut.done():
-                    fut.set_result(None)
-            else:
-                keep.append((upto, fut))
-        self._flushes = keep
+    def _checkpoint(self) -> None:
+        """Checkpoint on the bus's thread, once at a time (commits on the loop never do)."""
+        if self._checkpointing is not None and not self._checkpointing.done():
+            return
+        assert self._loop is not None and self._journal is not None
+        fut = self._loop.run_in_executor(self._executor, self._journal.checkpoint)
+        fut.add_done_callback(_log_failure)
+        self._checkpointing = fut
 
     async def _end(self, ended: list[RunEnded]) -> None:
         """Runs this process ended: record them (the engine), then announce them, in the next
@@ -360,7 +430,7 @@ class LocalBus(EventBus):
                 limit = sum(room.values())
             else:
                 limit = max(0, self.prefetch - lanes.busy())
-            rows: list[tuple[str, str, int]] = []
+            rows: list[tuple[str, str, str, int]] = []
             if limit > 0:
                 try:
                     try:
@@ -371,8 +441,8 @@ class LocalBus(EventBus):
                         )
                 except Exception as e:
                     log.warning("local bus %s: cannot take deliveries (%s)", self.path, e)
-                for uid, body, tries in rows:
-                    await self._dispatch(uid, body, tries)
+                for uid, step, body, tries in rows:
+                    await self._dispatch(uid, step, body, tries)
             # Took all it had room for: there may be more, to take as soon as room frees up.
             backlog = bool(rows) and len(rows) >= limit
             if steps is not None and not backlog and room:
@@ -394,13 +464,13 @@ class LocalBus(EventBus):
                 for w in waits:
                     w.cancel()
 
-    async def _dispatch(self, uid: str, body: str, tries: int) -> None:
+    async def _dispatch(self, uid: str, step: str, body: str, tries: int) -> None:
         assert self._lanes is not None
         try:
             delivery = Delivery.from_json(body)
         except (ValueError, KeyError, TypeError) as e:
             log.error("local bus %s: dropped an unreadable delivery %s (%s)", self.path, uid, e)
-            self._append((ACK, uid, ""))
+            self._append((ACK, uid, "", step))
             return
         if tries > self.max_deliveries:
             if self._hooks is not None:
@@ -425,6 +495,7 @@ class LocalBus(EventBus):
                 if orphans:
                     await self._end(orphans)
                 await self._run(journal.renew, self.me, _now(), self.lease_s)
+                await self._run(journal.checkpoint)
             except asyncio.CancelledError:
                 raise
             except Exception as e:
@@ -436,8 +507,8 @@ class LocalBus(EventBus):
     def abandon(self) -> None:
         """Stop taking and running here at once; what is pending stays for the next process."""
         if self._lanes is not None:
-            for _delivery, uid in self._lanes.clear():
-                self._append((UNLEASE, uid))
+            for delivery, uid in self._lanes.clear():
+                self._append((UNLEASE, uid, delivery.step))
             self._lanes.cancel_now()  # what ran here is taken again once its lease ends
         for task in self._tasks:
             if task.get_name() != "wistro-bus-commit":
@@ -458,8 +529,8 @@ class LocalBus(EventBus):
                 self._executor = None
             return
         if self._lanes is not None:
-            for _delivery, uid in self._lanes.clear():  # taken, not started: free them now
-                self._append((UNLEASE, uid))
+            for delivery, uid in self._lanes.clear():  # taken, not started: free them now
+                self._append((UNLEASE, uid, delivery.step))
             await self._lanes.cancel()
         commit = [t for t in self._tasks if t.get_name() == "wistro-bus-commit"]
         for task in self._tasks:
@@ -483,3 +554,34 @@ class LocalBus(EventBus):
             self._executor.shutdown(wait=False)
             self._executor = None
         self._loop = None
+
+
+def _log_failure(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("local bus: checkpoint failed (%s)", fut.exception())
+
+
+def _trace_of(op: tuple[Any, ...]) -> str | None:
+    kind = op[0]
+    if kind == INSERT:
+        return op[3]  # type: ignore[no-any-return]
+    if kind == ACK:
+        return op[2]  # type: ignore[no-any-return]
+    if kind in (RELEASE, NOTE):
+        return op[1]  # type: ignore[no-any-return]
+    if kind in (OPEN, ANNOUNCE):
+        return op[1].trace_id  # type: ignore[no-any-return]
+    return None  # UNLEASE: no run's
+
+
+def _split(
+    traces: set[str], ops: list[tuple[Any, ...]]
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """(the operations of ``traces``, the others), each in order. Committing all of a run's
+    operations, and none of another's, keeps every acknowledgement after what its handler
+    published (both belong to one run)."""
+    mine: list[tuple[Any, ...]] = []
+    rest: list[tuple[Any, ...]] = []
+    for op in ops:
+        (mine if _trace_of(op) in traces else rest).append(op)
+    return mine, rest

@@ -105,7 +105,7 @@ async def call(
             if span.status != "ok":
                 engine.bus.note(run.trace_id, errors=1)
             engine.bus.release(run.trace_id)
-            await engine.bus.flush()  # what the call emitted is accepted before it answers
+            await engine.bus.flush_run(run.trace_id)  # what the call emitted is accepted first
 
 
 # ------------------------------------------------------------ replay
@@ -142,7 +142,7 @@ async def replay(engine: Engine, dead: dict[str, Any] | DeadLetter, wait: bool =
     engine._replaying[letter.id] = letter
     engine.bus.publish(Delivery(step.name, event, payload=payload, dead_letter_id=letter.id))
     if engine._shared:
-        await engine.bus.flush()
+        await engine.bus.flush_run(run.trace_id)
     if wait:
         await run.wait()
     return run

@@ -291,7 +291,7 @@ class Engine(SharedBusRuns):
         if not self.ledger.pending(run.trace_id):
             self._finish(run)
         if self._shared:
-            await self.bus.flush()  # accepted: durable on the bus
+            await self.bus.flush_run(run.trace_id)  # accepted: durable on the bus
         if wait:
             await run.wait()
         return run
