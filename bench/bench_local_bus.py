@@ -7,7 +7,9 @@ takes to finish 2,000 deliveries a ``kill -9`` left pending, against the same pr
     .venv/bin/python bench/bench_local_bus.py --pairs 7 --events 5000
     .venv/bin/python bench/bench_local_bus.py --only recovery
 
-Hop cases: *amortised* (N events with ``wait=False``, then ``drain()``) and *1 in flight*
+Hop cases: *amortised* (N events with ``wait=False`` one after the other, then ``drain()``: each
+emit waits for the commit of its own run's rows before the next), *32 producers* (the same N
+emitted by 32 tasks at once, as an HTTP server's clients would) and *1 in flight*
 (``await app.emit(...)`` per event: every emit waits for its journal commit, then for its run).
 Runs alternate memory/local, and which goes first alternates between pairs; the figure is the
 median of the per-pair ratios. Traces go to SQLite as shipped; state is memory.
@@ -40,7 +42,7 @@ WARMUP = 200
 PENDING = 2_000
 
 
-async def chain_run(root: Path, bus: str, n: int, one_in_flight: bool) -> float:
+async def chain_run(root: Path, bus: str, n: int, one_in_flight: bool, producers: int = 1) -> float:
     """Seconds for ``n`` events through the chain (drain and trace flush included)."""
     import wistro
 
@@ -56,6 +58,13 @@ async def chain_run(root: Path, bus: str, n: int, one_in_flight: bool) -> float:
     if one_in_flight:
         for p in payloads:
             await app.emit("t0", p)
+    elif producers > 1:  # like an HTTP server's clients: each emit waits for its own commit
+
+        async def produce(share: list[dict]) -> None:
+            for p in share:
+                await app.emit("t0", p, wait=False)
+
+        await asyncio.gather(*(produce(payloads[i::producers]) for i in range(producers)))
     else:
         for p in payloads:
             await app.emit("t0", p, wait=False)
@@ -159,17 +168,18 @@ def main() -> None:
         root = Path(tmp)
         if args.only != "recovery":
             cases = [
-                ("5-hop chain, amortised", False, args.events),
-                ("5-hop chain, 1 in flight", True, args.events_one),
+                ("5-hop chain, amortised", False, args.events, 1),
+                ("amortised, 32 producers", False, args.events, 32),
+                ("5-hop chain, 1 in flight", True, args.events_one, 1),
             ]
-            for label, one, n in cases:
+            for label, one, n, producers in cases:
                 per_hop: dict[str, list[float]] = {"memory": [], "local": []}
                 ratios = []
                 for pair in range(args.pairs):
                     order = ("memory", "local") if pair % 2 == 0 else ("local", "memory")
                     got = {}
                     for bus in order:
-                        secs = asyncio.run(chain_run(root, bus, n, one))
+                        secs = asyncio.run(chain_run(root, bus, n, one, producers))
                         got[bus] = secs / (n * HOPS) * 1e6
                         per_hop[bus].append(got[bus])
                     ratios.append(got["local"] / got["memory"])
