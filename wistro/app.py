@@ -18,12 +18,13 @@ from wistro.core.topics import TopicCatalog
 from wistro.errors import ConfigError, StepLoadError, StepLoadErrors, WistroError
 from wistro.project import activation
 from wistro.project.discovery import discover
-from wistro.project.lock import read_lock, records_from_lock, verify_hashes
+from wistro.project.lock import read_lock, records_from_lock, short_version, verify_hashes
 from wistro.project.paths import Project, load_project
 from wistro.runtimes import LanguageRuntime, default_runtimes
 from wistro.state.base import StateAdapter
 from wistro.tracing.records import StoredTrace
 from wistro.tracing.store import TraceStore
+from wistro.versions.split import Split
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -178,6 +179,7 @@ class App:
         bus_default: str = "memory",
         steps: list[str] | None = None,
         consume: bool = True,
+        version: tuple[str, str | None] | None = None,
     ) -> None:
         self.project = project
         self.registry = registry
@@ -194,6 +196,14 @@ class App:
             bus=make_bus(project, bus, self._hosted(steps), consume, bus_default),
         )
         self.otel = attach_otel(self.engine, project)
+        if version is None and self.engine.bus.shared:  # workers register their version
+            from wistro.project.lock import build_lock
+
+            version = (build_lock(project, registry)["version"], None)
+        if version is not None:
+            self.engine.set_version(short_version(version[0]), version[1])
+        if project.config.traffic:
+            self.engine.router.default = Split.parse(project.config.traffic)
 
     def _hosted(self, only: list[str] | None) -> Callable[[], list[str] | None]:
         """The steps this process takes deliveries for: ``only`` (``wistro worker --steps``), else
@@ -305,6 +315,7 @@ class App:
             bus_default=bus_default,
             steps=steps,
             consume=consume,
+            version=(lock["version"], lock.get("label")),
         )
         app.lock = lock
         return app
@@ -466,7 +477,11 @@ class App:
     def runs(self, limit: int = 50, status: str | None = None) -> pd.DataFrame:
         rows = self.engine.store.list_runs(limit=limit, status=status) if self.engine.store else []
         return frame(
-            rows, ["trace_id", "topic", "trigger", "status", "start", "end", "n_events", "n_errors"]
+            rows,
+            [
+                *("trace_id", "topic", "trigger", "status", "start", "end"),
+                *("n_events", "n_errors", "version"),
+            ],
         )
 
     def trace(self, trace_id: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from pydantic import ValidationError as PydanticValidationError
 from pydantic_core import PydanticCustomError
 
 from wistro.errors import ConfigError
+from wistro.versions.split import Split
 
 CONFIG_NAMES = ("wistro.yml", "wistro.yaml", "wistro.json")
 DEFAULT_ENV = "dev"
@@ -118,6 +119,12 @@ class CronJobConfig(_Strict):
     allow_overlap: bool = False  # start a run even while the previous one is still running
 
 
+def _split(value: dict[str, Any]) -> dict[str, Any]:
+    if value:
+        Split.parse(value)  # a ConfigError (a ValueError) names the bad version or weight
+    return value
+
+
 class ProjectConfig(_Strict):
     name: str | None = None
     src: str = "src"
@@ -131,6 +138,8 @@ class ProjectConfig(_Strict):
     engine: EngineConfig = EngineConfig()
     http: HttpConfig = HttpConfig()
     inactive: list[str] = []
+    # The default traffic split between live versions ({v1: 25, v2: 75, sticky: field}).
+    traffic: Annotated[dict[str, Any], AfterValidator(_split)] = {}
     env_file: str | None = None
     environments: dict[str, dict[str, Any]] = {}
 

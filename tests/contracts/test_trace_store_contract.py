@@ -94,6 +94,7 @@ def test_run_written_again_is_updated(store: TraceStore) -> None:
             "n_events": 4,
             "n_errors": 2,
             "worker": None,
+            "version": None,
         }
     ]
 

@@ -75,6 +75,25 @@ class Delivery:
         return cls.from_dict(json.loads(text))
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A process that runs deliveries, as it registers on the bus (``wistro versions``)."""
+
+    worker: str  # host:pid
+    version: str  # the short lock hash of what it runs
+    label: str | None  # the lock's label (``wistro lock --label``), if any
+    started: float
+    steps: int  # how many steps it takes deliveries for
+    seen: float = 0.0  # its last heartbeat (set by the bus)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkerInfo:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
 _EVENT_FIELDS = tuple(f.name for f in fields(EventRecord))
 Deliver = Callable[[Delivery], Awaitable[None]]
 ConcurrencyOf = Callable[[str], int]
@@ -128,6 +147,9 @@ class EventBus(ABC):
     shared = False  # deliveries may run in other processes; the bus keeps the run ledger
     durable = False  # what ``flush`` returned for survives this process
     consume = True  # this process runs deliveries (False: it only publishes, `start --no-workers`)
+    version: str | None = None  # the version this process runs: it takes that version's deliveries
+    _worker_info: WorkerInfo | None = None
+    _traffic: dict[str, Any] | None = None
 
     @abstractmethod
     def start(
@@ -171,6 +193,23 @@ class EventBus(ABC):
         hooks = getattr(self, "_hooks", None)
         if hooks is not None and hooks.control is not None:
             hooks.control(message)
+
+    # -- versions: the workers that run deliveries, and the traffic split ----------------------
+    async def register(self, info: WorkerInfo | None) -> None:
+        """This process runs deliveries as ``info`` (kept alive by the bus while it runs;
+        ``None``: it stops). A bus in one process keeps it in memory."""
+        self._worker_info = info
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The live workers of every version on this bus."""
+        return [self._worker_info] if self._worker_info is not None else []
+
+    async def set_traffic(self, split: dict[str, Any] | None) -> None:
+        """Store the traffic split (``Split.to_dict()``; ``None`` clears it) for every process."""
+        self._traffic = split
+
+    async def traffic(self) -> dict[str, Any] | None:
+        return self._traffic
 
     async def owed(self, trace_ids: list[str]) -> set[str]:
         """Which of these runs the bus still owes deliveries (a shared bus's ledger)."""

@@ -56,6 +56,9 @@ _SCHEMA = [
     "expires REAL NOT NULL)",
     "CREATE TABLE IF NOT EXISTS control (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
     "message TEXT NOT NULL, ts REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS workers (worker TEXT PRIMARY KEY, info TEXT NOT NULL, "
+    "seen REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ended (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
     "trace_id TEXT NOT NULL, trigger TEXT NOT NULL, topic TEXT NOT NULL, start REAL NOT NULL, "
     "end_ REAL NOT NULL, events INTEGER NOT NULL, errors INTEGER NOT NULL, "
@@ -413,6 +416,39 @@ class Journal:
         row = self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM control").fetchone()
         return int(row[0])
 
+    # -- workers and settings (versions, traffic) ------------------------------------------
+
+    def register(self, worker: str, info: str, now: float) -> None:
+        self.conn.execute(
+            "INSERT OR REPLACE INTO workers (worker, info, seen) VALUES (?, ?, ?)",
+            (worker, info, now),
+        )
+        self.conn.execute("DELETE FROM workers WHERE seen < ?", (now - 86_400,))
+
+    def unregister(self, worker: str) -> None:
+        self.conn.execute("DELETE FROM workers WHERE worker = ?", (worker,))
+
+    def heartbeat(self, worker: str, now: float) -> None:
+        self.conn.execute("UPDATE workers SET seen = ? WHERE worker = ?", (now, worker))
+
+    def workers(self, since: float) -> list[tuple[str, float]]:
+        rows = self.conn.execute(
+            "SELECT info, seen FROM workers WHERE seen >= ? ORDER BY worker", (since,)
+        ).fetchall()
+        return [(str(r[0]), float(r[1])) for r in rows]
+
+    def set_setting(self, key: str, value: str | None) -> None:
+        if value is None:
+            self.conn.execute("DELETE FROM settings WHERE key = ?", (key,))
+        else:
+            self.conn.execute(
+                "INSERT OR REPLACE INTO settings (key, value) VALUES (?, ?)", (key, value)
+            )
+
+    def setting(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return str(row[0]) if row else None
+
     def count(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0])
 
@@ -451,6 +487,8 @@ def _create(conn: sqlite3.Connection) -> None:
     deliveries and runs are kept)."""
     version = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if version >= SCHEMA_VERSION:
+        for statement in _SCHEMA:  # tables added within a version
+            conn.execute(statement)
         return
     conn.execute("BEGIN IMMEDIATE")
     try:

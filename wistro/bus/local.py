@@ -38,17 +38,19 @@ from wistro.bus.base import (
     EventBus,
     RunEnded,
     RunOpened,
+    WorkerInfo,
 )
 from wistro.bus.journal import ACK, ANNOUNCE, INSERT, NOTE, OPEN, RELEASE, UNLEASE, Busy, Journal
 from wistro.bus.lanes import Lanes
 from wistro.bus.wake import Waker
-from wistro.processes import worker_name
+from wistro.processes import gone_here, worker_name
 
 log = logging.getLogger("wistro.bus")
 T = TypeVar("T")
 _now = time.time
 FALLBACK_S = 1.0  # look at the journal at least this often while there is anything to look for
 KEEP_S = 2.0  # renew leases and look for dead processes' deliveries at least this often
+LIVE_S = 3 * KEEP_S  # a registered worker not heard from for this long is not live
 # A batch this small is committed on the event loop (a few µs per operation, no thread hop of
 # ~100 µs); larger ones, and any batch that finds the journal busy, on the bus's thread.
 INLINE_MAX = 2_000
@@ -104,6 +106,7 @@ class LocalBus(EventBus):
         self._inline_commits = 0
         self._idle_only = True  # every buffered operation announces a run waited for here
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._plain = True  # also take unversioned deliveries (until none is left)
         self._checkpointing: asyncio.Future[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -166,22 +169,24 @@ class LocalBus(EventBus):
         uid = f"{int(now * 1e6):014x}{self._uid_prefix}{next(self._uids):x}"
         body = delivery  # encoded at commit, and only if not acknowledged within its batch
         lanes = self._lanes
-        step, trace_id = delivery.step, delivery.event.trace_id
+        step, trace_id, version = delivery.step, delivery.event.trace_id, delivery.version
+        queue = _queue(delivery)
         if (
             delay <= 0
             and self.consume
             and lanes is not None
+            and (version is None or version == self.version)
             and lanes.room(step) > 0
             and self._hosts(step)
         ):  # runs here, now: leased to this process as it is written
-            self._append((INSERT, uid, step, trace_id, body, 0.0, now + self.lease_s, self.me, 1))
+            self._append((INSERT, uid, queue, trace_id, body, 0.0, now + self.lease_s, self.me, 1))
             lanes.put(delivery, uid)
             return
         due = now + delay if delay > 0 else 0.0
-        self._append((INSERT, uid, step, trace_id, body, due, 0.0, None, 0))
+        self._append((INSERT, uid, queue, trace_id, body, due, 0.0, None, 0))
 
     def _done(self, delivery: Delivery, uid: Any) -> None:
-        self._append((ACK, uid, delivery.event.trace_id, delivery.step))
+        self._append((ACK, uid, delivery.event.trace_id, _queue(delivery)))
 
     def open_run(self, run: RunOpened, holds: int = 0) -> None:
         self._waiting.add(run.trace_id)  # opened by this process's engine: it waits for it
@@ -417,6 +422,33 @@ class LocalBus(EventBus):
                 except Exception:
                     log.exception("local bus %s: control message %s failed", self.path, text)
 
+    # -- versions ----------------------------------------------------------------------------
+
+    async def register(self, info: WorkerInfo | None) -> None:
+        journal = self._open()
+        if info is None and self._worker_info is not None:
+            await self._run(journal.unregister, self._worker_info.worker)
+        elif info is not None:
+            await self._run(journal.register, info.worker, json.dumps(info.to_dict()), _now())
+        self._worker_info = info
+
+    async def workers(self) -> list[WorkerInfo]:
+        rows = await self._run(self._open().workers, _now() - LIVE_S)
+        out = []
+        for text, seen in rows:
+            info = WorkerInfo.from_dict({**json.loads(text), "seen": seen})
+            if not gone_here(info.worker):
+                out.append(info)
+        return out
+
+    async def set_traffic(self, split: dict[str, Any] | None) -> None:
+        value = json.dumps(split) if split is not None else None
+        await self._run(self._open().set_setting, "traffic", value)
+
+    async def traffic(self) -> dict[str, Any] | None:
+        text = await self._run(self._open().setting, "traffic")
+        return json.loads(text) if text else None
+
     # -- taking deliveries -------------------------------------------------------------------
 
     async def _take_loop(self) -> None:
@@ -425,8 +457,9 @@ class LocalBus(EventBus):
         while True:
             steps = self._steps()
             room: dict[str, int] | None = None
+            queues: list[str] | None = None
             if steps is not None:  # what each hosted step has room for: never more
-                room = {step: n for step in steps if (n := lanes.room(step)) > 0}
+                room, queues = self._room(steps)
                 limit = sum(room.values())
             else:
                 limit = max(0, self.prefetch - lanes.busy())
@@ -441,16 +474,18 @@ class LocalBus(EventBus):
                         )
                 except Exception as e:
                     log.warning("local bus %s: cannot take deliveries (%s)", self.path, e)
-                for uid, step, body, tries in rows:
-                    await self._dispatch(uid, step, body, tries)
+                if self._plain and steps and not any(r[1] in steps for r in rows):
+                    self._plain = False  # no unversioned deliveries left (an older journal's)
+                for uid, queue, body, tries in rows:
+                    await self._dispatch(uid, queue, body, tries)
             # Took all it had room for: there may be more, to take as soon as room frees up.
             backlog = bool(rows) and len(rows) >= limit
             if steps is not None and not backlog and room:
-                backlog = any(lanes.room(step) == 0 for step in room)
+                backlog = any(lanes.room(step) == 0 for step in steps)
             timeout = FALLBACK_S
             if not backlog:
                 with contextlib.suppress(Exception):
-                    due = await self._run(journal.next_due, steps, _now())
+                    due = await self._run(journal.next_due, queues, _now())
                     if due is not None:
                         timeout = min(max(due - _now(), 0.002), FALLBACK_S)
             self._kick_take.clear()
@@ -464,13 +499,31 @@ class LocalBus(EventBus):
                 for w in waits:
                     w.cancel()
 
-    async def _dispatch(self, uid: str, step: str, body: str, tries: int) -> None:
+    def _room(self, steps: list[str]) -> tuple[dict[str, int], list[str]]:
+        """What each hosted step has room for, by queue (this version's; unversioned ones too
+        while an older journal may hold some); and every queue this process takes from."""
+        room: dict[str, int] = {}
+        queues: list[str] = []
+        version, lanes = self.version, self._lanes
+        assert lanes is not None
+        for step in steps:
+            names = [step] if version is None else [f"{step}@{version}"]
+            if version is not None and self._plain:
+                names.append(step)
+            queues += names
+            n = lanes.room(step)
+            if n > 0:
+                for name in names:
+                    room[name] = n
+        return room, queues
+
+    async def _dispatch(self, uid: str, queue: str, body: str, tries: int) -> None:
         assert self._lanes is not None
         try:
             delivery = Delivery.from_json(body)
         except (ValueError, KeyError, TypeError) as e:
             log.error("local bus %s: dropped an unreadable delivery %s (%s)", self.path, uid, e)
-            self._append((ACK, uid, "", step))
+            self._append((ACK, uid, "", queue))
             return
         if tries > self.max_deliveries:
             if self._hooks is not None:
@@ -495,6 +548,8 @@ class LocalBus(EventBus):
                 if orphans:
                     await self._end(orphans)
                 await self._run(journal.renew, self.me, _now(), self.lease_s)
+                if self._worker_info is not None:
+                    await self._run(journal.heartbeat, self._worker_info.worker, _now())
                 await self._run(journal.checkpoint)
             except asyncio.CancelledError:
                 raise
@@ -508,7 +563,7 @@ class LocalBus(EventBus):
         """Stop taking and running here at once; what is pending stays for the next process."""
         if self._lanes is not None:
             for delivery, uid in self._lanes.clear():
-                self._append((UNLEASE, uid, delivery.step))
+                self._append((UNLEASE, uid, _queue(delivery)))
             self._lanes.cancel_now()  # what ran here is taken again once its lease ends
         for task in self._tasks:
             if task.get_name() != "wistro-bus-commit":
@@ -530,7 +585,7 @@ class LocalBus(EventBus):
             return
         if self._lanes is not None:
             for delivery, uid in self._lanes.clear():  # taken, not started: free them now
-                self._append((UNLEASE, uid, delivery.step))
+                self._append((UNLEASE, uid, _queue(delivery)))
             await self._lanes.cancel()
         commit = [t for t in self._tasks if t.get_name() == "wistro-bus-commit"]
         for task in self._tasks:
@@ -554,6 +609,13 @@ class LocalBus(EventBus):
             self._executor.shutdown(wait=False)
             self._executor = None
         self._loop = None
+
+
+def _queue(delivery: Delivery) -> str:
+    """Where a delivery waits: its step's queue for its version (each version's workers take
+    their own), or the step's unversioned one."""
+    version = delivery.version
+    return delivery.step if version is None else f"{delivery.step}@{version}"
 
 
 def _log_failure(fut: asyncio.Future[None]) -> None:

@@ -33,13 +33,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from typing import Any
 
 from redis.exceptions import RedisError
 
-from wistro.bus.base import BusHooks, ConcurrencyOf, Deliver, Delivery, RunEnded, RunOpened
+from wistro.bus.base import (
+    BusHooks,
+    ConcurrencyOf,
+    Deliver,
+    Delivery,
+    RunEnded,
+    RunOpened,
+    WorkerInfo,
+)
 from wistro.bus.lanes import Lanes
 from wistro.bus.redis_base import as_text
 from wistro.bus.redis_consumer import RedisConsumer
@@ -49,6 +58,7 @@ from wistro.errors import BusError
 
 log = logging.getLogger("wistro.bus")
 _now = time.time
+LIVE_S = 6.0  # a registered worker not heard from for this long is not live
 
 MOVER_MAX_SLEEP_S = 1.0  # the mover looks at the delayed set at least this often
 MAX_COMMIT_OPS = 2048  # operations per commit script
@@ -118,6 +128,48 @@ class RedisBus(RedisConsumer, RedisEnded):
             return bool(await self._oneshot(lambda c: c.set(name, self.me, nx=True, ex=ttl)))
         except RedisError as e:
             raise BusError(f"redis bus at {self.public_url}: cannot claim {key!r}: {e}") from e
+
+    # -- versions ----------------------------------------------------------------------------
+
+    async def register(self, info: WorkerInfo | None) -> None:
+        old, self._worker_info = self._worker_info, info
+        try:
+            if info is None and old is not None:
+                await self._oneshot(lambda c: c.hdel(self._keys.workers, old.worker))
+            elif info is not None:
+                await self._beat()
+        except RedisError as e:
+            raise BusError(f"redis bus at {self.public_url}: cannot register: {e}") from e
+
+    async def _beat(self) -> None:
+        info = self._worker_info
+        if info is not None:
+            text = json.dumps({**info.to_dict(), "seen": _now()})
+            await self._oneshot(lambda c: c.hset(self._keys.workers, info.worker, text))
+
+    async def workers(self) -> list[WorkerInfo]:
+        raw = await self._oneshot(lambda c: c.hgetall(self._keys.workers))
+        now, out, stale = _now(), [], []
+        for field, text in raw.items():
+            info = WorkerInfo.from_dict(json.loads(text))
+            if info.seen >= now - LIVE_S:
+                out.append(info)
+            elif info.seen < now - 86_400:
+                stale.append(field)
+        if stale:
+            await self._oneshot(lambda c: c.hdel(self._keys.workers, *stale))
+        return sorted(out, key=lambda w: w.worker)
+
+    async def set_traffic(self, split: dict[str, Any] | None) -> None:
+        key = self._keys.traffic
+        if split is None:
+            await self._oneshot(lambda c: c.delete(key))
+        else:
+            await self._oneshot(lambda c: c.set(key, json.dumps(split)))
+
+    async def traffic(self) -> dict[str, Any] | None:
+        text = await self._oneshot(lambda c: c.get(self._keys.traffic))
+        return json.loads(text) if text else None
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -244,7 +296,7 @@ class RedisBus(RedisConsumer, RedisEnded):
         vt = self.visibility_timeout_s
         beat_every, claim_every = vt / 3, vt / 2
         now = time.monotonic()
-        next_beat, next_claim = now + beat_every, now
+        next_beat, next_claim, next_seen = now + beat_every, now, now + LIVE_S / 3
         first = True
         while True:
             now = time.monotonic()
@@ -252,6 +304,9 @@ class RedisBus(RedisConsumer, RedisEnded):
                 next_beat = now + beat_every
                 if self._held:
                     await self._retry("renewing deliveries", self._heartbeat)
+            if now >= next_seen:
+                next_seen = now + LIVE_S / 3
+                await self._retry("registering this worker", self._beat)
             if now >= next_claim:
                 next_claim = now + claim_every
                 if self._read_steps() and "read" in self._tasks:
@@ -267,7 +322,8 @@ class RedisBus(RedisConsumer, RedisEnded):
                         lambda: self._recover_endings(older),  # noqa: B023
                     )
                 first = False
-            await asyncio.sleep(max(0.0, min(next_beat, next_claim) - time.monotonic()))
+            wake = min(next_beat, next_claim, next_seen)
+            await asyncio.sleep(max(0.0, wake - time.monotonic()))
 
     # -- stopping ----------------------------------------------------------------------------
 

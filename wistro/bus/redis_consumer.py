@@ -40,7 +40,7 @@ class RedisConsumer(RedisBusBase):
         """The steps consumed here, again; True when they changed."""
         source = self._steps_source
         steps = (source() if callable(source) else source) or []
-        hosted = [(step, self._keys.stream(step)) for step in dict.fromkeys(steps)]
+        hosted = [(step, self._keys.stream(step, self.version)) for step in dict.fromkeys(steps)]
         changed = hosted != self._hosted
         self._hosted = hosted
         return changed

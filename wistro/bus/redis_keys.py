@@ -1,7 +1,7 @@
 """The Redis bus's keys: every one under ``prefix``, so that two projects or environments on one
 Redis never meet (the Lua scripts of ``redis_scripts`` build the same names from the prefix):
 
-* ``{prefix}:q:{step}``: a stream per subscribing step, one entry per delivery (field ``d``: the
+* ``{prefix}:q:{step}@{version}``: a stream per subscribing step and version, one entry per delivery (field ``d``: the
   delivery's JSON), with one consumer group ``workers``; each process reads as its own consumer
   (``host:pid``). A stream per *step*, not per topic: a worker hosting N steps waits on all of
   them with one blocking ``XREADGROUP GROUP workers <me> COUNT n BLOCK ms STREAMS q:A q:B ...
@@ -20,6 +20,8 @@ Redis never meet (the Lua scripts of ``redis_scripts`` build the same names from
 * ``{prefix}:ending`` (a sorted set of runs whose pending reached 0 and that are not announced
   yet) and ``{prefix}:ended`` (a stream of ended runs, ``MAXLEN ~ 100000``; ``broadcast``
   messages, activate/deactivate, travel on it too, in order with the rest).
+* ``{prefix}:workers`` (a hash: each worker's registration, ``wistro versions``) and
+  ``{prefix}:traffic`` (the split set with ``wistro traffic set``).
 * ``{prefix}:claim:{key}`` (``claim``: ``SET NX`` with a lifetime, a cron tick fires once) and
   ``{prefix}:commit:{committer}`` (the number of a process's last commit applied, for ten minutes).
 """
@@ -36,12 +38,17 @@ class RedisKeys:
         self.prefix = prefix
         self.ending = f"{prefix}:ending"
         self.ended = f"{prefix}:ended"
+        self.workers = f"{prefix}:workers"
+        self.traffic = f"{prefix}:traffic"
         self._streams: dict[str, str] = {}  # step -> its stream
 
-    def stream(self, step: str) -> str:
-        key = self._streams.get(step)
+    def stream(self, step: str, version: str | None = None) -> str:
+        """The stream of a step's deliveries of ``version`` (each version's workers read their
+        own: ``q:{step}@{version}``), or of unversioned ones (``q:{step}``)."""
+        name = step if version is None else f"{step}@{version}"
+        key = self._streams.get(name)
         if key is None:
-            key = self._streams[step] = f"{self.prefix}:q:{step}"
+            key = self._streams[name] = f"{self.prefix}:q:{name}"
         return key
 
     def run(self, trace_id: str) -> str:

@@ -147,7 +147,9 @@ for _, m in ipairs(due) do
   local body = string.sub(m, 17)
   local ok, d = pcall(cjson.decode, body)
   if ok and type(d) == 'table' and type(d['step']) == 'string' then
-    redis.call('XADD', p .. ':q:' .. d['step'], '*', 'd', body)
+    local q = d['step']
+    if type(d['version']) == 'string' then q = q .. '@' .. d['version'] end
+    redis.call('XADD', p .. ':q:' .. q, '*', 'd', body)
   end
   redis.call('ZREM', z, m)
 end
@@ -225,9 +227,9 @@ SCRIPTS = {
 class CommitEncoder:
     """One committer's commits (a bus instance's): numbered, and encoded as ``COMMIT``'s ARGV.
 
-    ``stream`` names a step's stream (``RedisKeys.stream``)."""
+    ``stream`` names the stream of a step and version (``RedisKeys.stream``)."""
 
-    def __init__(self, prefix: str, me: str, stream: Callable[[str], str]) -> None:
+    def __init__(self, prefix: str, me: str, stream: Callable[[str, str | None], str]) -> None:
         self.prefix = prefix
         self._stream = stream
         self._uid_prefix = os.urandom(4).hex()
@@ -249,7 +251,7 @@ class CommitEncoder:
             kind = op[0]
             if kind == PUB:
                 d = op[1]
-                xadds += (key(d.step), d.to_json())
+                xadds += (key(d.step, d.version), d.to_json())
                 trace = d.event.trace_id
             elif kind == ACK:
                 acks += (op[1], op[2], op[3])

@@ -10,6 +10,7 @@ import click
 
 from wistro.cli.group import main, pass_obj
 from wistro.cli.support import Obj, emit_json, fail, run_async
+from wistro.errors import WistroError
 from wistro.tooling import console
 
 # ---------------------------------------------------------------- project
@@ -63,8 +64,13 @@ def check(obj: Obj, strict: bool, as_json: bool) -> None:
 
 @main.command()
 @click.option("--check", "check_only", is_flag=True, help="Fail when the lock is stale.")
+@click.option(
+    "--label",
+    help="Name this version (e.g. v2) in `wistro versions` and traffic splits; the version id "
+    "stays the same. Kept by later `wistro lock` runs; --label '' removes it.",
+)
 @pass_obj
-def lock(obj: Obj, check_only: bool) -> None:
+def lock(obj: Obj, check_only: bool, label: str | None) -> None:
     """Write wistro.yml.lock (or check that it is up to date)."""
     from wistro.app import App
     from wistro.project.lock import build_lock, diff_locks, read_lock, write_lock
@@ -72,6 +78,13 @@ def lock(obj: Obj, check_only: bool) -> None:
     app = App.load(obj.project, env=obj.env, state="memory", traces="memory", strict=True)
     data = build_lock(app.project, app.registry)
     path = app.project.lock_path
+    if label is None and path.is_file():  # the label stays with the lock
+        try:
+            label = read_lock(path).get("label")
+        except WistroError:
+            label = None
+    if label:
+        data["label"] = label
     if check_only:
         if not path.is_file():
             fail(f"{path.name}: no lock file (run `wistro lock`)")
@@ -85,9 +98,10 @@ def lock(obj: Obj, check_only: bool) -> None:
         return
     changed = write_lock(path, data)
     verb = "wrote" if changed else "unchanged:"
+    named = f" ({data['label']})" if data.get("label") else ""
     click.echo(
         f"{verb} {path.name}: {len(data['steps'])} steps, {len(data['topics'])} topics, "
-        f"version {data['version'][:12]}"
+        f"version {data['version'][:12]}{named}"
     )
 
 

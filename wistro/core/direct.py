@@ -53,6 +53,8 @@ async def call(
     engine.start()
     caller = parse_traceparent(traceparent)
     run = Run(new_trace_id(), topic, trigger, _now(), engine.worker)
+    # The handler runs here (it answers the request); what it emits goes to the run's version.
+    run.record.version = engine.route(data, run.trace_id)
     if caller:
         run.traceparent = traceparent
     engine.runs[run.trace_id] = run
@@ -119,6 +121,7 @@ async def replay(engine: Engine, dead: dict[str, Any] | DeadLetter, wait: bool =
     data = json.loads(dead["data_json"])
     payload = engine.registry.topics.validator(dead["topic"])(data)
     run = Run(new_trace_id(), dead["topic"], "replay", _now(), engine.worker)
+    run.record.version = engine.route(payload, run.trace_id)
     engine.runs[run.trace_id] = run
     engine.recorder.run(run.record)
     event = EventRecord(
@@ -140,7 +143,9 @@ async def replay(engine: Engine, dead: dict[str, Any] | DeadLetter, wait: bool =
         assert engine._idle is not None
         engine._idle.clear()
     engine._replaying[letter.id] = letter
-    engine.bus.publish(Delivery(step.name, event, payload=payload, dead_letter_id=letter.id))
+    engine.bus.publish(
+        Delivery(step.name, event, version=run.version, payload=payload, dead_letter_id=letter.id)
+    )
     if engine._shared:
         await engine.bus.flush_run(run.trace_id)
     if wait:

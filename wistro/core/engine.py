@@ -37,6 +37,7 @@ from wistro.core.registry import Registry
 from wistro.core.run import Run
 from wistro.core.shared import SharedBusRuns
 from wistro.core.step import StepRecord
+from wistro.core.versioning import Versions
 from wistro.core.watchdog import Blocker, LoopWatchdog, find_blocker
 from wistro.errors import (
     HandlerTimeout,
@@ -67,7 +68,7 @@ MAX_BACKOFF_S = 30.0
 logger = logging.getLogger("wistro.engine")
 
 
-class Engine(SharedBusRuns):
+class Engine(Versions, SharedBusRuns):
     def __init__(
         self,
         registry: Registry,
@@ -101,6 +102,7 @@ class Engine(SharedBusRuns):
         self._merging: set[asyncio.Task[None]] = set()  # runs read back from the store
         # A shared bus (local, redis) keeps the run ledger: runs end when its commit says so.
         self._shared = self.bus.shared
+        self._init_versions()
 
     # ------------------------------------------------------------ lifecycle
     @property
@@ -133,6 +135,7 @@ class Engine(SharedBusRuns):
             BusHooks(self._ended, self._finished_elsewhere, self._poisoned, self._control),
         )
         self.recorder.start()
+        self._start_versions(loop, sum(1 for r in self.registry if r.subscribes))
         self._start_watchdog(loop)
         if self._shared:  # runs a crashed process left running that nothing will finish
             from wistro.core.recovery import mark_interrupted
@@ -233,6 +236,7 @@ class Engine(SharedBusRuns):
                     run.log_records.append(log)  # the stored trace says why it failed
                     self.recorder.log(log)
                     self._finish(run)
+            await self._stop_versions()
             await self.bus.aclose()
             await self.recorder.aclose()
         if self._watchdog is not None:
@@ -279,6 +283,7 @@ class Engine(SharedBusRuns):
             self._capacity.clear()
             await self._capacity.wait()
         run = Run(new_trace_id(), topic, trigger, _now(), self.worker)
+        run.record.version = self.route(payload, run.trace_id)
         if parse_traceparent(traceparent):
             run.traceparent = traceparent
         self.runs[run.trace_id] = run
@@ -391,8 +396,9 @@ class Engine(SharedBusRuns):
             self._idle.clear()
         publish = self.bus.publish
         traceparent = run.traceparent
+        version = run.record.version
         for step in subscribers:
-            publish(Delivery(step.name, event, 1, 0.0, None, None, traceparent, payload))
+            publish(Delivery(step.name, event, 1, 0.0, version, None, traceparent, payload))
 
     # ------------------------------------------------------------ delivering
     async def _deliver(self, d: Delivery) -> None:
@@ -483,6 +489,7 @@ class Engine(SharedBusRuns):
         bus): tracked here until its deliveries settle."""
         run = Run(d.event.trace_id, d.event.topic, "delivery", _now(), self.worker)
         run.traceparent = d.traceparent
+        run.record.version = d.version  # chosen at the root: every later event keeps it
         self.runs[run.trace_id] = run
         if not self._shared:
             self.ledger.add(run.trace_id)

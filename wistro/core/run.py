@@ -92,6 +92,11 @@ class Run:
         return self.record.status
 
     @property
+    def version(self) -> str | None:
+        """The project version (short lock hash) this run was routed to at its root."""
+        return self.record.version
+
+    @property
     def done(self) -> bool:
         return self._finished
 

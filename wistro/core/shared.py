@@ -38,6 +38,9 @@ class SharedBusRuns:
     runs: dict[str, Run]
     worker: str
     origin: str
+
+    def _traffic_changed(self) -> None: ...
+
     loop: asyncio.AbstractEventLoop | None
     _idle: asyncio.Event | None
     _capacity: asyncio.Event | None
@@ -117,6 +120,9 @@ class SharedBusRuns:
     def _control(self, message: dict[str, Any]) -> None:
         """A message another process broadcast on the bus (``wistro activate`` ...)."""
         op, name = message.get("op"), message.get("step")
+        if op == "traffic":  # the split or the live versions changed: read them again now
+            self._traffic_changed()
+            return
         if op not in ("activate", "deactivate") or name not in self.registry.steps:
             return
         active = op == "activate"

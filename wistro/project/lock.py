@@ -87,8 +87,9 @@ def build_lock(project: Project, registry: Registry) -> dict[str, Any]:
 
 
 def version_of(lock: dict[str, Any]) -> str:
-    """The project's version identity: a hash of everything in the lock but the hash itself."""
-    body = {k: v for k, v in lock.items() if k != "version"}
+    """The project's version identity: a hash of everything in the lock but the hash itself
+    and its label (``wistro lock --label v2`` names a version without changing it)."""
+    body = {k: v for k, v in lock.items() if k not in ("version", "label")}
     return hashlib.sha256(_canonical(body).encode()).hexdigest()
 
 
@@ -188,3 +189,8 @@ def records_from_lock(project: Project, lock: dict[str, Any]) -> list[StepRecord
         record.active = step["active"]
         records.append(record)
     return records
+
+
+def short_version(version: str) -> str:
+    """The short form of a version id that runs, queues and ``wistro versions`` show."""
+    return version[:12]

@@ -31,6 +31,7 @@ class RunRecord:
     n_events: int = 0
     n_errors: int = 0
     worker: str | None = None  # "host:pid" of the process that started it
+    version: str | None = None  # the project version (short lock hash) the run ran on
 
 
 @dataclass(slots=True)
