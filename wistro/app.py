@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,6 +25,8 @@ from wistro.runtimes import LanguageRuntime, default_runtimes
 from wistro.state.base import StateAdapter
 from wistro.tracing.records import StoredTrace
 from wistro.tracing.store import TraceStore
+from wistro.versions.live import live_versions
+from wistro.versions.report import traffic_rows, version_rows
 from wistro.versions.split import Split
 
 if TYPE_CHECKING:
@@ -483,6 +486,58 @@ class App:
                 *("n_events", "n_errors", "version"),
             ],
         )
+
+    # ------------------------------------------------------------ versions and traffic
+    async def version_rows(self, since: float | None = None) -> list[dict[str, Any]]:
+        """The live versions and those that ran since ``since``: label, id, workers, when it
+        started, runs, error rate, p50/p95 latency (``wistro versions``)."""
+        self.engine.start()
+        live = live_versions(await self.engine.bus.workers())
+        return version_rows(live, self._recent_runs(), since)
+
+    async def versions(self, since: float | None = None) -> pd.DataFrame:
+        rows = await self.version_rows(since)
+        df = frame(rows, ["label", "version", "live", "workers", "started", "runs"])
+        for col in ("error_rate", "p50_ms", "p95_ms"):
+            df[col] = [r[col] for r in rows]
+        return df
+
+    async def set_traffic(
+        self, weights: dict[str, Any] | None, sticky: str | None = None
+    ) -> Split | None:
+        """Store the split on the bus (``None``: clear it, wistro.yml's ``traffic:`` applies) and
+        tell every process, which applies it to the next trace roots."""
+        split = (
+            Split.parse({**weights, **({"sticky": sticky} if sticky else {})}) if weights else None
+        )
+        self.engine.start()
+        stored = {"split": split.to_dict(), "set_at": time.time()} if split else None
+        await self.engine.bus.set_traffic(stored)
+        await self.engine.bus.broadcast({"op": "traffic", "from": self.engine.worker})
+        await self.engine.refresh_versions()
+        return split
+
+    async def traffic_rows(
+        self, since: float | None = None
+    ) -> tuple[Split | None, str, list[dict[str, Any]]]:
+        """The split in force (and where it comes from: ``bus``, ``wistro.yml`` or ``none``), and
+        per version its weight, its effective share now and the share of runs it got since the
+        split was set (or ``since``)."""
+        self.engine.start()
+        await self.engine.refresh_versions()
+        router = self.engine.router
+        stored = await self.engine.bus.traffic()
+        source = "bus" if router.stored else "wistro.yml" if router.default else "none"
+        if since is None and stored:
+            since = float(stored.get("set_at") or 0.0) or None
+        rows = traffic_rows(
+            router.split, router.names, router.live.values(), self._recent_runs(), since
+        )
+        return router.split, source, rows
+
+    def _recent_runs(self, limit: int = 100_000) -> list[dict[str, Any]]:
+        store = self.engine.store
+        return store.list_runs(limit=limit) if store is not None else []
 
     def trace(self, trace_id: str) -> dict[str, Any]:
         assert self.engine.store is not None

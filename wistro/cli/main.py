@@ -6,7 +6,8 @@ activate/deactivate), ``wistro.cli.run_commands`` (emit, traces, trace, logs, re
 ``wistro.cli.server_commands`` (cron list, dev, start, openapi), imported here in that order;
 ``wistro dataset`` / ``wistro eval`` (``wistro.cli.eval``) are added last. ``wistro.cli.main:main``
 is the entry point, and every name this module had stays importable from it. ``wistro deploy``
-comes from ``wistro.cli.deploy_commands``.
+comes from ``wistro.cli.deploy_commands``; ``wistro versions`` and ``wistro traffic`` from
+``wistro.cli.version_commands``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from wistro.cli.server_commands import openapi as openapi
 from wistro.cli.server_commands import port_option as port_option
 from wistro.cli.server_commands import start as start
 from wistro.cli.support import Obj, emit_json, fail, parse_payload, run_async
+from wistro.cli.version_commands import traffic as traffic
+from wistro.cli.version_commands import versions as versions
 
 # Obj, emit_json, fail, parse_payload, run_async live in wistro.cli.support (shared with
 # wistro.cli.eval) and stay importable from here.

@@ -48,7 +48,7 @@ class Router:
         self.default = default  # ``traffic:`` of wistro.yml
         self.stored: Split | None = None  # set on the bus (``wistro traffic set``)
         self.live: dict[str, LiveVersion] = {}
-        self._names: dict[str, str] = {}  # split name -> live version id
+        self.names: dict[str, str] = {}  # split name -> live version id
         self._warned: set[str] = set()
 
     @property
@@ -61,7 +61,11 @@ class Router:
         self.live = {v.id: v for v in live}
         try:
             self.stored = Split.from_dict(stored["split"]) if stored else None
-        except (ValueError, KeyError, TypeError) as e:  # written by a newer or broken client: keep the yml default
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+        ) as e:  # written by a newer or broken client: keep the yml default
             log.warning("traffic: the split stored on the bus is unreadable (%s)", e)
             self.stored = None
         split = self.split
@@ -78,7 +82,7 @@ class Router:
                         name,
                     )
             self._warned &= set(split.versions) - set(names)
-        self._names = names
+        self.names = names
 
     def _fallback(self) -> str | None:
         if self.own is None or not self.live or self.own in self.live:
@@ -88,10 +92,10 @@ class Router:
     def choose(self, payload: Any, trace_id: str) -> str | None:
         """The version of a new run whose first event carries ``payload``."""
         split = self.split
-        if split is None or not self._names:
+        if split is None or not self.names:
             if split is not None and "*" not in self._warned:
                 self._warned.add("*")
                 log.warning("traffic: no version of the split has live workers")
             return self._fallback()
-        name = split.choose(split.key_of(payload, trace_id), self._names)
-        return self._names[name] if name is not None else self._fallback()
+        name = split.choose(split.key_of(payload, trace_id), self.names)
+        return self.names[name] if name is not None else self._fallback()

@@ -68,7 +68,7 @@ class Versions:
     async def _versions_loop(self, info: WorkerInfo | None) -> None:
         assert self._refresh_now is not None
         registered = False
-        while True:
+        while self._versions_task is not None:
             try:
                 if info is not None and not registered:
                     await self.bus.register(info)
@@ -79,9 +79,11 @@ class Versions:
             except Exception as e:  # the bus is unreachable for a while: keep what we knew
                 logger.warning("traffic: cannot read the live versions (%s)", e)
             self._refresh_now.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(REFRESH_S):
-                    await self._refresh_now.wait()
+            waiting = asyncio.ensure_future(self._refresh_now.wait())
+            try:
+                await asyncio.wait([waiting], timeout=REFRESH_S)
+            finally:
+                waiting.cancel()
 
     async def refresh_versions(self) -> None:
         """Read the live workers and the stored split into the router now."""
@@ -97,9 +99,12 @@ class Versions:
         task, self._versions_task = self._versions_task, None
         if task is None:
             return
+        if self._refresh_now is not None:
+            self._refresh_now.set()  # it sees it is stopped (a cancel alone can be swallowed)
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+            async with asyncio.timeout(5):
+                await task
         with contextlib.suppress(Exception):
             async with asyncio.timeout(5):
                 await self.bus.register(None)

@@ -39,9 +39,13 @@ async def _work(app: App, started: float, grace_s: float) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal)
+    version = engine.version or "-"
+    if engine.version_label:
+        version += f" {engine.version_label}"
     click.echo(
         f"worker ready: {app.project.name} ({len(app.registry)} steps, env {app.project.env}, "
-        f"bus {engine.bus.name}, pid {os.getpid()}) in {(time.perf_counter() - started) * 1000:.0f} ms"
+        f"bus {engine.bus.name}, version {version}, pid {os.getpid()}) in "
+        f"{(time.perf_counter() - started) * 1000:.0f} ms"
     )
     await stop.wait()
     click.echo(f"stopping: finishing deliveries running here (up to {grace_s:g} s)…")
