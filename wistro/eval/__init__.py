@@ -7,6 +7,7 @@ r_old = await we.run(ds, version="main~1", scorers=[we.scorers.error_free()])
 r_new = await we.run(ds, scorers=[we.scorers.error_free()])
 cmp = we.compare(r_old, r_new)
 cmp.summary, cmp.rows, cmp.steps
+live = we.compare_live(app, "v1", "v2", since="1h")  # two live versions, over recorded runs
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from wistro.eval import scorers
     from wistro.eval.dataset import Dataset, Sample, list_datasets
     from wistro.eval.errors import DatasetError, DatasetNotFound, EvalNotFound, VersionError
+    from wistro.eval.live import LiveComparison, acompare_live, compare_live
     from wistro.eval.results import EvalResult, SampleResult, list_evals
     from wistro.eval.runner import run
     from wistro.eval.scorers import Score, Scorer
@@ -40,6 +42,9 @@ _WHERE = {
     "EvalResult": "wistro.eval.results",
     "SampleResult": "wistro.eval.results",
     "list_evals": "wistro.eval.results",
+    "LiveComparison": "wistro.eval.live",
+    "acompare_live": "wistro.eval.live",
+    "compare_live": "wistro.eval.live",
     "run": "wistro.eval.runner",
     "Score": "wistro.eval.scorers",
     "Scorer": "wistro.eval.scorers",
@@ -71,6 +76,7 @@ __all__ = [
     "DatasetNotFound",
     "EvalNotFound",
     "EvalResult",
+    "LiveComparison",
     "MultiComparison",
     "ProjectVersion",
     "Sample",
@@ -78,8 +84,10 @@ __all__ = [
     "Score",
     "Scorer",
     "VersionError",
+    "acompare_live",
     "assert_no_regression",
     "compare",
+    "compare_live",
     "current_version",
     "list_datasets",
     "list_evals",

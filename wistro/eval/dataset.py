@@ -231,6 +231,18 @@ class Dataset:
         return ds
 
     @classmethod
+    def from_runs(
+        cls, name: str, source: Any, *, root: str | Path | None = None, **options: Any
+    ) -> Dataset:
+        """A dataset of a seeded sample of recorded runs (``add_runs``: ``version=``,
+        ``sample=``, ``since=``, ``seed=``, ``limit=``, ``status=``, ``labels=``), not saved
+        until ``save()``."""
+        ds = cls(name, root=root, autosave=False)
+        ds._samples = {}
+        ds.add_runs(source, **options)
+        return ds
+
+    @classmethod
     def from_frame(cls, name: str, df: pd.DataFrame, *, root: str | Path | None = None) -> Dataset:
         """From a DataFrame with columns ``topic``, ``data`` (and optional ``expected``,
         ``tags``, ``id``), or ``input``."""
@@ -313,6 +325,19 @@ class Dataset:
         s = Sample.from_events(events, trace_id=trace_id, expected=expected, tags=tags, id=id)
         self.extend([s])
         return s
+
+    def add_runs(self, source: Any, version: str, **options: Any) -> list[Sample]:
+        """Add a seeded sample of the recorded runs of ``version`` (a label, id or id prefix)
+        in the trace store of ``source`` (an ``App`` or a ``TraceStore``). Options:
+        ``sample`` a share of the distinct inputs (``"5%"``, 0.05) or a count (default all),
+        ``since`` a duration (``"1h"``), seconds or a datetime, ``seed`` (0), ``limit`` (at
+        most that many samples), ``status`` (only runs that ended so), ``labels`` (label ->
+        id), ``live`` (``LiveVersion``s). Each run becomes a sample as with ``add_run``."""
+        from wistro.eval.recorded import sample_runs
+
+        added = sample_runs(source, version, **options)
+        self.extend(added)
+        return added
 
     def remove(self, sample_id: str) -> None:
         self._samples.pop(sample_id, None)

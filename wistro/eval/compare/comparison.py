@@ -86,13 +86,13 @@ class Comparison:
 
     def report(self, max_rows: int = 20) -> str:
         """A plain-text report: the summary, then the regressions."""
-        lines = [f"compare {self.a.eval_id} ({self.a.label}) -> {self.b.eval_id} ({self.b.label})"]
+        lines = [self._title()]
         lines += [f"warning: {w}" for w in self.warnings]
         for r in self.summary.itertuples(index=False):
             lines.append(
                 f"  {r.scorer}: {r.mean_a:.3f} -> {r.mean_b:.3f} (diff {r.diff:+.3f}, "
                 f"95% CI [{r.ci_low:+.3f}, {r.ci_high:+.3f}], p={r.p_value:.3g}, "
-                f"n={r.n_paired}): {r.verdict}"
+                f"{self._n_text(r)}): {r.verdict}"
             )
         counts = self.rows["status"].value_counts().to_dict() if len(self.rows) else {}
         lines.append(
@@ -112,6 +112,14 @@ class Comparison:
             if len(reg) > max_rows:
                 lines.append(f"  ... and {len(reg) - max_rows} more")
         return "\n".join(lines)
+
+    def _title(self) -> str:
+        """The first line of ``report()``."""
+        return f"compare {self.a.eval_id} ({self.a.label}) -> {self.b.eval_id} ({self.b.label})"
+
+    def _n_text(self, row: Any) -> str:
+        """How many samples a summary row's test saw, as ``report()`` shows it."""
+        return f"n={row.n_paired}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
