@@ -42,6 +42,21 @@ def dataset() -> None:
 )
 @click.option("--tag", "tags", multiple=True, help="Tag the new samples; repeatable.")
 @click.option("--id", "sample_id", help="Sample id (default: a hash of the input).")
+@click.option(
+    "--from-runs", is_flag=True, help="Sample the recorded runs of --version into the dataset."
+)
+@click.option("--version", "version", metavar="V", help="With --from-runs: a label, id or prefix.")
+@click.option(
+    "--sample",
+    "sample_size",
+    default="100%",
+    show_default=True,
+    metavar="N|P%",
+    help="With --from-runs: a share of the runs (5%) or a count (50).",
+)
+@click.option("--since", metavar="DURATION", help="With --from-runs: runs of the last 1h, 30m, 2d.")
+@click.option("--limit", type=int, metavar="N", help="With --from-runs: at most N samples.")
+@click.option("--seed", default=0, show_default=True, help="With --from-runs: the sampling seed.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_obj
 def dataset_add(
@@ -53,20 +68,55 @@ def dataset_add(
     expect_text: str | None,
     tags: tuple[str, ...],
     sample_id: str | None,
+    from_runs: bool,
+    version: str | None,
+    sample_size: str,
+    since: str | None,
+    limit: int | None,
+    seed: int,
     as_json: bool,
 ) -> None:
-    """Add samples to dataset NAME: recorded runs (--trace ID), or an input (--topic, --data).
+    """Add samples to dataset NAME: recorded runs (--trace ID), an input (--topic, --data), or
+    a seeded sample of a version's production runs (--from-runs --version V --sample 5%).
 
     A recorded run's payloads become the sample's expectations unless --expect is given."""
     from wistro.eval.dataset import Dataset
 
-    if not trace_ids and not topic:
-        fail("give --trace ID (a recorded run) or --topic TOPIC --data JSON")
+    if from_runs and not version:
+        fail("--from-runs needs --version V (a label, a version id or a prefix of one)")
+    if version and not from_runs:
+        fail("--version goes with --from-runs")
+    if not trace_ids and not topic and not from_runs:
+        fail("give --trace ID (a recorded run), --topic TOPIC --data JSON or --from-runs")
     expected = parse_payload(expect_text) if expect_text else None
     if expected is not None and not isinstance(expected, dict):
         fail('--expect must be a JSON object: {"topic": {...}}')
     ds = Dataset(name, root=_root(obj))
     added = []
+    if from_runs:
+        from wistro.eval.live import live_versions_of
+        from wistro.eval.recorded import parse_sample, sample_runs, since_timestamp
+
+        parse_sample(sample_size)  # bad input fails before the app loads
+        since_timestamp(since)
+        app = obj.app(state="memory")
+        wanted = str(version)
+
+        async def go() -> Any:
+            try:
+                versions = await live_versions_of(app)
+                return sample_runs(
+                    app, wanted, sample_size, since=since, seed=seed, limit=limit, live=versions
+                )
+            finally:
+                await app.aclose()
+
+        samples = run_async(go)
+        if tags:
+            for s in samples:
+                s.tags = sorted({*s.tags, *tags})
+        ds.extend(samples)
+        added += samples
     if trace_ids:
         app = obj.app(state="memory")
         try:
@@ -236,21 +286,61 @@ def eval_list(obj: Obj, as_json: bool) -> None:
 
 
 @eval_group.command("compare")
-@click.argument("a")
-@click.argument("b")
+@click.argument("a", required=False)
+@click.argument("b", required=False)
+@click.option(
+    "--live",
+    is_flag=True,
+    help="A and B are live versions (label, id or prefix): compare their recorded runs.",
+)
+@click.option(
+    "--since",
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    help="With --live: the runs of the last 90s, 30m, 1h, 2d.",
+)
+@click.option(
+    "--scorer",
+    "scorer_specs",
+    multiple=True,
+    metavar="SPEC",
+    help="With --live: a scorer besides error_free and latency_ms (emitted:TOPIC, ...); repeatable.",
+)
 @click.option("--fail-on-regression", is_flag=True, help="Exit 1 when b regressed against a.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_obj
-def eval_compare(obj: Obj, a: str, b: str, fail_on_regression: bool, as_json: bool) -> None:
-    """Compare eval A (baseline) with eval B: ids, id prefixes, `latest` or `latest~1`."""
+def eval_compare(
+    obj: Obj,
+    a: str | None,
+    b: str | None,
+    live: bool,
+    since: str,
+    scorer_specs: tuple[str, ...],
+    fail_on_regression: bool,
+    as_json: bool,
+) -> None:
+    """Compare eval A (baseline) with eval B: ids, id prefixes, `latest` or `latest~1`.
+
+    With --live, A and B are two versions running in production: their runs since --since are
+    compared with the same statistics (paired on the inputs both ran, else unpaired)."""
     from wistro.eval.compare import compare_two
     from wistro.eval.results import EvalResult
 
-    root = _root(obj)
-    ra, rb = EvalResult.load(a, root), EvalResult.load(b, root)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the notes are in the report
-        cmp = compare_two(ra, rb)
+    if a is None or b is None:
+        if live:
+            fail("--live compares two versions: wistro eval compare --live A B [--since 1h]")
+        fail("compare needs two evals: wistro eval compare A B")
+    if live:
+        ra, rb, cmp = _compare_live(obj, a, b, since, scorer_specs)
+    elif scorer_specs:
+        fail("--scorer goes with --live (an eval's scorers are those it ran)")
+    else:
+        root = _root(obj)
+        ra, rb = EvalResult.load(a, root), EvalResult.load(b, root)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the notes are in the report
+            cmp = compare_two(ra, rb)
     if as_json:
         emit_json(cmp.to_dict())
     else:
@@ -258,5 +348,28 @@ def eval_compare(obj: Obj, a: str, b: str, fail_on_regression: bool, as_json: bo
             click.echo(click.style(f"warning: {w}", fg="yellow"), err=True)
         click.echo(cmp.report())
     if fail_on_regression and cmp.has_regression:
+        if live:
+            fail(cmp.verdict().removeprefix("verdict: "))
         n = len(cmp.regressions)
         fail(f"{rb.label} regressed against {ra.label}: {n} sample(s) worse")
+
+
+def _compare_live(
+    obj: Obj, a: str, b: str, since: str, scorer_specs: tuple[str, ...]
+) -> tuple[Any, Any, Any]:
+    from wistro.eval.live import acompare_live
+    from wistro.eval.recorded import since_timestamp
+    from wistro.eval.scorers import from_spec
+
+    since_timestamp(since)  # bad input fails before the app loads
+    scorers = [from_spec(s) for s in scorer_specs]
+    app = obj.app(state="memory")
+
+    async def go() -> Any:
+        try:
+            return await acompare_live(app, a, b, since=since, scorers=scorers)
+        finally:
+            await app.aclose()
+
+    cmp = run_async(go)
+    return cmp.a, cmp.b, cmp
