@@ -97,10 +97,12 @@ def trace_html(trace: dict[str, Any], *, step: str | None = None, status: str | 
         for s in trace.get("spans") or []
         if (step is None or s.get("step") == step) and (status is None or s.get("status") == status)
     ]
+    version = f"version <code>{_e(run['version'])}</code> · " if run.get("version") else ""
     header = (
         f'<div class="wistro-trace"><b>trace</b> <code>{_e(run.get("trace_id"))}</code> '
         f"{status_badge(run.get('status'))} {_e(run.get('trigger'))} "
         f"<code>{_e(run.get('topic'))}</code> {_ms(run.get('duration_ms'))} · "
+        f"{version}"
         f"{_e(run.get('n_events'))} events, {_e(run.get('n_errors'))} errors"
     )
     parts = [header]

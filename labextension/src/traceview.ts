@@ -94,7 +94,13 @@ export function renderTraceView(model: AnyModel, el: HTMLElement): Cleanup {
     const st = token(run.status ?? "unknown");
     statusBadge.className = `wistro-status wistro-run-status status-${st}`;
     statusBadge.textContent = String(run.status ?? "—");
-    title.textContent = [run.topic, run.trigger ? `(${run.trigger})` : ""].filter(Boolean).join(" ");
+    title.textContent = [
+      run.topic,
+      run.trigger ? `(${run.trigger})` : "",
+      run.version ? `· version ${run.version}` : "",
+    ]
+      .filter(Boolean)
+      .join(" ");
     traceId.textContent = run.trace_id ? String(run.trace_id) : "";
     renderDuration();
     const spans = data.spans ?? [];

@@ -66,6 +66,7 @@ export interface TraceRun {
   status?: string;
   topic?: string;
   trigger?: string;
+  version?: string | null;
   start?: number | null;
   end?: number | null;
 }

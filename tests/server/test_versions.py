@@ -108,6 +108,12 @@ async def test_a_split_between_two_live_versions(
     for r in runs:  # both steps of every run ran on the run's version: no mixing
         order = r.events["data"].iloc[0]["id"]
         assert json.loads(first[order]) == json.loads(last[order]) == by_id[r.version]
+    shown = app.runs(limit=1000)  # each run's version, in the DataFrame and the trace view
+    assert set(shown["version"]) == {ids["v1"], ids["v2"]}
+    from wistro_jupyter.reprs import trace_html
+
+    html = trace_html(app.trace(runs[0].trace_id))
+    assert f"version <code>{runs[0].version}</code>" in html
     traffic = json.loads(await asyncio.to_thread(run, "traffic", "--json", cwd=checkouts["v1"]))
     observed = {row["name"]: row["observed"] for row in traffic["rows"]}
     assert abs(observed["v1"] - 25) <= 5 and abs(observed["v2"] - 75) <= 5, traffic
