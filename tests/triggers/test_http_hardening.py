@@ -343,6 +343,9 @@ async def test_bodies_must_be_declared_json(served: Callable[..., Any]) -> None:
         # a body-less request without Content-Type stays fine
         resp = await client.post("/echo/x?limit=2")
         assert resp.status_code == 200 and resp.json()["body"] is None
+        # a single-valued query parameter given twice is refused, never "the last one wins"
+        resp = await client.post("/echo/x?limit=2&limit=3")
+        assert resp.status_code == 422 and "limit" in resp.text, resp.text
         resp = await client.post("/hooks/thing")  # reaches validation: the body is required
         error_of(resp, 422, "validation_error")
 

@@ -68,6 +68,15 @@ class _QueryShape:
         for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
             if key in self.arrays:
                 out.setdefault(key, []).append(_coerce(value, self.arrays[key], self.strict))
+            elif key in out:  # a single-valued parameter given again: never "the last one
+                # wins" (validation refuses a list where the schema wants one value)
+                seen = out[key]
+                out[key] = [*(seen if isinstance(seen, _Repeated) else [seen]), value]
+                out[key] = _Repeated(out[key])
             else:
                 out[key] = _coerce(value, self.scalars.get(key, set()), self.strict)
         return out
+
+
+class _Repeated(list[Any]):
+    """The values of a single-valued query parameter given more than once."""
