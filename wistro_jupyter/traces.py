@@ -144,3 +144,54 @@ def empty(topic: str, data: Any = None) -> TraceData:
         "logs": [],
         "state_ops": [],
     }
+
+
+def _log_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (r.get("ts"), r.get("span_id"), r.get("message"))
+
+
+def _op_key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (r.get("ts"), r.get("span_id"), r.get("op"), r.get("key"))
+
+
+def _union(
+    local: list[dict[str, Any]], stored: list[dict[str, Any]], key: Any, order: Any
+) -> list[dict[str, Any]]:
+    seen = {key(r) for r in local}
+    out = local + [r for r in stored if key(r) not in seen]
+    out.sort(key=order)
+    return out
+
+
+def _span_order(s: dict[str, Any]) -> tuple[float, str]:
+    return (s.get("start") or 0.0, str(s.get("id") or ""))
+
+
+def _ts(r: dict[str, Any]) -> float:
+    return float(r.get("ts") or 0.0)
+
+
+def with_stored(local: TraceData, stored: TraceData, *, dead_letters: int = 0) -> TraceData:
+    """A live run's data (``RunSnapshot``) with what other processes wrote of it to the shared
+    trace store (``from_stored``): each record once, in time order. The run record is the local
+    one; while it runs, its counts are those of the merged records (``dead_letters``: how many
+    the store holds). A span both have is the one that ended, else the local one."""
+    spans = {s["id"]: s for s in stored.get("spans", [])}
+    for s in local.get("spans", []):
+        other = spans.get(s["id"])
+        if other is None or s.get("end") is not None or other.get("end") is None:
+            spans[s["id"]] = s
+    events = {e["id"]: e for e in stored.get("events", [])}
+    events.update((e["id"], e) for e in local.get("events", []))
+    run = dict(local["run"])
+    if run.get("end") is None:
+        run["n_events"] = len(events)
+        refused = sum(1 for e in events.values() if e.get("error"))
+        run["n_errors"] = max(int(run.get("n_errors") or 0), refused + dead_letters)
+    return {
+        "run": run,
+        "spans": sorted(spans.values(), key=_span_order),
+        "events": sorted(events.values(), key=_ts),
+        "logs": _union(local.get("logs", []), stored.get("logs", []), _log_key, _ts),
+        "state_ops": _union(local.get("state_ops", []), stored.get("state_ops", []), _op_key, _ts),
+    }

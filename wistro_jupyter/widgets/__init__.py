@@ -6,13 +6,15 @@ keeps the synced traits current from an engine ``Observer``; updates are coalesc
 ~20 messages a second and the final state is always sent. Observers are removed when a widget
 is closed, and a ``TraceView`` lets go of the engine as soon as its run has ended.
 
-The modules, each importing only those above it (``trace_hub`` names ``TraceView`` for the type
-checker only):
+The modules, each importing only those above it (``trace_hub`` and ``remote`` name
+``TraceView`` for the type checker only):
 
 - ``base`` - the bundles (``STATIC``, ``WISTRO_WIDGETS_ESM``, ``bundle_path``, ``bundle_source``,
   ``missing_bundle_message``, ``WidgetBundleMissing``) and ``_WistroWidget``, the anywidget base;
 - ``throttle`` - ``Throttle``: at most one update per ``INTERVAL_S``;
 - ``trace_hub`` - ``TraceHub``, the engine observer of every live ``TraceView``;
+- ``remote`` - ``RemotePoll``: a live ``TraceView`` whose run other processes run (an attached
+  notebook) reads it from the shared trace store (``remote_polls``: how many do now);
 - ``flow_graph`` - ``FlowGraph`` and ``render_graph``;
 - ``trace_view`` - ``TraceView``;
 - ``live`` - ``live_observers``: how many widget observers an engine has.
@@ -34,6 +36,10 @@ from wistro_jupyter.widgets.flow_graph import FlowGraph as FlowGraph
 from wistro_jupyter.widgets.flow_graph import _live_graphs as _live_graphs
 from wistro_jupyter.widgets.flow_graph import render_graph as render_graph
 from wistro_jupyter.widgets.live import live_observers as live_observers
+from wistro_jupyter.widgets.remote import MAX_REMOTE_VIEWS as MAX_REMOTE_VIEWS
+from wistro_jupyter.widgets.remote import POLL_INTERVAL_S as POLL_INTERVAL_S
+from wistro_jupyter.widgets.remote import RemotePoll as RemotePoll
+from wistro_jupyter.widgets.remote import remote_polls as remote_polls
 from wistro_jupyter.widgets.throttle import INTERVAL_S as INTERVAL_S
 from wistro_jupyter.widgets.throttle import Throttle as Throttle
 from wistro_jupyter.widgets.trace_hub import MAX_LIVE_TRACE_VIEWS as MAX_LIVE_TRACE_VIEWS

@@ -1,16 +1,26 @@
 """``TraceView``: one run (spans, events, logs, state changes, errors), live while it is in
-flight through the engine's ``TraceHub``."""
+flight through the engine's ``TraceHub``, and through a ``RemotePoll`` of the shared trace store
+when the run's steps run in other processes (a notebook attached to a shared bus)."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any
 
 import traitlets as t
 
 from wistro_jupyter import reprs
-from wistro_jupyter.traces import RunSnapshot, TraceData, empty, from_run, from_stored
+from wistro_jupyter.traces import (
+    RunSnapshot,
+    TraceData,
+    empty,
+    from_run,
+    from_stored,
+    with_stored,
+)
 from wistro_jupyter.widgets.base import _WistroWidget
+from wistro_jupyter.widgets.remote import RemotePoll, polls_remote
 from wistro_jupyter.widgets.throttle import Throttle
 from wistro_jupyter.widgets.trace_hub import TraceHub, trace_hub
 
@@ -52,6 +62,11 @@ class TraceView(_WistroWidget):
         self._trace_id = ""
         self._snapshot: RunSnapshot | None = None
         self._hub: TraceHub | None = None
+        self._remote: RemotePoll | None = None  # polls the shared trace store (attached notebook)
+        self._stored: TraceData | None = None  # what the last poll read of the run
+        self._stored_dead = 0
+        self.warning: str | None = None  # the store could not be read while the run was live
+        self._warning_line: dict[str, Any] | None = None
         self._throttle = Throttle(self._push)
         self._done: asyncio.Event | None = None
         super().__init__(trace=trace or empty(""), **kwargs)
@@ -89,19 +104,58 @@ class TraceView(_WistroWidget):
         self._throttle.engine = engine
         self._hub = trace_hub(engine)
         self._hub.add(self)
+        if polls_remote(engine):
+            poll = RemotePoll(self, engine)
+            self._remote = poll
+            if not poll.start():
+                self._remote = None
         self._throttle.flush()
 
     def detach(self) -> None:
         hub, self._hub = self._hub, None
         if hub is not None:
             hub.remove(self)
+        remote, self._remote = self._remote, None
+        if remote is not None:
+            remote.stop()
         self._throttle.cancel()
+
+    @property
+    def polling(self) -> bool:
+        """Whether the view polls the shared trace store for its run now."""
+        return self._remote is not None and self._remote.running
+
+    def _remote_update(self, stored: dict[str, Any]) -> None:
+        """What the shared trace store holds of the run now (``RemotePoll``)."""
+        data = from_stored(stored)
+        dead = len(stored.get("dead_letters") or ())
+        if data == self._stored and dead == self._stored_dead:
+            return
+        self._stored, self._stored_dead = data, dead
+        self._throttle.mark()
+
+    def _remote_warning(self, message: str) -> None:
+        """One line in the view's logs while the run is live (the final run replaces it)."""
+        self.warning = message
+        self._warning_line = {
+            "ts": time.time(),
+            "trace_id": self._trace_id,
+            "level": "warning",
+            "message": message,
+            "step": None,
+            "span_id": None,
+            "fields": {},
+        }
+        self._throttle.mark()
 
     @property
     def attached(self) -> bool:
         return self._hub is not None
 
     def _run_ended(self) -> None:
+        if self._stored is not None and self.run is not None:
+            # the engine merged the stored records into the run: convert it afresh
+            self._snapshot = RunSnapshot(self.run)
         self._throttle.flush()
         self.detach()
         if self._done is not None:
@@ -118,8 +172,15 @@ class TraceView(_WistroWidget):
             self._done.set()
 
     def _push(self) -> None:
-        if self._snapshot is not None:
-            self.trace = self._snapshot.data()
+        if self._snapshot is None:
+            return
+        data = self._snapshot.data()
+        if self._stored is not None:
+            data = with_stored(data, self._stored, dead_letters=self._stored_dead)
+        run = self.run
+        if self._warning_line is not None and run is not None and not run.done:
+            data = {**data, "logs": [*data["logs"], self._warning_line]}
+        self.trace = data
 
     def close(self) -> None:
         self.detach()
