@@ -4,15 +4,13 @@ processes (on the project's shared bus), emits into it, and gets whole runs back
 from __future__ import annotations
 
 import subprocess
-import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from jupyter_support import cell
+from jupyter_support import cell, start_worker
 
 from wistro.core.run import Run
 
@@ -40,17 +38,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[subproc
     (root / "src" / "split.step.py").write_text(textwrap.dedent(SPLIT), encoding="utf-8")
     (root / "src" / "record.step.py").write_text(textwrap.dedent(RECORD), encoding="utf-8")
     monkeypatch.chdir(root)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "wistro", "worker", "--no-lock"],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert worker.stdout is not None
-    deadline = time.monotonic() + 30
-    while "worker ready" not in (line := worker.stdout.readline()):
-        assert line and time.monotonic() < deadline, "the worker did not start"
+    worker = start_worker(root)
     yield worker
     worker.terminate()
     worker.wait(30)
