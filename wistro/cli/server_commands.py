@@ -129,10 +129,22 @@ def start(obj: Obj, host: str, port: int, grace_s: float, no_workers: bool) -> N
     help="Deliveries of one step running at once in this worker (caps each step's own).",
 )
 @click.option("--no-lock", is_flag=True, help="Scan the step files instead of the lock (dev).")
+@click.option(
+    "--data-from",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Use the bus, state and traces of the project in this folder (as its wistro.yml sets "
+    "them) instead of this project's own: how `wistro dev --versions` runs a revision's worker.",
+)
 @grace_option
 @pass_obj
 def worker(
-    obj: Obj, step_names: str | None, concurrency: int | None, no_lock: bool, grace_s: float
+    obj: Obj,
+    step_names: str | None,
+    concurrency: int | None,
+    no_lock: bool,
+    data_from: Path | None,
+    grace_s: float,
 ) -> None:
     """Take deliveries from the shared bus (local or redis) and run them until SIGTERM."""
     from wistro.server.worker import run_worker
@@ -145,6 +157,7 @@ def worker(
         concurrency=concurrency,
         grace_s=grace_s,
         use_lock=not no_lock,
+        data_from=data_from,
     )
 
 

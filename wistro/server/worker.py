@@ -8,11 +8,14 @@ import contextlib
 import os
 import signal
 import time
+from pathlib import Path
+from typing import Any
 
 import click
 
-from wistro.app import App
+from wistro.app import App, make_bus, make_state, make_store
 from wistro.errors import ConfigError
+from wistro.project.paths import load_project
 
 
 async def _work(app: App, started: float, grace_s: float) -> None:
@@ -60,10 +63,14 @@ def run_worker(
     concurrency: int | None = None,
     grace_s: float = 30.0,
     use_lock: bool = True,
+    data_from: str | Path | None = None,
 ) -> None:
     started = time.perf_counter()
     load = App.from_lock if use_lock else App.load
-    app = load(project, env=env, bus_default="local", steps=steps)
+    hosted = _Hosted(steps)
+    shared = _data_of(data_from, env, hosted) if data_from is not None else {}
+    app = load(project, env=env, bus_default="local", steps=steps, **shared)
+    hosted.app = app
     if steps:
         for name in steps:
             app.registry.get(name)  # an unknown name fails here, with a suggestion
@@ -74,3 +81,26 @@ def run_worker(
             if record.concurrency is None or record.concurrency > concurrency:
                 record.concurrency = concurrency
     asyncio.run(_work(app, started, grace_s))
+
+
+class _Hosted:
+    """The steps a worker on another project's bus takes: ``--steps``, else every step of its
+    own registry that subscribes to a topic (known once the app is loaded; asked at start)."""
+
+    def __init__(self, steps: list[str] | None) -> None:
+        self.steps = steps
+        self.app: App | None = None
+
+    def __call__(self) -> list[str] | None:
+        if self.steps is not None or self.app is None:
+            return self.steps
+        return [r.name for r in self.app.engine.registry if r.subscribes]
+
+
+def _data_of(folder: str | Path, env: str, hosted: _Hosted) -> dict[str, Any]:
+    """``--data-from``: the bus, state and trace store of the project in ``folder``, as its
+    wistro.yml sets them (``wistro dev --versions`` runs each revision's worker on the bus,
+    state and traces of the checkout it was started in)."""
+    project = load_project(folder, env)
+    bus = make_bus(project, None, hosted, default="local")
+    return {"bus": bus, "state": make_state(project, None), "traces": make_store(project, None)}
