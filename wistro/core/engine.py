@@ -61,7 +61,9 @@ from wistro.tracing.store import TraceStore
 from wistro.tracing.traceparent import parse_traceparent
 
 _now = time.time
-_current_task = asyncio.current_task
+# asyncio.current_task is a Python function in 3.11 (~0.4 µs a call); its table, read directly,
+# is a dict lookup. The watchdog's map of running spans is kept on every delivery.
+_current_tasks: dict[Any, Any] | None = getattr(asyncio.tasks, "_current_tasks", None)
 MAX_BACKOFF_S = 30.0
 
 
@@ -424,7 +426,9 @@ class Engine(Versions, SharedBusRuns):
         observers = self.observers
         if observers:
             notify(observers, "on_span_start", span)
-        task = _current_task()
+        task = (
+            _current_tasks.get(self.loop) if _current_tasks is not None else asyncio.current_task()
+        )
         running = self._running
         running[task] = (span, run)
         ctx = Context(self, step, run, span.id, d.event.id)
