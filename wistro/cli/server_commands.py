@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from wistro.cli.group import main, pass_obj
-from wistro.cli.support import Obj, emit_json
+from wistro.cli.support import Obj, emit_json, fail
 from wistro.tooling import console
 
 # ---------------------------------------------------------------- cron
@@ -87,15 +87,57 @@ grace_option = click.option(
 
 @main.command()
 @click.option("--no-reload", is_flag=True, help="Do not watch step files.")
+@click.option(
+    "--versions",
+    "revisions",
+    metavar="REV,REV[,...]",
+    default=None,
+    help="Run each git revision (`.`: the working tree) in a worker process of its own, from a "
+    "temporary worktree, with the traffic split between them (docs/versions.md).",
+)
+@click.option(
+    "--split",
+    metavar="W,W[,...]",
+    default=None,
+    help="With --versions: the weight of each revision, in its order (default: equal).",
+)
 @host_option
 @port_option
 @grace_option
 @pass_obj
-def dev(obj: Obj, no_reload: bool, host: str, port: int, grace_s: float) -> None:
+def dev(
+    obj: Obj,
+    no_reload: bool,
+    revisions: str | None,
+    split: str | None,
+    host: str,
+    port: int,
+    grace_s: float,
+) -> None:
     """Run the engine, HTTP endpoints and cron jobs, with hot reload and a live log."""
     from wistro.server.serve import run_dev
 
-    run_dev(obj.project, obj.env, reload=not no_reload, host=host, port=port, grace_s=grace_s)
+    if revisions is None:
+        if split is not None:
+            fail("--split needs --versions, e.g. --versions HEAD~1,HEAD --split 25,75")
+        run_dev(obj.project, obj.env, reload=not no_reload, host=host, port=port, grace_s=grace_s)
+        return
+    from wistro.eval.version import checkout
+    from wistro.server.versions_dev import parse_revisions, parse_split, run_dev_versions
+
+    names = parse_revisions(revisions)
+    weights = parse_split(split, len(names))
+    run_dev_versions(
+        obj.project,
+        obj.env,
+        names,
+        weights,
+        checkout,
+        reload=not no_reload,
+        host=host,
+        port=port,
+        grace_s=grace_s,
+    )
 
 
 @main.command()

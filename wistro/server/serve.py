@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,10 @@ async def _serve(
     host: str,
     port: int,
     grace_s: float = 30.0,
+    on_abort: Callable[[], None] | None = None,
 ) -> None:
+    """Serve until SIGTERM/Ctrl-C, then stop gracefully; a second signal exits at once, after
+    ``on_abort`` (``wistro dev --versions``: kill the workers, remove the worktrees)."""
     from wistro.server.control import (
         control_routes,
         new_token,
@@ -93,6 +97,8 @@ async def _serve(
         signals += 1
         if signals > 1:  # a second Ctrl-C / SIGTERM: stop waiting for in-flight work
             click.echo("stopping now: in-flight work is abandoned", err=True)
+            if on_abort is not None:
+                on_abort()
             os._exit(130)
         stop.set()
 
@@ -229,6 +235,11 @@ def bus_summary(app: App) -> str:
     return bus.name if bus.consume else f"{bus.name}, no workers"
 
 
+def watched(app: App) -> list[Path]:
+    """What hot reload watches: the step folder and wistro.yml."""
+    return [app.project.src] + ([app.project.config_file] if app.project.config_file else [])
+
+
 def run_dev(
     project: str | None,
     env: str,
@@ -241,8 +252,7 @@ def run_dev(
     app = App.load(project, env=env, bus_default="local")
     for line in load_error_lines(app):
         click.echo(line)
-    watch = [app.project.src] + ([app.project.config_file] if app.project.config_file else [])
-    asyncio.run(_serve(app, started, watch if reload else None, host, port, grace_s))
+    asyncio.run(_serve(app, started, watched(app) if reload else None, host, port, grace_s))
 
 
 def run_start(
