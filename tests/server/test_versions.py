@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
+import subprocess
 import textwrap
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from processes import Server, run
+from processes import WISTRO, Server, env, run
 
 import wistro
 
@@ -131,7 +133,13 @@ async def test_a_split_between_two_live_versions(
     assert len(moved) / 400 <= 0.25 + 0.05, len(moved)
     assert all(after[c] == ids["v2"] for c in moved)  # only toward the version that gained
 
+    # A fresh `wistro emit` process routes its first event by the split too.
+    await asyncio.to_thread(run, "traffic", "set", "v1=0", "v2=100", cwd=checkouts["v1"])
+    await asyncio.to_thread(run, "emit", "order", '{"id": "cli-1"}', cwd=checkouts["v1"])
+    assert json.loads((await state.get_group("first"))["cli-1"]) == "v2"
+
     # v2's worker dies: once it is no longer live, new traces all go to v1, with a warning.
+    await app.set_traffic({"v1": 25, "v2": 75})
     workers["v2"].proc.send_signal(signal.SIGKILL)
     async with asyncio.timeout(30):
         while ids["v2"] in app.engine.router.live:
@@ -139,16 +147,16 @@ async def test_a_split_between_two_live_versions(
             await app.engine.refresh_versions()
     rest = await _emit(app, [{"id": f"d{i}", "customer": f"c{i}"} for i in range(100)])
     assert {r.version for r in rest} == {ids["v1"]}
-    out = await asyncio.to_thread(run, "traffic", cwd=checkouts["v1"])
-    assert "v2" in out and "no" in out, out
+    shown = await asyncio.to_thread(
+        subprocess.run, [*WISTRO, "traffic"], cwd=checkouts["v1"], capture_output=True,
+        text=True, env=env(), timeout=60,
+    )  # fmt: skip
+    assert re.search(r"^v2\s+no\s+75\.0%\s+0\.0%", shown.stdout, re.M), shown.stdout
+    assert "warning: version v2 has no live workers" in shown.stderr, shown.stderr
     await app.aclose()
 
 
 def test_traffic_set_refuses_bad_weights_with_one_line(checkouts: dict[str, Path]) -> None:
-    import subprocess
-
-    from processes import WISTRO, env
-
     for args, expected in [
         (["v1=25", "v2=-5"], "traffic.v2"),
         (["v1"], "expected VERSION=WEIGHT"),

@@ -51,6 +51,8 @@ async def call(
     A valid W3C ``traceparent`` (``run.traceparent``) travels with the run's deliveries.
     """
     engine.start()
+    if engine._shared:
+        await engine.versions_known()
     caller = parse_traceparent(traceparent)
     run = Run(new_trace_id(), topic, trigger, _now(), engine.worker)
     # The handler runs here (it answers the request); what it emits goes to the run's version.
@@ -120,6 +122,8 @@ async def replay(engine: Engine, dead: dict[str, Any] | DeadLetter, wait: bool =
     step = engine.registry.get(dead["step"])
     data = json.loads(dead["data_json"])
     payload = engine.registry.topics.validator(dead["topic"])(data)
+    if engine._shared:
+        await engine.versions_known()
     run = Run(new_trace_id(), dead["topic"], "replay", _now(), engine.worker)
     run.record.version = engine.route(payload, run.trace_id)
     engine.runs[run.trace_id] = run

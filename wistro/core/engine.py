@@ -285,6 +285,8 @@ class Engine(Versions, SharedBusRuns):
         while self.in_flight >= self.config.max_in_flight:
             self._capacity.clear()
             await self._capacity.wait()
+        if self._shared:
+            await self.versions_known()
         run = Run(new_trace_id(), topic, trigger, _now(), self.worker)
         run.record.version = self.route(payload, run.trace_id)
         if parse_traceparent(traceparent):

@@ -20,6 +20,7 @@ from wistro.core.routing import REFRESH_S, Router
 from wistro.versions.live import live_versions
 
 logger = logging.getLogger("wistro.traffic")
+FIRST_READ_S = 5.0
 
 
 class Versions:
@@ -32,12 +33,14 @@ class Versions:
     version_label: str | None
     _versions_task: asyncio.Task[None] | None
     _refresh_now: asyncio.Event | None
+    _versions_known: asyncio.Event | None  # set once the live versions were read
 
     def _init_versions(self) -> None:
         self.router = Router()
         self.version_label = None
         self._versions_task = None
         self._refresh_now = None
+        self._versions_known = None
 
     @property
     def version(self) -> str | None:
@@ -53,6 +56,17 @@ class Versions:
         """The version a new run goes to (the traffic split, at the root of the trace)."""
         return self.router.choose(payload, trace_id) if self._shared else self.router.own
 
+    async def versions_known(self) -> None:
+        """Until the live versions and the split were read once (at most ``FIRST_READ_S``): the
+        first runs of a process that just started are routed like the others."""
+        known = self._versions_known
+        if known is None or known.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(FIRST_READ_S):
+                await known.wait()
+        known.set()  # the bus did not answer in time: route with what is known (a warning said)
+
     def _start_versions(self, loop: asyncio.AbstractEventLoop, steps: int) -> None:
         if self._versions_task is not None:
             self._versions_task.cancel()
@@ -63,6 +77,7 @@ class Versions:
         if self.bus.consume:
             info = WorkerInfo(self.worker, self.router.own, self.version_label, time.time(), steps)
         self._refresh_now = asyncio.Event()
+        self._versions_known = asyncio.Event()
         self._versions_task = loop.create_task(self._versions_loop(info), name="wistro-versions")
 
     async def _versions_loop(self, info: WorkerInfo | None) -> None:
@@ -74,6 +89,8 @@ class Versions:
                     await self.bus.register(info)
                     registered = True
                 await self.refresh_versions()
+                if self._versions_known is not None:
+                    self._versions_known.set()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # the bus is unreachable for a while: keep what we knew
