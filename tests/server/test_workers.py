@@ -202,3 +202,30 @@ def test_a_worker_on_the_memory_bus_says_it_needs_a_shared_one(tmp_path: Path) -
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "a worker needs a shared bus" in lines[0], res.stderr
     assert "bus.adapter" in lines[0]
+
+
+async def test_a_worker_is_woken_by_a_publish_not_found_by_its_fallback_look(
+    project: Path, servers: list[Server]
+) -> None:
+    """Runs handed to a worker process one after the other each take a round trip, not the
+    bus's once-a-second fallback look at the journal (the local bus sends a wake-up after a
+    commit with deliveries anyone may take)."""
+    import statistics
+    import time
+
+    import wistro
+    from wistro.bus.local import FALLBACK_S
+
+    worker = Server("worker", cwd=project)
+    servers.append(worker)
+    await worker.await_line(r"^worker ready: workers", timeout=30)
+    app = wistro.load(project, consume=False, bus_default="local")
+    took = []
+    async with asyncio.timeout(60):
+        for i in range(10):
+            t0 = time.perf_counter()
+            run_ = await app.emit("job.requested", {"n": 1000 + i})
+            took.append(time.perf_counter() - t0)
+            assert run_.status == "ok"
+    await app.aclose()
+    assert statistics.median(took) < FALLBACK_S / 2, took

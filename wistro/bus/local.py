@@ -226,7 +226,7 @@ class LocalBus(EventBus):
 
     def pending(self) -> int:
         queued = self._lanes.queued() if self._lanes else 0
-        return queued + sum(1 for op in self._ops if op[0] == INSERT and op[6] is None)
+        return queued + sum(1 for op in self._ops if op[0] == INSERT and op[7] is None)
 
     # -- the committer -----------------------------------------------------------------------
 
@@ -271,7 +271,7 @@ class LocalBus(EventBus):
                 for _trace_id, fut in runs:
                     if not fut.done():
                         fut.set_result(None)
-                if any(op[0] == INSERT and op[6] is None for op in ops):
+                if any(op[0] == INSERT and op[7] is None for op in ops):
                     self._kick_take.set()  # rows anyone may take (here, or in other processes)
                     if self._waker:
                         self._waker.wake_others()
