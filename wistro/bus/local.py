@@ -271,10 +271,12 @@ class LocalBus(EventBus):
                 for _trace_id, fut in runs:
                     if not fut.done():
                         fut.set_result(None)
-                if any(op[0] == INSERT and op[7] is None for op in ops):
-                    self._kick_take.set()  # rows anyone may take (here, or in other processes)
+                free = [op for op in ops if op[0] == INSERT and op[7] is None]
+                if free:  # rows anyone may take: other processes, and this one if it has room
                     if self._waker:
                         self._waker.wake_others()
+                    if self._may_take(free):
+                        self._kick_take.set()
                 elif (  # ends other processes wait for
                     self._announced_elsewhere
                     and self._waker
@@ -294,6 +296,20 @@ class LocalBus(EventBus):
         if self._ops:
             self._idle_only = False
             self._kick_commit.set()
+
+    def _may_take(self, free: list[tuple[Any, ...]]) -> bool:
+        """Whether this process could take one of these rows now (a row left free because its
+        step's lane was full is taken when the lane has room: the take loop waits for that)."""
+        lanes = self._lanes
+        if not self.consume or lanes is None:
+            return False
+        for op in free:
+            if op[5] > 0:  # due later: the take loop times its next look by the earliest
+                return True
+            d: Delivery = op[4]
+            if d.version in (None, self.version) and self._hosts(d.step) and lanes.room(d.step) > 0:
+                return True
+        return False
 
     def _lazy_due(self) -> bool:
         return time.monotonic() - self._lazy_since >= COALESCE_S
