@@ -36,12 +36,12 @@ from wistro.bus.base import (
     Deliver,
     Delivery,
     EventBus,
-    RunEnded,
     RunOpened,
     WorkerInfo,
 )
 from wistro.bus.journal import ACK, ANNOUNCE, INSERT, NOTE, OPEN, RELEASE, UNLEASE, Busy, Journal
 from wistro.bus.lanes import Lanes
+from wistro.bus.local_commit import IDLE_S, Committer
 from wistro.bus.wake import Waker
 from wistro.processes import gone_here, worker_name
 
@@ -51,15 +51,9 @@ _now = time.time
 FALLBACK_S = 1.0  # look at the journal at least this often while there is anything to look for
 KEEP_S = 2.0  # renew leases and look for dead processes' deliveries at least this often
 LIVE_S = 3 * KEEP_S  # a registered worker not heard from for this long is not live
-# A batch this small is committed on the event loop (a few µs per operation, no thread hop of
-# ~100 µs); larger ones, and any batch that finds the journal busy, on the bus's thread.
-INLINE_MAX = 2_000
-COALESCE_S = 0.002  # a commit waits at most this long for a burst of operations to end
-IDLE_S = 0.05  # announcements of runs waited for here wait this long for a commit to join
-CHECKPOINT_EVERY = 200  # commits on the loop between two checkpoints on the bus's thread
 
 
-class LocalBus(EventBus):
+class LocalBus(Committer, EventBus):
     name = "local"
     shared = True
     durable = True
@@ -227,151 +221,6 @@ class LocalBus(EventBus):
     def pending(self) -> int:
         queued = self._lanes.queued() if self._lanes else 0
         return queued + sum(1 for op in self._ops if op[0] == INSERT and op[7] is None)
-
-    # -- the committer -----------------------------------------------------------------------
-
-    async def _commit_loop(self) -> None:
-        assert self._journal is not None
-        backoff = 0.05
-        while True:
-            await self._kick_commit.wait()
-            self._kick_commit.clear()
-            while self._ops:
-                if self._idle_only and not self._flushes and not self._run_flushes:
-                    break  # only announcements of runs waited for here: the next commit, or
-                    # ``IDLE_S`` from now, carries them
-                await self._coalesce()
-                full = bool(self._flushes) or not self._run_flushes or self._lazy_due()
-                if full:  # everything, so also what every flush waits for
-                    ops, self._ops = self._ops, []
-                    self._idle_only = True
-                    flushes, self._flushes = self._flushes, []
-                    runs, self._run_flushes = self._run_flushes, []
-                else:  # only emits wait: commit their runs' operations, the rest coalesces
-                    runs, self._run_flushes = self._run_flushes, []
-                    ops, self._ops = _split({trace_id for trace_id, _ in runs}, self._ops)
-                    self._idle_only = all(op[0] == ANNOUNCE and op[2] for op in self._ops)
-                    flushes = []
-                try:
-                    ended = await self._commit(ops) if ops else []
-                except asyncio.CancelledError:
-                    self._requeue(ops, flushes, runs)
-                    raise
-                except Exception as e:  # a full disk, a journal locked too long: retry
-                    self._requeue(ops, flushes, runs)
-                    log.warning("local bus %s: commit failed (%r); retrying", self.path, e)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 2.0)
-                    continue
-                backoff = 0.05
-                self._committed += len(ops)
-                for fut in flushes:
-                    if not fut.done():
-                        fut.set_result(None)
-                for _trace_id, fut in runs:
-                    if not fut.done():
-                        fut.set_result(None)
-                free = [op for op in ops if op[0] == INSERT and op[7] is None]
-                if free:  # rows anyone may take: other processes, and this one if it has room
-                    if self._waker:
-                        self._waker.wake_others()
-                    if self._may_take(free):
-                        self._kick_take.set()
-                elif (  # ends other processes wait for
-                    self._announced_elsewhere
-                    and self._waker
-                    and any(op[0] == ANNOUNCE for op in ops)
-                ):
-                    self._waker.wake_others()
-                self._announced_elsewhere = False
-                if ended:
-                    await self._end(ended)
-            for _trace_id, fut in self._run_flushes:  # their operations went in earlier commits
-                if not fut.done():
-                    fut.set_result(None)
-            self._run_flushes = []
-
-    def _idle_due(self) -> None:
-        self._idle_timer = None
-        if self._ops:
-            self._idle_only = False
-            self._kick_commit.set()
-
-    def _may_take(self, free: list[tuple[Any, ...]]) -> bool:
-        """Whether this process could take one of these rows now (a row left free because its
-        step's lane was full is taken when the lane has room: the take loop waits for that)."""
-        lanes = self._lanes
-        if not self.consume or lanes is None:
-            return False
-        for op in free:
-            if op[5] > 0:  # due later: the take loop times its next look by the earliest
-                return True
-            d: Delivery = op[4]
-            if d.version in (None, self.version) and self._hosts(d.step) and lanes.room(d.step) > 0:
-                return True
-        return False
-
-    def _lazy_due(self) -> bool:
-        return time.monotonic() - self._lazy_since >= COALESCE_S
-
-    def _requeue(
-        self,
-        ops: list[tuple[Any, ...]],
-        flushes: list[asyncio.Future[None]],
-        runs: list[tuple[str, asyncio.Future[None]]],
-    ) -> None:
-        self._ops[:0] = ops
-        self._flushes[:0] = flushes
-        self._run_flushes[:0] = runs
-
-    async def _coalesce(self) -> None:
-        """While nobody waits for durability and handlers are still adding operations (a chain
-        runs a hop per loop iteration), let them: one commit then carries the whole burst, and
-        a delivery published and acknowledged within it costs no row at all."""
-        deadline = self._lazy_since + COALESCE_S
-        while not self._flushes and not self._run_flushes and time.monotonic() < deadline:
-            before = self._published
-            await asyncio.sleep(0)
-            if self._published == before:
-                return
-
-    async def _commit(self, ops: list[tuple[Any, ...]]) -> list[RunEnded]:
-        assert self._journal is not None
-        if len(ops) <= INLINE_MAX:
-            try:
-                ended = self._journal.commit(ops, _now(), fast=True)
-            except Busy:
-                pass
-            else:
-                self._inline_commits += 1
-                if self._inline_commits % CHECKPOINT_EVERY == 0:
-                    self._checkpoint()
-                return ended
-        return await self._run(self._journal.commit, ops, _now())
-
-    def _checkpoint(self) -> None:
-        """Checkpoint on the bus's thread, once at a time (commits on the loop never do)."""
-        if self._checkpointing is not None and not self._checkpointing.done():
-            return
-        assert self._loop is not None and self._journal is not None
-        fut = self._loop.run_in_executor(self._executor, self._journal.checkpoint)
-        fut.add_done_callback(_log_failure)
-        self._checkpointing = fut
-
-    async def _end(self, ended: list[RunEnded]) -> None:
-        """Runs this process ended: record them (the engine), then announce them, in the next
-        commit (a run waited for here is told at once)."""
-        if self._hooks is not None:
-            await self._hooks.ended(ended)
-        for e in ended:
-            here = e.trace_id in self._waiting
-            self._append((ANNOUNCE, e, here))
-            if here:
-                self._waiting.discard(e.trace_id)
-                if self._hooks is not None:
-                    self._hooks.finished(e)
-            else:
-                self._announced_elsewhere = True
 
     # -- runs that end elsewhere -------------------------------------------------------------
 
@@ -632,34 +481,3 @@ def _queue(delivery: Delivery) -> str:
     their own), or the step's unversioned one."""
     version = delivery.version
     return delivery.step if version is None else f"{delivery.step}@{version}"
-
-
-def _log_failure(fut: asyncio.Future[None]) -> None:
-    if not fut.cancelled() and fut.exception() is not None:
-        log.warning("local bus: checkpoint failed (%s)", fut.exception())
-
-
-def _trace_of(op: tuple[Any, ...]) -> str | None:
-    kind = op[0]
-    if kind == INSERT:
-        return op[3]  # type: ignore[no-any-return]
-    if kind == ACK:
-        return op[2]  # type: ignore[no-any-return]
-    if kind in (RELEASE, NOTE):
-        return op[1]  # type: ignore[no-any-return]
-    if kind in (OPEN, ANNOUNCE):
-        return op[1].trace_id  # type: ignore[no-any-return]
-    return None  # UNLEASE: no run's
-
-
-def _split(
-    traces: set[str], ops: list[tuple[Any, ...]]
-) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """(the operations of ``traces``, the others), each in order. Committing all of a run's
-    operations, and none of another's, keeps every acknowledgement after what its handler
-    published (both belong to one run)."""
-    mine: list[tuple[Any, ...]] = []
-    rest: list[tuple[Any, ...]] = []
-    for op in ops:
-        (mine if _trace_of(op) in traces else rest).append(op)
-    return mine, rest
