@@ -64,13 +64,16 @@ class InMemoryBus(EventBus):
             self._timers.add(handle)
             return
         lane = self._lanes.get(delivery.step)  # _enqueue, inlined: this is every hop
-        if lane is not None and lane.idle:
-            lane.queue.append(delivery)
+        if lane is None:
+            self._enqueue(delivery)
+            return
+        lane.queue.append(delivery)
+        if lane.idle:
             fut = lane.idle.pop()
             if not fut.done():
                 fut.set_result(None)
-            return
-        self._enqueue(delivery)
+        elif lane.workers < lane.limit:
+            self._spawn(lane)
 
     def pending(self) -> int:
         return len(self._timers) + sum(len(lane.queue) for lane in self._lanes.values())
@@ -85,11 +88,14 @@ class InMemoryBus(EventBus):
             if not fut.done():
                 fut.set_result(None)
         elif lane.workers < lane.limit:
-            assert self._loop is not None
-            lane.workers += 1
-            task = self._loop.create_task(self._work(lane))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(lane)
+
+    def _spawn(self, lane: _Lane) -> None:
+        assert self._loop is not None
+        lane.workers += 1
+        task = self._loop.create_task(self._work(lane))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _work(self, lane: _Lane) -> None:
         deliver = self._deliver
