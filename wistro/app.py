@@ -496,10 +496,12 @@ class App:
         return version_rows(live, self._recent_runs(), since)
 
     async def versions(self, since: float | None = None) -> pd.DataFrame:
-        rows = await self.version_rows(since)
-        df = frame(rows, ["label", "version", "live", "workers", "started", "runs"])
-        for col in ("error_rate", "p50_ms", "p95_ms"):
-            df[col] = [r[col] for r in rows]
+        """``version_rows`` as a DataFrame (``started`` as a UTC timestamp)."""
+        import pandas as pd
+
+        columns = ["label", "version", "live", "workers", "started", "runs"]
+        df = frame(await self.version_rows(since), [*columns, "error_rate", "p50_ms", "p95_ms"])
+        df["started"] = pd.to_datetime(df["started"], unit="s", utc=True)
         return df
 
     async def set_traffic(

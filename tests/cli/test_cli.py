@@ -438,6 +438,22 @@ def test_lock_is_deterministic_and_check_detects_a_changed_step(shop: Path) -> N
     ok(wistro("lock", "--check", cwd=shop))
 
 
+def test_lock_label_names_a_version_without_changing_it(shop: Path) -> None:
+    lock = shop / "wistro.yml.lock"
+    ok(wistro("lock", cwd=shop))
+    version = json.loads(lock.read_text())["version"]
+    out = ok(wistro("lock", "--label", "v2", cwd=shop))
+    assert out.rstrip().endswith(f"version {version[:12]} (v2)"), out
+    data = json.loads(lock.read_text())
+    assert (data["version"], data["label"]) == (version, "v2")  # the id stays the same
+    ok(wistro("lock", cwd=shop))  # a later lock keeps the label
+    assert json.loads(lock.read_text())["label"] == "v2"
+    assert "is up to date" in ok(wistro("lock", "--check", cwd=shop))
+    ok(wistro("lock", "--label", "", cwd=shop))  # '' removes it
+    data = json.loads(lock.read_text())
+    assert "label" not in data and data["version"] == version
+
+
 def test_lock_check_without_a_lock(shop: Path) -> None:
     (shop / "wistro.yml.lock").unlink()
     one_line_error(wistro("lock", "--check", cwd=shop), "wistro.yml.lock", "no lock file")

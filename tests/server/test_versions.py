@@ -153,6 +153,13 @@ async def test_a_split_between_two_live_versions(
     )  # fmt: skip
     assert re.search(r"^v2\s+no\s+75\.0%\s+0\.0%", shown.stdout, re.M), shown.stdout
     assert "warning: version v2 has no live workers" in shown.stderr, shown.stderr
+    versions = await app.versions()  # the DataFrame of `wistro versions`
+    by_version = versions.set_index("version")
+    assert bool(by_version.loc[ids["v1"], "live"]) and by_version.loc[ids["v1"], "label"] == "v1"
+    assert not bool(by_version.loc[ids["v2"], "live"])  # killed, but its runs are counted
+    assert by_version.loc[ids["v2"], "runs"] > 0 and by_version.loc[ids["v1"], "error_rate"] == 0
+    out = await asyncio.to_thread(run, "traffic", "clear", cwd=checkouts["v1"])
+    assert out.startswith("no traffic split"), out
     await app.aclose()
 
 

@@ -61,11 +61,7 @@ class Router:
         self.live = {v.id: v for v in live}
         try:
             self.stored = Split.from_dict(stored["split"]) if stored else None
-        except (
-            ValueError,
-            KeyError,
-            TypeError,
-        ) as e:  # written by a newer or broken client: keep the yml default
+        except (ValueError, KeyError, TypeError) as e:  # a newer or broken client wrote it
             log.warning("traffic: the split stored on the bus is unreadable (%s)", e)
             self.stored = None
         split = self.split
@@ -82,6 +78,10 @@ class Router:
                         name,
                     )
             self._warned &= set(split.versions) - set(names)
+            if not names:  # said once, until a version of the split is live again
+                if "*" not in self._warned:
+                    log.warning("traffic: no version of the split has live workers")
+                self._warned.add("*")
         self.names = names
 
     def _fallback(self) -> str | None:
@@ -93,9 +93,6 @@ class Router:
         """The version of a new run whose first event carries ``payload``."""
         split = self.split
         if split is None or not self.names:
-            if split is not None and "*" not in self._warned:
-                self._warned.add("*")
-                log.warning("traffic: no version of the split has live workers")
             return self._fallback()
         name = split.choose(split.key_of(payload, trace_id), self.names)
         return self.names[name] if name is not None else self._fallback()

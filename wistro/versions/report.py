@@ -75,8 +75,7 @@ def traffic_rows(
     rows: list[dict[str, Any]] = []
     seen: set[str] = set()
     if split is not None:
-        weights = dict(split.weights)
-        all_weight = sum(weights.values()) or 1.0
+        all_weight = sum(weight for _, weight in split.weights) or 1.0
         effective = split.shares(list(names))
         for name, weight in split.weights:
             version = names.get(name)
