@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 import wistro
 
 CHAIN = {
@@ -122,16 +124,31 @@ _V1_SCHEMA = [  # the journal as the first local bus wrote it (rowid tables, no 
 ]
 
 
-async def test_a_journal_of_the_first_version_is_upgraded_and_its_pending_work_runs(
-    make_app: Callable[..., wistro.App], tmp_path: Path
+_V2_SCHEMA = [  # keyed by (step, uid); runs without the version they were routed to
+    "CREATE TABLE deliveries (uid TEXT NOT NULL, step TEXT NOT NULL, trace_id TEXT NOT NULL, "
+    "body TEXT NOT NULL, due REAL NOT NULL DEFAULT 0, lease REAL NOT NULL DEFAULT 0, owner TEXT, "
+    "tries INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (step, uid)) WITHOUT ROWID",
+    "CREATE TABLE runs (trace_id TEXT PRIMARY KEY, trigger TEXT NOT NULL, topic TEXT NOT NULL, "
+    "start REAL NOT NULL, origin TEXT NOT NULL, pending INTEGER NOT NULL DEFAULT 0, "
+    "holds INTEGER NOT NULL DEFAULT 0, events INTEGER NOT NULL DEFAULT 0, "
+    "errors INTEGER NOT NULL DEFAULT 0, ended REAL) WITHOUT ROWID",
+    "PRAGMA user_version = 2",
+]
+
+
+@pytest.mark.parametrize("schema", [_V1_SCHEMA, _V2_SCHEMA], ids=["v1", "v2"])
+async def test_a_journal_of_an_older_version_is_upgraded_and_its_pending_work_runs(
+    make_app: Callable[..., wistro.App], tmp_path: Path, schema: list[str]
 ) -> None:
-    """Deliveries left pending in a journal written by the first local bus (before its tables
-    were keyed by step) are kept by the upgrade, and run."""
+    """Deliveries left pending in a journal written by an older local bus (v1: before its
+    tables were keyed by step; v2: before runs kept their version) are kept by the upgrade, and
+    run."""
     import json
     import sqlite3
     import time
 
     from wistro.bus.base import Delivery
+    from wistro.bus.journal import SCHEMA_VERSION
     from wistro.tracing.records import EventRecord
 
     app = make_app(CHAIN, bus="memory")  # writes the project; the journal is made by hand
@@ -139,7 +156,7 @@ async def test_a_journal_of_the_first_version_is_upgraded_and_its_pending_work_r
     path.parent.mkdir(exist_ok=True)
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
-    for statement in _V1_SCHEMA:
+    for statement in schema:
         conn.execute(statement)
     for i in range(40):
         trace = f"{i:032x}"
@@ -162,7 +179,7 @@ async def test_a_journal_of_the_first_version_is_upgraded_and_its_pending_work_r
             await asyncio.sleep(0.05)
         await upgraded.drain()
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert check.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 0
     assert check.execute("SELECT COUNT(*) FROM runs WHERE ended IS NULL").fetchone()[0] == 0
     check.close()

@@ -108,6 +108,7 @@ class RunOpened:
     topic: str
     start: float
     origin: str  # the worker ("host:pid") that started it: it waits for the end
+    version: str | None = None  # the version it was routed to (whoever ends it records it)
 
 
 @dataclass(slots=True)
@@ -120,6 +121,7 @@ class RunEnded:
     n_events: int
     n_errors: int
     origin: str
+    version: str | None = None
 
 
 @dataclass(slots=True)

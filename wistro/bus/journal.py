@@ -31,7 +31,7 @@ from wistro.processes import gone_here
 # and an index on its text key: about half the pages a commit writes). Deliveries are keyed by
 # (step, uid), and uids begin with the time they were made: the key order is each step's order
 # of arrival, new rows go to the right edge of the tree, and taking a step's oldest is a range.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: runs keep the version they were routed to
 _DELIVERIES = (
     "CREATE TABLE IF NOT EXISTS deliveries (uid TEXT NOT NULL, step TEXT NOT NULL, "
     "trace_id TEXT NOT NULL, body TEXT NOT NULL, due REAL NOT NULL DEFAULT 0, "
@@ -42,8 +42,8 @@ _RUNS = (
     "CREATE TABLE IF NOT EXISTS runs (trace_id TEXT PRIMARY KEY, trigger TEXT NOT NULL, "
     "topic TEXT NOT NULL, start REAL NOT NULL, origin TEXT NOT NULL, "
     "pending INTEGER NOT NULL DEFAULT 0, holds INTEGER NOT NULL DEFAULT 0, "
-    "events INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0, ended REAL) "
-    "WITHOUT ROWID"
+    "events INTEGER NOT NULL DEFAULT 0, errors INTEGER NOT NULL DEFAULT 0, ended REAL, "
+    "version TEXT) WITHOUT ROWID"
 )
 _OWNER_INDEX = (
     "CREATE INDEX IF NOT EXISTS deliveries_owner ON deliveries (owner) WHERE owner IS NOT NULL"
@@ -176,16 +176,17 @@ class Journal:
                     if ends:
                         ended.append(
                             RunEnded(trace_id, run.trigger, run.topic, run.start, now, events,
-                                     errors, run.origin)
+                                     errors, run.origin, run.version)
                         )  # fmt: skip
                     rows.append(
                         (trace_id, run.trigger, run.topic, run.start, run.origin, delta,
                          holds.pop(trace_id, 0),
-                         events, errors, now if ends else None)
+                         events, errors, now if ends else None, run.version)
                     )  # fmt: skip
                 conn.executemany(
                     "INSERT OR IGNORE INTO runs (trace_id, trigger, topic, start, origin, "
-                    "pending, holds, events, errors, ended) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "pending, holds, events, errors, ended, version) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     rows,
                 )
             if holds:  # runs opened before this batch
@@ -250,8 +251,8 @@ class Journal:
     def unannounced(self) -> list[RunEnded]:
         """Runs marked ended whose end was never announced (a process died in between)."""
         rows = self.conn.execute(
-            "SELECT trace_id, trigger, topic, start, ended, events, errors, origin FROM runs "
-            "WHERE ended IS NOT NULL"
+            "SELECT trace_id, trigger, topic, start, ended, events, errors, origin, version "
+            "FROM runs WHERE ended IS NOT NULL"
         ).fetchall()
         return [RunEnded(*row) for row in rows]
 
@@ -358,7 +359,7 @@ class Journal:
             row = self.conn.execute(
                 "UPDATE runs SET pending = pending - holds, errors = errors + holds, holds = 0 "
                 "WHERE trace_id = ? RETURNING pending, trigger, topic, start, events, errors, "
-                "origin",
+                "origin, version",
                 (trace_id,),
             ).fetchone()
             if row is not None and row[0] <= 0:
@@ -474,12 +475,17 @@ def _settle(
         "errors = runs.errors + d.errors, "
         "ended = CASE WHEN d.settled AND runs.pending + d.delta <= 0 THEN ? ELSE NULL END "
         "FROM d WHERE runs.trace_id = d.trace_id AND runs.ended IS NULL "
-        "RETURNING trace_id, trigger, topic, start, events, errors, origin, ended",
+        "RETURNING trace_id, trigger, topic, start, events, errors, origin, ended, version",
         [x for change in changes for x in change] + [now],
     ).fetchall()
     return [
-        RunEnded(r[0], r[1], r[2], r[3], now, r[4], r[5], r[6]) for r in rows if r[7] is not None
+        RunEnded(r[0], r[1], r[2], r[3], now, r[4], r[5], r[6], r[8])
+        for r in rows
+        if r[7] is not None
     ]
+
+
+_V1_RUN_COLUMNS = "trace_id, trigger, topic, start, origin, pending, holds, events, errors, ended"
 
 
 def _create(conn: sqlite3.Connection) -> None:
@@ -493,13 +499,20 @@ def _create(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        for name, create in (("deliveries", _DELIVERIES), ("runs", _RUNS)):
-            if name in tables:  # version 1: rowid tables
-                conn.execute("DROP INDEX IF EXISTS deliveries_owner")
-                conn.execute(f"ALTER TABLE {name} RENAME TO {name}_v1")
-                conn.execute(create)
-                conn.execute(f"INSERT INTO {name} SELECT * FROM {name}_v1")
-                conn.execute(f"DROP TABLE {name}_v1")
+        if version < 2:  # version 1: rowid tables
+            for name, create, columns in (
+                ("deliveries", _DELIVERIES, "*"),
+                ("runs", _RUNS, _V1_RUN_COLUMNS),
+            ):
+                if name in tables:
+                    conn.execute("DROP INDEX IF EXISTS deliveries_owner")
+                    conn.execute(f"ALTER TABLE {name} RENAME TO {name}_v1")
+                    conn.execute(create)
+                    into = "" if columns == "*" else f"({columns})"
+                    conn.execute(f"INSERT INTO {name} {into} SELECT {columns} FROM {name}_v1")
+                    conn.execute(f"DROP TABLE {name}_v1")
+        elif "runs" in tables:  # version 2: runs without their version
+            conn.execute("ALTER TABLE runs ADD COLUMN version TEXT")
         for statement in _SCHEMA:
             conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

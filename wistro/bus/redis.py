@@ -255,9 +255,9 @@ class RedisBus(RedisConsumer, RedisEnded):
             ended = [
                 RunEnded(
                     as_text(t), as_text(trigger), as_text(topic), float(start), float(end),
-                    int(events), int(errors), as_text(origin),
+                    int(events), int(errors), as_text(origin), as_text(version) or None,
                 )
-                for t, trigger, topic, start, origin, events, errors, end in result[1:]
+                for t, trigger, topic, start, origin, events, errors, end, version in result[1:]
             ]  # fmt: skip
             if ended:
                 self._ending += ended

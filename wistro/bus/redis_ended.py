@@ -143,7 +143,7 @@ class RedisEnded(RedisBusBase):
             return RunEnded(
                 f["trace_id"], f.get("trigger", ""), f.get("topic", ""),
                 float(f.get("start", 0)), float(f.get("end", 0)), int(f.get("events", 0)),
-                int(f.get("errors", 0)), f.get("origin", ""),
+                int(f.get("errors", 0)), f.get("origin", ""), f.get("version") or None,
             )  # fmt: skip
         except (KeyError, ValueError) as e:
             log.error("redis bus: an unreadable ended-run entry (%s)", e)

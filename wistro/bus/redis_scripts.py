@@ -36,10 +36,10 @@ PUB, DELAYED, ACK, REQUEUE, OPEN, RELEASE, NOTE = range(7)
 # before is not applied again: a commit is resent when its reply was lost), then sections, each a
 # count and its items:
 #   XADD (stream, body); ZADD delayed (score, member); requeue (stream, id, body);
-#   ack (stream, id, trace); ledger (trace, opened, trigger, topic, start, origin, delta,
-#   events, errors).
+#   ack (stream, id, trace); ledger (trace, opened, trigger, topic, start, origin, version,
+#   delta, events, errors).
 # Returns {applied (1, or 0 when this commit was applied before), ended...}, each ended run
-# {trace, trigger, topic, start, origin, events, errors, end}.
+# {trace, trigger, topic, start, origin, events, errors, end, version}.
 COMMIT = """
 local p, now, ttl = ARGV[1], ARGV[3], tonumber(ARGV[4])
 local ck, seq = p .. ':commit:' .. ARGV[2], tonumber(ARGV[5])
@@ -86,9 +86,10 @@ local function settle(t, key, d, opened)
   if left <= 0 and (opened or left - d > 0) then
     redis.call('HSET', key, 'end', now)
     redis.call('ZADD', p .. ':ending', now, t)
-    local h = redis.call('HMGET', key, 'trigger', 'topic', 'start', 'origin', 'events', 'errors')
+    local h = redis.call('HMGET', key, 'trigger', 'topic', 'start', 'origin', 'events', 'errors',
+                         'version')
     out[#out + 1] = {t, h[1] or '', h[2] or '', h[3] or '0', h[4] or '', h[5] or '0',
-                     h[6] or '0', now}
+                     h[6] or '0', now, h[7] or ''}
   end
 end
 n = tonumber(ARGV[i]); i = i + 1
@@ -98,17 +99,17 @@ for _ = 1, n do
   local opened = ARGV[i + 1] == '1'
   if opened then
     redis.call('HSET', key, 'trigger', ARGV[i + 2], 'topic', ARGV[i + 3], 'start', ARGV[i + 4],
-               'origin', ARGV[i + 5], 'events', 0, 'errors', 0)
+               'origin', ARGV[i + 5], 'version', ARGV[i + 6], 'events', 0, 'errors', 0)
   end
-  local d = tonumber(ARGV[i + 6]) + (acked[t] or 0)
+  local d = tonumber(ARGV[i + 7]) + (acked[t] or 0)
   acked[t] = nil
   if opened or redis.call('EXISTS', key) == 1 then
-    local events, errors = tonumber(ARGV[i + 7]), tonumber(ARGV[i + 8])
+    local events, errors = tonumber(ARGV[i + 8]), tonumber(ARGV[i + 9])
     if events ~= 0 then redis.call('HINCRBY', key, 'events', events) end
     if errors ~= 0 then redis.call('HINCRBY', key, 'errors', errors) end
     settle(t, key, d, opened)
   end
-  i = i + 9
+  i = i + 10
 end
 for _, t in ipairs(order) do
   local d = acked[t]
@@ -293,8 +294,8 @@ class CommitEncoder:
         argv.append(len(ledger))
         for trace, (run, delta, events, errors) in ledger.items():
             if run is None:
-                argv += (trace, 0, "", "", "", "", delta, events, errors)
+                argv += (trace, 0, "", "", "", "", "", delta, events, errors)
             else:
-                argv += (trace, 1, run.trigger, run.topic, repr(run.start), run.origin, delta)
-                argv += (events, errors)
+                argv += (trace, 1, run.trigger, run.topic, repr(run.start), run.origin)
+                argv += (run.version or "", delta, events, errors)
         return argv, bool(zadds)

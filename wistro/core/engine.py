@@ -102,7 +102,6 @@ class Engine(Versions, SharedBusRuns):
         self.origin = f"{self.worker}/{os.urandom(3).hex()}"
         self._recovery: asyncio.Task[list[str]] | None = None
         self._merging: set[asyncio.Task[None]] = set()  # runs read back from the store
-        self._run_versions: dict[str, str] = {}
         # A shared bus (local, redis) keeps the run ledger: runs end when its commit says so.
         self._shared = self.bus.shared
         self._init_versions()
@@ -497,11 +496,6 @@ class Engine(Versions, SharedBusRuns):
         run = Run(d.event.trace_id, d.event.topic, "delivery", _now(), self.worker)
         run.traceparent = d.traceparent
         run.record.version = d.version  # chosen at the root: every later event keeps it
-        if d.version is not None:
-            versions = self._run_versions
-            versions[run.trace_id] = d.version
-            if len(versions) > 10_000:  # those of runs that ended elsewhere
-                del versions[next(iter(versions))]
         self.runs[run.trace_id] = run
         if not self._shared:
             self.ledger.add(run.trace_id)

@@ -45,7 +45,6 @@ class SharedBusRuns:
     _idle: asyncio.Event | None
     _capacity: asyncio.Event | None
     _merging: set[asyncio.Task[None]]
-    _run_versions: dict[str, str]  # trace -> version of runs adopted here (their end names it)
 
     def _open_shared(self, run: Run, trigger: str, topic: str, holds: int = 0) -> None:
         """A run on a shared bus: the bus counts what it owes; this process holds one unit of
@@ -54,7 +53,10 @@ class SharedBusRuns:
         assert self._idle is not None
         self._idle.clear()
         self.bus.open_run(
-            RunOpened(run.trace_id, trigger, topic, run.record.start, self.origin), holds
+            RunOpened(
+                run.trace_id, trigger, topic, run.record.start, self.origin, run.record.version
+            ),
+            holds,
         )
 
     async def _ended(self, ended: list[RunEnded]) -> None:
@@ -62,12 +64,9 @@ class SharedBusRuns:
         the store, before the bus announces it (so a waiter that wakes finds the whole trace)."""
         for e in ended:
             status = "error" if e.n_errors else "ok"
-            run = self.runs.get(e.trace_id)
-            version = run.record.version if run is not None else None
-            version = self._run_versions.pop(e.trace_id, None) or version
             self.recorder.run_ended(
                 RunRecord(e.trace_id, e.trigger, e.topic, status, e.start, e.end, e.n_events,
-                          e.n_errors, e.origin.partition("/")[0], version)
+                          e.n_errors, e.origin.partition("/")[0], e.version)
             )  # fmt: skip
         if any(e.origin != self.origin for e in ended):  # a waiter elsewhere reads the store
             await self.recorder.flush()
