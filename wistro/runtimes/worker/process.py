@@ -27,6 +27,7 @@ from wistro.runtimes.worker.framing import (
 )
 
 CallHandler = Callable[[dict[str, Any]], Any]  # returns a value or an awaitable of one
+EmitsHandler = Callable[[Any, Any], None]  # (invoke id, the frame's "emits" list)
 
 
 class _Protocol(asyncio.SubprocessProtocol):
@@ -103,6 +104,7 @@ class WorkerProcess:
         cwd: str | Path | None = None,
         env: dict[str, str] | None = None,
         on_call: CallHandler | None = None,
+        on_emits: EmitsHandler | None = None,
         hello_timeout: float = 15.0,
     ) -> None:
         self.command = list(command)
@@ -110,6 +112,7 @@ class WorkerProcess:
         self.cwd = str(cwd) if cwd is not None else None
         self.env = env
         self.on_call = on_call
+        self.on_emits = on_emits
         self.hello_timeout = hello_timeout
         self.logger = logging.getLogger(f"wistro.worker.{language}")
         self.hello: dict[str, Any] | None = None
@@ -278,7 +281,10 @@ class WorkerProcess:
     def _dispatch(self, msg: dict[str, Any]) -> None:
         t = msg.get("t")
         if t == "result" or t == "error":
-            fut = self._pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
+            rid = msg.get("id")
+            if "emits" in msg:  # the invoke's deferred emits: published before it ends
+                self._emits(rid, msg["emits"])
+            fut = self._pending.pop(rid, None)  # type: ignore[arg-type]
             if fut is None or fut.done():
                 return
             if t == "result":
@@ -287,11 +293,20 @@ class WorkerProcess:
                 fut.set_exception(WorkerError.from_payload(msg.get("error")))
         elif t == "call":
             self._serve(msg)
+        elif t == "emits":
+            self._emits(msg.get("invoke"), msg.get("emits"))
         elif t == "hello":
             if self._hello is not None and not self._hello.done():
                 self._hello.set_result(msg)
         else:
             self._broken(f"unknown message type {t!r}")
+
+    def _emits(self, invoke: Any, emits: Any) -> None:
+        if self.on_emits is None or not isinstance(emits, list):
+            if emits:
+                self._broken("a frame carries emits this engine cannot take")
+            return
+        self.on_emits(invoke, emits)
 
     def _serve(self, msg: dict[str, Any]) -> None:
         rid = msg.get("id")

@@ -17,7 +17,14 @@ from typing import Any, ClassVar
 
 from wistro.core.context import DONE
 from wistro.core.step import StepRecord
-from wistro.errors import StepError, StepLoadError, WorkerCrashed, WorkerError, WorkerStartError
+from wistro.errors import (
+    StepError,
+    StepLoadError,
+    WistroError,
+    WorkerCrashed,
+    WorkerError,
+    WorkerStartError,
+)
 from wistro.runtimes.base import LanguageRuntime, StepSource
 from wistro.runtimes.worker.framing import _encode
 from wistro.runtimes.worker.lockfile import configs_from_lock
@@ -64,6 +71,7 @@ class WorkerRuntime(LanguageRuntime):
         self._failures = 0  # consecutive short-lived workers (the restart backoff grows)
         self._started_at = 0.0
         self._ctxs: dict[int, Any] = {}
+        self._refused: dict[int, BaseException] = {}  # invoke id -> its deferred emit refused
         self._prepared: set[Path] = set()
         self._bound: dict[Path, set[Path]] = {}  # root -> step files bound to this runtime
 
@@ -219,6 +227,7 @@ class WorkerRuntime(LanguageRuntime):
             cwd=root,
             env=self._full_env(root),
             on_call=self._on_call,
+            on_emits=self._on_emits,
         )
         try:
             hello = await proc.start()
@@ -276,6 +285,9 @@ class WorkerRuntime(LanguageRuntime):
         step_json = _encode(record.name)
         after_id = ',"file":' + _encode(file) + ',"step":' + step_json
         ctx_tail = ',"step":' + step_json + ',"flows":' + _encode(list(record.flows)) + "}"
+        # The step's emit check (``invoke.emits``): sent with its first invoke on each worker,
+        # and again when the engine's topics change (a reload).
+        told: list[Any] = [None, None, ""]  # [worker, topic catalog, "" or ',"emits":{...}']
 
         async def invoke(data: Any, ctx: Any) -> Any:
             worker = runtime.worker
@@ -283,16 +295,28 @@ class WorkerRuntime(LanguageRuntime):
                 worker = await runtime.ensure_worker(root)
             ctx_json = _ctx_json(ctx, ctx_tail)
             data_json = _encode(data)
+            catalog = _topics_of(ctx)
+            if told[0] is worker and told[1] is catalog:
+                tail = "}"
+            else:
+                if told[1] is not catalog:
+                    told[2] = _emit_checks(record, catalog)
+                told[0], told[1] = worker, catalog
+                tail = told[2] + "}"
             rid, fut = worker.start_request_body(
                 lambda rid: (
-                    f'{{"t":"invoke","id":{rid}{after_id},"data":{data_json},"ctx":{ctx_json}}}'
+                    f'{{"t":"invoke","id":{rid}{after_id},"data":{data_json},"ctx":{ctx_json}{tail}'
                 )
             )
             ctxs = runtime._ctxs
             ctxs[rid] = ctx
+            refused: BaseException | None = None
             try:
-                return await fut
+                value = await fut
             except WorkerError as e:
+                refused = runtime._refused.get(rid)
+                if refused is not None:  # a deferred emit was refused: that is the failure
+                    raise runtime._refused_error(record, refused) from None
                 raise runtime.step_error(record, e) from None
             except asyncio.CancelledError:
                 worker.forget(rid)
@@ -302,6 +326,11 @@ class WorkerRuntime(LanguageRuntime):
                 raise
             finally:
                 ctxs.pop(rid, None)
+                if runtime._refused:
+                    refused = runtime._refused.pop(rid, None)
+            if refused is not None:
+                raise runtime._refused_error(record, refused)
+            return value
 
         record.invoke = invoke
 
@@ -319,13 +348,44 @@ class WorkerRuntime(LanguageRuntime):
             step=record.name,
         )
 
+    def _refused_error(self, record: StepRecord, e: BaseException) -> StepError:
+        """The failure of an invoke whose deferred emit the engine refused (the worker's check
+        had accepted it, so the handler went on): one line naming the step file."""
+        message = e.format() if isinstance(e, WistroError) else str(e)
+        return StepError(
+            f"{message} (an emit the worker had let through, refused once the handler went on)",
+            error_type=type(e).__name__,
+            file=record.rel_file,
+            line=None,
+            step=record.name,
+        )
+
+    def _on_emits(self, rid: Any, emits: list[Any]) -> None:
+        """An invoke's deferred emits (``emits`` of its ``result``/``error``/``emits`` frame):
+        validated and published in order through ``ctx.emit``; the first one refused stops the
+        invoke's emits and fails it."""
+        ctx = self._ctxs.get(rid)
+        if ctx is None or rid in self._refused:
+            return  # the invoke is over (timed out, cancelled) or already failed
+        for item in emits:
+            try:
+                if not isinstance(item, dict):
+                    raise ValueError(f"an emit of the worker is not an object: {item!r}")
+                ctx.emit(item.get("topic"), item.get("data"))
+            except Exception as e:
+                self._refused[rid] = e
+                return
+
     def _on_call(self, msg: dict[str, Any]) -> Any:
-        ctx = self._ctxs.get(msg.get("invoke"))  # type: ignore[arg-type]
+        rid = msg.get("invoke")
+        ctx = self._ctxs.get(rid)  # type: ignore[arg-type]
         if ctx is None:
             raise RuntimeError("the invoke this call belongs to is over (timed out or cancelled)")
         op = msg.get("op")
         args = msg.get("args") or {}
         if op == "emit":
+            if rid in self._refused:
+                raise RuntimeError("an earlier emit of this delivery was refused")
             done = ctx.emit(args.get("topic"), args.get("data"))
             if done is DONE or done is None:
                 return None
@@ -353,6 +413,30 @@ class WorkerRuntime(LanguageRuntime):
         if op == "state.clear":
             return state.clear(args.get("group"))
         raise ValueError(f"unknown op {op!r}")
+
+
+def _topics_of(ctx: Any) -> Any:
+    """The engine's topic catalog behind ``ctx`` (None for a ctx without an engine)."""
+    registry = getattr(getattr(ctx, "_engine", None), "registry", None)
+    return getattr(registry, "topics", None)
+
+
+def _emit_checks(record: StepRecord, catalog: Any) -> str:
+    """``,"emits":{topic: schema | true}``: the step's declared emit topics, each with the
+    JSON Schema the engine validates it with (``true``: no schema). The worker checks an emit
+    against it to skip the round trip (docs/worker-protocol.md). Empty without a catalog: every
+    emit is then a ``call``."""
+    if catalog is None or not hasattr(catalog, "topics"):
+        return ""
+    table: dict[str, Any] = {}
+    for topic in sorted(record.emit_topics):
+        known = catalog.topics.get(topic)
+        schema = known.schema if known is not None else None
+        table[topic] = True if schema is None else schema
+    try:
+        return ',"emits":' + _encode(table)
+    except (TypeError, ValueError):
+        return ""
 
 
 def _ctx_json(ctx: Any, tail: str) -> str:

@@ -27,7 +27,11 @@ let outChunks = [];
 let flushScheduled = false;
 
 function send(msg) {
-  const body = Buffer.from(JSON.stringify(msg), "utf8"); // throws when a value is not JSON
+  sendText(JSON.stringify(msg)); // throws when a value is not JSON
+}
+
+function sendText(text) {
+  const body = Buffer.from(text, "utf8");
   const head = Buffer.allocUnsafe(4);
   head.writeUInt32BE(body.length, 0);
   outChunks.push(head, body);
@@ -39,6 +43,11 @@ function send(msg) {
 
 function flush() {
   flushScheduled = false;
+  if (deferring.size) {
+    // the handlers that emitted went on waiting for something else: their emits go out now
+    for (const inv of deferring) sendEmits(inv);
+    deferring.clear();
+  }
   if (outChunks.length === 0) return;
   const data = Buffer.concat(outChunks);
   outChunks = [];
@@ -99,6 +108,7 @@ function dispatch(msg) {
       const inv = invokes.get(msg.id);
       if (inv) {
         inv.cancelled = true;
+        takeEmits(inv); // the engine gave up on the invoke: its deferred emits are dropped
         inv.abort?.abort(new Error("cancelled by the engine (timeout)"));
         invokes.delete(msg.id); // the engine gave up on it: shutdown need not wait for it
         maybeExit();
@@ -374,6 +384,7 @@ function call(inv, op, args, track = true) {
     },
   );
   if (track) inv.calls.push(rec);
+  if (inv.emits !== null) sendEmits(inv); // deferred emits go first: the engine sees them in order
   try {
     send({ t: "call", id, invoke: inv.id, op, args });
   } catch (e) {
@@ -433,7 +444,7 @@ class Ctx {
     this.spanId = info.span_id;
     this.step = info.step;
     this.flows = info.flows ?? [];
-    this.emit = (topic, data) => call(inv, "emit", { topic, data: data === undefined ? null : data });
+    this.emit = (topic, data) => emit(inv, topic, data === undefined ? null : data);
     this._state = null;
     this._logger = null;
   }
@@ -457,8 +468,11 @@ function signalOf(inv) {
 }
 
 async function runInvoke(msg) {
-  const inv = { id: msg.id, calls: [], cancelled: false, abort: null };
+  const inv = { id: msg.id, calls: [], cancelled: false, abort: null, emits: null, checks: null };
   invokes.set(msg.id, inv);
+  const key = `${msg.file}\0${msg.step}`;
+  if (msg.emits !== undefined) stepChecks.set(key, compileChecks(msg.emits));
+  inv.checks = stepChecks.get(key) ?? null;
   let reply;
   try {
     const mod = loaded.get(msg.file) ?? (await stepModule(msg.file));
@@ -479,14 +493,341 @@ async function runInvoke(msg) {
     reply = { t: "error", id: msg.id, error: errorPayload(e, msg.file) };
   }
   invokes.delete(msg.id);
+  const emits = takeEmits(inv);
   if (!inv.cancelled) {
+    // the emits the handler made since its last frame travel in its answer, before it
+    const tail = emits === null ? "}" : `,"emits":[${emits}]}`;
+    let text;
     try {
-      send(reply);
+      text = JSON.stringify(reply);
     } catch (e) {
-      send({ t: "error", id: msg.id, error: errorPayload(e, msg.file) });
+      text = JSON.stringify({ t: "error", id: msg.id, error: errorPayload(e, msg.file) });
     }
+    sendText(text.slice(0, -1) + tail);
   }
   maybeExit();
+}
+
+// ------------------------------------------------------------------ deferred emits
+// An emit the worker's own check of the step's declared topics and their schemas accepts
+// (`invoke.emits`, docs/worker-protocol.md) needs no round trip: it is encoded now (a snapshot)
+// and sent with the invoke's next frame (its answer, usually), or on the next turn of the event
+// loop if the handler goes on waiting for something else. The engine validates it again and
+// publishes it. An emit the check refuses or cannot decide goes the old way (a `call` the
+// handler awaits), so a refused emit still rejects where the handler awaits it.
+const stepChecks = new Map(); // `${file}\0${step}` -> Map(topic -> check) from invoke.emits
+const deferring = new Set(); // invokes with deferred emits not sent yet
+const RESOLVED = Promise.resolve(null);
+
+function emit(inv, topic, data) {
+  const check = inv.checks?.get(topic);
+  if (check !== undefined && !inv.cancelled && invokes.has(inv.id) && plain(data, 0)) {
+    if (check(data) === VALID) {
+      const part = `{"topic":${JSON.stringify(topic)},"data":${JSON.stringify(data)}}`;
+      if (inv.emits === null) {
+        inv.emits = part;
+        deferring.add(inv);
+        if (!flushScheduled) {
+          flushScheduled = true;
+          setImmediate(flush);
+        }
+      } else {
+        inv.emits += `,${part}`;
+      }
+      return RESOLVED;
+    }
+  }
+  return call(inv, "emit", { topic, data });
+}
+
+function takeEmits(inv) {
+  const emits = inv.emits;
+  if (emits !== null) {
+    inv.emits = null;
+    deferring.delete(inv);
+  }
+  return emits;
+}
+
+function sendEmits(inv) {
+  const emits = takeEmits(inv);
+  if (emits !== null && !inv.cancelled) {
+    sendText(`{"t":"emits","invoke":${inv.id},"emits":[${emits}]}`);
+  }
+}
+
+// ------------------------------------------------------------------ the worker's emit check
+// A subset of JSON Schema (draft 7, as the engine's fastjsonschema reads it), three-valued:
+// VALID only when the engine is certain to accept the payload too; UNKNOWN for any keyword,
+// value or schema outside the subset (the emit then takes the round trip).
+const VALID = 1;
+const INVALID = 0;
+const UNKNOWN = -1;
+const ANNOTATIONS = new Set([
+  "title",
+  "description",
+  "examples",
+  "default",
+  "$comment",
+  "deprecated",
+  "readOnly",
+  "writeOnly",
+  "$defs",
+  "definitions",
+]);
+const DRAFT7 = new Set([
+  "http://json-schema.org/draft-07/schema#",
+  "http://json-schema.org/draft-07/schema",
+]);
+const unknown = () => UNKNOWN;
+const valid = () => VALID;
+const TYPES = {
+  null: (v) => v === null,
+  boolean: (v) => typeof v === "boolean",
+  string: (v) => typeof v === "string",
+  number: (v) => typeof v === "number",
+  integer: (v) => typeof v === "number" && Number.isInteger(v),
+  array: (v) => Array.isArray(v),
+  object: (v) => v !== null && typeof v === "object" && !Array.isArray(v),
+};
+
+function compileChecks(table) {
+  const out = new Map();
+  if (table === null || typeof table !== "object") return out;
+  for (const [topic, schema] of Object.entries(table)) {
+    let check;
+    try {
+      check = compileSchema(schema, schema, new Map());
+    } catch {
+      check = unknown;
+    }
+    out.set(topic, check);
+  }
+  return out;
+}
+
+/** A value JSON keeps as it is: plain objects and arrays, strings, finite numbers, booleans, null. */
+function plain(v, depth) {
+  switch (typeof v) {
+    case "string":
+    case "boolean":
+      return true;
+    case "number":
+      return Number.isFinite(v);
+    case "object": {
+      if (v === null) return true;
+      if (depth > 64) return false;
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) if (!plain(v[i], depth + 1)) return false;
+        return true;
+      }
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) return false;
+      if (typeof v.toJSON === "function") return false;
+      for (const k in v) if (!plain(v[k], depth + 1)) return false;
+      return true;
+    }
+    default:
+      return false; // undefined, functions, symbols, bigint
+  }
+}
+
+function isPlainObject(v) {
+  return v !== null && typeof v === "object" && !Array.isArray(v);
+}
+
+function codePoints(s) {
+  return /[\uD800-\uDFFF]/.test(s) ? [...s].length : s.length;
+}
+
+function isCount(n) {
+  return Number.isInteger(n) && n >= 0;
+}
+
+function compileSchema(schema, root, refs) {
+  if (schema === true) return valid;
+  if (schema === false) return () => INVALID;
+  if (!isPlainObject(schema)) return unknown;
+  if (typeof schema.$ref === "string") return compileRef(schema.$ref, root, refs); // siblings ignored
+  const checks = [];
+  const has = (k) => Object.hasOwn(schema, k);
+  for (const key of Object.keys(schema)) {
+    if (ANNOTATIONS.has(key)) continue;
+    const value = schema[key];
+    switch (key) {
+      case "$schema":
+        if (schema !== root || !DRAFT7.has(value)) return unknown;
+        break;
+      case "type": {
+        const names = Array.isArray(value) ? value : [value];
+        if (names.length === 0 || !names.every((n) => Object.hasOwn(TYPES, n))) return unknown;
+        const tests = names.map((n) => TYPES[n]);
+        checks.push((v) => (tests.some((t) => t(v)) ? VALID : INVALID));
+        break;
+      }
+      case "properties": {
+        if (!isPlainObject(value)) return unknown;
+        const props = Object.entries(value).map(([k, sub]) => [k, compileSchema(sub, root, refs)]);
+        checks.push((v) => {
+          if (!isPlainObject(v)) return VALID;
+          let out = VALID;
+          for (const [k, check] of props) {
+            if (!Object.hasOwn(v, k)) continue;
+            const r = check(v[k]);
+            if (r === INVALID) return INVALID;
+            if (r === UNKNOWN) out = UNKNOWN;
+          }
+          return out;
+        });
+        break;
+      }
+      case "required": {
+        if (!Array.isArray(value) || !value.every((k) => typeof k === "string")) return unknown;
+        checks.push((v) => (!isPlainObject(v) || value.every((k) => Object.hasOwn(v, k)) ? VALID : INVALID));
+        break;
+      }
+      case "additionalProperties": {
+        if (has("patternProperties")) return unknown;
+        const known = new Set(isPlainObject(schema.properties) ? Object.keys(schema.properties) : []);
+        const check = compileSchema(value, root, refs);
+        checks.push((v) => {
+          if (!isPlainObject(v)) return VALID;
+          let out = VALID;
+          for (const k of Object.keys(v)) {
+            if (known.has(k)) continue;
+            const r = check(v[k]);
+            if (r === INVALID) return INVALID;
+            if (r === UNKNOWN) out = UNKNOWN;
+          }
+          return out;
+        });
+        break;
+      }
+      case "items": {
+        if (Array.isArray(value)) return unknown; // tuples: not in the subset
+        const check = compileSchema(value, root, refs);
+        checks.push((v) => {
+          if (!Array.isArray(v)) return VALID;
+          let out = VALID;
+          for (const item of v) {
+            const r = check(item);
+            if (r === INVALID) return INVALID;
+            if (r === UNKNOWN) out = UNKNOWN;
+          }
+          return out;
+        });
+        break;
+      }
+      case "minItems":
+      case "maxItems":
+      case "minProperties":
+      case "maxProperties":
+      case "minLength":
+      case "maxLength": {
+        if (!isCount(value)) return unknown;
+        const min = key.startsWith("min");
+        const size = key.endsWith("Items")
+          ? (v) => (Array.isArray(v) ? v.length : null)
+          : key.endsWith("Properties")
+            ? (v) => (isPlainObject(v) ? Object.keys(v).length : null)
+            : (v) => (typeof v === "string" ? codePoints(v) : null);
+        checks.push((v) => {
+          const n = size(v);
+          if (n === null) return VALID;
+          return (min ? n >= value : n <= value) ? VALID : INVALID;
+        });
+        break;
+      }
+      case "minimum":
+      case "maximum":
+      case "exclusiveMinimum":
+      case "exclusiveMaximum": {
+        if (typeof value !== "number" || !Number.isFinite(value)) return unknown;
+        const ok = {
+          minimum: (n) => n >= value,
+          maximum: (n) => n <= value,
+          exclusiveMinimum: (n) => n > value,
+          exclusiveMaximum: (n) => n < value,
+        }[key];
+        checks.push((v) => {
+          if (typeof v === "boolean") return UNKNOWN; // a bool is a number to Python here
+          if (typeof v !== "number") return VALID;
+          if (Number.isInteger(v) && !Number.isSafeInteger(v)) return UNKNOWN;
+          return ok(v) ? VALID : INVALID;
+        });
+        break;
+      }
+      case "enum":
+      case "const": {
+        const options = key === "enum" ? value : [value];
+        if (!Array.isArray(options) || !options.every((o) => o === null || typeof o === "string")) {
+          return unknown;
+        }
+        checks.push((v) => (options.includes(v) ? VALID : INVALID));
+        break;
+      }
+      case "anyOf":
+      case "allOf":
+      case "oneOf": {
+        if (!Array.isArray(value) || value.length === 0) return unknown;
+        const subs = value.map((sub) => compileSchema(sub, root, refs));
+        checks.push((v) => combine(key, subs, v));
+        break;
+      }
+      case "not": {
+        const sub = compileSchema(value, root, refs);
+        checks.push((v) => {
+          const r = sub(v);
+          return r === UNKNOWN ? UNKNOWN : r === VALID ? INVALID : VALID;
+        });
+        break;
+      }
+      default:
+        return unknown; // outside the subset: the engine decides
+    }
+  }
+  if (checks.length === 0) return valid;
+  if (checks.length === 1) return checks[0];
+  return (v) => {
+    let out = VALID;
+    for (const check of checks) {
+      const r = check(v);
+      if (r === INVALID) return INVALID;
+      if (r === UNKNOWN) out = UNKNOWN;
+    }
+    return out;
+  };
+}
+
+function combine(kind, subs, v) {
+  let valids = 0;
+  let unknowns = 0;
+  for (const sub of subs) {
+    const r = sub(v);
+    if (r === VALID) valids++;
+    else if (r === UNKNOWN) unknowns++;
+    else if (kind === "allOf") return INVALID;
+  }
+  if (kind === "anyOf") return valids > 0 ? VALID : unknowns > 0 ? UNKNOWN : INVALID;
+  if (unknowns > 0) return UNKNOWN;
+  if (kind === "allOf") return VALID;
+  return valids === 1 ? VALID : INVALID; // oneOf
+}
+
+function compileRef(ref, root, refs) {
+  const found = refs.get(ref);
+  if (found !== undefined) return found;
+  let target;
+  if (ref === "#") target = root;
+  else {
+    const m = /^#\/(\$defs|definitions)\/([A-Za-z0-9_.-]+)$/.exec(ref);
+    target = m && isPlainObject(root[m[1]]) && Object.hasOwn(root[m[1]], m[2]) ? root[m[1]][m[2]] : undefined;
+  }
+  if (target === undefined) return unknown;
+  let compiled = null; // compiled on first use: a model may refer to itself
+  const lazy = (v) => (compiled ??= compileSchema(target, root, refs))(v);
+  refs.set(ref, lazy);
+  return lazy;
 }
 
 function allSettled(inv) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"sync"
+	"time"
 )
 
 // Context is what a handler receives. It is a context.Context, cancelled when the engine gives
@@ -20,22 +22,105 @@ type Context struct {
 
 	w      *worker
 	invoke int64
-	calls  sync.WaitGroup // calls not answered yet
+	calls  sync.WaitGroup   // calls not answered yet
+	checks map[string]check // the step's emit check, by topic (nil: every emit is a call)
+
+	pmu     sync.Mutex  // pending, done, timer; held while their frame is written (order)
+	pending []byte      // deferred emits not sent yet: `{"topic":..,"data":..},...`
+	done    bool        // the handler returned: later emits are calls (the engine refuses them)
+	timer   *time.Timer // sends pending if the handler goes on with something else
 }
+
+// emitFlushDelay: how long deferred emits may wait for the handler's answer (or its next call)
+// before they are sent on their own.
+const emitFlushDelay = time.Millisecond
 
 // StepName returns the step's name.
 func (c *Context) StepName() string { return c.Step }
 
-// Emit publishes data on topic. The engine validates it now: an undeclared topic or a payload
-// that does not match the topic's schema returns an *EngineError (Type "UndeclaredEmitError" /
-// "PayloadError") and nothing is emitted.
+// Emit publishes data on topic. An undeclared topic or a payload that does not match the
+// topic's schema returns an *EngineError (Type "UndeclaredEmitError" / "PayloadError") and
+// nothing is emitted.
+//
+// The payload is encoded now (later changes to data do not matter). When the worker's own check
+// of the step's declared topics and their schemas accepts it, Emit returns nil at once and the
+// emit travels to the engine with the handler's answer (or with its next call, or within a
+// millisecond if the handler goes on with something else); the engine validates it again and
+// publishes it in order. Otherwise (refused, or outside what the worker checks) Emit asks the
+// engine and waits for its verdict. See docs/worker-protocol.md.
 func (c *Context) Emit(topic string, data any) error {
 	raw, err := json.Marshal(data)
 	if err != nil {
 		return &EngineError{Type: "PayloadError", Message: fmt.Sprintf("topic %q: payload is not JSON: %v", topic, err)}
 	}
+	if chk, ok := c.checks[topic]; ok && c.deferEmit(topic, raw, chk) {
+		return nil
+	}
 	_, err = c.callWith(func(id int64) { c.w.write(emitFrame(id, c.invoke, topic, raw)) })
 	return err
+}
+
+// deferEmit queues a locally valid emit for the invoke's next frame; false: it must be a call.
+func (c *Context) deferEmit(topic string, raw []byte, chk check) bool {
+	v, err := decodeJSON(raw)
+	if err != nil || chk(v) != valid {
+		return false
+	}
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	if c.done || c.Err() != nil {
+		return false
+	}
+	if len(c.pending) == 0 {
+		if c.timer == nil {
+			c.timer = time.AfterFunc(emitFlushDelay, c.flushPending)
+		} else {
+			c.timer.Reset(emitFlushDelay)
+		}
+	} else {
+		c.pending = append(c.pending, ',')
+	}
+	c.pending = append(c.pending, `{"topic":`...)
+	c.pending = appendString(c.pending, topic)
+	c.pending = append(c.pending, `,"data":`...)
+	c.pending = append(append(c.pending, raw...), '}')
+	return true
+}
+
+// writePending sends the deferred emits as an "emits" frame (pmu held).
+func (c *Context) writePending() {
+	if len(c.pending) == 0 {
+		return
+	}
+	b := make([]byte, 4, 48+len(c.pending))
+	b = strconv.AppendInt(append(b, `{"t":"emits","invoke":`...), c.invoke, 10)
+	b = append(append(append(b, `,"emits":[`...), c.pending...), "]}"...)
+	c.pending = c.pending[:0]
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.w.write(frameOf(b))
+}
+
+func (c *Context) flushPending() {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	if !c.done {
+		c.writePending()
+	}
+}
+
+// finish marks the handler done and returns the deferred emits for its answer.
+func (c *Context) finish() []byte {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	c.done = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	emits := c.pending
+	c.pending = nil
+	return emits
 }
 
 // EngineError is an error the engine answered a call with (or a worker-side error with a

@@ -34,6 +34,8 @@ func scanFrame(b []byte, m *inFrame) error {
 			m.Step, err = plainString(v)
 		case "data":
 			m.Data = append(json.RawMessage(nil), v...)
+		case "emits":
+			m.Emits = append(json.RawMessage(nil), v...)
 		case "value":
 			m.Value = append(json.RawMessage(nil), v...)
 		case "ok":

@@ -56,6 +56,7 @@ type inFrame struct {
 	Ctx   invokeCtx       `json:"ctx"`
 	Value json.RawMessage `json:"value"`
 	Error *ErrorInfo      `json:"error"`
+	Emits json.RawMessage `json:"emits"` // invoke: the step's emit check (topic -> schema)
 }
 
 type helloFrame struct {
@@ -110,6 +111,7 @@ type worker struct {
 	inflight sync.WaitGroup
 	readers  chan *reader // idle serve goroutines wait here for their turn to read
 	closing  atomic.Bool
+	checks   map[stepKey]map[string]check // each step's emit check (invoke.emits), under mu
 }
 
 var stopProfile = func() {}
@@ -127,6 +129,7 @@ func Main() {
 		pending: map[int64]pendingCall{},
 		cancels: map[int64]context.CancelFunc{},
 		readers: make(chan *reader),
+		checks:  map[stepKey]map[string]check{},
 	}
 	if path := os.Getenv("WISTRO_GO_CPUPROFILE"); path != "" { // a diagnostic for benchmarks
 		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
@@ -186,24 +189,35 @@ func (w *worker) flushAndClose() {
 	w.closed = true
 }
 
-func (w *worker) send(v any) {
+func (w *worker) send(v any) { w.sendWithEmits(v, nil) }
+
+// sendWithEmits sends v (a JSON object) with an "emits" field of the given list items (the
+// deferred emits of the invoke a result or error frame answers), if any.
+func (w *worker) sendWithEmits(v any, emits []byte) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		// Only a result value can fail to encode; report that instead.
 		if r, ok := v.(resultFrame); ok {
-			w.sendError(r.ID, ErrorInfo{Type: "EncodeError", Message: "the handler's result is not JSON: " + err.Error()})
+			w.sendErrorWithEmits(r.ID, ErrorInfo{Type: "EncodeError", Message: "the handler's result is not JSON: " + err.Error()}, emits)
 			return
 		}
 		body, _ = json.Marshal(errorFrame{T: "error", Error: ErrorInfo{Type: "EncodeError", Message: err.Error()}})
 	}
-	frame := make([]byte, 4+len(body))
-	binary.BigEndian.PutUint32(frame, uint32(len(body)))
-	copy(frame[4:], body)
-	w.write(frame)
+	size := 4 + len(body)
+	if len(emits) > 0 {
+		size += len(emits) + 11
+	}
+	frame := append(make([]byte, 4, size), body...)
+	if len(emits) > 0 {
+		frame = append(append(append(frame[:len(frame)-1], `,"emits":[`...), emits...), "]}"...)
+	}
+	w.write(frameOf(frame))
 }
 
-func (w *worker) sendError(id int64, e ErrorInfo) {
-	w.send(errorFrame{T: "error", ID: id, Error: e})
+func (w *worker) sendError(id int64, e ErrorInfo) { w.sendErrorWithEmits(id, e, nil) }
+
+func (w *worker) sendErrorWithEmits(id int64, e ErrorInfo, emits []byte) {
+	w.sendWithEmits(errorFrame{T: "error", ID: id, Error: e}, emits)
 }
 
 // reader is stdin; one goroutine at a time holds it.
@@ -307,12 +321,22 @@ func (w *worker) startInvoke(m inFrame) (job, bool) {
 		w.sendError(m.ID, ErrorInfo{Type: "StepNotFound", Message: fmt.Sprintf("no step %q registered in %s", m.Step, m.File), File: m.File})
 		return job{}, false
 	}
+	key := stepKey{step.File, step.Config.Name}
+	var checks map[string]check
+	if m.Emits != nil {
+		checks = compileChecks(m.Emits)
+	}
 	base, cancel := context.WithCancel(context.Background())
 	w.mu.Lock()
 	w.cancels[m.ID] = cancel
+	if m.Emits != nil {
+		w.checks[key] = checks
+	} else {
+		checks = w.checks[key]
+	}
 	w.mu.Unlock()
 	w.inflight.Add(1)
-	ctx := &Context{Context: base, TraceID: m.Ctx.TraceID, SpanID: m.Ctx.SpanID, Step: m.Ctx.Step, Flows: m.Ctx.Flows, w: w, invoke: m.ID}
+	ctx := &Context{Context: base, TraceID: m.Ctx.TraceID, SpanID: m.Ctx.SpanID, Step: m.Ctx.Step, Flows: m.Ctx.Flows, w: w, invoke: m.ID, checks: checks}
 	ctx.State = &State{ctx}
 	ctx.Logger = &Logger{ctx}
 	return job{m.ID, step, ctx, m.Data, cancel}, true
@@ -342,22 +366,29 @@ func (w *worker) run(id int64, step *Step, ctx *Context, data json.RawMessage, c
 			}
 			info.File, info.Line = stepFrame(step.File)
 			ctx.calls.Wait()
-			w.sendError(id, info)
+			w.sendErrorWithEmits(id, info, ctx.finish())
 		}
 	}()
 	value, err := step.Handler(ctx, data)
 	// The answer goes out only once every call of this invoke was answered (logs included), so
-	// nothing is recorded after the span ended.
+	// nothing is recorded after the span ended. The deferred emits travel in it.
 	ctx.calls.Wait()
+	emits := ctx.finish()
 	if err != nil {
-		w.sendError(id, errorInfo(err, step))
+		w.sendErrorWithEmits(id, errorInfo(err, step), emits)
 		return
 	}
 	if value == nil {
-		w.write(frameOf(append(append(append(make([]byte, 4, 64), `{"t":"result","id":`...), strconv.AppendInt(nil, id, 10)...), `,"ok":true,"value":null}`...)))
+		b := make([]byte, 4, 64+len(emits))
+		b = strconv.AppendInt(append(b, `{"t":"result","id":`...), id, 10)
+		b = append(b, `,"ok":true,"value":null`...)
+		if len(emits) > 0 {
+			b = append(append(append(b, `,"emits":[`...), emits...), ']')
+		}
+		w.write(frameOf(append(b, '}')))
 		return
 	}
-	w.send(resultFrame{T: "result", ID: id, OK: true, Value: value})
+	w.sendWithEmits(resultFrame{T: "result", ID: id, OK: true, Value: value}, emits)
 }
 
 // frameOf fills in the length header of a frame built after 4 placeholder bytes.
@@ -471,7 +502,10 @@ func (c *Context) callWith(send func(id int64)) (json.RawMessage, error) {
 	w.mu.Lock()
 	w.pending[id] = pendingCall{ch: ch, calls: &c.calls}
 	w.mu.Unlock()
+	c.pmu.Lock() // the deferred emits go first: the engine sees them in order
+	c.writePending()
 	send(id)
+	c.pmu.Unlock()
 	select {
 	case r := <-ch:
 		if r.err != nil {
@@ -499,5 +533,8 @@ func (c *Context) notify(op string, args any) {
 	w.mu.Lock()
 	w.pending[id] = pendingCall{calls: &c.calls}
 	w.mu.Unlock()
+	c.pmu.Lock()
+	c.writePending()
 	w.send(callFrame{T: "call", ID: id, Invoke: c.invoke, Op: op, Args: args})
+	c.pmu.Unlock()
 }
