@@ -97,7 +97,13 @@ export interface Context<Topics extends TopicMap = TopicMap> {
   readonly flows: string[];
   /** Aborted when the engine gives up on this delivery (the step's `timeout_s`). */
   readonly signal: AbortSignal;
-  /** Validated by the engine: rejects with a `WistroError` (PayloadError, UndeclaredEmitError). */
+  /**
+   * Validated by the engine: rejects with a `WistroError` (PayloadError, UndeclaredEmitError).
+   * `data` is encoded at once. When the worker's own check of the step's declared topics and
+   * their schemas accepts it, the promise is already resolved and the emit travels with the
+   * handler's answer (one round trip per hop); otherwise it waits for the engine's verdict
+   * (docs/worker-protocol.md, "Deferred emits").
+   */
   emit<K extends keyof Topics & string>(topic: K, data: Topics[K]): Promise<null>;
   readonly state: State;
   readonly logger: Logger;
