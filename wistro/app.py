@@ -112,9 +112,15 @@ def make_bus(
 def make_store(project: Project, choice: TracesChoice) -> TraceStore:
     """The store ``choice`` names ("memory", "redis", a SQLite file), else wistro.yml's
     ``traces.adapter``, else redis when the bus is redis (one trace across machines), else the
-    project's SQLite file."""
+    project's SQLite file; written as ``traces.writer`` says."""
     if isinstance(choice, TraceStore):
         return choice
+    store = _make_store(project, choice)
+    store.writer = project.config.traces.writer
+    return store
+
+
+def _make_store(project: Project, choice: str | Path | None) -> TraceStore:
     config = project.config.traces
     if choice is None:  # wistro.yml's adapter, else redis with the redis bus, else the file
         choice = config.adapter or ("redis" if project.config.bus.adapter == "redis" else None)

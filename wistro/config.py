@@ -66,6 +66,9 @@ class TracesConfig(_Strict):
     path: str | None = None  # sqlite, default .wistro/traces.db
     url: str | None = None  # redis, default redis.url
     retention_runs: int = Field(default=10_000, ge=1)
+    # Who writes sqlite/redis traces: a writer process once this one is busy (auto), from the
+    # start (process), or always a thread of this process (thread).
+    writer: Literal["auto", "process", "thread"] = "auto"
     otlp: OtlpConfig | None = None  # OpenTelemetry export (the `otel` extra), off by default
 
 
@@ -78,6 +81,8 @@ class EngineConfig(_Strict):
     sync_call_timeout_s: float = Field(default=30.0, gt=0)
     # Report an event loop blocked this long by a step (0: off).
     block_warn_ms: float = Field(default=100.0, ge=0)
+    # Freeze what is loaded and collect garbage less often (wistro.core.gc_tuning).
+    tune_gc: bool = True
 
 
 class ApiEndpointConfig(_Strict):

@@ -14,14 +14,17 @@ import pytest
 from wistro.bus import EventBus, InMemoryBus
 from wistro.bus.local import LocalBus
 from wistro.bus.redis import RedisBus
+from wistro.errors import TraceStoreError
 from wistro.state.base import StateAdapter
 from wistro.state.file import FileState
 from wistro.state.memory import MemoryState
 from wistro.state.redis import RedisState
 from wistro.tracing.memory import MemoryTraceStore
+from wistro.tracing.records import Batch
 from wistro.tracing.redis import RedisTraceStore
 from wistro.tracing.sqlite import SQLiteTraceStore
 from wistro.tracing.store import TraceStore
+from wistro.tracing.writer_process import ProcessWriter
 
 
 @dataclass(frozen=True)
@@ -67,12 +70,36 @@ STATE_ADAPTERS: dict[str, Callable[[Path, str, pytest.FixtureRequest], StateAdap
         request.getfixturevalue("redis_url"), f"{request.getfixturevalue('redis_prefix')}-{place}"
     ),
 }
+
+
+class SQLiteWrittenByProcess(SQLiteTraceStore):
+    """The SQLite store with every batch written by a writer process (``traces.writer``), so
+    each record type crosses the pipe and is written by the child."""
+
+    def __init__(self, path: Path, retention_runs: int) -> None:
+        super().__init__(path, retention_runs)
+        self.process = ProcessWriter(self.writer_spec())
+        assert self.process.poll_ready(60), "the writer process did not get ready"
+
+    def write(self, batch: Batch) -> None:
+        error = self.process.write(batch)
+        if error is not None:
+            raise TraceStoreError(error)
+
+    def close(self) -> None:
+        self.process.close()
+        super().close()
+
+
 # A trace store factory gets the test's temp folder, the retention and the request (the redis one
 # asks for the session's redis-server and a prefix no other test uses, only when it runs).
 TRACE_STORES: dict[str, Callable[[Path, int, pytest.FixtureRequest], TraceStore]] = {
     "memory": lambda tmp, retention, request: MemoryTraceStore(retention_runs=retention),
     "sqlite": lambda tmp, retention, request: SQLiteTraceStore(
         tmp / "traces.db", retention_runs=retention
+    ),
+    "sqlite-process": lambda tmp, retention, request: SQLiteWrittenByProcess(
+        tmp / "traces.db", retention
     ),
     "redis": lambda tmp, retention, request: RedisTraceStore(
         request.getfixturevalue("redis_url"),

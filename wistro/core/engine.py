@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import json
 import logging
 import os
 import threading
@@ -26,10 +25,12 @@ from wistro.core.failures import (
     dumps_payload,
     dumps_refused,
     failed_again,
+    loads_payload,
     missing_step,
     new_dead_letter,
     user_traceback,
 )
+from wistro.core.gc_tuning import tune_gc
 from wistro.core.invoke import invoke
 from wistro.core.ledger import LocalLedger, RunLedger
 from wistro.core.observer import Observer, notify
@@ -125,6 +126,8 @@ class Engine(Versions, SharedBusRuns):
             self.recorder.take_over(old)
             self.runs.clear()
             self.ledger.clear()
+        if self.config.tune_gc:
+            tune_gc()
         self.loop = loop
         self.loop_thread = threading.get_ident()
         self._capacity = asyncio.Event()
@@ -437,7 +440,7 @@ class Engine(Versions, SharedBusRuns):
         try:
             data = d.payload
             if data is NO_PAYLOAD:  # a delivery from outside this process: decode it
-                data = json.loads(d.event.data_json)
+                data = loads_payload(d.event.data_json)
             model = step.input_model
             if model is not None:
                 data = model.model_validate(data)

@@ -10,6 +10,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from wistro.core.run import Run
 from wistro.core.step import StepRecord
 from wistro.core.watchdog import Blocker
@@ -21,19 +23,37 @@ _ENGINE_DIR = __file__.rsplit("/", 2)[0] + "/"  # wistro/: every frame of the en
 
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode
+# orjson writes what the stdlib encoder writes, ten times faster; datetimes and dataclasses it
+# would encode are passed on instead, so they are refused as before. What orjson refuses (ints
+# over 64 bits, keys that are not str, lone surrogates) goes to the stdlib encoder, which decides.
+_fast = orjson.dumps
+_FAST_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def dumps_payload(data: Any, topic: str) -> str:
+    """The payload as compact JSON text, or a PayloadError naming the topic."""
+    try:
+        return _fast(data, option=_FAST_OPTIONS).decode()
+    except TypeError:
+        pass
     try:
         return _encode(data)
     except (TypeError, ValueError) as e:
         raise PayloadError(f"payload is not JSON: {e}", topic=topic) from None
 
 
+def loads_payload(text: str) -> Any:
+    """A payload's JSON text as data (what another process published)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN or Infinity, which the stdlib writes and reads
+        return json.loads(text)
+
+
 def dumps_safe(data: Any) -> str:
     try:
-        return _encode(data)
-    except (TypeError, ValueError):
+        return dumps_payload(data, "")
+    except PayloadError:
         return _encode(repr(data))
 
 

@@ -1,4 +1,13 @@
-"""Buffers trace records on the hot path and writes them to the store in batches, off the loop."""
+"""Buffers trace records on the hot path and writes them to the store in batches, off the loop.
+
+The batches go to one writer thread. For a store that says how to open it again
+(``TraceStore.writer_spec``: SQLite, Redis), that thread hands them on to a writer *process*
+(``wistro.tracing.writer_process``), so that the store's CPU is not taken under this process's
+GIL: with ``traces.writer: auto`` (the default) once the process has written
+``PROCESS_AFTER_ROWS`` rows, which a notebook or a test rarely does and a busy server does in
+its first second; ``process`` from the start; ``thread`` never. The child starts in the
+background; batches are written by the thread until it is ready. If it ends, the thread writes
+again (a batch it was writing may then be written twice)."""
 
 from __future__ import annotations
 
@@ -17,8 +26,10 @@ from wistro.tracing.records import (
     StateOpRecord,
 )
 from wistro.tracing.store import TraceStore
+from wistro.tracing.writer_process import ProcessWriter, WriterGone
 
 log = logging.getLogger("wistro.tracing")
+PROCESS_AFTER_ROWS = 20_000
 
 
 class Recorder:
@@ -38,6 +49,11 @@ class Recorder:
         self._executor: ThreadPoolExecutor | None = None
         self._lock: asyncio.Lock | None = None
         self.write_errors = 0
+        # The writer process, its spec (None: this store is written here), rows written here.
+        self._writer: ProcessWriter | None = None
+        mode = getattr(store, "writer", "auto") if store is not None else "thread"
+        self._spec = store.writer_spec() if store is not None and mode != "thread" else None
+        self._rows_here = PROCESS_AFTER_ROWS if mode == "process" else 0
 
     def start(self) -> None:
         if self.store is None or self._task is not None:
@@ -82,6 +98,8 @@ class Recorder:
         """Carry on with what ``other`` recorded and did not write (an engine moved to a new
         event loop)."""
         self.batch, self._count = other.batch, other._count
+        self._writer, self._spec, self._rows_here = other._writer, other._spec, other._rows_here
+        other._writer = None
 
     def added(self) -> None:
         """Called after appending rows; wakes the writer early when the batch is large."""
@@ -113,12 +131,62 @@ class Recorder:
             await loop.run_in_executor(self._executor, self._write, batch)
 
     def _write(self, batch: Batch) -> None:
+        """On the writer thread: one batch, to the writer process when it is ready."""
         assert self.store is not None
+        writer = self._writer_ready(len(batch))
+        if writer is not None:
+            try:
+                error = writer.write(batch)
+            except WriterGone as e:
+                self._writer_gone(e)
+            else:
+                if error is not None:
+                    self.write_errors += 1
+                    log.error("writing %d trace records failed: %s", len(batch), error)
+                return
         try:
             self.store.write(batch)
         except Exception:  # a trace write must never take the engine down
             self.write_errors += 1
             log.exception("writing %d trace records failed", len(batch))
+
+    def _writer_ready(self, rows: int) -> ProcessWriter | None:
+        """The writer process if it is ready; starts it once enough rows were written here."""
+        writer = self._writer
+        if writer is None:
+            if self._spec is None:
+                return None
+            self._rows_here += rows
+            if self._rows_here < PROCESS_AFTER_ROWS:
+                return None
+            try:
+                writer = self._writer = ProcessWriter(self._spec)
+            except (OSError, WriterGone) as e:
+                self._writer_gone(e)
+                return None
+        try:
+            return writer if writer.poll_ready() else None
+        except WriterGone as e:
+            self._writer_gone(e)
+            return None
+
+    def _writer_gone(self, error: BaseException) -> None:
+        """Write here from now on."""
+        log.warning("%s; trace batches are written by this process from now on", error)
+        self._writer, self._spec = None, None
+        assert self.store is not None
+        self.store.written_elsewhere()
+
+    @property
+    def writer_pid(self) -> int | None:
+        """The writer process's pid while it writes the batches, else None."""
+        writer = self._writer
+        return writer.pid if writer is not None and writer.ready else None
+
+    def _close_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -128,5 +196,8 @@ class Recorder:
             self._task = None
         await self.flush()
         if self._executor is not None:
+            self._executor.submit(self._close_writer)
             self._executor.shutdown(wait=True)
             self._executor = None
+        else:
+            self._close_writer()

@@ -72,6 +72,7 @@ from wistro.tracing.records import (
     StateOpRecord,
 )
 from wistro.tracing.store import TraceStore
+from wistro.tracing.writer_process import WriterSpec
 from wistro.urls import public_url
 
 _ascii_json = json.JSONEncoder(separators=(",", ":")).encode  # stored: any text round-trips
@@ -396,6 +397,17 @@ class RedisTraceStore(TraceStore):
         self._list_runs = self._redis.register_script(_LIST_RUNS)
         self._logs_script = self._redis.register_script(_LOGS)
         self._get_trace = self._redis.register_script(_GET_TRACE)
+
+    def writer_spec(self) -> WriterSpec:
+        return WriterSpec(
+            "wistro.tracing.redis:RedisTraceStore",
+            {
+                "url": self.url,
+                "prefix": self.prefix,
+                "retention_runs": self.retention_runs,
+                "timeout_s": self.timeout_s,
+            },
+        )
 
     def _failure(self, e: RedisError) -> TraceStoreError:
         at = f"redis trace store at {self.public_url}"

@@ -49,6 +49,7 @@ from wistro.tracing.records import (
     StateOpRecord,
 )
 from wistro.tracing.store import TraceStore
+from wistro.tracing.writer_process import WriterSpec
 
 # table -> (record class, primary-key column or None); the columns are the record's fields.
 _TABLES: dict[str, tuple[type, str | None]] = {
@@ -158,6 +159,12 @@ def _escaped(
             v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else v
             for v in getter(record)
         )
+
+
+def _prune_slack(retention_runs: int) -> int:
+    """Runs kept beyond the retention before the oldest are deleted, in one go: a tenth of it
+    (none for a retention under 100), so a busy store prunes once in a while, not every write."""
+    return retention_runs // 10 if retention_runs >= 100 else 0
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
@@ -303,6 +310,21 @@ class SQLiteTraceStore(TraceStore):
                 if side.stat().st_mode & 0o077:
                     os.chmod(side, PRIVATE_FILE)
 
+    def writer_spec(self) -> WriterSpec:
+        return WriterSpec(
+            "wistro.tracing.sqlite:SQLiteTraceStore",
+            {"path": str(self.path), "retention_runs": self.retention_runs},
+        )
+
+    @_guarded
+    def written_elsewhere(self) -> None:
+        with self._write_lock:
+            self._n_runs = self._count_runs(self._writer)
+            self._open = {
+                r["trace_id"]
+                for r in self._writer.execute("SELECT trace_id FROM runs WHERE status = 'running'")
+            }
+
     @_guarded
     def check(self) -> None:
         """Read every page (``PRAGMA quick_check``); raise ``CorruptTraceStore`` if one is bad."""
@@ -354,7 +376,7 @@ class SQLiteTraceStore(TraceStore):
                 records = getattr(batch, table)
                 if records:
                     conn.executemany(statement, rows(_GETTERS[table], records))
-            if self._n_runs > self.retention_runs:
+            if self._n_runs > self.retention_runs + _prune_slack(self.retention_runs):
                 self._prune(conn)
             conn.execute("COMMIT")
         except BaseException:

@@ -16,6 +16,7 @@ from wistro.tracing.records import (
     Trace,
     record_of,
 )
+from wistro.tracing.writer_process import WriterSpec
 
 
 class TraceStore(ABC):
@@ -26,8 +27,21 @@ class TraceStore(ABC):
     (``data_json``/``fields_json``/``value_json`` stay JSON text), newest run first.
     """
 
+    # Who writes the batches: "auto" (a writer process once the load is high, if the store has a
+    # ``writer_spec``), "process" (from the start) or "thread" (always this process).
+    writer: str = "auto"
+
     @abstractmethod
     def write(self, batch: Batch) -> None: ...
+
+    def writer_spec(self) -> WriterSpec | None:
+        """How a writer process opens this store again (plain values), or None: this store can
+        only be written by this process (the memory store, most custom ones)."""
+        return None
+
+    def written_elsewhere(self) -> None:  # noqa: B027 - optional hook
+        """Another process wrote batches meant for this store (the writer process, now gone):
+        forget what was cached about its contents."""
 
     @abstractmethod
     def list_runs(

@@ -1,0 +1,232 @@
+"""The trace writer process (``traces.writer``): batches written by a child process, what a user
+reads back, and what happens when either side dies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+import wistro
+from tests.projects import step, write_project
+from wistro.tracing.recorder import PROCESS_AFTER_ROWS
+from wistro.tracing.records import Batch
+from wistro.tracing.sqlite import SQLiteTraceStore
+from wistro.tracing.store import TraceStore
+from wistro.tracing.writer_process import WriterSpec
+
+
+def chain_project(root: Path, writer: str) -> Path:
+    return write_project(
+        root,
+        {
+            "wistro.yml": f"name: chain\ntraces: {{writer: {writer}}}\n",
+            "src/a.step.py": step("a", ["start"], ["mid"], "await ctx.emit('mid', data)"),
+            "src/b.step.py": step(
+                "b",
+                ["mid"],
+                ["end"],
+                "ctx.logger.info('b', n=data['n'])\nawait ctx.emit('end', data)",
+            ),
+            "src/c.step.py": step(
+                "c", ["end"], [], "await ctx.state.set('seen', str(data['n']), 1)"
+            ),
+        },
+    )
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (exited, not reaped yet) counts as gone
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(")")[-1].split()[0] != "Z"
+
+
+def wait_gone(pid: int, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+async def writer_pid_of(app: wistro.App, timeout: float = 30.0) -> int:
+    """Emit until the writer process is ready and writing; its pid."""
+    async with asyncio.timeout(timeout):
+        while (pid := app.engine.recorder.writer_pid) is None:
+            await app.emit("start", {"n": -1})
+    return pid
+
+
+async def test_hundreds_of_concurrent_runs_are_stored_by_the_writer_process(tmp_path: Path) -> None:
+    app = wistro.load(chain_project(tmp_path / "p", "process"), state="memory")
+    pid = await writer_pid_of(app)
+    assert pid != os.getpid() and alive(pid)
+    runs = await asyncio.gather(*(app.emit("start", {"n": i}) for i in range(400)))
+    assert {r.status for r in runs} == {"ok"}
+    await app.drain()
+    # read back in this process, from the file the child wrote
+    stored = app.engine.store.list_runs(limit=10_000)
+    assert {r.trace_id for r in runs} <= {row["trace_id"] for row in stored}
+    trace = app.engine.store.get_run(runs[123].trace_id)
+    assert [s["step"] for s in trace["spans"]] == ["a", "b", "c"]
+    assert [e["topic"] for e in trace["events"]] == ["start", "mid", "end"]
+    assert [log["message"] for log in trace["logs"]] == ["b"]
+    assert [op["op"] for op in trace["state_ops"]] == ["set"]
+    await app.aclose()
+    assert wait_gone(pid), "the writer process outlived its engine"
+
+
+async def test_auto_switches_to_the_writer_process_once_busy(tmp_path: Path) -> None:
+    app = wistro.load(chain_project(tmp_path / "p", "auto"), state="memory")
+    await app.emit("start", {"n": 0})
+    await app.drain()
+    assert app.engine.recorder.writer_pid is None  # a few rows: written by a thread here
+    # each run records 1 run row + 3 events + 3 spans + 1 log + 1 state op
+    for _ in range(PROCESS_AFTER_ROWS // 9 // 500 + 2):
+        await asyncio.gather(*(app.emit("start", {"n": i}, wait=False) for i in range(500)))
+        await app.drain()
+    pid = await writer_pid_of(app)
+    assert alive(pid)
+    last = await app.emit("start", {"n": 99_999})
+    await app.drain()
+    assert app.engine.store.get_run(last.trace_id)["run"]["status"] == "ok"
+    await app.aclose()
+
+
+async def test_thread_never_starts_a_process(tmp_path: Path) -> None:
+    app = wistro.load(chain_project(tmp_path / "p", "thread"), state="memory")
+    await asyncio.gather(*(app.emit("start", {"n": i}) for i in range(300)))
+    await app.drain()
+    assert app.engine.recorder.writer_pid is None
+    await app.aclose()
+
+
+async def test_a_killed_writer_process_falls_back_to_the_thread_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = wistro.load(chain_project(tmp_path / "p", "process"), state="memory")
+    pid = await writer_pid_of(app)
+    os.kill(pid, signal.SIGKILL)
+    with caplog.at_level(logging.WARNING, logger="wistro.tracing"):
+        runs = await asyncio.gather(*(app.emit("start", {"n": i}) for i in range(300)))
+        await app.drain()
+    assert {r.status for r in runs} == {"ok"}
+    assert app.engine.recorder.writer_pid is None
+    assert any(
+        "trace writer process ended" in r.message and "written by this process" in r.message
+        for r in caplog.records
+    ), [r.message for r in caplog.records]
+    stored = {row["trace_id"] for row in app.engine.store.list_runs(limit=10_000)}
+    assert {r.trace_id for r in runs} <= stored  # nothing after the kill is lost
+    await app.aclose()
+
+
+class _Unopenable(SQLiteTraceStore):
+    """A store whose spec names a factory that fails in the child."""
+
+    def writer_spec(self) -> WriterSpec:
+        return WriterSpec("wistro.tracing.sqlite:NoSuchStore", {})
+
+
+async def test_a_store_the_child_cannot_open_is_written_here(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _Unopenable(tmp_path / "traces.db")
+    store.writer = "process"
+    app = wistro.load(chain_project(tmp_path / "p", "process"), state="memory", traces=store)
+    with caplog.at_level(logging.WARNING, logger="wistro.tracing"):
+        for _ in range(20):  # until the child has answered
+            await app.emit("start", {"n": 1})
+            await asyncio.sleep(0.05)
+            if any("could not open" in r.message for r in caplog.records):
+                break
+    line = next(r.message for r in caplog.records if "could not open" in r.message)
+    assert "AttributeError" in line and "NoSuchStore" in line
+    run = await app.emit("start", {"n": 2})
+    await app.drain()
+    assert store.get_run(run.trace_id)["run"]["status"] == "ok"
+    await app.aclose()
+
+
+def test_memory_and_custom_stores_have_no_writer_process() -> None:
+    from wistro.tracing.memory import MemoryTraceStore
+
+    class Custom(MemoryTraceStore):
+        pass
+
+    assert MemoryTraceStore().writer_spec() is None
+    assert Custom().writer_spec() is None
+    assert TraceStore.writer == "auto"
+
+
+PARENT = textwrap.dedent(
+    """
+    import asyncio, sys
+    import wistro
+
+    async def main():
+        app = wistro.load(sys.argv[1], state="memory")
+        while app.engine.recorder.writer_pid is None:
+            await app.emit("start", {"n": -1})
+        runs = await asyncio.gather(*(app.emit("start", {"n": i}) for i in range(300)))
+        await app.drain()
+        print(app.engine.recorder.writer_pid, " ".join(r.trace_id for r in runs), flush=True)
+        while True:  # more work, until killed
+            await asyncio.gather(*(app.emit("start", {"n": i}, wait=False) for i in range(50)))
+            await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_kill_9_of_the_engine_keeps_every_flushed_run_and_ends_the_writer(tmp_path: Path) -> None:
+    proj = chain_project(tmp_path / "p", "process")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PARENT, str(proj)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, "the engine process printed nothing"
+        pid_text, *trace_ids = line.split()
+        writer = int(pid_text)
+        time.sleep(0.3)  # batches on their way when it dies
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert wait_gone(writer), "the writer process outlived its killed engine"
+    store = SQLiteTraceStore(proj / ".wistro" / "traces.db")
+    try:
+        for trace_id in trace_ids:
+            assert store.get_run(trace_id)["run"]["status"] == "ok"
+        # batches sent before the kill were written: more runs than the ones printed
+        assert len(store.list_runs(limit=100_000)) > len(trace_ids)
+    finally:
+        store.close()
+
+
+def test_the_wire_round_trips_every_record_type() -> None:
+    from tests.trace_support import full_trace
+    from wistro.tracing.writer_process import decode_batch, encode_batch
+
+    batch = full_trace("abcd1234", 5.0)
+    batch.events[0].error = "refused \udcff"  # a lone surrogate crosses as it is
+    again = decode_batch(encode_batch(batch))
+    assert again == batch
+    assert isinstance(again, Batch)
