@@ -10,8 +10,10 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from wistro.bus import Delivery, EventBus, InMemoryBus
@@ -38,6 +40,7 @@ from wistro.core.registry import Registry
 from wistro.core.run import Run
 from wistro.core.shared import SharedBusRuns
 from wistro.core.step import StepRecord
+from wistro.core.typed import TypedTopics
 from wistro.core.versioning import Versions
 from wistro.core.watchdog import Blocker, LoopWatchdog, find_blocker
 from wistro.errors import (
@@ -105,6 +108,7 @@ class Engine(Versions, SharedBusRuns):
         self._merging: set[asyncio.Task[None]] = set()  # runs read back from the store
         # A shared bus (local, redis) keeps the run ledger: runs end when its commit says so.
         self._shared = self.bus.shared
+        self._typed = TypedTopics(registry)
         self._init_versions()
 
     # ------------------------------------------------------------ lifecycle
@@ -278,7 +282,7 @@ class Engine(Versions, SharedBusRuns):
         self.start()
         try:
             self.check_topic(topic)
-            payload = self.registry.topics.validator(topic)(data)
+            payload, typed, model = self._validate(topic, data)
             data_json = dumps_payload(payload, topic)
         except WistroError as e:
             e.trace_id = self.refused(topic, data, trigger, e).trace_id
@@ -299,7 +303,7 @@ class Engine(Versions, SharedBusRuns):
             notify(self.observers, "on_run_start", run)
         if self._shared and self.registry.subscribers(topic):
             self._open_shared(run, trigger, topic)
-        self._publish(run, topic, payload, data_json, trigger, None)
+        self._publish(run, topic, payload, data_json, trigger, None, typed, model)
         if not self.ledger.pending(run.trace_id):
             self._finish(run)
         if self._shared:
@@ -346,14 +350,28 @@ class Engine(Versions, SharedBusRuns):
             self._refused(run, step, span_id, topic, data, err)
             raise err
         try:
-            payload = self.registry.topics.validator(topic)(data)
+            payload, typed, model = self._validate(topic, data)
             data_json = dumps_payload(payload, topic)
         except PayloadError as e:
             e.step = step.name
             e.args = (e.format(),)
             self._refused(run, step, span_id, topic, data, e)
             raise
-        self._publish(run, topic, payload, data_json, step.name, span_id)
+        self._publish(run, topic, payload, data_json, step.name, span_id, typed, model)
+
+    def _validate(self, topic: str, data: Any) -> tuple[Any, BaseModel | None, Any]:
+        """The JSON-ready payload, and the instance of the topic's model when that validated it
+        (``wistro.core.typed``), with the model; raises PayloadError."""
+        typed_topics = self._typed
+        if typed_topics.registry is not self.registry:
+            typed_topics = self._typed = TypedTopics(self.registry)
+        model = typed_topics.model(topic) if type(data) is dict else None
+        if model is not None:
+            try:
+                return data, model.model_validate(data, strict=True), model
+            except PydanticValidationError:
+                pass  # JSON Schema decides, as without a model
+        return self.registry.topics.validator(topic)(data), None, None
 
     def _refused(
         self, run: Run, step: StepRecord, span_id: str, topic: str, data: Any, err: WistroError
@@ -384,6 +402,8 @@ class Engine(Versions, SharedBusRuns):
         data_json: str,
         source: str,
         parent_span_id: str | None,
+        typed: BaseModel | None = None,
+        model: Any = None,
     ) -> None:
         event = EventRecord(
             new_id(), run.trace_id, topic, data_json, source, parent_span_id, _now()
@@ -405,7 +425,10 @@ class Engine(Versions, SharedBusRuns):
         traceparent = run.traceparent
         version = run.record.version
         for step in subscribers:
-            publish(Delivery(step.name, event, 1, 0.0, version, None, traceparent, payload))
+            data = payload
+            if typed is not None and step.input_model is model:
+                data, typed = typed, None  # validated at emit: its input, once
+            publish(Delivery(step.name, event, 1, 0.0, version, None, traceparent, data))
 
     # ------------------------------------------------------------ delivering
     async def _deliver(self, d: Delivery) -> None:
@@ -442,7 +465,7 @@ class Engine(Versions, SharedBusRuns):
             if data is NO_PAYLOAD:  # a delivery from outside this process: decode it
                 data = loads_payload(d.event.data_json)
             model = step.input_model
-            if model is not None:
+            if model is not None and type(data) is not model:
                 data = model.model_validate(data)
             handler = step.invoke
             if handler is not None and not (step.timeout_s or self.config.default_timeout_s):
@@ -484,7 +507,10 @@ class Engine(Versions, SharedBusRuns):
             retries = step.retries if step.retries is not None else self.config.default_retries
             if retry and d.attempt <= retries:
                 delay = min(step.retry_backoff_s * 2 ** (d.attempt - 1), MAX_BACKOFF_S)
-                self.bus.publish(d.again(_now() + delay), delay)
+                again = d.again(_now() + delay)
+                if isinstance(again.payload, BaseModel):  # the instance the failed attempt had,
+                    again = replace(again, payload=NO_PAYLOAD)  # maybe changed: from the JSON
+                self.bus.publish(again, delay)
                 if self._shared:
                     self._settle(run)
                 return

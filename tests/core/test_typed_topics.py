@@ -1,0 +1,162 @@
+"""One validation per hop (wistro.core.typed): a topic whose schema is its subscriber's model is
+validated once, strictly, at emit; what a user sees stays what JSON Schema decided."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.projects import step
+from wistro.errors import PayloadError
+
+MODEL = """
+from datetime import datetime
+from pydantic import BaseModel
+
+class Order(BaseModel):
+    id: int
+    name: str
+    amount: float = 0.0
+
+class Stamped(BaseModel):
+    at: datetime
+"""
+
+
+def files(**extra: str) -> dict[str, str]:
+    return {
+        "src/models.py": MODEL,
+        "src/start.step.py": step(
+            "Start", ["start"], ["order"], "await ctx.emit('order', data['order'])"
+        ),
+        "src/take.step.py": step(
+            "Take",
+            ["order"],
+            header="from .models import Order",
+            extra="'input': Order",
+            body="""
+            assert isinstance(data, Order), type(data)
+            await ctx.state.set('seen', str(data.id), data.model_dump())
+            """,
+        ),
+        **extra,
+    }
+
+
+async def test_a_valid_emit_reaches_the_subscriber_as_its_model(make_app) -> None:
+    app = make_app(files())
+    run = await app.emit("start", {"order": {"id": 7, "name": "x", "amount": 2}})
+    assert run.status == "ok", run.errors
+    assert await app.state.get("seen", "7") == {"id": 7, "name": "x", "amount": 2.0}
+
+
+@pytest.mark.parametrize(
+    ("order", "field", "problem"),
+    [
+        ({"id": "7", "name": "x"}, "id", "must be integer"),  # lax pydantic would take "7"
+        ({"id": True, "name": "x"}, "id", "must be integer"),
+        ({"id": 7, "name": 5}, "name", "must be string"),
+        ({"name": "x"}, "id", "is required"),
+    ],
+)
+async def test_what_json_schema_refuses_is_still_refused_at_emit_naming_step_and_field(
+    make_app, order: dict, field: str, problem: str
+) -> None:
+    app = make_app(files())
+    run = await app.emit("start", {"order": order})
+    assert run.status == "error"
+    assert not run.ran("Take")
+    refused = run.events[run.events["error"].notna()].iloc[0]
+    assert "step 'Start'" in refused["error"] and f"field '{field}'" in refused["error"]
+    assert problem in refused["error"]
+    # and from outside, the same refusal
+    with pytest.raises(PayloadError) as e:
+        await app.emit("order", order)
+    assert e.value.field == field and problem in str(e.value)
+
+
+async def test_what_strict_mode_refuses_but_json_schema_accepts_is_delivered(make_app) -> None:
+    extra = {
+        "src/stamp.step.py": step(
+            "Stamp",
+            ["stamped"],
+            header="from .models import Stamped\nfrom datetime import datetime",
+            extra="'input': Stamped",
+            body="""
+            assert isinstance(data.at, datetime)
+            await ctx.state.set('seen', 'at', data.at.isoformat())
+            """,
+        ),
+    }
+    app = make_app(files(**extra))
+    run = await app.emit("stamped", {"at": "2026-12-01T10:00:00Z"})  # a string: lax parses it
+    assert run.status == "ok", run.errors
+    assert await app.state.get("seen", "at") == "2026-12-01T10:00:00+00:00"
+    run = await app.emit("start", {"order": {"id": 1.0, "name": "x"}})  # 1.0 is an integer
+    assert run.status == "ok", run.errors
+
+
+async def test_a_retry_gets_the_payload_as_emitted_not_as_the_failed_attempt_left_it(
+    make_app,
+) -> None:
+    extra = {
+        "src/take.step.py": step(
+            "Take",
+            ["order"],
+            header="from .models import Order",
+            extra="'input': Order, 'retries': 1, 'retry_backoff_s': 0.01",
+            body="""
+            seen = await ctx.state.get('seen', 'names') or []
+            await ctx.state.set('seen', 'names', seen + [data.name])
+            data.name = 'changed by attempt ' + str(len(seen) + 1)
+            if not seen:
+                raise RuntimeError('first attempt fails')
+            """,
+        ),
+    }
+    app = make_app(files(**extra))
+    run = await app.emit("start", {"order": {"id": 1, "name": "orig"}})
+    assert run.status == "ok", run.errors
+    assert await app.state.get("seen", "names") == ["orig", "orig"]
+
+
+async def test_two_subscribers_of_one_model_never_share_an_instance(make_app) -> None:
+    second = step(
+        "Also",
+        ["order"],
+        header="from .models import Order",
+        extra="'input': Order",
+        body="""
+        seen = await ctx.state.get('names', 'also') or []
+        await ctx.state.set('names', 'also', seen + [data.name])
+        data.name = 'changed by Also'
+        """,
+    )
+    first = step(
+        "Take",
+        ["order"],
+        header="from .models import Order",
+        extra="'input': Order",
+        body="""
+        seen = await ctx.state.get('names', 'take') or []
+        await ctx.state.set('names', 'take', seen + [data.name])
+        data.name = 'changed by Take'
+        """,
+    )
+    app = make_app(files(**{"src/take.step.py": first, "src/also.step.py": second}))
+    runs = await asyncio.gather(
+        *(app.emit("start", {"order": {"id": i, "name": "orig"}}) for i in range(50))
+    )
+    assert {r.status for r in runs} == {"ok"}
+    assert await app.state.get("names", "take") == ["orig"] * 50
+    assert await app.state.get("names", "also") == ["orig"] * 50
+
+
+async def test_hundreds_of_concurrent_typed_runs(make_app) -> None:
+    app = make_app(files())
+    runs = await asyncio.gather(
+        *(app.emit("start", {"order": {"id": i, "name": "n"}}) for i in range(400))
+    )
+    assert {r.status for r in runs} == {"ok"}
+    assert len(await app.state.get_group("seen")) == 400
