@@ -39,17 +39,20 @@ javascript + typescript) and implements::
     with a small backoff (``restarts`` counts them, ``pids`` lists every worker's hello pid).
   * An invoke sends ``invoke`` with ``data`` (JSON; pydantic models dumped) and ``ctx`` =
     ``{trace_id, span_id, step, flows}``; the worker's ``call``s are served with the real
-    ``ctx`` (emit / state.* / log). A worker ``error`` raises ``StepError`` (a HandlerError
-    whose one-line message is ``<file>:<line>, step '<name>': <JSType>: <message>`` and whose
-    ``.stack`` is also attached as an exception note, so the span's traceback shows it). On
-    cancellation (the step's timeout) ``cancel`` is sent.
+    ``ctx`` (emit / state.* / log), and its deferred emits (``emits`` of a ``result``/``error``/
+    ``emits`` frame) are published in order through ``ctx.emit`` (the step's emit check goes with
+    its first invoke on each worker: ``invoke.emits``). A worker ``error`` raises ``StepError``
+    (a HandlerError whose one-line message is ``<file>:<line>, step '<name>': <JSType>:
+    <message>`` and whose ``.stack`` is also attached as an exception note, so the span's
+    traceback shows it). On cancellation (the step's timeout) ``cancel`` is sent.
   * ``read()`` first takes the configs of files unchanged since ``wistro.yml.lock`` from the
     lock (``configs_from_lock(root, files)``; same sha256 as the lock's ``hash``): no worker and
     no toolchain needed for them.
   * ``aclose()`` sends ``shutdown`` (then kills); ``discard()`` does it from sync code (reload).
 
-Other helpers: ``start_request_body(lambda id: json_text)`` (a pre-encoded hot request),
-``encode_frame(msg)``, ``which(name, env_var)``, ``raw_config(name, lock_config)``.
+Other helpers: ``start_request_body(lambda id: json_text)`` / ``start_request_bytes(lambda id:
+json_bytes)`` (a pre-encoded hot request), ``encode_frame(msg)``, ``which(name, env_var)``,
+``raw_config(name, lock_config)``.
 
 Nothing here blocks the loop but ``read()``, which is synchronous by the runtime interface.
 The exceptions (``WorkerError``, ``WorkerCrashed``, ``WorkerStartError``, ``StepError``) are
@@ -57,7 +60,8 @@ defined in :mod:`wistro.errors` and importable from here too.
 
 The modules, each importing only those above it:
 
-* ``framing`` - the frames: ``encode_frame``, the JSON codec, ``MAX_FRAME``, error payloads;
+* ``framing`` - the frames: ``encode_frame``, the JSON codec (orjson, the stdlib where they
+  would differ), ``MAX_FRAME``, error payloads;
 * ``process`` - ``WorkerProcess``: the child process, its requests by id, crash handling;
 * ``lockfile`` - ``configs_from_lock`` / ``raw_config``: configs read back from the lock;
 * ``toolchain`` - ``which``: finding a worker language's toolchain;

@@ -20,10 +20,9 @@ from wistro.errors import WorkerCrashed, WorkerError, WorkerStartError
 from wistro.runtimes.worker.framing import (
     _HEADER,
     MAX_FRAME,
-    _decode,
     _error_payload,
-    _scan_once,
     encode_frame,
+    loads,
 )
 
 CallHandler = Callable[[dict[str, Any]], Any]  # returns a value or an awaitable of one
@@ -41,7 +40,7 @@ class _Protocol(asyncio.SubprocessProtocol):
             buf = self.buf
             buf += data
             pos, n = 0, len(buf)
-            frames: list[str] = []
+            frames: list[bytearray] = []
             while n - pos >= _HEADER:
                 size = int.from_bytes(buf[pos : pos + _HEADER], "big")
                 if size > MAX_FRAME:
@@ -50,21 +49,15 @@ class _Protocol(asyncio.SubprocessProtocol):
                 end = pos + _HEADER + size
                 if end > n:
                     break
-                try:
-                    frames.append(buf[pos + _HEADER : end].decode())
-                except UnicodeDecodeError:
-                    self.proc._broken("a frame is not UTF-8")
-                    return
+                frames.append(buf[pos + _HEADER : end])
                 pos = end
             if pos:
                 del buf[:pos]
             for frame in frames:
                 try:
-                    msg, stop = _scan_once(frame, 0)
-                    if stop != len(frame):
-                        msg = _decode(frame)  # whitespace around it, or an error to report
-                except StopIteration:
-                    self.proc._broken("a frame is not JSON")
+                    msg = loads(frame)
+                except UnicodeDecodeError:
+                    self.proc._broken("a frame is not UTF-8")
                     return
                 except ValueError as e:
                     self.proc._broken(f"a frame is not JSON: {e}")
@@ -244,6 +237,10 @@ class WorkerProcess:
     def start_request_body(self, body: Callable[[int], str]) -> tuple[int, asyncio.Future[Any]]:
         """Like ``start_request`` for a pre-encoded message: ``body(id)`` returns its JSON text
         (the fast path of hot requests). Returns ``(id, future)``."""
+        return self.start_request_bytes(lambda rid: body(rid).encode())
+
+    def start_request_bytes(self, body: Callable[[int], bytes]) -> tuple[int, asyncio.Future[Any]]:
+        """``start_request_body`` with the message as UTF-8 JSON bytes."""
         if not self.alive:
             raise WorkerCrashed(self._crash or f"the {self.language} worker is not running")
         self._next_id += 1
@@ -251,7 +248,7 @@ class WorkerProcess:
         assert self.loop is not None
         fut: asyncio.Future[Any] = self.loop.create_future()
         self._pending[rid] = fut
-        data = body(rid).encode()
+        data = body(rid)
         self._out.append(len(data).to_bytes(_HEADER, "big") + data)
         if not self._flush_scheduled:
             self._flush_scheduled = True

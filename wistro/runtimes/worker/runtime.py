@@ -26,7 +26,7 @@ from wistro.errors import (
     WorkerStartError,
 )
 from wistro.runtimes.base import LanguageRuntime, StepSource
-from wistro.runtimes.worker.framing import _encode
+from wistro.runtimes.worker.framing import dumps
 from wistro.runtimes.worker.lockfile import configs_from_lock
 from wistro.runtimes.worker.process import WorkerProcess
 
@@ -282,31 +282,29 @@ class WorkerRuntime(LanguageRuntime):
         runtime = self
         file = str(record.file)
 
-        step_json = _encode(record.name)
-        after_id = ',"file":' + _encode(file) + ',"step":' + step_json
-        ctx_tail = ',"step":' + step_json + ',"flows":' + _encode(list(record.flows)) + "}"
+        step_json = dumps(record.name)
+        after_id = b',"file":' + dumps(file) + b',"step":' + step_json + b',"data":'
+        ctx_tail = b',"step":' + step_json + b',"flows":' + dumps(list(record.flows)) + b"}"
         # The step's emit check (``invoke.emits``): sent with its first invoke on each worker,
         # and again when the engine's topics change (a reload).
-        told: list[Any] = [None, None, ""]  # [worker, topic catalog, "" or ',"emits":{...}']
+        told: list[Any] = [None, None, b""]  # [worker, topic catalog, b"" or b',"emits":{...}']
 
         async def invoke(data: Any, ctx: Any) -> Any:
             worker = runtime.worker
             if worker is None or not worker.alive or worker.loop is not asyncio.get_running_loop():
                 worker = await runtime.ensure_worker(root)
-            ctx_json = _ctx_json(ctx, ctx_tail)
-            data_json = _encode(data)
+            # {"t":"invoke","id":..,"file":..,"step":..,"data":..,"ctx":{..},"emits"?:{..}}
+            rest = dumps(data) + _ctx_json(ctx, ctx_tail)
             catalog = _topics_of(ctx)
             if told[0] is worker and told[1] is catalog:
-                tail = "}"
+                rest += b"}"
             else:
                 if told[1] is not catalog:
                     told[2] = _emit_checks(record, catalog)
                 told[0], told[1] = worker, catalog
-                tail = told[2] + "}"
-            rid, fut = worker.start_request_body(
-                lambda rid: (
-                    f'{{"t":"invoke","id":{rid}{after_id},"data":{data_json},"ctx":{ctx_json}{tail}'
-                )
+                rest += told[2] + b"}"
+            rid, fut = worker.start_request_bytes(
+                lambda rid: b'{"t":"invoke","id":%d%s%s' % (rid, after_id, rest)
             )
             ctxs = runtime._ctxs
             ctxs[rid] = ctx
@@ -421,31 +419,36 @@ def _topics_of(ctx: Any) -> Any:
     return getattr(registry, "topics", None)
 
 
-def _emit_checks(record: StepRecord, catalog: Any) -> str:
+def _emit_checks(record: StepRecord, catalog: Any) -> bytes:
     """``,"emits":{topic: schema | true}``: the step's declared emit topics, each with the
     JSON Schema the engine validates it with (``true``: no schema). The worker checks an emit
     against it to skip the round trip (docs/worker-protocol.md). Empty without a catalog: every
     emit is then a ``call``."""
     if catalog is None or not hasattr(catalog, "topics"):
-        return ""
+        return b""
     table: dict[str, Any] = {}
     for topic in sorted(record.emit_topics):
         known = catalog.topics.get(topic)
         schema = known.schema if known is not None else None
         table[topic] = True if schema is None else schema
     try:
-        return ',"emits":' + _encode(table)
+        return b',"emits":' + dumps(table)
     except (TypeError, ValueError):
-        return ""
+        return b""
 
 
-def _ctx_json(ctx: Any, tail: str) -> str:
-    """``{"trace_id", "span_id", "step", "flows"}``; ``tail`` is the pre-encoded step + flows."""
+def _ctx_json(ctx: Any, tail: bytes) -> bytes:
+    """``,"ctx":{"trace_id", "span_id", "step", "flows"}``; ``tail`` is the pre-encoded step +
+    flows."""
     trace_id = getattr(ctx, "trace_id", None)
     span_id = getattr(ctx, "span_id", None)
-    t = f'"{trace_id}"' if type(trace_id) is str and trace_id.isalnum() else _encode(trace_id)
-    s = f'"{span_id}"' if type(span_id) is str and span_id.isalnum() else _encode(span_id)
-    return f'{{"trace_id":{t},"span_id":{s}{tail}'
+    if type(trace_id) is str and type(span_id) is str and (trace_id + span_id).isalnum():
+        return b',"ctx":{"trace_id":"%s","span_id":"%s"%s' % (
+            trace_id.encode(),
+            span_id.encode(),
+            tail,
+        )
+    return b',"ctx":{"trace_id":%s,"span_id":%s%s' % (dumps(trace_id), dumps(span_id), tail)
 
 
 async def _await_none(aw: Awaitable[Any]) -> None:
