@@ -23,7 +23,7 @@ for (const name of ["log", "info", "debug"]) {
 }
 
 // ------------------------------------------------------------------ framing
-let outChunks = [];
+let outTexts = []; // frames (JSON text) to write on the next flush
 let flushScheduled = false;
 
 function send(msg) {
@@ -31,10 +31,7 @@ function send(msg) {
 }
 
 function sendText(text) {
-  const body = Buffer.from(text, "utf8");
-  const head = Buffer.allocUnsafe(4);
-  head.writeUInt32BE(body.length, 0);
-  outChunks.push(head, body);
+  outTexts.push(text);
   if (!flushScheduled) {
     flushScheduled = true;
     setImmediate(flush);
@@ -48,9 +45,23 @@ function flush() {
     for (const inv of deferring) sendEmits(inv);
     deferring.clear();
   }
-  if (outChunks.length === 0) return;
-  const data = Buffer.concat(outChunks);
-  outChunks = [];
+  const texts = outTexts;
+  if (texts.length === 0) return;
+  outTexts = [];
+  // one buffer, one write for every frame of this turn
+  const sizes = new Array(texts.length);
+  let total = 0;
+  for (let i = 0; i < texts.length; i++) {
+    sizes[i] = Buffer.byteLength(texts[i], "utf8");
+    total += 4 + sizes[i];
+  }
+  const data = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (let i = 0; i < texts.length; i++) {
+    data.writeUInt32BE(sizes[i], at);
+    at += 4;
+    at += data.write(texts[i], at, "utf8");
+  }
   writeOut(data);
 }
 
@@ -487,7 +498,7 @@ async function runInvoke(msg) {
     if (!allSettled(inv)) await settleCalls(inv);
     const unobserved = inv.calls.find((c) => c.error && !c.observed);
     if (unobserved) throw unobserved.error;
-    reply = { t: "result", id: msg.id, ok: true, value: value === undefined ? null : value };
+    reply = value === undefined || value === null ? null : { t: "result", id: msg.id, ok: true, value };
   } catch (e) {
     await settleCalls(inv);
     reply = { t: "error", id: msg.id, error: errorPayload(e, msg.file) };
@@ -499,7 +510,7 @@ async function runInvoke(msg) {
     const tail = emits === null ? "}" : `,"emits":[${emits}]}`;
     let text;
     try {
-      text = JSON.stringify(reply);
+      text = reply === null ? `{"t":"result","id":${msg.id},"ok":true,"value":null}` : JSON.stringify(reply);
     } catch (e) {
       text = JSON.stringify({ t: "error", id: msg.id, error: errorPayload(e, msg.file) });
     }
