@@ -61,7 +61,9 @@ async def call(
         run.traceparent = traceparent
     engine.runs[run.trace_id] = run
     engine.recorder.run(run.record)
-    notify(engine.observers, "on_run_start", run)
+    observers = engine.observers
+    if observers:
+        notify(observers, "on_run_start", run)
     if engine._shared:
         engine._open_shared(run, trigger, topic, holds=1)
     else:
@@ -71,7 +73,8 @@ async def call(
     span = SpanRecord(new_id(), run.trace_id, step.name, topic, "", 1, _now())
     span.worker = engine.worker
     span.parent_span_id = caller[1] if caller else None
-    notify(engine.observers, "on_span_start", span)
+    if observers:
+        notify(observers, "on_span_start", span)
     task = _current_task()
     engine._running[task] = (span, run)
     ctx = Context(engine, step, run, span.id)
@@ -95,7 +98,8 @@ async def call(
         engine._running.pop(task, None)
         run.span_records.append(span)
         engine.recorder.span(span)
-        notify(engine.observers, "on_span_end", span)
+        if observers:
+            notify(observers, "on_span_end", span)
         if span.status != "ok" and trigger == "api":  # the client got the error: no replay
             run.failures.append(f"{step.name}: {span.error}")
         elif span.status != "ok":

@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,42 @@ from wistro.core.run import Run
 from wistro.errors import WistroError
 from wistro.tooling import console
 from wistro.tracing.records import EventRecord, LogRecord, SpanRecord, as_dict
+
+EVENT_LOOP_ENV = "WISTRO_EVENT_LOOP"  # "asyncio": the standard loop even with uvloop installed
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop ``wistro dev`` and ``wistro start`` run in: uvloop's when it is installed
+    (a dependency of Wistro where it builds: not on Windows) and ``WISTRO_EVENT_LOOP`` is not
+    ``asyncio``; None (asyncio's own loop) otherwise."""
+    choice = os.environ.get(EVENT_LOOP_ENV, "").strip().lower()
+    if choice not in ("", "auto", "uvloop", "asyncio"):
+        raise WistroError(
+            f"{EVENT_LOOP_ENV}={choice!r} is not an event loop", hint="use uvloop or asyncio"
+        )
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise WistroError(
+                f"{EVENT_LOOP_ENV}=uvloop but uvloop is not installed",
+                hint="pip install uvloop, or unset it",
+            ) from None
+        return None
+    return uvloop.new_event_loop
+
+
+def run_loop(main: Coroutine[Any, Any, Any]) -> Any:
+    """``asyncio.run(main)`` in the loop of :func:`loop_factory`."""
+    try:
+        factory = loop_factory()
+    except WistroError:
+        main.close()
+        raise
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main)
 
 
 class ConsoleObserver:
@@ -252,7 +288,7 @@ def run_dev(
     app = App.load(project, env=env, bus_default="local")
     for line in load_error_lines(app):
         click.echo(line)
-    asyncio.run(_serve(app, started, watched(app) if reload else None, host, port, grace_s))
+    run_loop(_serve(app, started, watched(app) if reload else None, host, port, grace_s))
 
 
 def run_start(
@@ -265,4 +301,4 @@ def run_start(
 ) -> None:
     started = time.perf_counter()
     app = App.from_lock(project, env=env, bus_default="local", consume=workers)
-    asyncio.run(_serve(app, started, None, host, port, grace_s))
+    run_loop(_serve(app, started, None, host, port, grace_s))

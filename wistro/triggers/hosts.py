@@ -25,6 +25,7 @@ _NAME = re.compile(rf"^{_LABEL}(?:\.{_LABEL})*$")
 _PORT = re.compile(r"^[0-9]{1,5}$")
 _WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "[::]"})
 LOOPBACK_NAMES = frozenset({"localhost"})
+_REMEMBERED = 256  # Host values whose verdict is kept (a server sees a handful)
 
 
 def _ip(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -124,6 +125,7 @@ class TrustedHosts:
             parsed = split_host(text)
             if parsed is not None:
                 self.patterns.append(_Pattern(parsed[0], None, False))
+        self._verdicts: dict[str, bool] = {}
 
     def allows(self, host: str | None) -> bool:
         """Whether a Host header value (None: the request had none) is trusted."""
@@ -131,6 +133,15 @@ class TrustedHosts:
             return True
         if not host:
             return False
+        verdict = self._verdicts.get(host)
+        if verdict is None:
+            verdict = self._allows(host)
+            if len(self._verdicts) >= _REMEMBERED:  # many distinct Hosts: start over
+                self._verdicts.clear()
+            self._verdicts[host] = verdict
+        return verdict
+
+    def _allows(self, host: str) -> bool:
         parsed = split_host(host)
         if parsed is None:
             return False

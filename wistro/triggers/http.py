@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -34,7 +33,7 @@ from starlette.routing import BaseRoute, Route
 from wistro.core.step import StepRecord
 from wistro.errors import ConfigError, WistroError
 from wistro.triggers.hosts import TrustedHosts
-from wistro.triggers.http_body import MAX_JSON_DEPTH, HttpError
+from wistro.triggers.http_body import MAX_JSON_DEPTH, HttpError, send_error
 from wistro.triggers.http_body import Disconnected as Disconnected
 from wistro.triggers.http_endpoints import ApiRequest as ApiRequest
 from wistro.triggers.http_endpoints import Authenticator as Authenticator
@@ -79,18 +78,29 @@ class _Dispatch:
         await endpoint(scope, receive, send)
 
 
-def _routes(app: App, **options: Any) -> list[BaseRoute]:
+Direct: TypeAlias = dict[str, dict[str, Endpoint]]  # path -> method -> endpoint
+
+
+def _routes(app: App, **options: Any) -> tuple[list[BaseRoute], Direct]:
+    """The routes of the project's endpoints, and those the front door serves itself: fixed
+    paths (no ``{param}``) that no parameterised route also matches."""
     by_path: dict[str, dict[str, Endpoint]] = {}
     for spec in endpoint_specs(app):
         by_path.setdefault(spec.path, {})[spec.method] = _endpoint(app, spec, **options)
-    routes: list[BaseRoute] = []
+    routes: list[Route] = []
     for path, endpoints in by_path.items():
         try:
             routes.append(Route(path, _Dispatch(endpoints), methods=sorted(endpoints)))
         except (AssertionError, ValueError) as e:
             where = next(iter(endpoints.values())).spec.where
             raise ConfigError(f"invalid path {path!r}: {e}", file=where, field="path") from None
-    return routes
+    templated = [r for r in routes if r.param_convertors]
+    direct: Direct = {
+        route.path: endpoints
+        for route, endpoints in zip(routes, by_path.values(), strict=True)
+        if not route.param_convertors and not any(t.path_regex.match(route.path) for t in templated)
+    }
+    return list(routes), direct
 
 
 _PHRASES = {
@@ -113,22 +123,70 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    logger.error("internal error serving %s %s", request.method, request.url.path, exc_info=exc)
+    _log_internal_error(request.scope, exc)
     return JSONResponse({"error": {"type": "internal_error", "message": "internal error"}}, 500)
 
 
-class _Refresh:
-    """Rebuilds the routes when the project is reloaded (``wistro dev``) or a step is activated
-    or deactivated. Compares identities only: nearly free per request."""
+def _log_internal_error(scope: Scope, exc: BaseException) -> None:
+    logger.error("internal error serving %s %s", scope["method"], scope["path"], exc_info=exc)
 
-    def __init__(self, app: Any, *, refresh: Callable[[], None]) -> None:
-        self.app = app
-        self.refresh = refresh
+
+_INTERNAL_ERROR = HttpError(500, "internal_error", "internal error")
+
+
+class WistroAsgi(Starlette):
+    """The ASGI app of :func:`build_asgi`: Starlette behind one front door. For every request
+    the door checks the Host (``limits.Guard.admit``: 400 ``bad_host``), bounds the body's
+    arrival, and follows a reloaded project or a step (de)activated (the routes are rebuilt
+    when the registry, the wistro.yml entries or an api step's ``active`` changed: identities
+    compared, nearly free). An api endpoint of a fixed path it then serves itself, with no
+    middleware or router in between (the hot path); the rest (paths with ``{params}``, other
+    methods, the built-in routes, 404/405) goes through Starlette's router and exception
+    handlers as before."""
+
+    guard: Guard
+    refresh: Callable[[], None]
+    direct: Direct
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            self.refresh()
-        await self.app(scope, receive, send)
+        kind = scope["type"]
+        if kind == "http" or kind == "websocket":
+            admitted = await self.guard.admit(scope, receive, send)
+            if admitted is None:
+                return
+            receive = admitted
+            if kind == "http":
+                self.refresh()
+                endpoints = self.direct.get(scope["path"])
+                if endpoints is not None and not scope.get("root_path"):
+                    method = scope["method"]
+                    endpoint = endpoints.get(method) or (
+                        endpoints.get("GET") if method == "HEAD" else None
+                    )
+                    if endpoint is not None:
+                        scope["app"] = self
+                        await _serve(endpoint, scope, receive, send)
+                        return
+        await super().__call__(scope, receive, send)
+
+
+async def _serve(endpoint: Endpoint, scope: Scope, receive: Receive, send: Send) -> None:
+    """``endpoint`` on a request; an exception it lets through (a bug) is logged and answered
+    500 like Starlette's error middleware does (then raised again, for the server)."""
+    started = False
+
+    async def sending(message: Message) -> None:
+        nonlocal started
+        started = True
+        await send(message)
+
+    try:
+        await endpoint(scope, receive, sending)
+    except Exception as e:
+        _log_internal_error(scope, e)
+        if not started:
+            await send_error(send, _INTERNAL_ERROR, None)
+        raise
 
 
 def build_asgi(
@@ -142,7 +200,7 @@ def build_asgi(
     trusted_hosts: Sequence[str] | None = None,
     bound_host: str | None = None,
     body_timeout_s: float | None = None,
-) -> Starlette:
+) -> WistroAsgi:
     """The ASGI app serving every active api step and wistro.yml ``api:`` entry, plus
     ``/openapi.json``, ``/docs`` and ``/_wistro/health``.
 
@@ -187,34 +245,35 @@ def build_asgi(
         *extra_routes,
     ]
     keys = _RoutesKey(app)
+    routes, direct = _routes(app, **options)
 
     def refresh() -> None:
         if not keys.changed():
             return
         try:
-            routes = _routes(app, **options)
+            routes, direct = _routes(app, **options)
         except WistroError as e:
             logger.error("the HTTP endpoints were not updated: %s", e)
             return
         asgi.router.routes[:] = [*builtin, *routes]
+        asgi.direct = direct
 
     hosts = _Hosts(app, trusted_hosts, bound_host)
 
     def body_timeout() -> float:
         return body_timeout_s or app.project.config.http.body_timeout_s
 
-    asgi = Starlette(
-        routes=[*_routes(app, **options), *builtin],  # no clash: builtin paths are reserved
-        middleware=[
-            Middleware(Guard, hosts=hosts, body_timeout_s=body_timeout),
-            Middleware(_Refresh, refresh=refresh),
-        ],
+    asgi = WistroAsgi(
+        routes=[*routes, *builtin],  # no clash: builtin paths are reserved
         exception_handlers={
             HttpError: _http_error,
             HTTPException: _http_exception,
             Exception: _internal_error,
         },
     )
+    asgi.guard = Guard(None, hosts=hosts, body_timeout_s=body_timeout)
+    asgi.refresh = refresh
+    asgi.direct = direct
     asgi.router.redirect_slashes = False
     return asgi
 

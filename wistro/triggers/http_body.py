@@ -59,15 +59,18 @@ async def send_error(send: Send, err: HttpError, trace_id: str | None) -> None:
 # ---------------------------------------------------------------- request parsing
 
 
-async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole body, refused with 413 as soon as it is known to exceed ``limit`` (from
-    Content-Length, or while counting the chunks of a streamed body)."""
-    too_large = HttpError(
+def _too_large(limit: int) -> HttpError:
+    return HttpError(
         413,
         "payload_too_large",
         f"request body exceeds {limit} bytes",
         headers={"connection": "close"},
     )
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole body, refused with 413 as soon as it is known to exceed ``limit`` (from
+    Content-Length, or while counting the chunks of a streamed body)."""
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
@@ -75,19 +78,19 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             except ValueError:
                 raise HttpError(400, "bad_request", "invalid Content-Length") from None
             if declared > limit:
-                raise too_large
+                raise _too_large(limit)
     message = await receive()
     if message["type"] == "http.disconnect":
         raise Disconnected
     body: bytes = message.get("body", b"")
     if not message.get("more_body", False):
         if len(body) > limit:
-            raise too_large
+            raise _too_large(limit)
         return body
     chunks, size = [body], len(body)
     while True:
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         message = await receive()
         if message["type"] == "http.disconnect":
             raise Disconnected
@@ -97,7 +100,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         if not message.get("more_body", False):
             break
     if size > limit:
-        raise too_large
+        raise _too_large(limit)
     return b"".join(chunks)
 
 

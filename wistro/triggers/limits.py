@@ -134,8 +134,8 @@ class _GuardedProtocol(asyncio.Protocol):
     # ------------------------------------------------------------ asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are no subclasses of asyncio.Transport: duck-typed
+        self.transport = cast(asyncio.Transport, transport)
         guard = self.guard
         if len(guard.open) >= guard.max_connections:
             self.refused = True
@@ -250,11 +250,12 @@ def body_timeout_error(timeout_s: float) -> HttpError:
 
 class Guard:
     """ASGI middleware, outermost (see the module docstring). ``hosts`` and ``body_timeout_s``
-    are asked per request, so they follow a reloaded wistro.yml."""
+    are asked per request, so they follow a reloaded wistro.yml. :meth:`admit` is the check
+    alone, for an app that serves the request itself (``wistro.triggers.http``'s front door)."""
 
     def __init__(
         self,
-        app: ASGIApp,
+        app: ASGIApp | None,
         *,
         hosts: Callable[[], TrustedHosts],
         body_timeout_s: Callable[[], float],
@@ -264,19 +265,27 @@ class Guard:
         self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind not in ("http", "websocket"):
+        assert self.app is not None
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        hosts = [v.decode("latin-1") for k, v in scope["headers"] if k == b"host"]
-        host = hosts[0] if len(hosts) == 1 else None
+        admitted = await self.admit(scope, receive, send)
+        if admitted is not None:
+            await self.app(scope, admitted, send)
+
+    async def admit(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """For an ``http`` or ``websocket`` scope: the ``receive`` to serve it with (an http
+        body must arrive within the body timeout), or None when its Host is not trusted and it
+        has been answered (400 ``bad_host``; a websocket is closed with 1008)."""
+        hosts = [v for k, v in scope["headers"] if k == b"host"]
+        host = hosts[0].decode("latin-1") if len(hosts) == 1 else None
         if not self.hosts().allows(host):
             await self._bad_host(scope, send, host, len(hosts))
-            return
-        if kind == "http":
-            timeout_s = self.body_timeout_s()
-            receive = body_deadline(receive, timeout_s, lambda: body_timeout_error(timeout_s))
-        await self.app(scope, receive, send)
+            return None
+        if scope["type"] != "http":
+            return receive
+        timeout_s = self.body_timeout_s()
+        return body_deadline(receive, timeout_s, lambda: body_timeout_error(timeout_s))
 
     async def _bad_host(self, scope: Scope, send: Send, host: str | None, n: int) -> None:
         if host is not None:
