@@ -6,6 +6,7 @@ same pydantic validation and answering 202, measured the same way in the same ru
     .venv/bin/python bench/bench_shop_http.py --rounds 5 --duration 3
     .venv/bin/python bench/bench_shop_http.py --connections 32 --cases bare,shop
     .venv/bin/python bench/bench_shop_http.py --cases bare,shop,cli,memory
+    .venv/bin/python bench/bench_shop_http.py --loop asyncio   # every server on asyncio's loop
 
 Cases (each round runs them in turn, each in a fresh ``create_project`` copy of the template and
 its own server process, so rounds are paired):
@@ -19,6 +20,10 @@ its own server process, so rounds are paired):
   store (read-only SQLite) shows every request's run finished.
 * ``memory`` (only when asked for): the ``shop`` case with ``state="memory"``, to tell the file
   adapter's cost from the rest.
+
+Every server runs in the event loop ``wistro dev`` uses (``wistro.server.serve.run_loop``: uvloop
+when installed, as uvicorn would pick for the bare app; ``--loop asyncio`` sets
+``WISTRO_EVENT_LOOP=asyncio`` for all of them). uvicorn parses HTTP with httptools when installed.
 
 Load generator: ``bench_http``'s asyncio raw-socket HTTP/1.1 keep-alive client, N connections,
 each sending the next ``POST /orders`` (valid, 1,200 cents) as soon as the response is in; 0.5 s
@@ -113,11 +118,20 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
         print(f"  warning: server {proc.args!r} did not stop on SIGTERM; killed", flush=True)
 
 
+def _loop_env(env: dict[str, str], loop: str) -> dict[str, str]:
+    """``env`` with ``WISTRO_EVENT_LOOP`` set for ``--loop`` (removed for ``auto``)."""
+    env = {k: v for k, v in env.items() if k != "WISTRO_EVENT_LOOP"}
+    if loop != "auto":
+        env["WISTRO_EVENT_LOOP"] = loop
+    return env
+
+
 @contextlib.contextmanager
-def bench_server(kind: str, project: Path) -> Iterator[int]:
+def bench_server(kind: str, project: Path, loop: str = "auto") -> Iterator[int]:
     """``bare`` / ``shop``: this script with ``--serve``; the port from its first line."""
     cmd = [sys.executable, __file__, "--serve", kind, "--project", str(project)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    env = _loop_env(dict(os.environ), loop)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -129,11 +143,11 @@ def bench_server(kind: str, project: Path) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def cli_server(project: Path) -> Iterator[int]:
+def cli_server(project: Path, loop: str = "auto") -> Iterator[int]:
     """``wistro dev --no-reload --port 0`` in ``project``; the port from .wistro/server.json."""
     info = project / ".wistro" / "server.json"
     cmd = [sys.executable, "-m", "wistro", "dev", "--no-reload", "--port", "0"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WISTRO_")}
+    env = _loop_env({k: v for k, v in os.environ.items() if not k.startswith("WISTRO_")}, loop)
     errors = project / "dev-stderr.txt"
     with errors.open("w", encoding="utf-8") as stderr:
         proc = subprocess.Popen(
@@ -219,7 +233,9 @@ class Sample:
 
 
 def run_case(case: str, project: Path, args: argparse.Namespace) -> Sample:
-    server = cli_server(project) if case == "cli" else bench_server(case, project)
+    server = (
+        cli_server(project, args.loop) if case == "cli" else bench_server(case, project, args.loop)
+    )
     with server as port:
         t0 = time.perf_counter()
         res, sent = asyncio.run(load(port, args.connections, args.duration, args.warmup))
@@ -234,6 +250,22 @@ def run_case(case: str, project: Path, args: argparse.Namespace) -> Sample:
 
 
 # ---------------------------------------------------------------------------------- main
+def _loop_name(loop: str) -> str:
+    if loop != "auto":
+        return loop
+    from wistro.server.serve import loop_factory
+
+    return "asyncio" if loop_factory() is None else "uvloop"
+
+
+def _parser_name() -> str:
+    try:
+        import httptools  # noqa: F401
+    except ImportError:
+        return "h11"
+    return "httptools"
+
+
 def _median(xs: list[float | None]) -> float | None:
     vals = [x for x in xs if x is not None]
     return statistics.median(vals) if vals else None
@@ -248,14 +280,22 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3, help="every case N times; medians")
     ap.add_argument("--cases", default=DEFAULT_CASES, help=f"of {', '.join(CASES)}")
+    ap.add_argument(
+        "--loop",
+        choices=["auto", "asyncio", "uvloop"],
+        default="auto",
+        help="the servers' event loop (WISTRO_EVENT_LOOP); auto: as wistro dev",
+    )
     ap.add_argument("--serve", choices=["bare", "shop", "memory"], help=argparse.SUPPRESS)
     ap.add_argument("--project", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    from wistro.server.serve import run_loop
+
     if args.serve == "bare":
-        asyncio.run(H.serve("bare", None, "memory"))
+        run_loop(H.serve("bare", None, "memory"))
         return
     if args.serve in ("shop", "memory"):
-        asyncio.run(serve_shop(args.project, "memory" if args.serve == "memory" else None))
+        run_loop(serve_shop(args.project, "memory" if args.serve == "memory" else None))
         return
 
     from wistro.tooling.scaffold import create_project
@@ -282,7 +322,8 @@ def main() -> None:
     bare = samples["bare"]
     print(
         f"\nPOST {PATH}, {args.connections} connections, {args.duration:g} s per case "
-        f"(+{args.warmup:g} s warm-up), median of {args.rounds} rounds, {os.cpu_count()} CPUs"
+        f"(+{args.warmup:g} s warm-up), median of {args.rounds} rounds, {os.cpu_count()} CPUs, "
+        f"servers' loop: {_loop_name(args.loop)}, HTTP parser: {_parser_name()}"
     )
     print(
         f"{'case':<30}{'req/s':>8}{'p50 ms':>8}{'p99 ms':>8}{'non-2xx':>8}{'ratio':>7}"
@@ -317,6 +358,15 @@ def main() -> None:
         "timed requests / (window + time until every run caused is finished and traced); "
         "flows/s = every request (warm-up included) / (first request .. last run traced)."
     )
+    for case in ("shop", "cli"):
+        if case in samples:
+            ratio = _median(
+                [s.res.rps / b.res.rps for s, b in zip(samples[case], bare, strict=True)]
+            )
+            verdict = "OK" if (ratio or 0) >= H.TARGET_RATIO else "BELOW TARGET"
+            print(
+                f"{CASES[case]}: req/s ratio {ratio or 0:.2f} (target >= {H.TARGET_RATIO}): {verdict}"
+            )
 
 
 if __name__ == "__main__":
