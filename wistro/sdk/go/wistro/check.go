@@ -55,8 +55,12 @@ func compileChecks(raw json.RawMessage) map[string]check {
 	return out
 }
 
-// decodeJSON decodes raw JSON with numbers kept as json.Number.
+// decodeJSON decodes raw JSON with numbers kept as json.Number: by hand for the payloads
+// json.Marshal writes (the hot path of an emit), else with encoding/json.
 func decodeJSON(raw []byte) (any, error) {
+	if v, rest, ok := quickValue(raw, 0); ok && skipSpace(raw, rest) == len(raw) {
+		return v, nil
+	}
 	d := json.NewDecoder(bytes.NewReader(raw))
 	d.UseNumber()
 	var v any
@@ -67,6 +71,99 @@ func decodeJSON(raw []byte) (any, error) {
 		return nil, errSlow
 	}
 	return v, nil
+}
+
+// quickValue decodes the JSON value at b[i:] (ok false: let encoding/json decide). Its input is
+// valid JSON (json.Marshal's or the engine's), so it checks the structure, not every byte.
+func quickValue(b []byte, i int) (v any, end int, ok bool) {
+	i = skipSpace(b, i)
+	if i >= len(b) {
+		return nil, 0, false
+	}
+	switch c := b[i]; {
+	case c == '{':
+		obj := map[string]any{}
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == '}' {
+			return obj, i + 1, true
+		}
+		for {
+			if i >= len(b) || b[i] != '"' {
+				return nil, 0, false
+			}
+			kend, err := skipValue(b, i)
+			if err != nil {
+				return nil, 0, false
+			}
+			key, err := plainString(b[i:kend])
+			if err != nil {
+				return nil, 0, false
+			}
+			i = skipSpace(b, kend)
+			if i >= len(b) || b[i] != ':' {
+				return nil, 0, false
+			}
+			item, next, ok := quickValue(b, i+1)
+			if !ok {
+				return nil, 0, false
+			}
+			obj[key] = item
+			i = skipSpace(b, next)
+			if i < len(b) && b[i] == ',' {
+				i = skipSpace(b, i+1)
+				continue
+			}
+			if i < len(b) && b[i] == '}' {
+				return obj, i + 1, true
+			}
+			return nil, 0, false
+		}
+	case c == '[':
+		arr := []any{}
+		i = skipSpace(b, i+1)
+		if i < len(b) && b[i] == ']' {
+			return arr, i + 1, true
+		}
+		for {
+			item, next, ok := quickValue(b, i)
+			if !ok {
+				return nil, 0, false
+			}
+			arr = append(arr, item)
+			i = skipSpace(b, next)
+			if i < len(b) && b[i] == ',' {
+				i++
+				continue
+			}
+			if i < len(b) && b[i] == ']' {
+				return arr, i + 1, true
+			}
+			return nil, 0, false
+		}
+	case c == '"':
+		send, err := skipValue(b, i)
+		if err != nil {
+			return nil, 0, false
+		}
+		str, err := plainString(b[i:send])
+		if err != nil {
+			return nil, 0, false
+		}
+		return str, send, true
+	case c == 't' && len(b)-i >= 4 && string(b[i:i+4]) == "true":
+		return true, i + 4, true
+	case c == 'f' && len(b)-i >= 5 && string(b[i:i+5]) == "false":
+		return false, i + 5, true
+	case c == 'n' && len(b)-i >= 4 && string(b[i:i+4]) == "null":
+		return nil, i + 4, true
+	case c == '-' || (c >= '0' && c <= '9'):
+		nend, err := skipValue(b, i)
+		if err != nil {
+			return nil, 0, false
+		}
+		return json.Number(b[i:nend]), nend, true // as json.Marshal wrote it
+	}
+	return nil, 0, false
 }
 
 type compiler struct {

@@ -3,6 +3,8 @@ package wistro
 import (
 	"encoding/json"
 	"os"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -89,4 +91,36 @@ func TestCheckAgainstEngine(t *testing.T) {
 		}
 	}
 	t.Logf("%d cases: %d valid, %d invalid, %d unknown", len(cases), counts[valid], counts[invalid], counts[unknown])
+}
+
+func TestQuickDecodeMatchesEncodingJSON(t *testing.T) {
+	for _, raw := range []string{
+		`{"id":1,"name":"x","tags":["a","b"],"sub":{"ok":true,"n":null},"f":-1.5e3}`,
+		`[]`, `{}`, `"é\"\u00e9"`, `[1,[2,[3]]]`, ` {"a" : [ 1 , 2 ] } `, `123456789012345678901234567890`,
+	} {
+		quick, end, ok := quickValue([]byte(raw), 0)
+		if !ok || skipSpace([]byte(raw), end) != len(raw) {
+			t.Fatalf("%s: not decoded by hand", raw)
+		}
+		d := json.NewDecoder(strings.NewReader(raw))
+		d.UseNumber()
+		var want any
+		if err := d.Decode(&want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(quick, want) {
+			t.Fatalf("%s: by hand %#v, encoding/json %#v", raw, quick, want)
+		}
+	}
+}
+
+func BenchmarkDeferEmitCheck(b *testing.B) {
+	checks := compileChecks(json.RawMessage(`{"t":{"type":"object","properties":{"id":{"type":"integer"},"name":{"type":"string"}},"required":["id","name"]}}`))
+	raw, _ := json.Marshal(map[string]any{"id": 1, "name": "x"})
+	for i := 0; i < b.N; i++ {
+		v, _ := decodeJSON(raw)
+		if checks["t"](v) != valid {
+			b.Fatal("not valid")
+		}
+	}
 }
