@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,11 +24,13 @@ import pytest
 from pydantic import BaseModel, Field
 
 import wistro
+import wistro.app
 from wistro.core.topics import TopicCatalog
 from wistro.errors import PayloadError
+from wistro.runtimes import PythonRuntime
 from wistro.runtimes.golang import SDK_DIR, build_env
 from wistro.runtimes.node import WORKER_JS
-from wistro.runtimes.worker import WorkerProcess
+from wistro.runtimes.worker import WorkerProcess, WorkerRuntime
 
 NODE = shutil.which("node")
 GO = shutil.which("go")
@@ -597,3 +600,71 @@ async def test_the_js_check_agrees_with_the_engine(tmp_path: Path) -> None:
     ]
     assert all(rid in deferred for rid in in_subset)
     assert os.environ.get("WISTRO_CHECK_CASES") is None  # (the Go test's variable stays local)
+
+
+# ---------------------------------------------------------------- the engine refuses after all
+# A worker whose check would be wrong: it defers an invalid emit. The engine must still refuse
+# it, drop the invoke's later emits and fail the span in one line naming the step file.
+LIAR = r"""
+import json, os, sys
+out, inp = sys.stdout.buffer, sys.stdin.buffer
+
+def send(msg):
+    body = json.dumps(msg).encode()
+    out.write(len(body).to_bytes(4, "big") + body)
+    out.flush()
+
+def recv():
+    head = inp.read(4)
+    if len(head) < 4:
+        sys.exit(0)
+    return json.loads(inp.read(int.from_bytes(head, "big")))
+
+send({"t": "hello", "language": "liar", "version": "1", "pid": os.getpid()})
+config = {"name": "liar", "subscribes": ["lie"], "emits": [{"topic": "strict", "schema": SCHEMA}]}
+while True:
+    msg = recv()
+    if msg["t"] == "shutdown":
+        sys.exit(0)
+    if msg["t"] == "load":
+        steps = [{"file": f, "config": config, "line": 1} for f in msg["files"]]
+        send({"t": "result", "id": msg["id"], "ok": True, "value": {"steps": steps, "errors": []}})
+    elif msg["t"] == "invoke":
+        assert msg["emits"] == {"strict": config["emits"][0]["schema"]}, msg
+        emits = [{"topic": "strict", "data": {"n": n}} for n in (1, "two", 3)]
+        send({"t": "emits", "invoke": msg["id"], "emits": emits[:1]})
+        send({"t": "result", "id": msg["id"], "ok": True, "value": None, "emits": emits[1:]})
+""".replace("SCHEMA", json.dumps(STRICT))
+
+
+async def test_a_deferred_emit_the_engine_refuses_fails_the_span(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = tmp_path / "liar_worker.py"
+    worker.write_text(LIAR)
+
+    class LiarRuntime(WorkerRuntime):
+        language = "liar"
+        suffixes = (".liar",)
+
+        def command(self, root: Path) -> list[str] | None:
+            return [sys.executable, str(worker)]
+
+    monkeypatch.setattr(wistro.app, "default_runtimes", lambda: [PythonRuntime(), LiarRuntime()])
+    root = write(
+        tmp_path / "proj", {"src/liar.step.liar": "(a step of the fake language)\n", **PY_STEPS}
+    )
+    app = wistro.load(root, traces="memory", state="memory")
+    try:
+        assert app.errors == []
+        run = await app.emit("lie", {})
+        [span] = [s for s in run.span_records if s.step == "liar"]
+        assert span.status == "error"
+        assert span.error is not None and "\n" not in span.error
+        assert span.error.startswith("StepError: src/liar.step.liar, step 'liar': PayloadError: ")
+        assert "field 'n'" in span.error and "refused once the handler went on" in span.error
+        events = [(json.loads(e.data_json)["n"], e.error is None) for e in run.event_records[1:]]
+        assert events == [(1, True), ("two", False)]  # 3 came after the refused one: dropped
+        assert run.payloads("strict") == [{"n": 1}]
+    finally:
+        await app.aclose()
