@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from wistro.errors import StepLoadError
+
 StepType = Literal["event", "api", "cron", "noop"]
 HTTP_METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 
@@ -25,6 +27,22 @@ def schema_of(obj: Any) -> dict[str, Any] | None:
     if is_model(obj):
         return obj.model_json_schema()
     return dict(obj)
+
+
+def _schema_at(obj: Any, key: str, cfg: StepConfig, file: Path, line: int | None) -> Any:
+    """``schema_of(obj)`` for the config key ``key``; a model with no JSON Schema (a field
+    pydantic cannot describe, say) is a load error of the step, not a crash of the whole load."""
+    try:
+        return schema_of(obj)
+    except Exception as e:
+        raise StepLoadError(
+            f"its model {getattr(obj, '__name__', obj)!r} has no JSON Schema: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".rstrip(": "),
+            file=file,
+            line=line,
+            step=cfg.name,
+            field=key,
+        ) from e
 
 
 class EmitDecl(BaseModel):
@@ -224,9 +242,12 @@ def record_from_config(
         trigger = {
             "path": cfg.path,
             "method": cfg.method,
-            "body_schema": schema_of(cfg.body),
-            "query_schema": schema_of(cfg.query),
-            "responses": {str(k): schema_of(v) for k, v in (cfg.responses or {}).items()},
+            "body_schema": _schema_at(cfg.body, "body", cfg, file, line),
+            "query_schema": _schema_at(cfg.query, "query", cfg, file, line),
+            "responses": {
+                str(k): _schema_at(v, "responses", cfg, file, line)
+                for k, v in (cfg.responses or {}).items()
+            },
             "auth": cfg.auth,
         }
         if cfg.strict:  # only when set: existing lock files stay byte-identical
@@ -236,7 +257,9 @@ def record_from_config(
         if cfg.allow_overlap:  # only when set: existing lock files stay byte-identical
             trigger["allow_overlap"] = True
     emit_schemas = {
-        e.topic: schema for e in cfg.emits if (schema := schema_of(e.payload_schema)) is not None
+        e.topic: schema
+        for e in cfg.emits
+        if (schema := _schema_at(e.payload_schema, "emits", cfg, file, line)) is not None
     }
     return StepRecord(
         name=cfg.name,
@@ -251,7 +274,7 @@ def record_from_config(
         virtual_subscribes=tuple(cfg.virtual_subscribes),
         virtual_emits=tuple(Emit(e.topic, e.label, e.conditional) for e in cfg.virtual_emits),
         flows=tuple(cfg.flows),
-        input_schema=schema_of(cfg.input),
+        input_schema=_schema_at(cfg.input, "input", cfg, file, line),
         emit_schemas=emit_schemas,
         concurrency=cfg.concurrency,
         timeout_s=cfg.timeout_s,

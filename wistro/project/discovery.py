@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import gc
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,11 +82,41 @@ def validate_config(source: StepSource, root: Path, language: str, hash: str) ->
             step=name,
             field=field_path,
         ) from None
-    return record_from_config(cfg, source.file, root, language, hash, source.line)
+    try:
+        return record_from_config(cfg, source.file, root, language, hash, source.line)
+    except StepLoadError as e:
+        if e.field and source.file.suffix == ".py":
+            e.line = _key_line(source.file, (e.field,)) or e.line
+            e.args = (e.format(),)
+        raise
+
+
+@contextlib.contextmanager
+def _young_collections_only() -> Iterator[None]:
+    """Loading step files makes many objects that live as long as the project (modules, model
+    classes, schemas) and little garbage. The collector's older generations would walk that
+    growing heap again and again (each time it grows by a quarter); during the load only the
+    youngest generation is collected, and at its end what survived joins the oldest
+    generation without being walked again (``gc.freeze`` + ``gc.unfreeze``), where the next
+    full collection finds any garbage in it as usual."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(thresholds[0], 1 << 30, thresholds[2])
+    try:
+        yield
+    finally:
+        if gc.get_freeze_count() == 0:  # never unfreeze what someone else froze
+            gc.freeze()
+            gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 def discover(project: Project, runtimes: list[LanguageRuntime]) -> Discovery:
     """Load every step file. A broken file becomes an error in the result; the rest load."""
+    with _young_collections_only():
+        return _discover(project, runtimes)
+
+
+def _discover(project: Project, runtimes: list[LanguageRuntime]) -> Discovery:
     result = Discovery()
     by_suffix = {s: rt for rt in runtimes for s in rt.suffixes}
     groups: dict[LanguageRuntime, list[Path]] = {}
@@ -102,13 +134,16 @@ def discover(project: Project, runtimes: list[LanguageRuntime]) -> Discovery:
         groups.setdefault(runtime, []).append(path)
 
     seen: dict[str, StepRecord] = {}
+    src = project.src
     for runtime, files in groups.items():
-        for item in runtime.read(files, project.root, project.src):
+        for item in runtime.read(files, project.root, src):
             if isinstance(item, StepLoadError):
                 result.errors.append(_relative(item, project.root))
                 continue
             try:
-                record = validate_config(item, project.root, runtime.language, file_hash(item.file))
+                # a runtime that read the file's bytes hashed them (PythonSource.hash)
+                digest = getattr(item, "hash", None) or file_hash(item.file)
+                record = validate_config(item, project.root, runtime.language, digest)
                 if record.name in seen:
                     first = seen[record.name]
                     raise DuplicateStepError(
@@ -119,7 +154,7 @@ def discover(project: Project, runtimes: list[LanguageRuntime]) -> Discovery:
                         step=record.name,
                         hint="step names must be unique in the project",
                     )
-                runtime.bind(record, item, project.src)
+                runtime.bind(record, item, src)
             except StepLoadError as e:
                 result.errors.append(_relative(e, project.root))
                 continue

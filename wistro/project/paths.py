@@ -14,6 +14,7 @@ from wistro.files import DATA_DIR_NAME
 
 LOCK_NAME = "wistro.yml.lock"
 STEP_MARKER = ".step."
+_SKIPPED_DIRS = frozenset({"__pycache__", "node_modules"})
 
 
 def config_file_in(folder: Path) -> Path | None:
@@ -129,18 +130,30 @@ class Project:
         return self.config.redis.prefix or f"wistro:{self.name}:{self.env}"
 
     def step_files(self) -> list[Path]:
-        """Every ``*.step.*`` file under the step folder, in a stable order."""
+        """Every ``*.step.*`` file under the step folder, in a stable order (hidden files,
+        ``__pycache__`` and ``node_modules`` left out; symlinked folders are not followed)."""
         src = self.src
-        if not src.is_dir():
+        if not src.is_dir() or _SKIPPED_DIRS & set(src.parts):
             return []
-        return sorted(
-            p
-            for p in src.rglob(f"*{STEP_MARKER}*")
-            if p.is_file()
-            and "__pycache__" not in p.parts
-            and "node_modules" not in p.parts
-            and not p.name.startswith(".")
-        )
+        found: list[str] = []
+        stack = [str(src)]
+        while stack:  # os.scandir: a file's type comes with its entry, no stat per file
+            folder = stack.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            for entry in entries:
+                name = entry.name
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        if name not in _SKIPPED_DIRS:
+                            stack.append(entry.path)
+                    elif STEP_MARKER in name and not name.startswith(".") and entry.is_file():
+                        found.append(entry.path)
+                except OSError:
+                    continue
+        return sorted(map(Path, found))
 
 
 def load_project(path: str | Path | None = None, env: str = DEFAULT_ENV) -> Project:

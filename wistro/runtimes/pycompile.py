@@ -1,0 +1,205 @@
+"""Compiling the step files of a large project on another core, while this process imports them.
+
+Loading a Python step file is reading it, hashing it, compiling it (or reading its bytecode from
+``__pycache__``) and executing it. Only the execution must happen here: the module, its classes
+and its handler live in this process. The rest has no side effect, so for a project with many
+step files (``MIN_FILES``) a helper interpreter — the same Python, ``-I -S``, nothing imported but
+the standard library — does it ahead of the importer: for each file, in order, it sends the
+file's SHA-256, the line of its ``config``, and its code object (marshalled), writing the file's
+``__pycache__`` entry exactly as an import would (``SourceFileLoader.get_code``: same bytecode,
+same rules, ``sys.dont_write_bytecode`` and ``sys.pycache_prefix`` as in this process).
+
+Nothing depends on the helper: a file it could not read or compile (a syntax error, say) is
+loaded here as usual, which reports the error as usual; if it does not start, is a different
+Python, dies or stalls, the files it has not sent are loaded here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import marshal
+import os
+import select
+import subprocess
+import sys
+import threading
+import types
+from importlib.util import MAGIC_NUMBER
+from pathlib import Path
+
+MIN_FILES = 200  # below this, starting an interpreter (~20 ms on its core) is not worth it
+STALL_S = 30.0  # no answer for this long: load the remaining files here
+DISABLE_ENV = "WISTRO_NO_COMPILE_HELPER"  # set (non-empty): never start the helper
+
+# Run with ``python -I -S -c``. Reads settings, then one JSON path per line; writes frames of
+# a 4-byte length and marshal data: first (magic, cache tag), then per path
+# (sha256 hex, config line, code) or None when the file is left to the importer.
+_HELPER = r"""
+import hashlib, importlib.machinery, importlib.util, json, marshal, re, sys
+out = sys.stdout.buffer
+def send(value):
+    data = marshal.dumps(value)
+    out.write(len(data).to_bytes(4, "big") + data)
+    out.flush()
+settings = json.loads(sys.stdin.readline())
+sys.dont_write_bytecode = settings["dont_write_bytecode"]
+sys.pycache_prefix = settings["pycache_prefix"]
+send((importlib.util.MAGIC_NUMBER, sys.implementation.cache_tag))
+CONFIG = re.compile(settings["config_line"], re.MULTILINE)
+class Loader(importlib.machinery.SourceFileLoader):
+    def __init__(self, path, source):
+        super().__init__("step", path)
+        self.source = source
+    def get_data(self, path):
+        return self.source if path == self.path else super().get_data(path)
+for line in sys.stdin:
+    path = json.loads(line)
+    try:
+        with open(path, "rb") as f:
+            source = f.read()
+        code = Loader(path, source).get_code("step")
+        text = source.decode("utf-8", errors="replace")
+        m = CONFIG.search(text)
+        found = text.count("\n", 0, m.start()) + 1 if m else None
+        send((hashlib.sha256(source).hexdigest(), found, code))
+    except Exception:
+        send(None)
+"""
+
+
+class Compiled:
+    """What the helper sent for one file."""
+
+    __slots__ = ("code", "hash", "line")
+
+    def __init__(self, hash: str, line: int | None, code: types.CodeType) -> None:
+        self.hash, self.line, self.code = hash, line, code
+
+
+class Precompiler:
+    """The helper for one list of files: ``take()`` once per file, in the list's order."""
+
+    def __init__(self, files: list[Path], config_line: str) -> None:
+        self._files = [str(f) for f in files]
+        self._buf = bytearray()
+        self._handshake_ok: bool | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._writer: threading.Thread | None = None
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", *["-O"] * sys.flags.optimize, "-c", _HELPER],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+                close_fds=True,
+            )
+        except (OSError, ValueError, subprocess.SubprocessError):
+            self._proc = None
+            return
+        settings = {
+            "dont_write_bytecode": bool(sys.dont_write_bytecode),
+            "pycache_prefix": sys.pycache_prefix,
+            "config_line": config_line,
+        }
+        lines = [json.dumps(settings)] + [json.dumps(f) for f in self._files]
+        payload = ("\n".join(lines) + "\n").encode()
+        self._writer = threading.Thread(
+            target=self._write, args=(payload,), name="wistro-precompile", daemon=True
+        )
+        self._writer.start()
+
+    def _write(self, payload: bytes) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None
+        with contextlib.suppress(OSError, ValueError):  # the helper is gone: nothing to do
+            try:
+                proc.stdin.write(payload)
+            finally:
+                proc.stdin.close()
+
+    # ------------------------------------------------------------ reading frames
+    def _read_frame(self, wait: float) -> object:
+        """The next frame, ``_NOT_YET`` when none arrived within ``wait`` seconds, ``_GONE``
+        when the helper is gone."""
+        proc = self._proc
+        if proc is None or proc.stdout is None:
+            return _GONE
+        fd = proc.stdout.fileno()
+        while True:
+            if len(self._buf) >= 4:
+                size = int.from_bytes(self._buf[:4], "big")
+                if len(self._buf) >= 4 + size:
+                    data = bytes(self._buf[4 : 4 + size])
+                    del self._buf[: 4 + size]
+                    try:
+                        return marshal.loads(data)
+                    except (EOFError, ValueError, TypeError):
+                        self.close()
+                        return _GONE
+            ready, _, _ = select.select([fd], [], [], wait)
+            if not ready:
+                return _NOT_YET
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                self.close()
+                return _GONE
+            self._buf += chunk
+
+    def _handshake(self) -> bool:
+        if self._handshake_ok is None:
+            frame = self._read_frame(STALL_S)
+            self._handshake_ok = frame == (MAGIC_NUMBER, sys.implementation.cache_tag)
+            if not self._handshake_ok:
+                self.close()  # another Python: its bytecode is not ours
+        return self._handshake_ok
+
+    def take(self) -> Compiled | None:
+        """The helper's result for the next file of the list, or None: load that one here."""
+        if self._proc is None or not self._handshake():
+            return None
+        frame = self._read_frame(STALL_S)
+        if frame is _GONE or frame is _NOT_YET:
+            self.close()
+            return None
+        if not (isinstance(frame, tuple) and len(frame) == 3):
+            return None
+        digest, line, code = frame
+        if not isinstance(code, types.CodeType):
+            return None
+        return Compiled(digest, line, code)
+
+    def close(self) -> None:
+        """Stop the helper. It finishes the file at hand (its ``__pycache__`` write included)
+        and exits when it finds its output closed; killed if it does not within a second."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.stdout is not None:
+            with contextlib.suppress(OSError):
+                proc.stdout.close()
+        try:
+            proc.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def __enter__(self) -> Precompiler:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_NOT_YET = object()
+_GONE = object()
+
+
+def precompiler(files: list[Path], config_line: str) -> Precompiler | None:
+    """A helper for ``files`` when there are enough of them and this platform allows it."""
+    if len(files) < MIN_FILES or os.name != "posix" or os.environ.get(DISABLE_ENV):
+        return None
+    if not sys.executable:
+        return None
+    helper = Precompiler(files, config_line)
+    return helper if helper._proc is not None else None
