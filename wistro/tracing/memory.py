@@ -5,10 +5,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from wistro.errors import TraceNotFound
-from wistro.tracing.records import Batch, as_dict
+from wistro.tracing.records import Batch, EventRecord, SpanRecord, StateOpRecord, as_dict
 from wistro.tracing.store import TraceStore
 
 MIN_PREFIX = 4
@@ -47,18 +48,31 @@ def pick_one(kind: str, wanted: str, matches: list[str], hint: str) -> str:
 
 @dataclass(slots=True)
 class _Trace:
-    """Everything recorded for one trace id."""
+    """Everything recorded for one trace id. Events, spans and state operations are the
+    records the engine wrote (it never changes one after writing it: a span or an event is
+    written again to change it), so keeping them costs a reference, not a copy; runs, logs and
+    dead letters are rows, since they change in place."""
 
     run: dict[str, Any] | None = None
-    events: dict[str, dict[str, Any]] = field(default_factory=dict)
-    spans: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: dict[str, EventRecord] = field(default_factory=dict)
+    spans: dict[str, SpanRecord] = field(default_factory=dict)
     logs: list[dict[str, Any]] = field(default_factory=list)
-    state_ops: list[dict[str, Any]] = field(default_factory=list)
+    state_ops: list[StateOpRecord] = field(default_factory=list)
 
 
 def _copies(rows: Iterable[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
     """Copies of ``rows`` sorted by ``keys`` (ties keep insertion order, like SQLite's rowid)."""
     return [dict(r) for r in sorted(rows, key=lambda r: tuple(r[k] for k in keys))]
+
+
+def _rows(records: Iterable[Any], *keys: str) -> list[dict[str, Any]]:
+    """``records`` as rows sorted by ``keys`` (ties keep insertion order)."""
+    return [as_dict(r) for r in sorted(records, key=attrgetter(*keys))]
+
+
+def _prune_slack(retention_runs: int) -> int:
+    """Runs kept beyond the retention before the oldest are dropped in one go (as SQLite)."""
+    return retention_runs // 10 if retention_runs >= 100 else 0
 
 
 class MemoryTraceStore(TraceStore):
@@ -89,9 +103,9 @@ class MemoryTraceStore(TraceStore):
                 elif trace.run["status"] == "running" or run.status not in _OPEN:  # never reopened
                     trace.run.update({f: getattr(run, f) for f in RUN_UPDATE_FIELDS})
             for event in batch.events:
-                self._trace(event.trace_id).events[event.id] = as_dict(event)
+                self._trace(event.trace_id).events[event.id] = event
             for span in batch.spans:
-                self._trace(span.trace_id).spans[span.id] = as_dict(span)
+                self._trace(span.trace_id).spans[span.id] = span
             for log in batch.logs:
                 self._seq += 1
                 row = as_dict(log)
@@ -99,10 +113,10 @@ class MemoryTraceStore(TraceStore):
                 self._trace(log.trace_id).logs.append(row)
                 self._logs.append(row)
             for op in batch.state_ops:
-                self._trace(op.trace_id).state_ops.append(as_dict(op))
+                self._trace(op.trace_id).state_ops.append(op)
             for dead in batch.dead_letters:
                 self._dead[dead.id] = as_dict(dead)
-            if self._n_runs > self.retention_runs:
+            if self._n_runs > self.retention_runs + _prune_slack(self.retention_runs):
                 self._prune()
 
     def _prune(self) -> None:
@@ -140,10 +154,10 @@ class MemoryTraceStore(TraceStore):
             assert trace.run is not None
             return {
                 "run": dict(trace.run),
-                "spans": _copies(trace.spans.values(), "start", "id"),
-                "events": _copies(trace.events.values(), "ts", "id"),
+                "spans": _rows(trace.spans.values(), "start", "id"),
+                "events": _rows(trace.events.values(), "ts", "id"),
                 "logs": [dict(r) for r in trace.logs],
-                "state_ops": _copies(trace.state_ops, "ts"),
+                "state_ops": _rows(trace.state_ops, "ts"),
                 "dead_letters": _copies(
                     (d for d in self._dead.values() if d["trace_id"] == found), "ts", "id"
                 ),
