@@ -1,11 +1,17 @@
 """What durability costs: the 5-hop chain of ``bench_engine.py`` on the local bus (a SQLite
-journal, group commit) against the memory bus, per hop, in the same run; and how long a process
-takes to finish 2,000 deliveries a ``kill -9`` left pending, against the same process finishing
-2,000 deliveries it was handed fresh. Target: local/memory <= 2.
+journal, group commit), or on the Redis bus (``--bus redis``), against the memory bus, per hop,
+in the same run; and how long a process takes to finish 2,000 deliveries a ``kill -9`` left
+pending, against the same process finishing 2,000 deliveries it was handed fresh. Target:
+local/memory <= 2.
 
     .venv/bin/python bench/bench_local_bus.py                 # 5 pairs of runs per case
     .venv/bin/python bench/bench_local_bus.py --pairs 7 --events 5000
     .venv/bin/python bench/bench_local_bus.py --only recovery
+    .venv/bin/python bench/bench_local_bus.py --bus redis --only hops   # its own redis-server
+
+With ``--bus redis`` every run gets a fresh key prefix on a ``redis-server`` the script starts
+(or ``--url``); its traces go to that Redis, as shipped (``traces`` defaults to redis with the
+redis bus), where the memory bus's go to SQLite.
 
 Hop cases: *amortised* (N events with ``wait=False`` one after the other, then ``drain()``: each
 emit waits for the commit of its own run's rows before the next), *32 producers* (the same N
@@ -42,11 +48,20 @@ WARMUP = 200
 PENDING = 2_000
 
 
+REDIS_URL: list[str] = []  # the Redis of --bus redis
+_prefixes = iter(range(10**9))
+
+
 async def chain_run(root: Path, bus: str, n: int, one_in_flight: bool, producers: int = 1) -> float:
     """Seconds for ``n`` events through the chain (drain and trace flush included)."""
     import wistro
 
     proj = P.write_chain(Path(tempfile.mkdtemp(dir=root)))
+    if bus == "redis":
+        prefix = f"wistro-bench-{os.getpid()}-{next(_prefixes)}"
+        (proj / "wistro.yml").write_text(
+            f"name: chain\nredis: {{url: '{REDIS_URL[0]}', prefix: {prefix}}}\n"
+        )
     app = wistro.load(proj, state="memory", bus=bus)
     assert not app.errors, app.errors
     for i in range(WARMUP):
@@ -153,6 +168,47 @@ def recovery(root: Path, rounds: int) -> tuple[float, float]:
     return statistics.median(crashed), statistics.median(clean)
 
 
+def hops(root: Path, args: argparse.Namespace) -> None:
+    """The hop cases, the durable bus next to the memory bus."""
+    durable = args.bus
+    rows = []
+    cases = [
+        ("5-hop chain, amortised", False, args.events, 1),
+        ("amortised, 32 producers", False, args.events, 32),
+        ("5-hop chain, 1 in flight", True, args.events_one, 1),
+    ]
+    for label, one, n, producers in cases:
+        per_hop: dict[str, list[float]] = {"memory": [], durable: []}
+        ratios = []
+        for pair in range(args.pairs):
+            order = ("memory", durable) if pair % 2 == 0 else (durable, "memory")
+            got = {}
+            for bus in order:
+                secs = asyncio.run(chain_run(root, bus, n, one, producers))
+                got[bus] = secs / (n * HOPS) * 1e6
+                per_hop[bus].append(got[bus])
+            ratios.append(got[durable] / got["memory"])
+            print(
+                f"  {label} pair {pair + 1}: memory {got['memory']:.2f}, {durable} "
+                f"{got[durable]:.2f} µs/hop ({ratios[-1]:.2f})",
+                flush=True,
+            )
+        mem, loc = statistics.median(per_hop["memory"]), statistics.median(per_hop[durable])
+        rows.append((label, n, mem, loc, statistics.median(ratios)))
+    print(
+        f"\n{durable.capitalize()} (durable) bus vs memory bus, µs per hop, median of {args.pairs} "
+        f"alternating pairs, traces as shipped, {os.cpu_count()} CPUs"
+    )
+    print(f"{'case':<28}{'events':>8}{'memory':>9}{durable:>9}{'ratio':>8}{'target':>8}")
+    for label, n, mem, loc, ratio in rows:
+        if durable == "local":
+            ok = "yes" if ratio <= TARGET_RATIO else "NO"
+            target = f"{TARGET_RATIO:>8.1f}  {ok}"
+        else:  # reported, no target
+            target = f"{'-':>8}"
+        print(f"{label:<28}{n:>8}{mem:>9.2f}{loc:>9.2f}{ratio:>8.2f}{target}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -162,45 +218,25 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=5, help="memory/local pairs per case; median")
     ap.add_argument("--rounds", type=int, default=3, help="recovery rounds; median")
     ap.add_argument("--only", choices=["hops", "recovery"])
+    ap.add_argument("--bus", choices=["local", "redis"], default="local", help="the durable bus")
+    ap.add_argument("--url", help="--bus redis: a Redis to use instead of starting one")
     args = ap.parse_args()
-    rows = []
     with tempfile.TemporaryDirectory(prefix="wistro-bench-local-bus-") as tmp:
         root = Path(tmp)
+        if args.bus == "redis":
+            from _redis import redis_server
+
+            if args.url:
+                REDIS_URL.append(args.url)
+                hops(root, args)
+            else:
+                (root / "redis").mkdir()
+                with redis_server(root / "redis") as url:
+                    REDIS_URL.append(url)
+                    hops(root, args)
+            return
         if args.only != "recovery":
-            cases = [
-                ("5-hop chain, amortised", False, args.events, 1),
-                ("amortised, 32 producers", False, args.events, 32),
-                ("5-hop chain, 1 in flight", True, args.events_one, 1),
-            ]
-            for label, one, n, producers in cases:
-                per_hop: dict[str, list[float]] = {"memory": [], "local": []}
-                ratios = []
-                for pair in range(args.pairs):
-                    order = ("memory", "local") if pair % 2 == 0 else ("local", "memory")
-                    got = {}
-                    for bus in order:
-                        secs = asyncio.run(chain_run(root, bus, n, one, producers))
-                        got[bus] = secs / (n * HOPS) * 1e6
-                        per_hop[bus].append(got[bus])
-                    ratios.append(got["local"] / got["memory"])
-                    print(
-                        f"  {label} pair {pair + 1}: memory {got['memory']:.2f}, local "
-                        f"{got['local']:.2f} µs/hop ({ratios[-1]:.2f})",
-                        flush=True,
-                    )
-                mem, loc = statistics.median(per_hop["memory"]), statistics.median(per_hop["local"])
-                rows.append((label, n, mem, loc, statistics.median(ratios)))
-            print(
-                f"\nLocal (durable) bus vs memory bus, µs per hop, median of {args.pairs} "
-                f"alternating pairs, SQLite traces, {os.cpu_count()} CPUs"
-            )
-            print(f"{'case':<28}{'events':>8}{'memory':>9}{'local':>9}{'ratio':>8}{'target':>8}")
-            for label, n, mem, loc, ratio in rows:
-                ok = "yes" if ratio <= TARGET_RATIO else "NO"
-                print(
-                    f"{label:<28}{n:>8}{mem:>9.2f}{loc:>9.2f}{ratio:>8.2f}{TARGET_RATIO:>8.1f}"
-                    f"  {ok}"
-                )
+            hops(root, args)
         if args.only != "hops":
             crashed, clean = recovery(root, args.rounds)
             print(
