@@ -77,7 +77,8 @@ class Run:
         self.state_records: list[StateOpRecord] = []
         self.dead_letters: list[DeadLetter] = []
         self.failures: list[str] = []  # failed triggers that are not replayable (an api request)
-        self._done: asyncio.Future[None] | None = None
+        # One future per waiter (cancelling one waiter leaves the others waiting), set at the end.
+        self._waiters: list[asyncio.Future[None]] | None = None
         self._finished = False
         self.refused = False  # an emit from outside that was refused: nothing ran
         self.traceparent: str | None = None  # the caller's W3C trace context, if it sent one
@@ -129,8 +130,11 @@ class Run:
             else n_errors
         )
         r.status = "refused" if self.refused else "error" if r.n_errors else "ok"
-        if self._done is not None and not self._done.done():
-            self._done.set_result(None)
+        if self._waiters is not None:
+            for waiter in self._waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._waiters = None
 
     def merge(self, stored: Trace) -> None:
         """Add the records of this run that other processes wrote to the shared trace store
@@ -154,9 +158,12 @@ class Run:
 
     async def wait(self) -> Run:
         if not self._finished:
-            if self._done is None:
-                self._done = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._done)
+            waiter = asyncio.get_running_loop().create_future()
+            if self._waiters is None:
+                self._waiters = [waiter]
+            else:
+                self._waiters.append(waiter)
+            await waiter
         return self
 
     def __await__(self) -> Any:
