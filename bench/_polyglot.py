@@ -272,9 +272,15 @@ def report(
     pc = _median([a["engine_cpu"] for a, _ in pairs])
     xc = _median([b["engine_cpu"] for _, b in pairs])
     wc = _median([b["worker_cpu"] for _, b in pairs])
+    cpu_ratio = _median([b["engine_cpu"] / a["engine_cpu"] for a, b in pairs])
     print(
         f"amortised CPU per hop: engine process {pc:.1f} (python chain) / {xc:.1f} ({label} "
-        f"chain) µs, incl. the SQLite writer thread; the {label} worker {wc:.1f} µs on its own core"
+        f"chain) µs, ratio {cpu_ratio:.2f}x (incl. the trace writer when it runs in-process); "
+        f"the {label} worker {wc:.1f} µs on its own core"
+    )
+    print(
+        "(wall-clock figures need an otherwise idle machine: with other load on the cores, the "
+        "worker's wake-ups dominate them; the CPU figures are steadier)"
     )
 
 
