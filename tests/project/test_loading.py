@@ -59,6 +59,7 @@ def summary(app: wistro.App) -> tuple[list[tuple], list[str]]:
 def helper_always(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Use the helper for any number of files; counts the files it compiled."""
     monkeypatch.setattr(pycompile, "MIN_FILES", 1)
+    monkeypatch.setattr(pycompile, "START_WAIT_S", pycompile.STALL_S)  # no file loaded here
     monkeypatch.delenv(pycompile.DISABLE_ENV, raising=False)
     compiled: list[int] = []
     take = pycompile.Precompiler.take
@@ -257,3 +258,23 @@ def test_loading_leaves_the_garbage_collector_as_it_was(tmp_path: Path) -> None:
     before = gc.get_threshold(), gc.get_freeze_count()  # what someone froze stays frozen
     load(tmp_path)
     assert (gc.get_threshold(), gc.get_freeze_count()) == before and gc.isenabled()
+
+
+def test_files_loaded_here_while_the_helper_starts_are_skipped_by_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    write_project(tmp_path, {f"src/s{i}.step.py": step(f"S{i}", ["t"]) for i in range(6)})
+    files = load_project(tmp_path).step_files()
+    monkeypatch.setattr(pycompile, "MIN_FILES", 1)
+    monkeypatch.setattr(pycompile, "_HELPER", "import time; time.sleep(0.3)\n" + pycompile._HELPER)
+    helper = pycompile.precompiler(files, "^config")
+    assert helper is not None
+    with helper:
+        assert helper.take() is None  # not up yet: the first file is loaded here
+        monkeypatch.setattr(pycompile, "START_WAIT_S", pycompile.STALL_S)
+        got = [helper.take() for _ in files[1:]]
+    assert [c.hash if c else None for c in got] == [
+        hashlib.sha256(f.read_bytes()).hexdigest() for f in files[1:]
+    ]

@@ -153,7 +153,9 @@ class Project:
                         found.append(entry.path)
                 except OSError:
                     continue
-        return sorted(map(Path, found))
+        # the order of Path comparison (part by part), without a Path comparison per pair
+        found.sort(key=lambda path: path.split(os.sep))
+        return [Path(path) for path in found]
 
 
 def load_project(path: str | Path | None = None, env: str = DEFAULT_ENV) -> Project:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 MIN_FILES = 200  # below this, starting an interpreter (~20 ms on its core) is not worth it
 STALL_S = 30.0  # no answer for this long: load the remaining files here
+START_WAIT_S = 0.0  # the first files are loaded here until the helper is up (tests: wait)
 DISABLE_ENV = "WISTRO_NO_COMPILE_HELPER"  # set (non-empty): never start the helper
 
 # Run with ``python -I -S -c``. Reads settings, then one JSON path per line; writes frames of
@@ -82,8 +83,11 @@ class Precompiler:
 
     def __init__(self, files: list[Path], config_line: str) -> None:
         self._files = [str(f) for f in files]
-        self._buf = bytearray()
+        self._buf = bytearray()  # frames received; those before _pos are taken
+        self._pos = 0
         self._handshake_ok: bool | None = None
+        self._taken = 0  # files asked for (take)
+        self._received = 0  # file frames read
         self._proc: subprocess.Popen[bytes] | None = None
         self._writer: threading.Thread | None = None
         try:
@@ -126,14 +130,16 @@ class Precompiler:
         if proc is None or proc.stdout is None:
             return _GONE
         fd = proc.stdout.fileno()
+        buf = self._buf
         while True:
-            if len(self._buf) >= 4:
-                size = int.from_bytes(self._buf[:4], "big")
-                if len(self._buf) >= 4 + size:
-                    data = bytes(self._buf[4 : 4 + size])
-                    del self._buf[: 4 + size]
+            start = self._pos
+            if len(buf) - start >= 4:
+                end = start + 4 + int.from_bytes(buf[start : start + 4], "big")
+                if len(buf) >= end:
+                    self._pos = end
                     try:
-                        return marshal.loads(data)
+                        with memoryview(buf) as view, view[start + 4 : end] as frame:
+                            return marshal.loads(frame)
                     except (EOFError, ValueError, TypeError):
                         self.close()
                         return _GONE
@@ -144,24 +150,35 @@ class Precompiler:
             if not chunk:
                 self.close()
                 return _GONE
-            self._buf += chunk
+            del buf[:start]  # what was read: dropped only when more comes
+            self._pos = 0
+            buf += chunk
 
-    def _handshake(self) -> bool:
+    def _handshake(self) -> bool | None:
+        """True once the helper said it is this Python, False if not (or gone), None while
+        it is still starting."""
         if self._handshake_ok is None:
-            frame = self._read_frame(STALL_S)
+            frame = self._read_frame(START_WAIT_S)
+            if frame is _NOT_YET:
+                return None
             self._handshake_ok = frame == (MAGIC_NUMBER, sys.implementation.cache_tag)
             if not self._handshake_ok:
-                self.close()  # another Python: its bytecode is not ours
+                self.close()  # another Python (its bytecode is not ours), or gone
         return self._handshake_ok
 
     def take(self) -> Compiled | None:
-        """The helper's result for the next file of the list, or None: load that one here."""
+        """The helper's result for the next file of the list, or None: load that one here.
+        While the helper starts, the first files are loaded here (their frames are skipped)."""
+        index, self._taken = self._taken, self._taken + 1
         if self._proc is None or not self._handshake():
             return None
-        frame = self._read_frame(STALL_S)
-        if frame is _GONE or frame is _NOT_YET:
-            self.close()
-            return None
+        frame: object = None
+        while self._received <= index:
+            frame = self._read_frame(STALL_S)
+            if frame is _GONE or frame is _NOT_YET:
+                self.close()
+                return None
+            self._received += 1
         if not (isinstance(frame, tuple) and len(frame) == 3):
             return None
         digest, line, code = frame
