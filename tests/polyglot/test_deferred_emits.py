@@ -668,3 +668,28 @@ async def test_a_deferred_emit_the_engine_refuses_fails_the_span(
         assert run.payloads("strict") == [{"n": 1}]
     finally:
         await app.aclose()
+
+
+# ---------------------------------------------------------------- uvloop (wistro dev's loop)
+@pytest.mark.parametrize("lang", LANGS)
+def test_workers_run_in_uvloop(project: Path, lang: str) -> None:
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> None:
+        assert isinstance(asyncio.get_running_loop(), uvloop.Loop)
+        app = wistro.load(project, traces="memory", state="memory")
+        try:
+            runs = [
+                await app.emit(f"{lang}t0", {"id": i, "hop": 0}, wait=False) for i in range(100)
+            ]
+            await app.drain()
+            assert all(r.status == "ok" for r in runs), runs[0].errors
+            assert all(len(r.span_records) == HOPS for r in runs)
+            run = await app.emit(f"{lang}order", {})  # calls, state, logs and deferred emits
+            assert run.status == "ok", run.errors
+            assert [json.loads(e.data_json)["n"] for e in run.event_records[1:]] == [1, 2, 3, 4, 5]
+        finally:
+            await app.aclose()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())

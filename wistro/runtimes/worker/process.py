@@ -150,9 +150,10 @@ class WorkerProcess:
             raise WorkerStartError(f"cannot start the {self.language} worker: {e}") from None
         self._transport = transport
         self.pid = transport.get_pid()
+        # a write transport (asyncio's is a WriteTransport, uvloop's is not one by class)
         stdin = transport.get_pipe_transport(0)
-        assert isinstance(stdin, asyncio.WriteTransport)
-        self._stdin = stdin
+        assert stdin is not None and hasattr(stdin, "write")
+        self._stdin = stdin  # type: ignore[assignment]
         self.alive = True
         try:
             async with asyncio.timeout(self.hello_timeout):
