@@ -292,6 +292,12 @@ def parse_args(doc: str) -> argparse.Namespace:
     ap.add_argument(
         "--profile", action="store_true", help="cProfile the first non-Python amortised run"
     )
+    ap.add_argument(
+        "--loop",
+        choices=["asyncio", "uvloop"],
+        default="asyncio",
+        help="the event loop (asyncio, as bench_engine.py; uvloop: what wistro dev/start run)",
+    )
     return ap.parse_args()
 
 
@@ -299,4 +305,11 @@ def run(label: str, write: Callable[[Path], Path], doc: str) -> None:
     args = parse_args(doc)
     if args.runs < 1:
         sys.exit("--runs must be >= 1")
-    asyncio.run(compare(label, write, args))
+    factory = None
+    if args.loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    print(f"event loop: {args.loop}")
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(compare(label, write, args))
