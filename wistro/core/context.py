@@ -287,7 +287,7 @@ class Context(_ThreadAware):
     def __init__(
         self, engine: Engine, record: StepRecord, run: Run, span_id: str, event_id: str = ""
     ) -> None:
-        super().__init__(engine)
+        self._engine = engine  # _ThreadAware's, set here: one per delivery
         self._record = record
         self._run = run
         self._span_id = span_id

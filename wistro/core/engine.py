@@ -368,7 +368,7 @@ class Engine(Versions, SharedBusRuns):
         model = typed_topics.model(topic) if type(data) is dict else None
         if model is not None:
             try:
-                return data, model.model_validate(data, strict=True), model
+                return data, model.__pydantic_validator__.validate_python(data, strict=True), model
             except PydanticValidationError:
                 pass  # JSON Schema decides, as without a model
         return self.registry.topics.validator(topic)(data), None, None
@@ -465,8 +465,8 @@ class Engine(Versions, SharedBusRuns):
             if data is NO_PAYLOAD:  # a delivery from outside this process: decode it
                 data = loads_payload(d.event.data_json)
             model = step.input_model
-            if model is not None and type(data) is not model:
-                data = model.model_validate(data)
+            if model is not None and type(data) is not model:  # model_validate, one call less
+                data = model.__pydantic_validator__.validate_python(data)
             handler = step.invoke
             if handler is not None and not (step.timeout_s or self.config.default_timeout_s):
                 await handler(data, ctx)  # no limit: nothing to watch (the hot path)
@@ -497,8 +497,11 @@ class Engine(Versions, SharedBusRuns):
             span.traceback = user_traceback(e)
             retry = True
         finally:
-            span.end = _now()
+            span.end = end = _now()
             running.pop(task, None)
+            watchdog = self._watchdog
+            if watchdog is not None and end - span.start >= watchdog.threshold:
+                watchdog.report_now()  # a stall it saw: its warning goes in before the run ends
             run.span_records.append(span)
             self.recorder.span(span)
             if observers:

@@ -76,6 +76,14 @@ class LoopWatchdog:
 
     # ------------------------------------------------------------ on the loop
     def _beat(self) -> None:
+        self.report_now()
+        if self._loop is not None and not self._stop.is_set():
+            self._handle = self._loop.call_later(self.interval, self._beat)
+
+    def report_now(self) -> None:
+        """Report a stall the thread has confirmed, now rather than at the next heartbeat: the
+        engine calls it when a handler that ran longer than the threshold returns, so that the
+        warning is in the run before the run ends."""
         now = time.monotonic()
         found = self._found
         if found is not None:
@@ -85,8 +93,6 @@ class LoopWatchdog:
             if blocked >= self.threshold:
                 self._report(found, blocked)
         self._last = now
-        if self._loop is not None and not self._stop.is_set():
-            self._handle = self._loop.call_later(self.interval, self._beat)
 
     # ------------------------------------------------------------ on the watchdog thread
     def _sample(self) -> Blocker | None:
