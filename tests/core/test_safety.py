@@ -183,6 +183,31 @@ async def test_file_state_get_group_refuses_a_symlink_out_like_get(tmp_path: Pat
         await state.get_group("g")
 
 
+async def test_file_state_names_a_group_folder_symlinked_out_in_every_operation(
+    tmp_path: Path,
+) -> None:
+    """The containment check runs on the I/O threads with each operation; what it says is the
+    same: the group that leads outside, whatever the operation, and nothing is written there."""
+    state = FileState(tmp_path / "state")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "state" / "g").symlink_to(outside, target_is_directory=True)
+    calls = [
+        state.get("g", "k"),
+        state.set("g", "k", "1"),
+        state.update("g", "k", lambda old: "2"),
+        state.delete("g", "k"),
+        state.get_group("g"),
+        state.clear("g"),
+    ]
+    for call in calls:
+        with pytest.raises(StateError, match=r"state group 'g' leads outside"):
+            await call
+    assert list(outside.iterdir()) == []
+    await state.set("fine", "k", "1")  # other groups still work
+    assert await state.get("fine", "k") == "1"
+
+
 async def test_state_folders_are_private(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:

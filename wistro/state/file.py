@@ -111,9 +111,12 @@ def _release_late(fut: asyncio.Future[tuple[int, str | None]]) -> None:
         _unlock(fut.result()[0])
 
 
-async def _locked_read(path: Path) -> tuple[int, str | None]:
-    """Lock and read ``path``; a caller cancelled meanwhile never leaves the lock held."""
-    fut = _IO.run(_lock_and_read, path)
+async def _locked_read(
+    fn: Callable[..., tuple[int, str | None]], *args: Any
+) -> tuple[int, str | None]:
+    """Lock and read (``fn(*args)``, on an I/O thread); a caller cancelled meanwhile never leaves
+    the lock held."""
+    fut = _IO.run(fn, *args)
     try:
         return await asyncio.shield(fut)
     except asyncio.CancelledError:
@@ -171,7 +174,8 @@ class FileState(StateAdapter):
 
     def where(self, group: str, key: str | None = None) -> str:
         try:
-            return str(self._key_path(group, key) if key is not None else self._group_dir(group))
+            path = self._key_path(group, key) if key is not None else self._group_dir(group)
+            return str(self._contained(path, group, key))
         except StateError:
             return str(self.folder)
 
@@ -181,12 +185,29 @@ class FileState(StateAdapter):
             raise StateError(f"state {kind} {name!r} leads outside {self.folder}", field=kind)
         return path
 
+    def _contained(self, path: Path, group: str, key: str | None) -> Path:
+        """``path`` (a group's folder, or a key's file when ``key`` is given), once checked that
+        it resolves inside the folder, naming the group or the key that leads outside. Run on
+        the I/O threads with the operation: resolving follows every symlink with a syscall per
+        part of the path, which is no work for the event loop."""
+        if path.resolve().is_relative_to(self.folder):
+            return path
+        folder = path if key is None else path.parent
+        self._inside(folder, "group", group)
+        raise StateError(f"state key {key!r} leads outside {self.folder}", field="key")
+
+    def _checked(
+        self, path: Path, group: str, key: str | None, fn: Callable[..., Any], *args: Any
+    ) -> Any:
+        """On an I/O thread: ``fn(*args)`` once ``path`` is known to stay inside the folder."""
+        self._contained(path, group, key)
+        return fn(*args)
+
     def _group_dir(self, group: str) -> Path:
-        return self._inside(self.folder / _encode("group", group), "group", group)
+        return self.folder / _encode("group", group)
 
     def _key_path(self, group: str, key: str) -> Path:
-        path = self._group_dir(group) / (_encode("key", key) + _SUFFIX)
-        return self._inside(path, "key", key)
+        return self._group_dir(group) / (_encode("key", key) + _SUFFIX)
 
     def _read_group(self, folder: Path, group: str) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -199,17 +220,20 @@ class FileState(StateAdapter):
         return out
 
     async def get(self, group: str, key: str) -> str | None:
-        return await _IO.run(_read, self._key_path(group, key))
+        path = self._key_path(group, key)
+        return await _IO.run(self._checked, path, group, key, _read, path)
 
     async def set(self, group: str, key: str, value_json: str) -> None:
         path = self._key_path(group, key)
         async with self._locks.hold(path):
-            await _IO.run(_under_lock, path, _write, path, value_json)
+            await _IO.run(
+                self._checked, path, group, key, _under_lock, path, _write, path, value_json
+            )
 
     async def update(self, group: str, key: str, fn: Callable[[str | None], str]) -> str:
         path = self._key_path(group, key)
         async with self._locks.hold(path):
-            fd, current = await _locked_read(path)
+            fd, current = await _locked_read(self._checked, path, group, key, _lock_and_read, path)
             try:
                 new = fn(current)
             except BaseException:
@@ -221,13 +245,15 @@ class FileState(StateAdapter):
     async def delete(self, group: str, key: str) -> None:
         path = self._key_path(group, key)
         async with self._locks.hold(path):
-            await _IO.run(_under_lock, path, _unlink, path)
+            await _IO.run(self._checked, path, group, key, _under_lock, path, _unlink, path)
 
     async def get_group(self, group: str) -> dict[str, str]:
-        return await _IO.run(self._read_group, self._group_dir(group), group)
+        folder = self._group_dir(group)
+        return await _IO.run(self._checked, folder, group, None, self._read_group, folder, group)
 
     async def clear(self, group: str) -> None:
-        await _IO.run(_clear, self._group_dir(group))
+        folder = self._group_dir(group)
+        await _IO.run(self._checked, folder, group, None, _clear, folder)
 
     async def groups(self) -> list[str]:
         return await _IO.run(_groups, self.folder)
