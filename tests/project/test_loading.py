@@ -59,7 +59,7 @@ def summary(app: wistro.App) -> tuple[list[tuple], list[str]]:
 def helper_always(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Use the helper for any number of files; counts the files it compiled."""
     monkeypatch.setattr(pycompile, "MIN_FILES", 1)
-    monkeypatch.setattr(pycompile, "START_WAIT_S", pycompile.STALL_S)  # no file loaded here
+    monkeypatch.setattr(pycompile, "WAIT_S", 30.0)  # no file loaded here
     monkeypatch.delenv(pycompile.DISABLE_ENV, raising=False)
     compiled: list[int] = []
     take = pycompile.Precompiler.take
@@ -273,7 +273,7 @@ def test_files_loaded_here_while_the_helper_starts_are_skipped_by_it(
     assert helper is not None
     with helper:
         assert helper.take() is None  # not up yet: the first file is loaded here
-        monkeypatch.setattr(pycompile, "START_WAIT_S", pycompile.STALL_S)
+        monkeypatch.setattr(pycompile, "WAIT_S", 30.0)
         got = [helper.take() for _ in files[1:]]
     assert [c.hash if c else None for c in got] == [
         hashlib.sha256(f.read_bytes()).hexdigest() for f in files[1:]

@@ -10,8 +10,9 @@ file's SHA-256, the line of its ``config``, and its code object (marshalled), wr
 same rules, ``sys.dont_write_bytecode`` and ``sys.pycache_prefix`` as in this process).
 
 Nothing depends on the helper: a file it could not read or compile (a syntax error, say) is
-loaded here as usual, which reports the error as usual; if it does not start, is a different
-Python, dies or stalls, the files it has not sent are loaded here.
+loaded here as usual, which reports the error as usual; so is a file it has not sent yet when
+its turn comes (the helper is starting, or behind on a busy machine: the import never waits for
+it); if it does not start, is a different Python or dies, the remaining files are loaded here.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from importlib.util import MAGIC_NUMBER
 from pathlib import Path
 
 MIN_FILES = 200  # below this, starting an interpreter (~20 ms on its core) is not worth it
-STALL_S = 30.0  # no answer for this long: load the remaining files here
-START_WAIT_S = 0.0  # the first files are loaded here until the helper is up (tests: wait)
+WAIT_S = 0.0  # how long take() waits for the helper (0: a file it has not sent yet is loaded
+# here, so the helper never holds the import up, on a busy machine included; tests wait)
 DISABLE_ENV = "WISTRO_NO_COMPILE_HELPER"  # set (non-empty): never start the helper
 
 # Run with ``python -I -S -c``. Reads settings, then one JSON path per line; writes frames of
@@ -158,7 +159,7 @@ class Precompiler:
         """True once the helper said it is this Python, False if not (or gone), None while
         it is still starting."""
         if self._handshake_ok is None:
-            frame = self._read_frame(START_WAIT_S)
+            frame = self._read_frame(WAIT_S)
             if frame is _NOT_YET:
                 return None
             self._handshake_ok = frame == (MAGIC_NUMBER, sys.implementation.cache_tag)
@@ -168,15 +169,15 @@ class Precompiler:
 
     def take(self) -> Compiled | None:
         """The helper's result for the next file of the list, or None: load that one here.
-        While the helper starts, the first files are loaded here (their frames are skipped)."""
+        A file the helper has not sent yet (it is starting, or behind) is loaded here; its
+        frame is skipped when it comes."""
         index, self._taken = self._taken, self._taken + 1
         if self._proc is None or not self._handshake():
             return None
         frame: object = None
         while self._received <= index:
-            frame = self._read_frame(STALL_S)
-            if frame is _GONE or frame is _NOT_YET:
-                self.close()
+            frame = self._read_frame(WAIT_S)
+            if frame is _NOT_YET or frame is _GONE:  # not sent yet; or the helper is gone
                 return None
             self._received += 1
         if not (isinstance(frame, tuple) and len(frame) == 3):
