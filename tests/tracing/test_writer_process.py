@@ -230,3 +230,18 @@ def test_the_wire_round_trips_every_record_type() -> None:
     again = decode_batch(encode_batch(batch))
     assert again == batch
     assert isinstance(again, Batch)
+
+
+def test_an_engine_closed_before_its_writer_is_ready_leaves_no_traceback(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        from wistro.tracing.sqlite import SQLiteTraceStore
+        from wistro.tracing.writer_process import ProcessWriter
+        writer = ProcessWriter(SQLiteTraceStore({str(tmp_path / "t.db")!r}).writer_spec())
+        writer.close()  # at once: the child is still starting
+        print("closed")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == "closed"
+    assert out.stderr == ""  # the child's stderr is this process's: no BrokenPipeError

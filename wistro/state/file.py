@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import stat
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,13 @@ def _encode(kind: str, name: str) -> str:
             field=kind,
         )
     return encoded
+
+
+def _is_link(path: Path) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def _read(path: Path) -> str | None:
@@ -187,14 +195,17 @@ class FileState(StateAdapter):
 
     def _contained(self, path: Path, group: str, key: str | None) -> Path:
         """``path`` (a group's folder, or a key's file when ``key`` is given), once checked that
-        it resolves inside the folder, naming the group or the key that leads outside. Run on
-        the I/O threads with the operation: resolving follows every symlink with a syscall per
-        part of the path, which is no work for the event loop."""
-        if path.resolve().is_relative_to(self.folder):
-            return path
+        it resolves inside the folder, naming the group or the key that leads outside. Names are
+        percent-encoded (no ``/``), and the folder itself was resolved when the adapter was
+        made, so only the group's folder and the key's file can be symlinks: one ``lstat``
+        each, and a full resolve only of one that is a link. Run on the I/O threads, with the
+        operation."""
         folder = path if key is None else path.parent
-        self._inside(folder, "group", group)
-        raise StateError(f"state key {key!r} leads outside {self.folder}", field="key")
+        if _is_link(folder):
+            self._inside(folder, "group", group)
+        if key is not None and _is_link(path):
+            self._inside(path, "key", key)
+        return path
 
     def _checked(
         self, path: Path, group: str, key: str | None, fn: Callable[..., Any], *args: Any

@@ -203,7 +203,12 @@ def main() -> int:
         with contextlib.suppress(OSError):
             _send(out, ("failed", f"{type(e).__name__}: {e}"))
         return 1
-    _send(out, ("ready", None))
+    try:
+        _send(out, ("ready", None))
+    except OSError:  # the parent closed before the store was open: nothing to write
+        with contextlib.suppress(Exception):
+            store.close()
+        return 0
     try:
         while (body := _receive_raw(inp)) is not None:
             try:
