@@ -82,7 +82,7 @@ class SQLiteWrittenByProcess(SQLiteTraceStore):
         assert self.process.poll_ready(60), "the writer process did not get ready"
 
     def write(self, batch: Batch) -> None:
-        error = self.process.write(batch)
+        error = self.process.write(self.prepare(batch))
         if error is not None:
             raise TraceStoreError(error)
 

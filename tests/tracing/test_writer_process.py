@@ -221,15 +221,37 @@ def test_kill_9_of_the_engine_keeps_every_flushed_run_and_ends_the_writer(tmp_pa
         store.close()
 
 
-def test_the_wire_round_trips_every_record_type() -> None:
+def test_a_batch_as_plain_values_round_trips_every_record_type() -> None:
+    import marshal
+
     from tests.trace_support import full_trace
-    from wistro.tracing.writer_process import decode_batch, encode_batch
+    from wistro.tracing.records import batch_of_rows, batch_rows
 
     batch = full_trace("abcd1234", 5.0)
     batch.events[0].error = "refused \udcff"  # a lone surrogate crosses as it is
-    again = decode_batch(encode_batch(batch))
+    again = batch_of_rows(marshal.loads(marshal.dumps(batch_rows(batch))))
     assert again == batch
     assert isinstance(again, Batch)
+
+
+def test_sqlite_rows_prepared_for_the_writer_process_store_what_write_stores(
+    tmp_path: Path,
+) -> None:
+    import marshal
+
+    from tests.trace_support import full_trace
+
+    direct, prepared = SQLiteTraceStore(tmp_path / "a.db"), SQLiteTraceStore(tmp_path / "b.db")
+    for i in range(3):
+        batch = full_trace(f"trace{i}", float(i))
+        batch.logs[0].message = "bad \udcff text"  # escaped the same way on both paths
+        direct.write(batch)
+        prepared.write_prepared(marshal.loads(marshal.dumps(prepared.prepare(batch))))
+    for i in range(3):
+        assert direct.get_run(f"trace{i}") == prepared.get_run(f"trace{i}")
+    assert direct.logs() == prepared.logs()
+    direct.close()
+    prepared.close()
 
 
 def test_an_engine_closed_before_its_writer_is_ready_leaves_no_traceback(tmp_path: Path) -> None:

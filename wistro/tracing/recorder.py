@@ -136,7 +136,7 @@ class Recorder:
         writer = self._writer_ready(len(batch))
         if writer is not None:
             try:
-                error = writer.write(batch)
+                error = writer.write(self.store.prepare(batch))
             except WriterGone as e:
                 self._writer_gone(e)
             else:

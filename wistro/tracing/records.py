@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 _PREFIX = os.urandom(4).hex()
@@ -143,6 +144,29 @@ class Batch:
             + len(self.state_ops)
             + len(self.dead_letters)
         )
+
+
+_BATCH_TABLES: tuple[tuple[str, type], ...] = (
+    ("runs", RunRecord),
+    ("events", EventRecord),
+    ("spans", SpanRecord),
+    ("logs", LogRecord),
+    ("state_ops", StateOpRecord),
+    ("dead_letters", DeadLetter),
+)
+_BATCH_GETTERS = [(name, attrgetter(*(f.name for f in fields(cls)))) for name, cls in _BATCH_TABLES]
+
+
+def batch_rows(batch: Batch) -> tuple[list[tuple[Any, ...]], ...]:
+    """A batch as plain values: per record type, its records as tuples of their fields."""
+    return tuple(list(map(get, getattr(batch, name))) for name, get in _BATCH_GETTERS)
+
+
+def batch_of_rows(rows: tuple[list[tuple[Any, ...]], ...]) -> Batch:
+    """The batch ``batch_rows`` made."""
+    return Batch(
+        *[[cls(*row) for row in table] for (_, cls), table in zip(_BATCH_TABLES, rows, strict=True)]
+    )
 
 
 @dataclass(slots=True)

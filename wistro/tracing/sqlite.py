@@ -127,38 +127,55 @@ _RUN_UPDATE = (
     f"UPDATE runs SET {_RUN_SET} WHERE trace_id = ?{len(RUN_UPDATE_FIELDS) + 1} "
     "AND (status = 'running' OR ?1 NOT IN ('running', 'interrupted'))"
 )
-_WRITES = [  # (table and Batch attribute, statement), written after the runs
-    ("logs", _insert("logs")),
-    ("dead_letters", _insert("dead_letters", "INSERT OR REPLACE")),
-]
+_LOG_INSERT = _insert("logs")
+_DEAD_INSERT = _insert("dead_letters", "INSERT OR REPLACE")
 _CHUNK_INSERT = "INSERT INTO chunks (trace_id, events, spans, state_ops) VALUES (?, ?, ?, ?)"
 _GETTERS = {t: attrgetter(*_names(cls)) for t, (cls, _) in _TABLES.items()}
 _CHUNK_GETTERS = {t: attrgetter(*_names(cls)) for t, cls in _CHUNKED.items()}
 _CHUNK_NAMES = {t: _names(cls) for t, cls in _CHUNKED.items()}
+_CHUNK_TRACE_ID = [names.index("trace_id") for names in _CHUNK_NAMES.values()]
 # A chunk written before a field was added has shorter tuples: the new fields take their defaults.
 _CHUNK_DEFAULTS = {
     t: tuple(None if f.default is MISSING else f.default for f in fields(cls))
     for t, cls in _CHUNKED.items()
 }
 _SORT_KEYS = {"events": ("ts", "id"), "spans": ("start", "id"), "state_ops": ("ts",)}
-_RUN_UPDATE_GETTER = attrgetter(*RUN_UPDATE_FIELDS, "trace_id")
+_RUN_NAMES = _names(RunRecord)
+_RUN_ID, _RUN_STATUS = _RUN_NAMES.index("trace_id"), _RUN_NAMES.index("status")
+_run_update_row = itemgetter(*(_RUN_NAMES.index(f) for f in (*RUN_UPDATE_FIELDS, "trace_id")))
+# What ``prepare`` makes: rows of runs, chunks, logs and dead letters (plain values only).
+Prepared = tuple[
+    list[tuple[Any, ...]],  # runs
+    list[list[tuple[Any, ...]]],  # events, spans, state operations
+    list[tuple[Any, ...]],  # logs
+    list[tuple[Any, ...]],  # dead letters
+]
 
 
-def _as_is(
-    getter: Callable[[Any], tuple[Any, ...]], records: list[Any]
-) -> Iterable[tuple[Any, ...]]:
-    return map(getter, records)
+def _as_is(rows: list[tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
+    return rows
 
 
-def _escaped(
-    getter: Callable[[Any], tuple[Any, ...]], records: list[Any]
-) -> Iterable[tuple[Any, ...]]:
+def _escaped(rows: list[tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
     """The rows with text that is not valid UTF-8 (lone surrogates) backslash-escaped."""
-    for record in records:
+    for row in rows:
         yield tuple(
             v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else v
-            for v in getter(record)
+            for v in row
         )
+
+
+def _chunks(chunked: list[list[tuple[Any, ...]]]) -> list[tuple[str, bytes, bytes, bytes]]:
+    """One row per trace of the events, spans and state operations (as tuples): its chunk."""
+    groups: dict[str, tuple[list[Any], list[Any], list[Any]]] = {}
+    for index, (rows, at) in enumerate(zip(chunked, _CHUNK_TRACE_ID, strict=True)):
+        for row in rows:
+            trace_id = row[at]
+            group = groups.get(trace_id)
+            if group is None:
+                group = groups[trace_id] = ([], [], [])
+            group[index].append(row)
+    return [(tid, _encode(e), _encode(s), _encode(o)) for tid, (e, s, o) in groups.items()]
 
 
 def _prune_slack(retention_runs: int) -> int:
@@ -336,46 +353,64 @@ class SQLiteTraceStore(TraceStore):
 
     # -- writing ---------------------------------------------------------------------------
 
-    @_guarded
     def write(self, batch: Batch) -> None:
-        runs = list({r.trace_id: r for r in batch.runs}.values())  # the last write of a run wins
-        chunks = self._chunks(batch)
+        self.write_prepared(self.prepare(batch))
+
+    def prepare(self, batch: Batch) -> Prepared:
+        """One write as plain values: the records of each kind as tuples of their fields (the
+        last write of a run in the batch wins). A few C calls per record, so the writer process
+        takes the rest: grouping the chunks and the SQL."""
+        runs = {r.trace_id: r for r in batch.runs}.values()
+        return (
+            list(map(_GETTERS["runs"], runs)),
+            [list(map(_CHUNK_GETTERS[table], getattr(batch, table))) for table in _CHUNKED],
+            list(map(_GETTERS["logs"], batch.logs)),
+            list(map(_GETTERS["dead_letters"], batch.dead_letters)),
+        )
+
+    @_guarded
+    def write_prepared(self, prepared: Prepared) -> None:
+        runs, chunked, logs, dead = prepared
+        chunks = _chunks(chunked)
         with self._write_lock:
             try:
-                self._write(batch, runs, chunks, _as_is)
+                self._write(runs, chunks, logs, dead, _as_is)
             except UnicodeEncodeError:  # a lone surrogate in a message or an error: SQLite text
-                self._write(batch, runs, chunks, _escaped)  # must be UTF-8, so store it escaped
+                self._write(runs, chunks, logs, dead, _escaped)  # must be UTF-8: store it escaped
             for r in runs:  # runs written while running are updated when they end
-                if r.status == "running":
-                    self._open.add(r.trace_id)
+                if r[_RUN_STATUS] == "running":
+                    self._open.add(r[_RUN_ID])
                 else:
-                    self._open.discard(r.trace_id)
+                    self._open.discard(r[_RUN_ID])
 
     def _write(
         self,
-        batch: Batch,
-        runs: list[RunRecord],
+        runs: list[tuple[Any, ...]],
         chunks: list[tuple[str, bytes, bytes, bytes]],
-        rows: Callable[[Callable[[Any], tuple[Any, ...]], list[Any]], Iterable[tuple[Any, ...]]],
+        logs: list[tuple[Any, ...]],
+        dead: list[tuple[Any, ...]],
+        rows: Callable[[list[tuple[Any, ...]]], Iterable[tuple[Any, ...]]],
     ) -> None:
-        """One transaction: the runs, the chunks, the rows (``rows(getter, records)``)."""
+        """One transaction: the runs, the chunks, the logs and the dead letters."""
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
             if runs:
-                added = conn.executemany(_RUN_INSERT, rows(_GETTERS["runs"], runs))
+                added = conn.executemany(_RUN_INSERT, rows(runs))
                 self._n_runs += added.rowcount
                 reopened = [
-                    r for r in runs if r.trace_id in self._open or added.rowcount < len(runs)
+                    _run_update_row(r)
+                    for r in runs
+                    if r[_RUN_ID] in self._open or added.rowcount < len(runs)
                 ]
                 if reopened:
-                    conn.executemany(_RUN_UPDATE, rows(_RUN_UPDATE_GETTER, reopened))
+                    conn.executemany(_RUN_UPDATE, rows(reopened))
             if chunks:
                 conn.executemany(_CHUNK_INSERT, chunks)
-            for table, statement in _WRITES:
-                records = getattr(batch, table)
-                if records:
-                    conn.executemany(statement, rows(_GETTERS[table], records))
+            if logs:
+                conn.executemany(_LOG_INSERT, rows(logs))
+            if dead:
+                conn.executemany(_DEAD_INSERT, rows(dead))
             if self._n_runs > self.retention_runs + _prune_slack(self.retention_runs):
                 self._prune(conn)
             conn.execute("COMMIT")
@@ -384,19 +419,6 @@ class SQLiteTraceStore(TraceStore):
                 conn.execute("ROLLBACK")
             self._n_runs = self._count_runs(conn)
             raise
-
-    @staticmethod
-    def _chunks(batch: Batch) -> list[tuple[str, bytes, bytes, bytes]]:
-        """One row per trace: its events, spans and state operations."""
-        groups: dict[str, tuple[list[Any], list[Any], list[Any]]] = {}
-        for index, table in enumerate(_CHUNKED):
-            getter = _CHUNK_GETTERS[table]
-            for record in getattr(batch, table):
-                group = groups.get(record.trace_id)
-                if group is None:
-                    group = groups[record.trace_id] = ([], [], [])
-                group[index].append(getter(record))
-        return [(tid, _encode(e), _encode(s), _encode(o)) for tid, (e, s, o) in groups.items()]
 
     def _prune(self, conn: sqlite3.Connection) -> None:
         """Delete the oldest runs beyond ``retention_runs`` and every row of their traces."""

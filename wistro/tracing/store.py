@@ -14,6 +14,8 @@ from wistro.tracing.records import (
     SpanRecord,
     StateOpRecord,
     Trace,
+    batch_of_rows,
+    batch_rows,
     record_of,
 )
 from wistro.tracing.writer_process import WriterSpec
@@ -33,6 +35,17 @@ class TraceStore(ABC):
 
     @abstractmethod
     def write(self, batch: Batch) -> None: ...
+
+    def prepare(self, batch: Batch) -> Any:
+        """``batch`` as plain values (str, int, float, bool, None and bytes, in tuples and
+        lists), for ``write_prepared``, in this process or in the writer process; a store
+        makes them as close to what it writes as it can, so that its writer process only
+        writes. By default, the records as tuples."""
+        return batch_rows(batch)
+
+    def write_prepared(self, prepared: Any) -> None:
+        """Write what ``prepare`` made (``write(batch)`` is ``write_prepared(prepare(batch))``)."""
+        self.write(batch_of_rows(prepared))
 
     def writer_spec(self) -> WriterSpec | None:
         """How a writer process opens this store again (plain values), or None: this store can

@@ -4,8 +4,9 @@ Writing a batch to SQLite (or Redis) costs more CPU than the engine spends on th
 holds, and in a writer *thread* that CPU is taken under the GIL, from the event loop. A store
 that can be opened again from plain values (:meth:`TraceStore.writer_spec`) is therefore
 written by a child process instead: the recorder's thread turns each batch into tuples
-(``marshal``, the cheapest encoding of str, float, int and None), sends it down a pipe and
-waits for the child's answer, so a flushed batch is in the store when ``flush`` returns, as
+(the store's ``prepare``: rows as close to what the store writes as it can, in ``marshal``, the
+cheapest encoding of str, float, int, bytes and None), sends them down a pipe and waits for the
+child's answer, so a flushed batch is in the store when ``flush`` returns, as
 with a thread.
 
 The wire: frames of a 4-byte little-endian length and a ``marshal`` body. First the spec
@@ -30,30 +31,13 @@ import struct
 import subprocess
 import sys
 import traceback
-from dataclasses import dataclass, field, fields
-from operator import attrgetter
+from dataclasses import dataclass, field
 from typing import IO, Any
 
-from wistro.tracing.records import (
-    Batch,
-    DeadLetter,
-    EventRecord,
-    LogRecord,
-    RunRecord,
-    SpanRecord,
-    StateOpRecord,
-)
-
 _LENGTH = struct.Struct("<I")
-_TABLES: tuple[tuple[str, type], ...] = (
-    ("runs", RunRecord),
-    ("events", EventRecord),
-    ("spans", SpanRecord),
-    ("logs", LogRecord),
-    ("state_ops", StateOpRecord),
-    ("dead_letters", DeadLetter),
-)
-_GETTERS = [(name, attrgetter(*(f.name for f in fields(cls)))) for name, cls in _TABLES]
+# marshal's version 2 writes each string again where 4 refers back to it: 40% faster to write,
+# twice the bytes, which a pipe copies for next to nothing.
+_WIRE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -70,17 +54,6 @@ class WriterGone(Exception):
 
 
 # -- the wire --------------------------------------------------------------------------------
-
-
-def encode_batch(batch: Batch) -> bytes:
-    return marshal.dumps(tuple(list(map(get, getattr(batch, name))) for name, get in _GETTERS))
-
-
-def decode_batch(body: bytes) -> Batch:
-    tables = marshal.loads(body)
-    return Batch(
-        *[[cls(*row) for row in rows] for (_, cls), rows in zip(_TABLES, tables, strict=True)]
-    )
 
 
 def _send(out: IO[bytes], value: Any) -> None:
@@ -155,11 +128,12 @@ class ProcessWriter:
         self.ready = True
         return True
 
-    def write(self, batch: Batch) -> str | None:
-        """Send one batch and wait until it is written: None, or the error's line. Raises
-        WriterGone when the child is gone (the batch may or may not have been written)."""
+    def write(self, prepared: Any) -> str | None:
+        """Send one batch (what the store's ``prepare`` made of it) and wait until it is
+        written: None, or the error's line. Raises WriterGone when the child is gone (the batch
+        may or may not have been written)."""
         try:
-            _send(self._in, encode_batch(batch))
+            _send(self._in, marshal.dumps(prepared, _WIRE_VERSION))
             answer: str | None = _receive(self._out)
         except (EOFError, OSError, ValueError) as e:
             self.close()
@@ -212,7 +186,7 @@ def main() -> int:
     try:
         while (body := _receive_raw(inp)) is not None:
             try:
-                store.write(decode_batch(body))
+                store.write_prepared(marshal.loads(body))
                 answer = None
             except Exception as e:
                 traceback.print_exc()
