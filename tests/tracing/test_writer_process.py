@@ -267,3 +267,20 @@ def test_an_engine_closed_before_its_writer_is_ready_leaves_no_traceback(tmp_pat
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "closed"
     assert out.stderr == ""  # the child's stderr is this process's: no BrokenPipeError
+
+
+def test_auto_writes_with_the_thread_on_one_cpu(tmp_path: Path) -> None:
+    code = textwrap.dedent(
+        f"""
+        import os
+        os.sched_setaffinity(0, {{min(os.sched_getaffinity(0))}})  # one CPU
+        from wistro.tracing.recorder import Recorder
+        from wistro.tracing.sqlite import SQLiteTraceStore
+        store = SQLiteTraceStore({str(tmp_path / "t.db")!r})
+        print(Recorder(store)._spec is None)
+        store.writer = "process"  # asked for explicitly: a process all the same
+        print(Recorder(store)._spec is None)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["True", "False"], out.stderr

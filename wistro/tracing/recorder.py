@@ -3,9 +3,9 @@
 The batches go to one writer thread. For a store that says how to open it again
 (``TraceStore.writer_spec``: SQLite, Redis), that thread hands them on to a writer *process*
 (``wistro.tracing.writer_process``), so that the store's CPU is not taken under this process's
-GIL: with ``traces.writer: auto`` (the default) once the process has written
-``PROCESS_AFTER_ROWS`` rows, which a notebook or a test rarely does and a busy server does in
-its first second; ``process`` from the start; ``thread`` never. The child starts in the
+GIL: with ``traces.writer: auto`` (the default, with two CPUs or more) once the process has
+written ``PROCESS_AFTER_ROWS`` rows, which a notebook or a test rarely does and a busy server
+does in its first second; ``process`` from the start; ``thread`` never. The child starts in the
 background; batches are written by the thread until it is ready. If it ends, the thread writes
 again (a batch it was writing may then be written twice)."""
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 from wistro.tracing.records import (
@@ -30,6 +31,14 @@ from wistro.tracing.writer_process import ProcessWriter, WriterGone
 
 log = logging.getLogger("wistro.tracing")
 PROCESS_AFTER_ROWS = 20_000
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 class Recorder:
@@ -52,6 +61,8 @@ class Recorder:
         # The writer process, its spec (None: this store is written here), rows written here.
         self._writer: ProcessWriter | None = None
         mode = getattr(store, "writer", "auto") if store is not None else "thread"
+        if mode == "auto" and _cpus() < 2:  # no other core for the writer process to run on
+            mode = "thread"
         self._spec = store.writer_spec() if store is not None and mode != "thread" else None
         self._rows_here = PROCESS_AFTER_ROWS if mode == "process" else 0
 
