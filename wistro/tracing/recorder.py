@@ -27,7 +27,7 @@ from wistro.tracing.records import (
     StateOpRecord,
 )
 from wistro.tracing.store import TraceStore
-from wistro.tracing.writer_process import ProcessWriter, WriterGone
+from wistro.tracing.writer_process import ProcessWriter, WriterGone, encode
 
 log = logging.getLogger("wistro.tracing")
 PROCESS_AFTER_ROWS = 20_000
@@ -138,16 +138,23 @@ class Recorder:
             if not len(self.batch):
                 return
             batch, self.batch, self._count = self.batch, Batch(), 0
+            body = None
+            writer = self._writer
+            if writer is not None and writer.ready:
+                # Prepared here, on the loop's thread: in the writer thread it would take the GIL
+                # from the loop (a thread holding it can be descheduled for the writer process).
+                body = encode(self.store.prepare(batch))
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._write, batch)
+            await loop.run_in_executor(self._executor, self._write, batch, body)
 
-    def _write(self, batch: Batch) -> None:
-        """On the writer thread: one batch, to the writer process when it is ready."""
+    def _write(self, batch: Batch, body: bytes | None = None) -> None:
+        """On the writer thread: one batch (``body``: as the writer process takes it), to the
+        writer process when it is ready, else to the store."""
         assert self.store is not None
         writer = self._writer_ready(len(batch))
         if writer is not None:
             try:
-                error = writer.write(self.store.prepare(batch))
+                error = writer.send(body if body is not None else encode(self.store.prepare(batch)))
             except WriterGone as e:
                 self._writer_gone(e)
             else:

@@ -49,6 +49,11 @@ class WriterSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
+def encode(prepared: Any) -> bytes:
+    """What a store's ``prepare`` made, as the writer process reads it."""
+    return marshal.dumps(prepared, _WIRE_VERSION)
+
+
 class WriterGone(Exception):
     """The writer process ended or its pipe broke."""
 
@@ -132,8 +137,12 @@ class ProcessWriter:
         """Send one batch (what the store's ``prepare`` made of it) and wait until it is
         written: None, or the error's line. Raises WriterGone when the child is gone (the batch
         may or may not have been written)."""
+        return self.send(encode(prepared))
+
+    def send(self, body: bytes) -> str | None:
+        """``write`` of a batch already encoded (``encode(store.prepare(batch))``)."""
         try:
-            _send(self._in, marshal.dumps(prepared, _WIRE_VERSION))
+            _send(self._in, body)
             answer: str | None = _receive(self._out)
         except (EOFError, OSError, ValueError) as e:
             self.close()
