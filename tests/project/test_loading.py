@@ -7,6 +7,7 @@ import importlib.util
 import inspect
 import marshal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -144,7 +145,12 @@ def test_the_helper_writes_pycache_as_an_import_would(
     assert helper_always == [True] * 4
     for name in ("a", "b"):
         file = tmp_path / "src" / f"{name}.step.py"
-        pyc = Path(importlib.util.cache_from_source(str(file))).read_bytes()
+        cached = Path(importlib.util.cache_from_source(str(file)))
+        for _ in range(200):  # the helper writes them once it has sent every file
+            if cached.exists():
+                break
+            time.sleep(0.05)
+        pyc = cached.read_bytes()
         assert pyc[:4] == importlib.util.MAGIC_NUMBER
         source = file.read_bytes()
         assert marshal.loads(pyc[16:]) == compile(source, str(file), "exec", dont_inherit=True)

@@ -30,13 +30,17 @@ from importlib.util import MAGIC_NUMBER
 from pathlib import Path
 
 MIN_FILES = 200  # below this, starting an interpreter (~20 ms on its core) is not worth it
+PIPE_BYTES = 1 << 20  # the helper's output pipe (Linux; the default is 64 KB)
 WAIT_S = 0.0  # how long take() waits for the helper (0: a file it has not sent yet is loaded
 # here, so the helper never holds the import up, on a busy machine included; tests wait)
 DISABLE_ENV = "WISTRO_NO_COMPILE_HELPER"  # set (non-empty): never start the helper
 
 # Run with ``python -I -S -c``. Reads settings, then one JSON path per line; writes frames of
 # a 4-byte length and marshal data: first (magic, cache tag), then per path
-# (sha256 hex, config line, code) or None when the file is left to the importer.
+# (sha256 hex, config line, code) or None when the file is left to the importer. The
+# ``__pycache__`` writes (``set_data``, called by ``get_code``) wait until every frame is sent:
+# writing thousands of small files costs as much as compiling them, and the importer needs
+# the code now, the bytecode cache only next time.
 _HELPER = r"""
 import hashlib, importlib.machinery, importlib.util, json, marshal, re, sys
 out = sys.stdout.buffer
@@ -49,12 +53,15 @@ sys.dont_write_bytecode = settings["dont_write_bytecode"]
 sys.pycache_prefix = settings["pycache_prefix"]
 send((importlib.util.MAGIC_NUMBER, sys.implementation.cache_tag))
 CONFIG = re.compile(settings["config_line"], re.MULTILINE)
+writes = []
 class Loader(importlib.machinery.SourceFileLoader):
     def __init__(self, path, source):
         super().__init__("step", path)
         self.source = source
     def get_data(self, path):
         return self.source if path == self.path else super().get_data(path)
+    def set_data(self, path, data, **kw):
+        writes.append((self.path, path, data, kw))
 for line in sys.stdin:
     path = json.loads(line)
     try:
@@ -67,6 +74,9 @@ for line in sys.stdin:
         send((hashlib.sha256(source).hexdigest(), found, code))
     except Exception:
         send(None)
+out.close()
+for source_path, path, data, kw in writes:
+    importlib.machinery.SourceFileLoader("step", source_path).set_data(path, data, **kw)
 """
 
 
@@ -102,6 +112,11 @@ class Precompiler:
         except (OSError, ValueError, subprocess.SubprocessError):
             self._proc = None
             return
+        with contextlib.suppress(OSError, AttributeError, ImportError):  # Linux: room to run
+            import fcntl  # ahead by ~1,000 files instead of ~40 (a 64 KB pipe)
+
+            assert self._proc.stdout is not None
+            fcntl.fcntl(self._proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         settings = {
             "dont_write_bytecode": bool(sys.dont_write_bytecode),
             "pycache_prefix": sys.pycache_prefix,
@@ -167,6 +182,11 @@ class Precompiler:
                 self.close()  # another Python (its bytecode is not ours), or gone
         return self._handshake_ok
 
+    @property
+    def alive(self) -> bool:
+        """Still listening to the helper (it will write the bytecode of every file)."""
+        return self._proc is not None
+
     def take(self) -> Compiled | None:
         """The helper's result for the next file of the list, or None: load that one here.
         A file the helper has not sent yet (it is starting, or behind) is loaded here; its
@@ -188,19 +208,17 @@ class Precompiler:
         return Compiled(digest, line, code)
 
     def close(self) -> None:
-        """Stop the helper. It finishes the file at hand (its ``__pycache__`` write included)
-        and exits when it finds its output closed; killed if it does not within a second."""
+        """Stop listening. A helper still sending exits at its next frame (after the file at
+        hand); one done sending writes the ``__pycache__`` entries it owes and exits, in the
+        background: this process does not wait for it (a thread reaps it)."""
         proc, self._proc = self._proc, None
         if proc is None:
             return
         if proc.stdout is not None:
             with contextlib.suppress(OSError):
                 proc.stdout.close()
-        try:
-            proc.wait(timeout=1.0)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:
+            threading.Thread(target=proc.wait, name="wistro-precompile-reap", daemon=True).start()
 
     def __enter__(self) -> Precompiler:
         return self

@@ -52,9 +52,16 @@ class _StepLoader(importlib.machinery.SourceFileLoader):
     """The standard source loader (bytecode cache in ``__pycache__`` included), given the bytes
     already read for the step's hash and config line, so the file is read once."""
 
-    def __init__(self, fullname: str, path: str, source: bytes | None) -> None:
+    def __init__(
+        self, fullname: str, path: str, source: bytes | None, write_bytecode: bool = True
+    ) -> None:
         super().__init__(fullname, path)
         self._source: bytes | None = source
+        self._write_bytecode = write_bytecode
+
+    def set_data(self, path: str, data: Any, *, _mode: int = 0o666) -> None:
+        if self._write_bytecode:  # off when the compile helper writes this file's bytecode
+            super().set_data(path, data, _mode=_mode)
 
     def get_data(self, path: str) -> bytes:
         if self._source is not None and path == self.path:
@@ -143,12 +150,16 @@ class PythonRuntime(LanguageRuntime):
                 if mod_file.startswith(root_str):
                     del sys.modules[name]
 
-    def _exec(self, file: Path, src: Path, source: bytes | Compiled) -> types.ModuleType:
+    def _exec(
+        self, file: Path, src: Path, source: bytes | Compiled, write_bytecode: bool = True
+    ) -> types.ModuleType:
         """Import ``file`` as the module ``module_name(file, src)``, from its bytes (compiled
         here, or its bytecode read from ``__pycache__``) or from what the helper compiled."""
         name = self.module_name(file, src)
         path = str(file)
-        loader = _StepLoader(name, path, source if isinstance(source, bytes) else None)
+        loader = _StepLoader(
+            name, path, source if isinstance(source, bytes) else None, write_bytecode
+        )
         spec = importlib.util.spec_from_file_location(name, path, loader=loader)
         assert spec is not None
         module = importlib.util.module_from_spec(spec)
@@ -168,7 +179,10 @@ class PythonRuntime(LanguageRuntime):
             sys.path.remove(folder)
         return module
 
-    def _load(self, file: Path, src: Path, compiled: Compiled | None = None) -> StepSource:
+    def _load(
+        self, file: Path, src: Path, compiled: Compiled | None = None, helped: bool = False
+    ) -> StepSource:
+        """``helped``: a compile helper runs for this file (it writes its bytecode cache)."""
         source: bytes | Compiled
         if compiled is not None:
             source = compiled
@@ -180,7 +194,7 @@ class PythonRuntime(LanguageRuntime):
                     f"importing the step failed: {type(e).__name__}: {e}", file=file
                 ) from e
         try:
-            module = self._exec(file, src, source)
+            module = self._exec(file, src, source, write_bytecode=not helped)
         except SyntaxError as e:
             raise StepLoadError(
                 f"syntax error: {e.msg}", file=file, line=_error_line(e, file)
@@ -213,7 +227,10 @@ class PythonRuntime(LanguageRuntime):
             with self._project_imports(root, src):
                 for file in files:
                     try:
-                        out.append(self._load(file, src, helper.take() if helper else None))
+                        compiled = helper.take() if helper else None
+                        out.append(
+                            self._load(file, src, compiled, helped=bool(helper and helper.alive))
+                        )
                     except StepLoadError as e:
                         out.append(e)
         finally:
