@@ -85,6 +85,20 @@ class EngineConfig(_Strict):
     tune_gc: bool = True
 
 
+class WorkerPoolConfig(_Strict):
+    """``runtimes.node`` / ``runtimes.go``: the language's worker processes."""
+
+    workers: int = Field(default=1, ge=1, le=64)  # processes; a stuck step stalls only its own
+    kill_grace_s: float = Field(default=2.0, gt=0)  # past a handler's timeout: its worker killed
+
+
+class RuntimesConfig(_Strict):
+    """``runtimes:``: the worker languages (docs/worker-protocol.md)."""
+
+    node: WorkerPoolConfig = WorkerPoolConfig()
+    go: WorkerPoolConfig = WorkerPoolConfig()
+
+
 class ApiEndpointConfig(_Strict):
     path: str
     method: str = "POST"
@@ -142,6 +156,7 @@ class ProjectConfig(_Strict):
     traces: TracesConfig = TracesConfig()
     engine: EngineConfig = EngineConfig()
     http: HttpConfig = HttpConfig()
+    runtimes: RuntimesConfig = RuntimesConfig()
     inactive: list[str] = []
     # The default traffic split between live versions ({v1: 25, v2: 75, sticky: field}).
     traffic: Annotated[dict[str, Any], AfterValidator(_split)] = {}
