@@ -105,6 +105,7 @@ class GoRuntime(WorkerRuntime):
 
     language = "go"
     suffixes = (".go",)
+    config_key: ClassVar[str] = "go"
     languages: ClassVar[tuple[str, ...]] = ("go",)
     toolchain: ClassVar[str] = "the Go toolchain (`go`)"
     install_hint: ClassVar[str] = (

@@ -100,6 +100,7 @@ class NodeRuntime(WorkerRuntime):
     language = "javascript"
     languages: ClassVar[tuple[str, ...]] = ("javascript", "typescript")
     suffixes = (".js", ".mjs", ".ts")
+    config_key: ClassVar[str] = "node"
     toolchain: ClassVar[str] = "`node` (Node.js >= 18)"
     install_hint: ClassVar[str] = (
         "install Node.js from https://nodejs.org or your package manager, "

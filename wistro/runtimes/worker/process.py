@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import functools
 import inspect
 import logging
 import os
 import signal
+import sys
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +33,42 @@ CallHandler = Callable[[dict[str, Any]], Any]  # returns a value or an awaitable
 EmitsHandler = Callable[[Any, Any], None]  # (invoke id, the frame's "emits" list)
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Any:
+    """libc's ``prctl`` (Linux), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child die (SIGKILL) with its parent: Linux's
+    ``PR_SET_PDEATHSIG``, which the kernel applies however the parent ends (``kill -9``
+    included), and which a child stuck in a busy loop cannot ignore. None elsewhere (the
+    workers then rely on the EOF of their stdin). The signal comes when the *thread* that
+    started the child ends: workers are started on their event loop's thread."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:  # in the child, between fork and exec
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the line above
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
+
+
 class _Protocol(asyncio.SubprocessProtocol):
     def __init__(self, proc: WorkerProcess) -> None:
         self.proc = proc
@@ -37,6 +77,7 @@ class _Protocol(asyncio.SubprocessProtocol):
 
     def pipe_data_received(self, fd: int, data: bytes) -> None:
         if fd == 1:
+            self.proc.last_rx = time.monotonic()
             buf = self.buf
             buf += data
             pos, n = 0, len(buf)
@@ -127,6 +168,20 @@ class WorkerProcess:
         self._failed = False
         self._gone_timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # What the runtime keeps per worker (its invokes' ctx, their refused emits, the steps
+        # told their emit check): request ids are only unique within one worker.
+        self.ctxs: dict[int, Any] = {}
+        self.refused: dict[int, BaseException] = {}
+        self.told: dict[Any, Any] = {}
+        self.last_rx = 0.0  # monotonic time of the last bytes on stdout
+        # Isolation: the requests this worker's death is blamed on (a handler that overran its
+        # timeout and got the worker killed; an invoke the worker reported `fatal`), and how
+        # many requests were in flight when it died. The others were not at fault.
+        self.blamed: set[int] = set()
+        self.died_with = 0
+        self._abandoned: dict[int, asyncio.TimerHandle] = {}  # given up on, not answered yet
+        self._killed_for: str | None = None
+        self.closing = False  # close() was called: what fails now is not redelivered
 
     # ------------------------------------------------------------ lifecycle
     async def start(self) -> dict[str, Any]:
@@ -145,11 +200,13 @@ class WorkerProcess:
                 cwd=self.cwd,
                 env=self.env,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
         except OSError as e:
             raise WorkerStartError(f"cannot start the {self.language} worker: {e}") from None
         self._transport = transport
         self.pid = transport.get_pid()
+        self.last_rx = time.monotonic()
         # a write transport (asyncio's is a WriteTransport, uvloop's is not one by class)
         stdin = transport.get_pipe_transport(0)
         assert stdin is not None and hasattr(stdin, "write")
@@ -170,6 +227,7 @@ class WorkerProcess:
 
     async def close(self, timeout: float = 3.0) -> None:
         """Ask the worker to finish its in-flight invokes and exit; kill it after ``timeout``."""
+        self.closing = True
         if self._transport is None:
             return
         if self.alive:
@@ -271,6 +329,29 @@ class WorkerProcess:
         """Stop waiting for request ``rid`` (its late answer is dropped)."""
         self._pending.pop(rid, None)
 
+    def abandon(self, rid: int, grace_s: float, why: str) -> None:
+        """Stop waiting for request ``rid`` (the engine gave up on it: its timeout), and kill the
+        worker unless the worker answers it (late, dropped) within ``grace_s``: a handler that
+        does not end when cancelled (a busy loop, a promise that never settles) would hold the
+        worker, or leak in it, for good."""
+        self._pending.pop(rid, None)
+        if self.alive and self.loop is not None:
+            self._abandoned[rid] = self.loop.call_later(grace_s, self._overran, rid, why)
+
+    def _overran(self, rid: int, why: str) -> None:
+        self._abandoned.pop(rid, None)
+        if self.alive:
+            self.logger.warning("killing the %s worker (pid %s): %s", self.language, self.pid, why)
+            self.kill_for(rid, why)
+
+    def kill_for(self, rid: int, why: str) -> None:
+        """Kill the worker because of request ``rid``: the other requests in flight on it were
+        not at fault (``blamed``)."""
+        self.blamed.add(rid)
+        if self._killed_for is None:
+            self._killed_for = why
+        self.kill()
+
     @property
     def in_flight(self) -> int:
         return len(self._pending)
@@ -282,8 +363,18 @@ class WorkerProcess:
             rid = msg.get("id")
             if "emits" in msg:  # the invoke's deferred emits: published before it ends
                 self._emits(rid, msg["emits"])
+            if t == "error":
+                err = msg.get("error")
+                if isinstance(err, dict) and err.get("fatal"):  # the worker exits because of it
+                    self.blamed.add(rid)  # type: ignore[arg-type]
             fut = self._pending.pop(rid, None)  # type: ignore[arg-type]
-            if fut is None or fut.done():
+            if fut is None:
+                if self._abandoned:  # a late answer: the handler did end
+                    late = self._abandoned.pop(rid, None)  # type: ignore[arg-type]
+                    if late is not None:
+                        late.cancel()
+                return
+            if fut.done():
                 return
             if t == "result":
                 fut.set_result(msg.get("value"))
@@ -372,6 +463,11 @@ class WorkerProcess:
                 self._gone_timer = self.loop.call_later(1.0, self._gone_late, how)
             return
         code = f" (exit code {self.returncode})" if self.returncode is not None else ""
+        if self._killed_for is not None:
+            self._fail(
+                f"the {self.language} worker (pid {self.pid}) was killed: {self._killed_for}"
+            )
+            return
         self._fail(f"the {self.language} worker (pid {self.pid}) {how}{code}" + self._tail())
 
     def _gone_late(self, how: str) -> None:
@@ -385,7 +481,11 @@ class WorkerProcess:
         if self._gone_timer is not None:
             self._gone_timer.cancel()
         self._crash = why
+        for late in self._abandoned.values():
+            late.cancel()
+        self._abandoned.clear()
         pending, self._pending = self._pending, {}
+        self.died_with = len(pending)
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(WorkerCrashed(why))

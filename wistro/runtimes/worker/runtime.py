@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
+import logging
 import os
 import threading
 import time
@@ -15,6 +17,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, ClassVar
 
+from wistro.config import CONFIG_NAMES, RuntimesConfig, WorkerPoolConfig, read_raw
 from wistro.core.context import DONE
 from wistro.core.step import StepRecord
 from wistro.errors import (
@@ -29,6 +32,9 @@ from wistro.runtimes.base import LanguageRuntime, StepSource
 from wistro.runtimes.worker.framing import dumps
 from wistro.runtimes.worker.lockfile import configs_from_lock
 from wistro.runtimes.worker.process import WorkerProcess
+
+_log = logging.getLogger("wistro.runtimes")
+QUIET_S = 0.05  # a worker with requests in flight that sent nothing for this long is avoided
 
 
 def _run_in_thread(factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
@@ -51,7 +57,8 @@ def _run_in_thread(factory: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
 
 
 class WorkerRuntime(LanguageRuntime):
-    """Base of the worker languages: one long-lived worker per runtime (so per project)."""
+    """Base of the worker languages: a pool of long-lived workers per runtime (so per project):
+    ``runtimes: {<config_key>: {workers: N}}`` in wistro.yml, one by default."""
 
     languages: ClassVar[tuple[str, ...]] = ()  # every language this runtime's records can have
     toolchain: ClassVar[str] = "the toolchain"
@@ -60,18 +67,20 @@ class WorkerRuntime(LanguageRuntime):
     max_backoff_s: ClassVar[float] = 2.0
     stable_after_s: ClassVar[float] = 10.0  # a worker that lived this long resets the backoff
     load_timeout_s: ClassVar[float] = 120.0
+    config_key: ClassVar[str] = ""  # its block in wistro.yml's `runtimes:` (node, go)
+    max_redeliveries: ClassVar[int] = 5  # of one invoke, on fresh workers, when not at fault
 
     def __init__(self) -> None:
-        self.worker: WorkerProcess | None = None
+        self.slots: list[WorkerProcess | None] = [None]  # the pool (resized on first use)
         self.restarts = 0
+        self.redeliveries = 0  # invokes sent again, on another worker, after a death not theirs
         self.pids: list[int] = []  # hello pid of every long-lived worker started
         self.root: Path | None = None
-        self._starting: asyncio.Future[WorkerProcess] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.pool: WorkerPoolConfig | None = None  # None: read from the project on first use
+        self._starting: list[asyncio.Future[WorkerProcess] | None] = [None]
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._failures = 0  # consecutive short-lived workers (the restart backoff grows)
         self._started_at = 0.0
-        self._ctxs: dict[int, Any] = {}
-        self._refused: dict[int, BaseException] = {}  # invoke id -> its deferred emit refused
         self._prepared: set[Path] = set()
         self._bound: dict[Path, set[Path]] = {}  # root -> step files bound to this runtime
 
@@ -173,21 +182,77 @@ class WorkerRuntime(LanguageRuntime):
         env.update(self.env(root))
         return env
 
-    async def ensure_worker(self, root: Path) -> WorkerProcess:
-        """The running worker, started (or restarted after a crash) on demand."""
-        worker = self.worker
+    @property
+    def worker(self) -> WorkerProcess | None:
+        """The first worker of the pool that runs (else the first slot's, dead or None)."""
+        for proc in self.slots:
+            if proc is not None and proc.alive:
+                return proc
+        return self.slots[0] if self.slots else None
+
+    @property
+    def workers(self) -> list[WorkerProcess]:
+        return [proc for proc in self.slots if proc is not None]
+
+    def configure(self, pool: WorkerPoolConfig | RuntimesConfig) -> None:
+        """Set the pool's size and kill grace (else read from the project's wistro.yml)."""
+        if isinstance(pool, RuntimesConfig):
+            pool = getattr(pool, self.config_key, None) or WorkerPoolConfig()
+        self.pool = pool
+
+    def settings(self, root: Path) -> WorkerPoolConfig:
+        if self.pool is None:
+            self.pool = _pool_config(root, self.config_key)
+        return self.pool
+
+    def _resize(self, root: Path) -> None:
+        size = self.settings(root).workers
+        if len(self.slots) < size:
+            self.slots.extend([None] * (size - len(self.slots)))
+            self._starting.extend([None] * (size - len(self._starting)))
+
+    def _pick(self, root: Path, loop: asyncio.AbstractEventLoop) -> WorkerProcess | None:
+        """The pool's worker for the next invoke: the fewest requests in flight among those
+        that answered lately (a worker stuck in a busy loop sends nothing: it is avoided until
+        it is killed); dead slots are restarted meanwhile."""
+        best: WorkerProcess | None = None
+        best_score = 0.0
+        now = time.monotonic()
+        for i, proc in enumerate(self.slots):
+            if proc is None or not proc.alive or proc.loop is not loop:
+                self._start_soon(root, i, loop)
+                continue
+            n = proc.in_flight
+            score = float(n) if not n or now - proc.last_rx < QUIET_S else n + 1e9
+            if best is None or score < best_score:
+                best, best_score = proc, score
+        return best
+
+    def _start_soon(self, root: Path, slot: int, loop: asyncio.AbstractEventLoop) -> None:
+        starting = self._starting[slot]
+        if starting is not None and not starting.done() and starting.get_loop() is loop:
+            return
+        task = loop.create_task(self.ensure_worker(root, slot))
+        self._tasks.add(task)
+        task.add_done_callback(_quiet_done)
+        task.add_done_callback(self._tasks.discard)
+
+    async def ensure_worker(self, root: Path, slot: int = 0) -> WorkerProcess:
+        """The running worker of ``slot``, started (or restarted after a crash) on demand."""
+        self._resize(root)
+        worker = self.slots[slot]
         loop = asyncio.get_running_loop()
         if worker is not None and worker.alive and worker.loop is loop:
             return worker
-        starting = self._starting
+        starting = self._starting[slot]
         if starting is not None and not starting.done() and starting.get_loop() is loop:
             return await asyncio.shield(starting)
         fut: asyncio.Future[WorkerProcess] = loop.create_future()
-        self._starting = fut
+        self._starting[slot] = fut
         try:
-            proc = await self._start(root, worker, loop)
+            proc = await self._start(root, worker, loop, slot)
         except BaseException as e:
-            self._starting = None
+            self._starting[slot] = None
             if not fut.done():
                 fut.set_exception(e)
                 fut.exception()
@@ -196,7 +261,11 @@ class WorkerRuntime(LanguageRuntime):
         return proc
 
     async def _start(
-        self, root: Path, old: WorkerProcess | None, loop: asyncio.AbstractEventLoop
+        self,
+        root: Path,
+        old: WorkerProcess | None,
+        loop: asyncio.AbstractEventLoop,
+        slot: int = 0,
     ) -> WorkerProcess:
         if old is not None:
             if old.loop is not loop or old.alive:
@@ -206,7 +275,7 @@ class WorkerRuntime(LanguageRuntime):
                 # a worker that dies soon after it started backs off more each time
                 lived = time.monotonic() - self._started_at
                 self._failures = self._failures + 1 if lived < self.stable_after_s else 1
-            self.worker = None
+            self.slots[slot] = None
         if self._failures:
             delay = self.restart_backoff_s * 2 ** min(self._failures - 1, 10)
             await asyncio.sleep(min(delay, self.max_backoff_s))
@@ -221,14 +290,9 @@ class WorkerRuntime(LanguageRuntime):
             files = sorted(self._bound.get(root, ()))
             await asyncio.to_thread(self.prepare, root, files)
             self._prepared.add(root)
-        proc = WorkerProcess(
-            cmd,
-            language=self.language,
-            cwd=root,
-            env=self._full_env(root),
-            on_call=self._on_call,
-            on_emits=self._on_emits,
-        )
+        proc = WorkerProcess(cmd, language=self.language, cwd=root, env=self._full_env(root))
+        proc.on_call = functools.partial(self._on_call, proc)
+        proc.on_emits = functools.partial(self._on_emits, proc)
         try:
             hello = await proc.start()
         except WorkerCrashed:
@@ -237,38 +301,44 @@ class WorkerRuntime(LanguageRuntime):
         self._started_at = time.monotonic()
         pid = hello.get("pid")
         self.pids.append(pid if isinstance(pid, int) else proc.pid or 0)
-        self.worker = proc
+        self.slots[slot] = proc
         return proc
 
+    def _take_workers(self) -> list[WorkerProcess]:
+        workers = self.workers
+        self.slots = [None] * len(self.slots)
+        return workers
+
     def discard(self) -> None:
-        """Stop the worker from sync code (a reload replaced this runtime): ``shutdown`` on its
-        loop when that loop runs in this thread, else kill it."""
-        worker, self.worker = self.worker, None
-        if worker is None:
-            return
+        """Stop the workers from sync code (a reload replaced this runtime): ``shutdown`` on
+        their loop when that loop runs in this thread, else kill them."""
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is not None and worker.loop is running:
-            task = running.create_task(worker.close())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        else:
-            worker.kill()
+        for worker in self._take_workers():
+            worker.closing = True
+            if running is not None and worker.loop is running:
+                task = running.create_task(worker.close())
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            else:
+                worker.kill()
 
     async def aclose(self) -> None:
-        worker, self.worker = self.worker, None
-        if worker is None:
-            return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if worker.loop is running and worker.loop is not None:
-            await worker.close()
-        else:
-            worker.kill()
+        closing = []
+        for worker in self._take_workers():
+            worker.closing = True
+            if worker.loop is running and worker.loop is not None:
+                closing.append(worker.close())
+            else:
+                worker.kill()
+        if closing:
+            await asyncio.gather(*closing)
 
     # ------------------------------------------------------------ invoking
     def bind(self, record: StepRecord, source: StepSource | None, src: Path | None = None) -> None:
@@ -285,52 +355,93 @@ class WorkerRuntime(LanguageRuntime):
         step_json = dumps(record.name)
         after_id = b',"file":' + dumps(file) + b',"step":' + step_json + b',"data":'
         ctx_tail = b',"step":' + step_json + b',"flows":' + dumps(list(record.flows)) + b"}"
-        # The step's emit check (``invoke.emits``): sent with its first invoke on each worker,
-        # and again when the engine's topics change (a reload).
-        told: list[Any] = [None, None, b""]  # [worker, topic catalog, b"" or b',"emits":{...}']
+        # The step's emit check (``invoke.emits``): sent with its first invoke on each worker
+        # (``worker.told``), and again when the engine's topics change (a reload).
+        checks: list[Any] = [None, b""]  # [topic catalog, b"" or b',"emits":{...}']
 
         async def invoke(data: Any, ctx: Any) -> Any:
-            worker = runtime.worker
-            if worker is None or not worker.alive or worker.loop is not asyncio.get_running_loop():
-                worker = await runtime.ensure_worker(root)
-            # {"t":"invoke","id":..,"file":..,"step":..,"data":..,"ctx":{..},"emits"?:{..}}
-            rest = dumps(data) + _ctx_json(ctx, ctx_tail)
+            payload = dumps(data) + _ctx_json(ctx, ctx_tail)
             catalog = _topics_of(ctx)
-            if told[0] is worker and told[1] is catalog:
-                rest += b"}"
-            else:
-                if told[1] is not catalog:
-                    told[2] = _emit_checks(record, catalog)
-                told[0], told[1] = worker, catalog
-                rest += told[2] + b"}"
-            rid, fut = worker.start_request_bytes(
-                lambda rid: b'{"t":"invoke","id":%d%s%s' % (rid, after_id, rest)
-            )
-            ctxs = runtime._ctxs
-            ctxs[rid] = ctx
-            refused: BaseException | None = None
-            try:
-                value = await fut
-            except WorkerError as e:
-                refused = runtime._refused.get(rid)
-                if refused is not None:  # a deferred emit was refused: that is the failure
-                    raise runtime._refused_error(record, refused) from None
-                raise runtime.step_error(record, e) from None
-            except asyncio.CancelledError:
-                worker.forget(rid)
-                if worker.alive:
-                    with contextlib.suppress(WorkerCrashed):
-                        worker.send({"t": "cancel", "id": rid})
-                raise
-            finally:
-                ctxs.pop(rid, None)
-                if runtime._refused:
-                    refused = runtime._refused.pop(rid, None)
-            if refused is not None:
-                raise runtime._refused_error(record, refused)
-            return value
+            loop = asyncio.get_running_loop()
+            redelivered = unattributed = 0
+            while True:
+                slots = runtime.slots
+                worker: WorkerProcess | None
+                if len(slots) == 1:
+                    worker = slots[0]
+                    if worker is None or not worker.alive or worker.loop is not loop:
+                        worker = await runtime.ensure_worker(root)
+                else:
+                    worker = runtime._pick(root, loop)
+                    if worker is None:
+                        worker = await runtime.ensure_worker(root)
+                # {"t":"invoke","id":..,"file":..,"step":..,"data":..,"ctx":{..},"emits"?:{..}}
+                told = worker.told
+                if told.get(after_id) is catalog:
+                    rest = payload + b"}"
+                else:
+                    if checks[0] is not catalog:
+                        checks[0], checks[1] = catalog, _emit_checks(record, catalog)
+                    told[after_id] = catalog
+                    rest = payload + checks[1] + b"}"
+                rid, fut = worker.start_request_bytes(  # calls the lambda at once
+                    lambda rid: b'{"t":"invoke","id":%d%s%s' % (rid, after_id, rest)  # noqa: B023
+                )
+                ctxs = worker.ctxs
+                ctxs[rid] = ctx
+                refused: BaseException | None = None
+                try:
+                    value = await fut
+                except WorkerError as e:
+                    refused = worker.refused.get(rid)
+                    if refused is not None:  # a deferred emit was refused: that is the failure
+                        raise runtime._refused_error(record, refused) from None
+                    raise runtime.step_error(record, e) from None
+                except WorkerCrashed:
+                    if not runtime._redeliver(worker, rid, redelivered, unattributed):
+                        raise
+                    # not at fault: sent again on a fresh worker, no attempt used up
+                    redelivered += 1
+                    unattributed += not worker.blamed
+                    runtime.redeliveries += 1
+                    continue
+                except asyncio.CancelledError:
+                    if worker.alive:
+                        grace = runtime.settings(root).kill_grace_s
+                        worker.abandon(
+                            rid,
+                            grace,
+                            f"step '{record.name}' ({record.rel_file}) did not end within "
+                            f"{grace:g}s of being cancelled (its timeout)",
+                        )
+                        with contextlib.suppress(WorkerCrashed):
+                            worker.send({"t": "cancel", "id": rid})
+                    else:
+                        worker.forget(rid)
+                    raise
+                finally:
+                    ctxs.pop(rid, None)
+                    if worker.refused:
+                        refused = worker.refused.pop(rid, None)
+                if refused is not None:
+                    raise runtime._refused_error(record, refused)
+                return value
 
         record.invoke = invoke
+
+    def _redeliver(
+        self, worker: WorkerProcess, rid: int, redelivered: int, unattributed: int
+    ) -> bool:
+        """Whether an invoke whose worker died is sent again, transparently, on a fresh worker
+        (the engine never sees that failure, so no attempt is used up): when the death is
+        blamed on other requests (a handler killed for overrunning its timeout, an invoke the
+        worker reported fatal); when nothing is blamed, once, and only if it was not alone on
+        the worker (alone, it is the cause: it fails and follows the step's retries)."""
+        if worker.closing or redelivered >= self.max_redeliveries:
+            return False
+        if worker.blamed:
+            return rid not in worker.blamed
+        return worker.died_with > 1 and unattributed == 0
 
     def step_error(self, record: StepRecord, e: WorkerError) -> StepError:
         """The exception a failed invoke raises: one line naming the step file and line."""
@@ -358,12 +469,12 @@ class WorkerRuntime(LanguageRuntime):
             step=record.name,
         )
 
-    def _on_emits(self, rid: Any, emits: list[Any]) -> None:
+    def _on_emits(self, proc: WorkerProcess, rid: Any, emits: list[Any]) -> None:
         """An invoke's deferred emits (``emits`` of its ``result``/``error``/``emits`` frame):
         validated and published in order through ``ctx.emit``; the first one refused stops the
         invoke's emits and fails it."""
-        ctx = self._ctxs.get(rid)
-        if ctx is None or rid in self._refused:
+        ctx = proc.ctxs.get(rid)
+        if ctx is None or rid in proc.refused:
             return  # the invoke is over (timed out, cancelled) or already failed
         for item in emits:
             try:
@@ -371,18 +482,18 @@ class WorkerRuntime(LanguageRuntime):
                     raise ValueError(f"an emit of the worker is not an object: {item!r}")
                 ctx.emit(item.get("topic"), item.get("data"))
             except Exception as e:
-                self._refused[rid] = e
+                proc.refused[rid] = e
                 return
 
-    def _on_call(self, msg: dict[str, Any]) -> Any:
+    def _on_call(self, proc: WorkerProcess, msg: dict[str, Any]) -> Any:
         rid = msg.get("invoke")
-        ctx = self._ctxs.get(rid)  # type: ignore[arg-type]
+        ctx = proc.ctxs.get(rid)  # type: ignore[arg-type]
         if ctx is None:
             raise RuntimeError("the invoke this call belongs to is over (timed out or cancelled)")
         op = msg.get("op")
         args = msg.get("args") or {}
         if op == "emit":
-            if rid in self._refused:
+            if rid in proc.refused:
                 raise RuntimeError("an earlier emit of this delivery was refused")
             done = ctx.emit(args.get("topic"), args.get("data"))
             if done is DONE or done is None:
@@ -411,6 +522,31 @@ class WorkerRuntime(LanguageRuntime):
         if op == "state.clear":
             return state.clear(args.get("group"))
         raise ValueError(f"unknown op {op!r}")
+
+
+def _quiet_done(task: asyncio.Task[Any]) -> None:
+    """A pool worker started in the background: its failure is the next invoke's to report."""
+    if not task.cancelled() and task.exception() is not None:
+        _log.debug("starting a worker failed: %s", task.exception())
+
+
+def _pool_config(root: Path, key: str) -> WorkerPoolConfig:
+    """``runtimes.<key>`` of the project's wistro.yml (its environment's overlay applied:
+    ``$WISTRO_ENV``); the defaults when there is none. The project's loader has validated the
+    file already: a block that does not validate here gives the defaults, with a warning."""
+    file = next((root / n for n in CONFIG_NAMES if (root / n).is_file()), None)
+    if file is None or not key:
+        return WorkerPoolConfig()
+    try:
+        raw, _ = read_raw(file)
+        block = dict(raw.get("runtimes") or {})
+        env = (raw.get("environments") or {}).get(os.environ.get("WISTRO_ENV") or "dev") or {}
+        for name, overlay in (env.get("runtimes") or {}).items():
+            block[name] = {**(block.get(name) or {}), **(overlay or {})}
+        return getattr(RuntimesConfig.model_validate(block), key)
+    except Exception as e:
+        _log.warning("runtimes.%s of %s: %s; using the defaults", key, file, e)
+        return WorkerPoolConfig()
 
 
 def _topics_of(ctx: Any) -> Any:

@@ -73,7 +73,7 @@ process.stdin.on("data", (chunk) => {
     const size = inBuf.readUInt32BE(pos);
     if (size > MAX_FRAME) {
       process.stderr.write(`wistro worker: frame of ${size} bytes is too large\n`);
-      process.exit(2);
+      realExit(2);
     }
     if (inBuf.length - pos - 4 < size) break;
     const text = inBuf.toString("utf8", pos + 4, pos + 4 + size);
@@ -83,20 +83,74 @@ process.stdin.on("data", (chunk) => {
       msg = JSON.parse(text);
     } catch (e) {
       process.stderr.write(`wistro worker: a frame is not JSON: ${e.message}\n`);
-      process.exit(2);
+      realExit(2);
     }
     dispatch(msg);
   }
   inBuf = pos === inBuf.length ? Buffer.alloc(0) : inBuf.subarray(pos);
 });
 process.stdin.on("end", () => {
-  shuttingDown = true;
-  maybeExit();
+  // The engine is gone (it closes stdin only by dying): nothing can answer a call any more, so
+  // there is nothing to wait for.
+  flush();
+  realExit(0);
 });
 
 process.on("unhandledRejection", (reason) => {
   process.stderr.write(`wistro worker: unhandled rejection: ${reason?.stack ?? reason}\n`);
 });
+
+// ------------------------------------------------------------------ dying
+// A handler that ends the process (process.exit, an exception thrown outside any promise) takes
+// every invoke in flight with it. Before the worker goes, it sends what it has queued (the logs
+// the handler wrote first) and a `fatal` error for the invokes of the step file that caused it:
+// the engine fails those, and sends the others again to a fresh worker (they were not at fault).
+const realExit = process.exit.bind(process);
+let dying = false;
+
+function die(error, stack) {
+  if (dying) return;
+  dying = true;
+  const culprits = culpritsOf(stack);
+  for (const inv of culprits) {
+    const payload = { ...errorPayload(error, inv.file), type: "WorkerCrashed", fatal: true };
+    if (inv.emits !== null) sendEmits(inv);
+    outTexts.push(JSON.stringify({ t: "error", id: inv.id, error: payload }));
+  }
+  flush();
+  return culprits;
+}
+
+/** The invokes in flight of the innermost step file on the stack (where the exit came from). */
+function culpritsOf(stack) {
+  const files = new Set();
+  for (const inv of invokes.values()) files.add(inv.file);
+  for (const raw of String(stack ?? "").split("\n")) {
+    const m = raw.match(FRAME);
+    if (!m) continue;
+    const path = framePath(m[1]);
+    if (files.has(path)) return [...invokes.values()].filter((inv) => inv.file === path);
+  }
+  return [];
+}
+
+process.exit = (code) => {
+  const n = code === undefined ? (process.exitCode ?? 0) : code;
+  const site = new Error(`process.exit(${n}) called in the handler: the worker exits (exit code ${n})`);
+  Error.captureStackTrace(site, process.exit);
+  die(site, site.stack);
+  realExit(n);
+};
+
+process.on("uncaughtException", (e) => {
+  const error = e instanceof Error ? e : new Error(`non-Error thrown: ${safeString(e)}`);
+  const culprits = die(error, error.stack) ?? [];
+  process.stderr.write(
+    `wistro worker: uncaught exception${culprits.length ? "" : " (no step to blame)"}: ${error.stack ?? error}\n`,
+  );
+  realExit(1);
+});
+process.on("exit", () => flush()); // whatever is queued (logs) goes out before the worker does
 
 // ------------------------------------------------------------------ dispatch
 const invokes = new Map(); // engine invoke id -> state
@@ -147,7 +201,7 @@ function dispatch(msg) {
 function maybeExit() {
   if (shuttingDown && invokes.size === 0) {
     flush();
-    process.exit(0);
+    realExit(0);
   }
 }
 
@@ -479,7 +533,15 @@ function signalOf(inv) {
 }
 
 async function runInvoke(msg) {
-  const inv = { id: msg.id, calls: [], cancelled: false, abort: null, emits: null, checks: null };
+  const inv = {
+    id: msg.id,
+    file: msg.file,
+    calls: [],
+    cancelled: false,
+    abort: null,
+    emits: null,
+    checks: null,
+  };
   invokes.set(msg.id, inv);
   const key = `${msg.file}\0${msg.step}`;
   if (msg.emits !== undefined) stepChecks.set(key, compileChecks(msg.emits));
@@ -505,7 +567,11 @@ async function runInvoke(msg) {
   }
   invokes.delete(msg.id);
   const emits = takeEmits(inv);
-  if (!inv.cancelled) {
+  if (inv.cancelled) {
+    // the engine gave up on it: it drops the answer, which only tells it the handler ended (an
+    // invoke not answered within the grace period after its cancel gets the worker killed)
+    sendText(`{"t":"result","id":${msg.id},"ok":true,"value":null}`);
+  } else {
     // the emits the handler made since its last frame travel in its answer, before it
     const tail = emits === null ? "}" : `,"emits":[${emits}]}`;
     let text;
