@@ -174,6 +174,7 @@ class WorkerProcess:
         self.refused: dict[int, BaseException] = {}
         self.told: dict[Any, Any] = {}
         self.last_rx = 0.0  # monotonic time of the last bytes on stdout
+        self.busy_since = 0.0  # ... of the last request sent while none was in flight
         # Isolation: the requests this worker's death is blamed on (a handler that overran its
         # timeout and got the worker killed; an invoke the worker reported `fatal`), and how
         # many requests were in flight when it died. The others were not at fault.
@@ -288,6 +289,8 @@ class WorkerProcess:
         self._next_id += 1
         rid = msg["id"] = self._next_id
         assert self.loop is not None
+        if not self._pending:
+            self.busy_since = time.monotonic()
         fut: asyncio.Future[Any] = self.loop.create_future()
         self._pending[rid] = fut
         self.send(msg)
@@ -305,6 +308,8 @@ class WorkerProcess:
         self._next_id += 1
         rid = self._next_id
         assert self.loop is not None
+        if not self._pending:
+            self.busy_since = time.monotonic()
         fut: asyncio.Future[Any] = self.loop.create_future()
         self._pending[rid] = fut
         data = body(rid)
@@ -355,6 +360,10 @@ class WorkerProcess:
     @property
     def in_flight(self) -> int:
         return len(self._pending)
+
+    def quiet(self, now: float, after_s: float) -> bool:
+        """Requests in flight, and nothing heard for ``after_s`` (since the first of them)."""
+        return bool(self._pending) and now - max(self.last_rx, self.busy_since) > after_s
 
     # ------------------------------------------------------------ receiving
     def _dispatch(self, msg: dict[str, Any]) -> None:

@@ -211,21 +211,26 @@ class WorkerRuntime(LanguageRuntime):
             self.slots.extend([None] * (size - len(self.slots)))
             self._starting.extend([None] * (size - len(self._starting)))
 
-    def _pick(self, root: Path, loop: asyncio.AbstractEventLoop) -> WorkerProcess | None:
+    async def _pick(self, root: Path, loop: asyncio.AbstractEventLoop) -> WorkerProcess:
         """The pool's worker for the next invoke: the fewest requests in flight among those
         that answered lately (a worker stuck in a busy loop sends nothing: it is avoided until
-        it is killed); dead slots are restarted meanwhile."""
+        it is killed); dead slots are restarted meanwhile, and waited for when every running
+        worker is quiet."""
         best: WorkerProcess | None = None
         best_score = 0.0
         now = time.monotonic()
+        starting = -1
         for i, proc in enumerate(self.slots):
             if proc is None or not proc.alive or proc.loop is not loop:
                 self._start_soon(root, i, loop)
+                starting = i
                 continue
             n = proc.in_flight
-            score = float(n) if not n or now - proc.last_rx < QUIET_S else n + 1e9
+            score = n + 1e9 if proc.quiet(now, QUIET_S) else float(n)
             if best is None or score < best_score:
                 best, best_score = proc, score
+        if best is None or (best_score >= 1e9 and starting >= 0):
+            return await self.ensure_worker(root, max(starting, 0))
         return best
 
     def _start_soon(self, root: Path, slot: int, loop: asyncio.AbstractEventLoop) -> None:
@@ -239,26 +244,23 @@ class WorkerRuntime(LanguageRuntime):
 
     async def ensure_worker(self, root: Path, slot: int = 0) -> WorkerProcess:
         """The running worker of ``slot``, started (or restarted after a crash) on demand."""
-        self._resize(root)
-        worker = self.slots[slot]
         loop = asyncio.get_running_loop()
+        if len(self.slots) < self.settings(root).workers:
+            self._resize(root)
+            for other in range(len(self.slots)):  # the whole pool starts with its first worker
+                if other != slot:
+                    self._start_soon(root, other, loop)
+        worker = self.slots[slot]
         if worker is not None and worker.alive and worker.loop is loop:
             return worker
         starting = self._starting[slot]
         if starting is not None and not starting.done() and starting.get_loop() is loop:
             return await asyncio.shield(starting)
-        fut: asyncio.Future[WorkerProcess] = loop.create_future()
-        self._starting[slot] = fut
-        try:
-            proc = await self._start(root, worker, loop, slot)
-        except BaseException as e:
-            self._starting[slot] = None
-            if not fut.done():
-                fut.set_exception(e)
-                fut.exception()
-            raise
-        fut.set_result(proc)
-        return proc
+        # a task of its own: an invoke cancelled meanwhile (its timeout) does not stop the start
+        task = loop.create_task(self._start(root, worker, loop, slot))
+        task.add_done_callback(_quiet_done)
+        self._starting[slot] = task
+        return await asyncio.shield(task)
 
     async def _start(
         self,
@@ -302,7 +304,16 @@ class WorkerRuntime(LanguageRuntime):
         pid = hello.get("pid")
         self.pids.append(pid if isinstance(pid, int) else proc.pid or 0)
         self.slots[slot] = proc
+        if proc.exited is not None:  # a worker that dies is replaced at once (not on demand)
+            proc.exited.add_done_callback(lambda _: self._replace(root, slot, proc, loop))
         return proc
+
+    def _replace(
+        self, root: Path, slot: int, proc: WorkerProcess, loop: asyncio.AbstractEventLoop
+    ) -> None:
+        mine = slot < len(self.slots) and self.slots[slot] is proc
+        if mine and not proc.closing and not loop.is_closed():
+            self._start_soon(root, slot, loop)
 
     def _take_workers(self) -> list[WorkerProcess]:
         workers = self.workers
@@ -372,9 +383,7 @@ class WorkerRuntime(LanguageRuntime):
                     if worker is None or not worker.alive or worker.loop is not loop:
                         worker = await runtime.ensure_worker(root)
                 else:
-                    worker = runtime._pick(root, loop)
-                    if worker is None:
-                        worker = await runtime.ensure_worker(root)
+                    worker = await runtime._pick(root, loop)
                 # {"t":"invoke","id":..,"file":..,"step":..,"data":..,"ctx":{..},"emits"?:{..}}
                 told = worker.told
                 if told.get(after_id) is catalog:
