@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // MaxFrame is the largest frame the protocol allows (64 MiB).
@@ -149,7 +150,9 @@ func (w *worker) readFailed(err error) {
 	if w.closing.Load() {
 		// stdin closed after "shutdown": nothing can answer a call any more.
 		w.cancelAll()
-		select {} // the shutdown goroutine exits once the in-flight invokes are done
+		// the shutdown goroutine exits once the in-flight invokes are done; a handler that
+		// ignores its cancelled context does not keep the worker alive without its engine
+		time.Sleep(5 * time.Second)
 	}
 	exit(0)
 }
