@@ -34,9 +34,16 @@ javascript + typescript) and implements::
   * ``read()`` (sync, callable while an event loop runs) starts a short-lived worker in a helper
     thread, sends one batched ``load``, and maps ``steps``/``errors`` to StepSource /
     StepLoadError (``file`` + ``line``; the optional ``line`` of a step is where its config is).
-  * ``bind()`` sets ``record.invoke``; the runtime's single long-lived worker is started on
-    demand on the running loop (``prepare`` runs first, in a thread), restarted after a crash
-    with a small backoff (``restarts`` counts them, ``pids`` lists every worker's hello pid).
+  * ``bind()`` sets ``record.invoke``; the runtime's pool of long-lived workers
+    (``runtimes.<config_key>.workers`` in wistro.yml, one by default; ``configure()`` sets it
+    explicitly) is started on demand on the running loop (``prepare`` runs first, in a thread),
+    a dead worker replaced at once with a small backoff (``restarts`` counts them, ``pids``
+    lists every worker's hello pid). An invoke goes to the worker with the fewest in flight
+    among those heard from lately.
+  * Isolation (docs/worker-protocol.md): an invoke cancelled (its timeout) and not answered
+    ``kill_grace_s`` later gets its worker killed; invokes in flight on a worker that died and
+    were not at fault are sent again on a fresh worker, the engine never seeing the failure
+    (``redeliveries`` counts them); workers die with the engine (``PR_SET_PDEATHSIG``).
   * An invoke sends ``invoke`` with ``data`` (JSON; pydantic models dumped) and ``ctx`` =
     ``{trace_id, span_id, step, flows}``; the worker's ``call``s are served with the real
     ``ctx`` (emit / state.* / log), and its deferred emits (``emits`` of a ``result``/``error``/
