@@ -145,7 +145,10 @@ class Recorder:
                 # from the loop (a thread holding it can be descheduled for the writer process).
                 body = encode(self.store.prepare(batch))
             loop = asyncio.get_running_loop()
-            await loop.run_in_executor(self._executor, self._write, batch, body)
+            # Shielded: cancelling a flush (the recorder stopping, a drain given up) must not
+            # cancel the write of a batch already taken, which the executor may not have
+            # started yet; the next write queues behind it on the one thread.
+            await asyncio.shield(loop.run_in_executor(self._executor, self._write, batch, body))
 
     def _write(self, batch: Batch, body: bytes | None = None) -> None:
         """On the writer thread: one batch (``body``: as the writer process takes it), to the

@@ -1,0 +1,43 @@
+"""The recorder: a batch it has taken is written, whatever is cancelled meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from tests.trace_support import full_trace
+from wistro.tracing.memory import MemoryTraceStore
+from wistro.tracing.recorder import Recorder
+
+
+async def test_a_cancelled_flush_still_writes_the_batch_it_took() -> None:
+    store = MemoryTraceStore()
+    recorder = Recorder(store, interval=3600)
+    recorder.start()
+    assert recorder._executor is not None
+    busy = threading.Event()
+    recorder._executor.submit(busy.wait)  # the writer thread is busy: the next write queues
+    for record in full_trace("abcd1234", 1.0).runs:
+        recorder.run(record)
+    flush = asyncio.ensure_future(recorder.flush())
+    await asyncio.sleep(0.05)  # the batch is taken and its write queued behind the busy job
+    flush.cancel()  # as aclose cancels the recorder's task in the middle of a flush
+    busy.set()
+    await recorder.aclose()
+    assert [r["trace_id"] for r in store.list_runs()] == ["abcd1234"]
+
+
+async def test_hundreds_of_runs_recorded_while_flushes_are_cancelled_are_all_written() -> None:
+    store = MemoryTraceStore()
+    recorder = Recorder(store, interval=0.001)
+    recorder.start()
+    for i in range(300):
+        for record in full_trace(f"trace{i:04d}", float(i)).runs:
+            recorder.run(record)
+        if i % 7 == 0:
+            flush = asyncio.ensure_future(recorder.flush())
+            await asyncio.sleep(0)
+            flush.cancel()
+        await asyncio.sleep(0)
+    await recorder.aclose()
+    assert len(store.list_runs(limit=1000)) == 300
