@@ -195,6 +195,10 @@ class App:
         self.errors = errors
         self.locked = from_lock
         self.runtimes = runtimes or []
+        for runtime in self.runtimes:  # the worker pools of wistro.yml's runtimes: (env applied)
+            configure = getattr(runtime, "configure", None)
+            if configure is not None:
+                configure(project.config.runtimes)
         self._state_choice = state
         self._traces_choice = traces
         self.engine = Engine(
