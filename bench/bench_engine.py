@@ -149,10 +149,10 @@ def _timed_writes(recorder) -> None:
     process or the store) into WRITER_SECONDS: what it takes from the loop under the GIL."""
     write = recorder._write
 
-    def timed(batch):
+    def timed(*args):
         t = time.thread_time()
         try:
-            write(batch)
+            write(*args)
         finally:
             WRITER_SECONDS[0] += time.thread_time() - t
 
