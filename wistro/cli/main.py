@@ -6,12 +6,14 @@ activate/deactivate), ``wistro.cli.run_commands`` (emit, traces, trace, logs, re
 ``wistro.cli.server_commands`` (cron list, dev, start, openapi), imported here in that order;
 ``wistro dataset`` / ``wistro eval`` (``wistro.cli.eval``) are added last. ``wistro.cli.main:main``
 is the entry point, and every name this module had stays importable from it. ``wistro deploy``
-comes from ``wistro.cli.deploy_commands``; ``wistro versions`` and ``wistro traffic`` from
+comes from ``wistro.cli.deploy_commands``, ``wistro build`` from
+``wistro.cli.build_commands``; ``wistro versions`` and ``wistro traffic`` from
 ``wistro.cli.version_commands``.
 """
 
 from __future__ import annotations
 
+from wistro.cli.build_commands import build as build
 from wistro.cli.deploy_commands import deploy as deploy
 from wistro.cli.group import WistroGroup, main
 from wistro.cli.group import pass_obj as pass_obj

@@ -149,10 +149,23 @@ def dev(
     is_flag=True,
     help="Serve HTTP and cron only: deliveries are left to `wistro worker` processes.",
 )
+@click.option(
+    "--build",
+    "build_first",
+    is_flag=True,
+    help="First compile the TypeScript and Go steps ahead (as `wistro build`), logging each.",
+)
 @pass_obj
-def start(obj: Obj, host: str, port: int, grace_s: float, no_workers: bool) -> None:
+def start(
+    obj: Obj, host: str, port: int, grace_s: float, no_workers: bool, build_first: bool
+) -> None:
     """Production: run from wistro.yml.lock alone (no scanning, lazy step imports)."""
     from wistro.server.serve import run_start
+
+    if build_first:
+        from wistro.cli.build_commands import run_build
+
+        run_build(obj.project, obj.env, lambda line: click.echo(f"build: {line}", err=True))
 
     run_start(obj.project, obj.env, host=host, port=port, grace_s=grace_s, workers=not no_workers)
 

@@ -9,27 +9,53 @@ TypeScript is compiled by the worker with esbuild, found in this order:
    on first use with ``npm install --prefix <cache> esbuild@ESBUILD_VERSION`` from the npm
    registry. After that no network is needed.
 
-Compiled output is cached by source hash under ``<project>/.wistro/build/``. ``$WISTRO_NODE``
-names the ``node`` binary explicitly (default: ``node`` on PATH).
+Compiled output is cached by source hash under ``<project>/.wistro/build/``
+(``<stem>.<hash>.mjs``, the hash of esbuild's version, the file's path and its source:
+``bundle_path``). ``$WISTRO_NODE`` names the ``node`` binary explicitly (default: ``node`` on PATH).
+
+Started from the lock (``wistro start``, ``wistro worker``: ``bind`` without a source), esbuild is
+never installed: the project's or the cache's is used when there is one; else every TypeScript
+step must have its bundle built ahead by ``wistro build`` (docs/lock.md), which also writes
+``.wistro/build/esbuild-prebuilt/``, a stand-in package that gives the worker the version the
+bundles were built with (so it finds them) and refuses to compile. A TypeScript step without
+either fails the start at once, with one line naming what to run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
+import json
 import os
+import re
 import subprocess
 from pathlib import Path
 from typing import ClassVar
 
+from wistro.core.step import StepRecord
 from wistro.errors import StepLoadError
 from wistro.runtimes.base import StepSource
 from wistro.runtimes.worker import WorkerRuntime, which
 
-__all__ = ["ESBUILD_VERSION", "WORKER_JS", "NodeRuntime", "ensure_esbuild"]
+__all__ = [
+    "ESBUILD_VERSION",
+    "WORKER_JS",
+    "NodeRuntime",
+    "bundle_path",
+    "ensure_esbuild",
+    "esbuild_version",
+    "prebuilt_esbuild",
+    "write_prebuilt_esbuild",
+]
 
 WORKER_JS = Path(__file__).resolve().parent.parent / "sdk" / "js" / "worker.mjs"
 ESBUILD_VERSION = "0.28.2"
 _TS_SUFFIXES = (".ts", ".mts", ".cts")
+PREBUILT_DIR = "esbuild-prebuilt"  # under <project>/.wistro/build/
+INSTALL_HINT = (
+    f"run `npm install --save-dev esbuild@{ESBUILD_VERSION}` in the project, then `wistro build`"
+)
 
 
 def cache_dir() -> Path:
@@ -42,6 +68,59 @@ def cache_dir() -> Path:
 
 def _has_esbuild(folder: Path) -> bool:
     return (folder / "package.json").is_file() and (folder / "lib" / "main.js").is_file()
+
+
+def build_dir(root: Path) -> Path:
+    return root / ".wistro" / "build"
+
+
+def is_typescript(file: Path | str) -> bool:
+    return str(file).endswith(_TS_SUFFIXES)
+
+
+def esbuild_version(folder: Path) -> str:
+    """The version in an esbuild package's ``package.json``."""
+    return str(json.loads((folder / "package.json").read_text(encoding="utf-8"))["version"])
+
+
+def bundle_path(root: Path, file: Path | str, version: str) -> Path:
+    """Where the worker caches the compiled ``file`` (as ``compileTs`` in worker.mjs names it)."""
+    h = hashlib.sha256()
+    h.update(version.encode() + b"\0" + str(file).encode() + b"\0")
+    h.update(Path(file).read_bytes())
+    stem = re.sub(r"\.[cm]?ts$", "", Path(file).name)
+    return build_dir(root) / f"{stem}.{h.hexdigest()[:16]}.mjs"
+
+
+_PREBUILT_JS = """// Written by `wistro build`: the TypeScript steps were compiled ahead with esbuild %(v)s.
+// The worker uses this stand-in when esbuild is not installed: it finds the prebuilt bundles
+// by this version and refuses to compile anything else.
+exports.version = %(vj)s;
+exports.build = async () => {
+  const e = new Error(
+    "this TypeScript step has no prebuilt bundle and esbuild is not installed: " + %(hint)s,
+  );
+  e.name = "ToolchainError";
+  throw e;
+};
+"""
+
+
+def write_prebuilt_esbuild(root: Path, version: str) -> Path:
+    """The stand-in esbuild package of prebuilt bundles (see the module docstring)."""
+    folder = build_dir(root) / PREBUILT_DIR
+    (folder / "lib").mkdir(parents=True, exist_ok=True)
+    package = {"name": "esbuild", "version": version, "main": "lib/main.js", "private": True}
+    (folder / "package.json").write_text(json.dumps(package, indent=2) + "\n", encoding="utf-8")
+    js = _PREBUILT_JS % {"v": version, "vj": json.dumps(version), "hint": json.dumps(INSTALL_HINT)}
+    (folder / "lib" / "main.js").write_text(js, encoding="utf-8")
+    return folder
+
+
+def prebuilt_esbuild(root: Path) -> Path | None:
+    """The stand-in written by ``wistro build``, if any."""
+    folder = build_dir(root) / PREBUILT_DIR
+    return folder if _has_esbuild(folder) else None
 
 
 def ensure_esbuild(root: Path, install: bool = True) -> Path:
@@ -58,8 +137,10 @@ def ensure_esbuild(root: Path, install: bool = True) -> Path:
         raise StepLoadError(
             "TypeScript steps need esbuild, which is not installed"
             + ("" if npm else " (and npm, to install it, is not on PATH)"),
-            hint=f"run `npm install --save-dev esbuild@{ESBUILD_VERSION}` in the project, "
-            f"or `npm install --prefix {prefix} esbuild@{ESBUILD_VERSION}`",
+            hint=f"run `npm install --save-dev esbuild@{ESBUILD_VERSION}` in the project"
+            + (
+                f", or `npm install --prefix {prefix} esbuild@{ESBUILD_VERSION}`" if install else ""
+            ),
         )
     prefix.mkdir(parents=True, exist_ok=True)
     with open(prefix / ".install.lock", "w") as lock:
@@ -116,6 +197,36 @@ class NodeRuntime(WorkerRuntime):
         if node is None:
             return None
         return [node, "--enable-source-maps", str(WORKER_JS)]
+
+    def bind(self, record: StepRecord, source: StepSource | None, src: Path | None = None) -> None:
+        if source is None and record.type != "noop" and is_typescript(record.file):
+            self._from_lock(record)
+        super().bind(record, source, src)
+
+    def _from_lock(self, record: StepRecord) -> None:
+        """A TypeScript step started from the lock: esbuild installed, or its bundle prebuilt.
+        Never installs anything; raises StepLoadError (one line) when neither."""
+        n = len(Path(record.rel_file).parts)
+        root = Path(*record.file.parts[: len(record.file.parts) - n])
+        if self._esbuild is None:
+            try:
+                self._esbuild = ensure_esbuild(root, install=False)
+                return
+            except StepLoadError:
+                self._esbuild = prebuilt_esbuild(root)
+        elif self._esbuild != prebuilt_esbuild(root):
+            return  # a real esbuild: it compiles what is not built yet
+        if self._esbuild is not None:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                if bundle_path(root, record.file, esbuild_version(self._esbuild)).is_file():
+                    return
+        raise StepLoadError(
+            "this TypeScript step has no prebuilt bundle (`wistro build`) and esbuild is "
+            "not installed",
+            file=record.rel_file,
+            step=record.name,
+            hint=INSTALL_HINT,
+        )
 
     def language_of(self, file: Path) -> str:
         return "typescript" if file.name.endswith(_TS_SUFFIXES) else "javascript"
