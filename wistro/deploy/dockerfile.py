@@ -2,8 +2,9 @@
 version (``wistro start``, ``wistro worker``), built from the project folder and its lock.
 
 The build installs wistro (pinned to the version that wrote the files) and the project's
-requirements, copies the project, and runs ``wistro lock --check``: a stale lock fails the build,
-and loading every step there also compiles the Go and TypeScript ones into ``.wistro/build/``.
+requirements, copies the project, and runs ``wistro lock --check``: a stale lock fails the build;
+then ``wistro build`` (when the wistro that writes the file has it) compiles the Go and TypeScript
+steps into ``.wistro/build/``.
 Env files named in wistro.yml stay out of the image; empty stand-ins take their place so that
 wistro.yml's ``env_file`` resolves, and the values come from the container's environment.
 """
@@ -101,7 +102,11 @@ def dockerfile(plan: Plan) -> str:
         "RUN wistro lock --check",
     ]
     if plan.build_command:
-        out += ["RUN wistro build"]
+        out += [
+            "# Compile the TypeScript bundles and the Go worker into .wistro/build/ ahead: the",
+            "# containers start without compiling or downloading a toolchain",
+            "RUN wistro build",
+        ]
     elif plan.needs_go or plan.needs_node:
         out += [
             "# (loading the steps above also compiled the Go / TypeScript ones into .wistro/build/;",
