@@ -40,11 +40,13 @@ def init(directory: Path, template: str, force: bool) -> None:
 def check(obj: Obj, strict: bool, as_json: bool) -> None:
     """Validate the project's steps, topics and flows without running anything."""
     from wistro.app import App
+    from wistro.diagnostics import Diagnostic
+    from wistro.project.polyglot_check import polyglot_diagnostics
     from wistro.tooling.check import check as run_check
     from wistro.tooling.check import check_exit_code
 
     app = App.load(obj.project, env=obj.env, state="memory", traces="memory")
-    diags = run_check(app)
+    diags = sorted(run_check(app) + polyglot_diagnostics(app), key=Diagnostic.sort_key)
     code = check_exit_code(diags, strict)
     if as_json:
         emit_json({"ok": code == 0, "diagnostics": [d.to_dict() for d in diags]})
@@ -111,15 +113,39 @@ def lock(obj: Obj, check_only: bool, label: str | None) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder to write into (default: the step folder).",
 )
+@click.option(
+    "--check",
+    "check_only",
+    is_flag=True,
+    help="Write nothing; fail when a generated file is missing or stale.",
+)
 @pass_obj
-def types(obj: Obj, out: Path | None) -> None:
+def types(obj: Obj, out: Path | None, check_only: bool) -> None:
     """Write typed stubs for topics and each step's emits: wistro_types.py, and
     wistro-types.d.ts / wistro_types.go when the project has JS/TS / Go steps."""
-    from wistro.typegen.python import write_types
+    from wistro.app import App
+    from wistro.typegen.python import stale_types, write_types
 
-    app = obj.app(state="memory", traces="memory")
+    app = App.load(obj.project, env=obj.env, state="memory", traces="memory")
+    if check_only:
+        stale = stale_types(app, out)
+        for path, why in stale:
+            click.echo(f"{_shown(path, app.project.root)}: {why} (run `wistro types`)", err=True)
+        if stale:
+            sys.exit(1)
+        click.echo("✓ generated types are up to date")
+        return
     for path in write_types(app, out):
         click.echo(f"wrote {path}")
+    for err in app.errors:  # what the types did not fix (a step that loads before them: none)
+        click.echo(click.style(f"error: {err.format()}", fg="red"), err=True)
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 # ---------------------------------------------------------------- registry

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wistro.typegen.goconfig import read_go_step_configs, topic_schemas
 from wistro.typegen.schemas import resolve_local_ref, strip_docs
 
 if TYPE_CHECKING:
@@ -199,15 +200,46 @@ class _Generator:
         return name
 
 
-def go_structs(app: App, package: str = PACKAGE) -> str:
-    """The source of ``wistro_types.go`` for the project's topics."""
+def go_schemas(app: App) -> dict[str, dict[str, Any] | None]:
+    """The topics' payload schemas: the registry's, and for Go step files that did not load (a
+    step that uses the generated types does not compile before they exist) those of their
+    configs read by a static parse (``wistro.typegen.goconfig``)."""
+    schemas = dict(app.registry.topics.schemas())
+    loaded = {r.file.resolve() for r in app.registry}
+    for file in app.project.step_files():
+        if file.name.endswith(".step.go") and file.resolve() not in loaded:
+            for topic, schema in topic_schemas(read_go_step_configs(file)).items():
+                if schemas.get(topic) is None:
+                    schemas[topic] = schema
+    return schemas
+
+
+def go_structs(
+    app: App, package: str = PACKAGE, schemas: dict[str, dict[str, Any] | None] | None = None
+) -> str:
+    """The source of ``wistro_types.go`` for the project's topics (``schemas``: topic ->
+    payload schema, default ``go_schemas(app)``)."""
+    return _go_source(go_schemas(app) if schemas is None else schemas, package)[0]
+
+
+def go_topic_names(app: App) -> dict[str, str]:
+    """The generated Go identifiers that stand for a topic: ``Topic<Name>`` constants and
+    ``Emit<Name>`` helpers -> the topic."""
+    return _go_source(go_schemas(app), PACKAGE)[1]
+
+
+def _go_source(
+    schemas: dict[str, dict[str, Any] | None], package: str
+) -> tuple[str, dict[str, str]]:
     gen = _Generator()
-    topics = sorted(app.registry.topics.schemas().items())
+    topics = sorted(schemas.items())
     consts: list[list[str]] = []
     helpers: list[str] = []
+    names: dict[str, str] = {}
     for topic, schema in topics:
         base = go_name(topic)
         const = gen.take(f"Topic{base}")
+        names[const] = topic
         consts.append([const, f"= {json.dumps(topic)}"])
         if isinstance(schema, dict) and schema:
             before = len(gen.blocks)
@@ -225,6 +257,7 @@ def go_structs(app: App, package: str = PACKAGE) -> str:
                 f"type {t} = any"
             )
         emit = gen.take(f"Emit{base}")
+        names[emit] = topic
         helpers.append(
             f"// {emit} emits payload on topic {json.dumps(topic)}.\n"
             f"func {emit}(ctx *wistro.Context, payload {t}) error {{\n"
@@ -247,7 +280,11 @@ def go_structs(app: App, package: str = PACKAGE) -> str:
         out += [block, ""]
     for helper in helpers:
         out += [helper, ""]
-    return "\n".join(out).rstrip("\n") + "\n"
+    return "\n".join(out).rstrip("\n") + "\n", names
+
+
+def has_go_steps(app: App) -> bool:
+    return any(p.name.endswith(".step.go") for p in app.project.step_files())
 
 
 def write_go_types(
@@ -256,7 +293,7 @@ def write_go_types(
     """Write ``wistro_types.go`` (default: into the step folder, where the Go runtime compiles
     it into every Go step) when the project has Go step files, even ones that do not compile yet
     (``always``: in any case). Returns the paths written."""
-    if not always and not any(p.name.endswith(".step.go") for p in app.project.step_files()):
+    if not always and not has_go_steps(app):
         return []
     folder = Path(out_dir) if out_dir is not None else app.project.src
     folder.mkdir(parents=True, exist_ok=True)

@@ -371,30 +371,73 @@ def _def(name: str, params: list[str], returns: str, comment: str) -> list[str]:
     ]
 
 
+def generated_files(app: App, out_dir: str | Path | None = None) -> dict[Path, str]:
+    """What ``wistro types`` writes for ``app`` as it is loaded now: path -> text.
+    ``wistro_types.py`` always, ``wistro-types.d.ts`` when the project has JS/TS steps and
+    ``wistro_types.go`` when it has Go step files (default folder: the step folder)."""
+    from wistro.typegen.go import FILE_NAME as GO_FILE
+    from wistro.typegen.go import go_structs, has_go_steps
+    from wistro.typegen.typescript import DTS_NAME, typescript_types
+
+    folder = Path(out_dir) if out_dir is not None else app.project.src
+    files = {folder / MODULE_NAME: python_stubs(app)}
+    if any(r.language in ("javascript", "typescript") for r in app.registry):
+        files[folder / DTS_NAME] = typescript_types(app)
+    if has_go_steps(app):
+        files[folder / GO_FILE] = go_structs(app)
+    return files
+
+
+def stale_types(
+    app: App, out_dir: str | Path | None = None, *, missing: bool = True
+) -> list[tuple[Path, str]]:
+    """``(path, why)`` of each generated file that differs from what ``wistro types`` would
+    write now (``missing``: and of each that does not exist)."""
+    out = []
+    for path, text in generated_files(app, out_dir).items():
+        if not path.is_file():
+            if missing:
+                out.append((path, "missing"))
+            continue
+        try:
+            current = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            current = None
+        if current != text:
+            out.append((path, "stale"))
+    return out
+
+
 def write_types(app: App, out_dir: str | Path | None = None) -> list[Path]:
     """Write ``wistro_types.py``, and ``wistro-types.d.ts`` / ``wistro_types.go`` when the project
     has JS/TS / Go steps (default: into the step folder); returns the paths.
 
-    Step files that import from ``wistro_types`` cannot load before it exists (the first run)
-    or before it knows them (a new step): after writing into the step folder, such a project
-    is loaded again (``app.reload()``) and the stubs written once more, so they cover it.
+    Step files that use the generated types cannot load before they exist (the first run, a
+    clean checkout) or before they know them (a new step, a new field): Python ones fail to
+    import ``wistro_types``, Go ones do not compile. The Go types of steps that do not load come
+    from a static parse of their configs (``wistro.typegen.goconfig``), so a Go step's own
+    structs are real from the first run. After writing into the step folder, a project with such
+    steps is loaded again (``app.reload()``) and the files written once more, so they cover it.
     """
     folder = Path(out_dir) if out_dir is not None else app.project.src
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / MODULE_NAME
-    for _ in range(2):
-        text = python_stubs(app)
-        if not path.is_file() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
-        in_src = folder.resolve() == app.project.src.resolve()
-        if not (in_src and any("wistro_types" in str(e) for e in app.errors)):
+    in_src = folder.resolve() == app.project.src.resolve()
+    files: dict[Path, str] = {}
+    for _ in range(3):
+        files = generated_files(app, out_dir)
+        changed = False
+        for path, text in files.items():
+            if not path.is_file() or path.read_text(encoding="utf-8") != text:
+                path.write_text(text, encoding="utf-8")
+                changed = True
+        if not (in_src and changed and _waits_for_types(app)):
             break
         app.reload()
-    written = [path]
-    if any(r.language in ("javascript", "typescript") for r in app.registry):
-        from wistro.typegen.typescript import write_typescript_types
+    return list(files)
 
-        written.append(write_typescript_types(app, out_dir))
-    from wistro.typegen.go import write_go_types  # writes only when the project has Go steps
 
-    return written + write_go_types(app, out_dir)
+def _waits_for_types(app: App) -> bool:
+    """Whether some step file did not load in a way the generated types may fix."""
+    return any(
+        "wistro_types" in str(e) or str(e.file or "").endswith(".step.go") for e in app.errors
+    )
