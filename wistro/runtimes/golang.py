@@ -14,7 +14,9 @@ The binary is cached by a hash of the sources (paths and contents) and the SDK u
 ``.wistro/build/go/<hash>/worker``; ``go build`` runs with ``GOFLAGS=-mod=mod GOPROXY=off
 GOWORK=off GOTOOLCHAIN=local CGO_ENABLED=0`` and ``GOCACHE`` under the user cache
 (``$WISTRO_GOCACHE``, else ``$XDG_CACHE_HOME/wistro/go-build``). Once built, running (also
-``wistro start`` from the lock) needs no Go toolchain. ``$WISTRO_GO`` names the ``go`` binary.
+``wistro start`` from the lock) needs no Go toolchain; ``wistro build`` builds it ahead
+(``wistro.runtimes.build``). Each build is logged (``wistro.build``, with its time).
+``$WISTRO_GO`` names the ``go`` binary.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -47,6 +50,7 @@ _PACKAGE = re.compile(r"^package[ \t]+([A-Za-z_][A-Za-z0-9_]*)", re.MULTILINE)
 _GO_ERROR = re.compile(r"^(?P<file>[^\s:][^:\n]*\.go):(?P<line>\d+)(?::\d+)?: (?P<msg>.+)$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 _SKIP_PARTS = frozenset({"node_modules", ".wistro", ".git", "vendor"})
+logger = logging.getLogger("wistro.build")
 
 
 @functools.cache
@@ -297,6 +301,7 @@ class GoRuntime(WorkerRuntime):
                 origins = self._write_module(tmp / "src", root, files)
                 gocache = go_cache_dir()
                 gocache.mkdir(parents=True, exist_ok=True)
+                started = time.perf_counter()
                 try:
                     proc = subprocess.run(
                         [go, "build", "-o", str(tmp / "worker"), "."],
@@ -315,6 +320,12 @@ class GoRuntime(WorkerRuntime):
                 self.builds += 1
                 if proc.returncode != 0:
                     raise self._build_error(proc.stderr + proc.stdout, tmp / "src", origins)
+                logger.info(
+                    "built the Go worker (%d step files) in %.2fs: %s",
+                    len(files),
+                    time.perf_counter() - started,
+                    out_dir.name[:12],
+                )
                 try:
                     tmp.rename(out_dir)
                 except OSError:  # built meanwhile by another process: keep theirs
