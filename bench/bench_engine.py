@@ -40,8 +40,10 @@ WARMUP = 3_000
 
 
 # ---------------------------------------------------------------------------------- baselines
-async def base_chain(n: int, one_in_flight: bool) -> float:
-    """5 consumer tasks passing a dict along 5 asyncio.Queues. Returns seconds."""
+async def base_chain(n: int, one_in_flight: bool, switch: bool = False) -> float:
+    """5 consumer tasks passing a dict along 5 asyncio.Queues. Returns seconds. ``switch``: each
+    consumer awaits ``asyncio.sleep(0)`` once per item (as a handler that awaits anything
+    does), so every hop goes through the loop's ready queue: a task switch per hop."""
     loop = asyncio.get_running_loop()
     queues = [asyncio.Queue() for _ in range(HOPS)]
     done = loop.create_future()
@@ -52,6 +54,8 @@ async def base_chain(n: int, one_in_flight: bool) -> float:
         q_out = queues[i + 1] if i + 1 < HOPS else None
         while True:
             item = await q_in.get()
+            if switch:
+                await asyncio.sleep(0)
             item = {"id": item["id"], "name": "x", "hop": i}  # a new payload per hop, like a step
             if q_out is not None:
                 q_out.put_nowait(item)
@@ -228,41 +232,6 @@ def _median(vals: list[float]) -> float:
     return statistics.median(vals)
 
 
-async def base_chain_switching(n: int) -> float:
-    """The amortised floor with one task switch per hop: each consumer awaits
-    ``asyncio.sleep(0)`` once per item (as a handler that awaits anything does), so the loop
-    runs every hop through its ready queue. Returns seconds."""
-    loop = asyncio.get_running_loop()
-    queues = [asyncio.Queue() for _ in range(HOPS)]
-    done = loop.create_future()
-    state = {"left": n}
-
-    async def consumer(i: int) -> None:
-        q_in = queues[i]
-        q_out = queues[i + 1] if i + 1 < HOPS else None
-        while True:
-            item = await q_in.get()
-            await asyncio.sleep(0)
-            item = {"id": item["id"], "name": "x", "hop": i}
-            if q_out is not None:
-                q_out.put_nowait(item)
-            else:
-                state["left"] -= 1
-                if state["left"] == 0 and not done.done():
-                    done.set_result(None)
-
-    tasks = [loop.create_task(consumer(i)) for i in range(HOPS)]
-    t0 = time.perf_counter()
-    for i in range(n):
-        queues[0].put_nowait({"id": i, "name": "x"})
-    await done
-    dt = time.perf_counter() - t0
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    return dt
-
-
 STORES = (("sqlite", None), ("memory", "memory"), ("no store", "null"))
 CASES = [  # label, kind, one in flight, unit, floor key, target (µs) or None, target x floor
     ("5-hop chain, amortised", "chain", False, "µs/hop", "chain", TARGET_US_PER_HOP, None),
@@ -281,7 +250,7 @@ async def section_throughput(n: int, runs: int, tmp: Path) -> tuple[list[tuple],
     processes: dict[tuple[str, str], list[bool]] = {}
     for r in range(runs):
         floors["chain"].append(await base_chain(n, False) / hops_total * 1e6)
-        floors["switch"].append(await base_chain_switching(n) / hops_total * 1e6)
+        floors["switch"].append(await base_chain(n, False, switch=True) / hops_total * 1e6)
         floors["one"].append(await base_chain(n, True) / hops_total * 1e6)
         floors["fan"].append(await base_fanout(n) / deliveries * 1e6)
         for label, kind, one, _unit, _f, _t, _x in CASES:

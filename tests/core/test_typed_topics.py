@@ -121,30 +121,27 @@ async def test_a_retry_gets_the_payload_as_emitted_not_as_the_failed_attempt_lef
     assert await app.state.get("seen", "names") == ["orig", "orig"]
 
 
+def _recording(name: str, group_key: str) -> str:
+    """A subscriber of ``order`` that records the name it got, then changes it."""
+    return step(
+        name,
+        ["order"],
+        header="from .models import Order",
+        extra="'input': Order",
+        body=f"""
+        seen = await ctx.state.get('names', '{group_key}') or []
+        await ctx.state.set('names', '{group_key}', seen + [data.name])
+        data.name = 'changed by {name}'
+        """,
+    )
+
+
 async def test_two_subscribers_of_one_model_never_share_an_instance(make_app) -> None:
-    second = step(
-        "Also",
-        ["order"],
-        header="from .models import Order",
-        extra="'input': Order",
-        body="""
-        seen = await ctx.state.get('names', 'also') or []
-        await ctx.state.set('names', 'also', seen + [data.name])
-        data.name = 'changed by Also'
-        """,
-    )
-    first = step(
-        "Take",
-        ["order"],
-        header="from .models import Order",
-        extra="'input': Order",
-        body="""
-        seen = await ctx.state.get('names', 'take') or []
-        await ctx.state.set('names', 'take', seen + [data.name])
-        data.name = 'changed by Take'
-        """,
-    )
-    app = make_app(files(**{"src/take.step.py": first, "src/also.step.py": second}))
+    subscribers = {
+        "src/take.step.py": _recording("Take", "take"),
+        "src/also.step.py": _recording("Also", "also"),
+    }
+    app = make_app(files(**subscribers))
     runs = await asyncio.gather(
         *(app.emit("start", {"order": {"id": i, "name": "orig"}}) for i in range(50))
     )
