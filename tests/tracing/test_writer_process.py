@@ -284,3 +284,23 @@ def test_auto_writes_with_the_thread_on_one_cpu(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["True", "False"], out.stderr
+
+
+async def test_the_redis_trace_store_is_written_by_its_writer_process(
+    tmp_path: Path, redis_url: str, redis_prefix: str
+) -> None:
+    from wistro.tracing.redis import RedisTraceStore
+
+    store = RedisTraceStore(redis_url, redis_prefix)
+    store.writer = "process"
+    app = wistro.load(chain_project(tmp_path / "p", "process"), state="memory", traces=store)
+    pid = await writer_pid_of(app)
+    runs = await asyncio.gather(*(app.emit("start", {"n": i}) for i in range(200)))
+    await app.drain()
+    assert {r.status for r in runs} == {"ok"}
+    reader = RedisTraceStore(redis_url, redis_prefix)  # what another process reads
+    trace = reader.get_run(runs[57].trace_id)
+    assert [s["step"] for s in trace["spans"]] == ["a", "b", "c"]
+    assert trace["run"]["status"] == "ok"
+    await app.aclose()
+    assert wait_gone(pid)
