@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from wistro.project.polyglot_check import go_emits, js_emits
+from wistro.typegen.checks import go_emits, js_emits
 
 WISTRO = [sys.executable, "-m", "wistro"]
 

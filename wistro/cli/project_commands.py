@@ -41,9 +41,9 @@ def check(obj: Obj, strict: bool, as_json: bool) -> None:
     """Validate the project's steps, topics and flows without running anything."""
     from wistro.app import App
     from wistro.diagnostics import Diagnostic
-    from wistro.project.polyglot_check import polyglot_diagnostics
     from wistro.tooling.check import check as run_check
     from wistro.tooling.check import check_exit_code
+    from wistro.typegen.checks import polyglot_diagnostics
 
     app = App.load(obj.project, env=obj.env, state="memory", traces="memory")
     diags = sorted(run_check(app) + polyglot_diagnostics(app), key=Diagnostic.sort_key)
