@@ -27,7 +27,7 @@ import (
 \t"wistro.dev/sdk/wistro"
 )
 
-// The step uses OrderPlaced and StockReserved, generated from its own config.
+// The step uses OrderPlaced, StockReserved and ReserveStockContext, generated from its config.
 var _ = wistro.Register(wistro.StepConfig{
 \tName:       "Reserve stock",
 \tSubscribes: []string{"order.placed"},
@@ -41,7 +41,7 @@ var _ = wistro.Register(wistro.StepConfig{
 \t\t"properties": {"sku": {"type": "string"}, "qty": {"type": "integer"}},
 \t\t"required": ["sku", "qty"]}`)}},
 }, wistro.Handle(func(ctx *wistro.Context, p OrderPlaced) (any, error) {
-\treturn nil, EmitStockReserved(ctx, StockReserved{Sku: p.OrderID, Qty: 1})
+\treturn nil, ReserveStockContext{ctx}.EmitStockReserved(StockReserved{Sku: p.OrderID, Qty: 1})
 }))
 """
 
@@ -117,6 +117,13 @@ def test_clean_checkout_types_then_check(tmp_path: Path) -> None:
     assert check.returncode == 0 and report["ok"], check.stdout + check.stderr
     assert not [d for d in report["diagnostics"] if d["severity"] == "error"]
     assert cli(root, "types", "--check").returncode == 0
+    assert "type ReserveStockContext struct{ ctx *wistro.Context }" in go_types
+    assert (
+        "func (c ReserveStockContext) EmitStockReserved(payload StockReserved) error {" in go_types
+    )
+    gofmt = shutil.which("gofmt") or str(Path(shutil.which("go") or "go").parent / "gofmt")
+    fmt = subprocess.run([gofmt, "-l", "src/wistro_types.go"], cwd=root, capture_output=True)
+    assert fmt.returncode == 0 and fmt.stdout == b"", fmt
     # a second run changes nothing
     again = cli(root, "types")
     assert again.returncode == 0 and (root / "src" / "wistro_types.go").read_text() == go_types
@@ -156,3 +163,21 @@ def test_stale_types_fail_types_check_and_warn_in_check(tmp_path: Path) -> None:
     missing = cli(root, "types", "--check")
     assert missing.returncode == 1 and "src/wistro_types.py: missing" in missing.stderr
     assert "stale-types" not in cli(root, "check").stderr  # a missing file: not a check warning
+
+
+@needs_go
+def test_the_step_context_rejects_a_topic_the_step_does_not_declare(tmp_path: Path) -> None:
+    root = project(tmp_path / "shop")
+    assert cli(root, "types").returncode == 0
+    step = root / "src" / "go" / "reserve.step.go"
+    text = step.read_text()
+    step.write_text(
+        text.replace(
+            "ReserveStockContext{ctx}.EmitStockReserved(StockReserved{Sku: p.OrderID, Qty: 1})",
+            "ReserveStockContext{ctx}.EmitOrderPlaced(p)",
+        )
+    )
+    check = cli(root, "check", "--json")
+    (err,) = [d for d in json.loads(check.stdout)["diagnostics"] if d["severity"] == "error"]
+    assert err["code"] == "load" and err["file"] == "src/go/reserve.step.go"
+    assert "EmitOrderPlaced" in err["message"] and err["line"] == len(text.splitlines()) - 1
