@@ -415,10 +415,13 @@ class Session:
         return frame(run_sync(read()), ["group", "key", "value"])
 
     def check(self) -> pd.DataFrame:
+        from wistro.diagnostics import Diagnostic
         from wistro.tooling.check import check
+        from wistro.typegen.checks import polyglot_diagnostics
 
-        app = self.require_app()
-        rows = [d.to_dict() for d in check(app)]
+        app = self.require_app()  # what `wistro check` reports, JS/TS/Go checks included
+        diags = sorted(check(app) + polyglot_diagnostics(app), key=Diagnostic.sort_key)
+        rows = [d.to_dict() for d in diags]
         return frame(
             rows, ["severity", "code", "message", "file", "line", "step", "topic", "flow", "hint"]
         )
