@@ -92,11 +92,19 @@ class WorkerPoolConfig(_Strict):
     kill_grace_s: float = Field(default=2.0, gt=0)  # past a handler's timeout: its worker killed
 
 
+class PythonPoolConfig(WorkerPoolConfig):
+    """``runtimes.python``: the worker processes of ``runtime: process`` Python steps, and
+    ``mode``, the project's default for the steps that do not say (docs/steps.md)."""
+
+    mode: Literal["inline", "process"] = "inline"
+
+
 class RuntimesConfig(_Strict):
     """``runtimes:``: the worker languages (docs/worker-protocol.md)."""
 
     node: WorkerPoolConfig = WorkerPoolConfig()
     go: WorkerPoolConfig = WorkerPoolConfig()
+    python: PythonPoolConfig = PythonPoolConfig()
 
 
 class ApiEndpointConfig(_Strict):

@@ -97,6 +97,9 @@ class StepConfig(BaseModel):
     cron: str | None = None
     timezone: str | None = None
     allow_overlap: bool = False  # start a run even while the previous one is still running
+    # Python steps: "process" runs the handler in worker processes (docs/steps.md); None: the
+    # project's default (``runtimes.python.mode``), else in-process
+    runtime: Literal["inline", "process"] | None = None
 
     @field_validator("subscribes", "virtual_subscribes", "flows", mode="before")
     @classmethod
@@ -169,6 +172,7 @@ class StepRecord:
     trigger: dict[str, Any] = field(default_factory=dict)  # api: path/method/...; cron: cron/tz
     line: int | None = None  # where ``config`` is defined
     active: bool = True
+    runtime: str | None = None  # "inline" | "process" (Python steps); None: the project default
     # runtime side, filled by the language runtime (lazily when started from the lock)
     invoke: Invoke | None = field(default=None, repr=False)  # async (data, ctx) -> result
     input_model: builtins.type[BaseModel] | None = field(default=None, repr=False)
@@ -200,6 +204,8 @@ class StepRecord:
             "trigger": self.trigger,
             "line": self.line,
         }
+        if self.runtime is not None:  # only when set: existing lock files stay byte-identical
+            out["runtime"] = self.runtime
         return out
 
     @classmethod
@@ -227,6 +233,7 @@ class StepRecord:
             retry_backoff_s=cfg.get("retry_backoff_s", 0.1),
             trigger=dict(cfg.get("trigger") or {}),
             line=cfg.get("line"),
+            runtime=cfg.get("runtime"),
         )
 
 
@@ -282,6 +289,7 @@ def record_from_config(
         retry_backoff_s=cfg.retry_backoff_s,
         trigger=trigger,
         line=line,
+        runtime=cfg.runtime,
         input_model=cfg.input if is_model(cfg.input) else None,
         body_model=cfg.body if is_model(cfg.body) else None,
         query_model=cfg.query if is_model(cfg.query) else None,

@@ -22,13 +22,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wistro.core.step import StepRecord, is_model
 from wistro.errors import StepLoadError
 from wistro.runtimes.base import LanguageRuntime, StepSource
 from wistro.runtimes.pycompile import Compiled, precompiler
 from wistro.threads import HANDLERS
+
+if TYPE_CHECKING:
+    from wistro.runtimes.python_process import PythonProcessRuntime
 
 _CONFIG_LINE = re.compile(r"^config\s*(?::[^=]*)?=", re.MULTILINE)
 
@@ -95,6 +98,39 @@ class PythonRuntime(LanguageRuntime):
     def __init__(self) -> None:
         self._packages: dict[Path, str] = {}
         self._chains: dict[tuple[str, Path], list[tuple[str, Path]]] = {}  # folder: packages
+        self._process: PythonProcessRuntime | None = None  # ``runtime: process`` steps
+
+    # ------------------------------------------------------------ runtime: process
+    @property
+    def process(self) -> PythonProcessRuntime:
+        """The runtime of this project's ``runtime: process`` steps (their worker pool)."""
+        if self._process is None:
+            from wistro.runtimes.python_process import PythonProcessRuntime
+
+            self._process = PythonProcessRuntime()
+        return self._process
+
+    def _in_process(self, record: StepRecord) -> bool:
+        if record.runtime == "inline":
+            return True
+        if record.runtime is None:
+            from wistro.runtimes.worker.runtime import _root_of
+
+            if self.process.default_mode(_root_of(record)) != "process":
+                return True
+        return False
+
+    def configure(self, pool: Any) -> None:
+        """``runtimes.python`` of wistro.yml: the pool of the ``runtime: process`` steps."""
+        self.process.configure(pool)
+
+    def discard(self) -> None:
+        if self._process is not None:
+            self._process.discard()
+
+    async def aclose(self) -> None:
+        if self._process is not None:
+            await self._process.aclose()
 
     # ------------------------------------------------------------ module naming
     def _root_package(self, src: Path) -> str:
@@ -241,6 +277,9 @@ class PythonRuntime(LanguageRuntime):
     # ------------------------------------------------------------ running
     def bind(self, record: StepRecord, source: StepSource | None, src: Path | None = None) -> None:
         if record.type == "noop":
+            return
+        if not self._in_process(record):  # runtime: process (the step's, or the project's)
+            self.process.bind(record, source, src)
             return
         if source is not None:
             self._bind_module(record, source.handle)
