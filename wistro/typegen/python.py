@@ -374,9 +374,10 @@ def _def(name: str, params: list[str], returns: str, comment: str) -> list[str]:
 def generated_files(app: App, out_dir: str | Path | None = None) -> dict[Path, str]:
     """What ``wistro types`` writes for ``app`` as it is loaded now: path -> text.
     ``wistro_types.py`` always, ``wistro-types.d.ts`` when the project has JS/TS steps and
-    ``wistro_types.go`` when it has Go step files (default folder: the step folder)."""
+    ``wistro_types.go`` when it has Go step files (default folder: the step folder; there, the Go
+    file takes the package of the Go steps beside it)."""
     from wistro.typegen.go import FILE_NAME as GO_FILE
-    from wistro.typegen.go import go_structs, has_go_steps
+    from wistro.typegen.go import PACKAGE, go_package, go_structs, has_go_steps
     from wistro.typegen.typescript import DTS_NAME, typescript_types
 
     folder = Path(out_dir) if out_dir is not None else app.project.src
@@ -384,7 +385,8 @@ def generated_files(app: App, out_dir: str | Path | None = None) -> dict[Path, s
     if any(r.language in ("javascript", "typescript") for r in app.registry):
         files[folder / DTS_NAME] = typescript_types(app)
     if has_go_steps(app):
-        files[folder / GO_FILE] = go_structs(app)
+        package = go_package(app) if out_dir is None else PACKAGE
+        files[folder / GO_FILE] = go_structs(app, package)
     return files
 
 
@@ -419,6 +421,8 @@ def write_types(app: App, out_dir: str | Path | None = None) -> list[Path]:
     structs are real from the first run. After writing into the step folder, a project with such
     steps is loaded again (``app.reload()``) and the files written once more, so they cover it.
     """
+    from wistro.typegen.go import has_go_steps, write_go_workspace
+
     folder = Path(out_dir) if out_dir is not None else app.project.src
     folder.mkdir(parents=True, exist_ok=True)
     in_src = folder.resolve() == app.project.src.resolve()
@@ -433,7 +437,8 @@ def write_types(app: App, out_dir: str | Path | None = None) -> list[Path]:
         if not (in_src and changed and _waits_for_types(app)):
             break
         app.reload()
-    return list(files)
+    extra = write_go_workspace(app) if out_dir is None and has_go_steps(app) else []
+    return list(files) + extra
 
 
 def _waits_for_types(app: App) -> bool:
