@@ -138,26 +138,21 @@ class Recorder:
             if not len(self.batch):
                 return
             batch, self.batch, self._count = self.batch, Batch(), 0
-            body = None
-            writer = self._writer
-            if writer is not None and writer.ready:
-                # Prepared here, on the loop's thread: in the writer thread it would take the GIL
-                # from the loop (a thread holding it can be descheduled for the writer process).
-                body = encode(self.store.prepare(batch))
             loop = asyncio.get_running_loop()
             # Shielded: cancelling a flush (the recorder stopping, a drain given up) must not
             # cancel the write of a batch already taken, which the executor may not have
             # started yet; the next write queues behind it on the one thread.
-            await asyncio.shield(loop.run_in_executor(self._executor, self._write, batch, body))
+            await asyncio.shield(loop.run_in_executor(self._executor, self._write, batch))
 
-    def _write(self, batch: Batch, body: bytes | None = None) -> None:
-        """On the writer thread: one batch (``body``: as the writer process takes it), to the
-        writer process when it is ready, else to the store."""
+    def _write(self, batch: Batch) -> None:
+        """On the writer thread: one batch, prepared (``store.prepare``: plain values) for the
+        writer process when it is ready, else to the store. Measured: preparing here, not on
+        the loop's thread, is as fast amortised and faster one event at a time."""
         assert self.store is not None
         writer = self._writer_ready(len(batch))
         if writer is not None:
             try:
-                error = writer.send(body if body is not None else encode(self.store.prepare(batch)))
+                error = writer.send(encode(self.store.prepare(batch)))
             except WriterGone as e:
                 self._writer_gone(e)
             else:
