@@ -5,6 +5,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+import wistro
+
 ORDER_MODEL = """
 from pydantic import BaseModel
 
@@ -42,3 +44,12 @@ def step(
         f"'emits': {emits or []!r}, {extra}}}\n\n"
         f"{handler} handler(data, ctx):\n{body}\n"
     )
+
+
+def load_app(root: Path, apps: list[wistro.App]) -> wistro.App:
+    """The project at ``root`` loaded (memory state and traces, no load errors), kept in
+    ``apps`` to be closed after the test (the ``apps`` fixture)."""
+    app = wistro.load(root, traces="memory", state="memory")
+    assert app.errors == [], app.errors
+    apps.append(app)
+    return app

@@ -11,9 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,8 @@ import pytest
 
 import wistro
 import wistro.app
+from tests.projects import load_app as load
+from tests.projects import write_project as write
 from wistro.runtimes.base import LanguageRuntime
 from wistro.runtimes.node import NodeRuntime
 from wistro.runtimes.python import PythonRuntime
@@ -37,29 +37,6 @@ def _runtimes() -> list[LanguageRuntime]:
 @pytest.fixture(autouse=True)
 def _node_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wistro.app, "default_runtimes", _runtimes)
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return root
-
-
-@pytest.fixture
-async def apps() -> AsyncIterator[list[wistro.App]]:
-    made: list[wistro.App] = []
-    yield made
-    for app in made:
-        await app.aclose()
-
-
-def load(root: Path, apps: list[wistro.App]) -> wistro.App:
-    app = wistro.load(root, traces="memory", state="memory")
-    assert app.errors == []
-    apps.append(app)
-    return app
 
 
 def node_of(app: wistro.App) -> NodeRuntime:

@@ -12,40 +12,17 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import wistro
+from tests.projects import load_app as load
+from tests.projects import write_project as write
 from wistro.runtimes.python import PythonRuntime
 from wistro.runtimes.python_process import PythonProcessRuntime
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for rel, text in files.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return root
-
-
-@pytest.fixture
-async def apps() -> AsyncIterator[list[wistro.App]]:
-    made: list[wistro.App] = []
-    yield made
-    for app in made:
-        await app.aclose()
-
-
-def load(root: Path, apps: list[wistro.App]) -> wistro.App:
-    app = wistro.load(root, traces="memory", state="memory")
-    assert app.errors == []
-    apps.append(app)
-    return app
 
 
 def process_runtime(app: wistro.App) -> PythonProcessRuntime:
