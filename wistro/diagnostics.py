@@ -43,3 +43,24 @@ class Diagnostic:
             self.code,
             self.message,
         )
+
+
+def undeclared_emit(
+    steps: str, step: str, topic: str, declared: list[str], file: str, line: int | None
+) -> Diagnostic:
+    """The ``undeclared-emit`` error of an emit to ``topic`` the step(s) do not declare (the
+    same line for every language), with the closest declared topic as its hint."""
+    import difflib
+
+    close = difflib.get_close_matches(topic, declared, n=1)
+    return Diagnostic(
+        "error",
+        "undeclared-emit",
+        f"step {steps} emits {topic!r}, which is not in its `emits` "
+        f"(declared: {', '.join(declared) or 'none'})",
+        file=file,
+        line=line,
+        step=step,
+        topic=topic,
+        hint=f"did you mean {close[0]!r}?" if close else f"add {topic!r} to the step's `emits`",
+    )

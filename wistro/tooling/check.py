@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import difflib
 import re
 from collections import deque
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from wistro.config import read_raw
 from wistro.core.step import StepRecord
-from wistro.diagnostics import Diagnostic, Severity
+from wistro.diagnostics import Diagnostic, Severity, undeclared_emit
 from wistro.errors import WistroError
 from wistro.triggers.cron import cron_diagnostics
 
@@ -121,21 +120,9 @@ def _undeclared_emits(app: App) -> list[Diagnostic]:
         for topic, line in _emit_calls(tree):
             if topic in record.emit_topics:
                 continue
-            close = difflib.get_close_matches(topic, declared, n=1)
-            hint = (
-                f"did you mean {close[0]!r}?" if close else f"add {topic!r} to the step's `emits`"
-            )
             out.append(
-                Diagnostic(
-                    "error",
-                    "undeclared-emit",
-                    f"step {record.name!r} emits {topic!r}, which is not in its `emits` "
-                    f"(declared: {', '.join(declared) or 'none'})",
-                    file=record.rel_file,
-                    line=line,
-                    step=record.name,
-                    topic=topic,
-                    hint=hint,
+                undeclared_emit(
+                    repr(record.name), record.name, topic, declared, record.rel_file, line
                 )
             )
     return out

@@ -15,12 +15,11 @@ differs from what ``wistro types`` would write now.
 from __future__ import annotations
 
 import ast
-import difflib
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wistro.diagnostics import Diagnostic
+from wistro.diagnostics import Diagnostic, undeclared_emit
 
 if TYPE_CHECKING:
     from wistro.app import App
@@ -121,22 +120,8 @@ def undeclared_emits(app: App) -> list[Diagnostic]:
         for topic, line in found:
             if topic in declared:
                 continue
-            close = difflib.get_close_matches(topic, declared, n=1)
-            hint = (
-                f"did you mean {close[0]!r}?" if close else f"add {topic!r} to the step's `emits`"
-            )
             out.append(
-                Diagnostic(
-                    "error",
-                    "undeclared-emit",
-                    f"step {steps} emits {topic!r}, which is not in its `emits` "
-                    f"(declared: {', '.join(declared) or 'none'})",
-                    file=records[0].rel_file,
-                    line=line,
-                    step=records[0].name,
-                    topic=topic,
-                    hint=hint,
-                )
+                undeclared_emit(steps, records[0].name, topic, declared, records[0].rel_file, line)
             )
     return out
 
