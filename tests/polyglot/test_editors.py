@@ -144,6 +144,46 @@ def test_go_vet_sees_the_sdk_and_the_types(tmp_path: Path) -> None:
     assert bad.returncode != 0 and "reserve.step.go" in bad.stderr, bad.stderr
 
 
+@pytest.mark.skipif(shutil.which("go") is None, reason="needs the Go toolchain")
+def test_go_vet_sees_the_types_in_every_folder_of_go_steps(tmp_path: Path) -> None:
+    """Go steps in subfolders (as in the polyglot template's src/checkout/) are packages of
+    their own: each folder gets its copy of the types, in its package, and the runtime compiles
+    each step with the nearest copy only (an older one higher up is not compiled twice)."""
+    go = shutil.which("go") or "go"
+    root = go_project(tmp_path / "shop")
+    (root / "src/checkout").mkdir()
+    (root / "src/reserve.step.go").rename(root / "src/checkout/reserve.step.go")
+    billing = root / "src/billing/bill.step.go"
+    billing.parent.mkdir()
+    (root / "src/bill.step.go").rename(billing)
+    billing.write_text(billing.read_text().replace("package steps", "package billing", 1))
+    (root / "src/wistro_types.go").write_text(  # left by an older `wistro types`: shadowed
+        "package steps\n\ntype OrderPlaced struct{ Old string }\n"
+    )
+    types = cli(root, "types")
+    assert types.returncode == 0, types.stdout + types.stderr
+    assert "\npackage steps\n" in (root / "src/checkout/wistro_types.go").read_text()
+    assert "\npackage billing\n" in (root / "src/billing/wistro_types.go").read_text()
+    (root / "src/wistro_types.go").unlink()  # go vet would (rightly) see two packages in src/
+    vet = subprocess.run(
+        [go, "vet", "./..."], cwd=root, env=go_env(), capture_output=True, text=True, timeout=120
+    )
+    assert vet.returncode == 0, vet.stdout + vet.stderr
+    (root / "src/wistro_types.go").write_text("package steps\n\ntype OrderPlaced struct{}\n")
+    check = cli(root, "check", "--json")
+    report = json.loads(check.stdout)
+    assert check.returncode == 0 and report["ok"], check.stdout + check.stderr
+    assert cli(root, "types", "--check").returncode == 0
+    # a wrong payload in the subfolder's step: go vet names it
+    step = root / "src/checkout/reserve.step.go"
+    step.write_text(step.read_text().replace("Qty: 1}", 'Qty: "one"}'))
+    (root / "src/wistro_types.go").unlink()
+    bad = subprocess.run(
+        [go, "vet", "./..."], cwd=root, env=go_env(), capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode != 0 and "checkout/reserve.step.go" in bad.stderr, bad.stderr
+
+
 def documented_tsconfig() -> str:
     text = DOCS.read_text(encoding="utf-8")
     m = re.search(r"`tsconfig\.json`.*?```json\n(.*?)\n```", text, re.DOTALL)

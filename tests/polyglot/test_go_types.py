@@ -152,7 +152,7 @@ def test_go_steps_use_the_types_and_a_wrong_payload_does_not_compile(tmp_path: P
     assert [e.file for e in app.errors] == ["src/go/relay.step.go"]
     assert "undefined: OrderCopy" in str(app.errors[0])
     (path,) = write_go_types(app)
-    assert path == root.resolve() / "src" / "wistro_types.go"
+    assert path == root.resolve() / "src" / "go" / "wistro_types.go"  # beside the Go step
     app = load(root)
     assert app.errors == []
     assert app.step("relay").language == "go"

@@ -107,7 +107,7 @@ def test_clean_checkout_types_then_check(tmp_path: Path) -> None:
     types = cli(root, "types")
     assert types.returncode == 0, types.stdout + types.stderr
     assert "error" not in types.stderr, types.stderr  # the Go step compiles after the write
-    go_types = (root / "src" / "wistro_types.go").read_text()
+    go_types = (root / "src" / "go" / "wistro_types.go").read_text()
     assert "type StockReserved struct {" in go_types
     assert '\tSku string `json:"sku"`' in go_types
     assert "type OrderPlaced struct {" in go_types
@@ -122,11 +122,13 @@ def test_clean_checkout_types_then_check(tmp_path: Path) -> None:
         "func (c ReserveStockContext) EmitStockReserved(payload StockReserved) error {" in go_types
     )
     gofmt = shutil.which("gofmt") or str(Path(shutil.which("go") or "go").parent / "gofmt")
-    fmt = subprocess.run([gofmt, "-l", "src/wistro_types.go"], cwd=root, capture_output=True)
+    fmt = subprocess.run([gofmt, "-l", "src/go/wistro_types.go"], cwd=root, capture_output=True)
     assert fmt.returncode == 0 and fmt.stdout == b"", fmt
     # a second run changes nothing
     again = cli(root, "types")
-    assert again.returncode == 0 and (root / "src" / "wistro_types.go").read_text() == go_types
+    assert (
+        again.returncode == 0 and (root / "src" / "go" / "wistro_types.go").read_text() == go_types
+    )
 
 
 @needs_go
@@ -144,19 +146,19 @@ def test_stale_types_fail_types_check_and_warn_in_check(tmp_path: Path) -> None:
     assert stale.returncode == 1, stale.stdout + stale.stderr
     lines = stale.stderr.strip().splitlines()
     assert sorted(lines) == [
-        "src/wistro_types.go: stale (run `wistro types`)",
+        "src/go/wistro_types.go: stale (run `wistro types`)",
         "src/wistro_types.py: stale (run `wistro types`)",
     ]
     check = cli(root, "check", "--json")
     report = json.loads(check.stdout)
     found = {d["file"] for d in report["diagnostics"] if d["code"] == "stale-types"}
-    assert found == {"src/wistro_types.go", "src/wistro_types.py"}
+    assert found == {"src/go/wistro_types.go", "src/wistro_types.py"}
     assert all(
         d["severity"] == "warning" for d in report["diagnostics"] if d["code"] == "stale-types"
     )
     assert cli(root, "check", "--strict").returncode == 1
     text = cli(root, "check")
-    assert "src/wistro_types.go: warning[stale-types]" in text.stderr
+    assert "src/go/wistro_types.go: warning[stale-types]" in text.stderr
     assert cli(root, "types").returncode == 0
     assert cli(root, "types", "--check").returncode == 0
     (root / "src" / "wistro_types.py").unlink()

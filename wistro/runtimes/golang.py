@@ -5,10 +5,10 @@ this package, in ``wistro/sdk/go``, so building needs the Go toolchain but never
 
 Build layout: a generated module (``go.mod`` with a ``replace`` of the SDK to that folder), each
 step file copied into a package of its own (``steps/s<i>_<name>``; its package clause renamed in
-place) together with the non-step ``.go`` files of its folder and any ``wistro_types.go`` (see
-``wistro types``) in its folder or the folders above it up to the project root. A ``//line``
-directive on top of each copy makes compiler errors, ``runtime.Caller`` and panic stacks name the
-original file and line. ``main.go`` imports every step package and calls ``wistro.Main()``.
+place) together with the non-step ``.go`` files of its folder and the ``wistro_types.go`` (see
+``wistro types``) nearest to it, in its folder or the folders above it up to the project root.
+A ``//line`` directive on top of each copy makes compiler errors, ``runtime.Caller`` and panic
+stacks name the original file and line. ``main.go`` imports every step package and calls ``wistro.Main()``.
 
 The binary is cached by a hash of the sources (paths and contents) and the SDK under
 ``.wistro/build/go/<hash>/worker``; ``go build`` runs with ``GOFLAGS=-mod=mod GOPROXY=off
@@ -141,20 +141,23 @@ class GoRuntime(WorkerRuntime):
 
     @staticmethod
     def companions(file: Path, root: Path) -> list[Path]:
-        """Non-step ``.go`` files compiled with a step: its folder's, and ``wistro_types.go``
-        from its folder up to the project root."""
-        out = {
+        """Non-step ``.go`` files compiled with a step: its folder's, and the ``wistro_types.go``
+        nearest to it, from its folder up to the project root (``wistro types`` writes one into
+        every folder of Go steps; an older one further up is shadowed, never compiled twice)."""
+        out = [
             p
             for p in file.parent.glob("*.go")
             if not p.name.endswith((".step.go", "_test.go"))
             and not p.name.startswith((".", "_"))
+            and p.name != TYPES_FILE
             and p.is_file()
-        }
+        ]
         folder = file.parent
         while True:
             types = folder / TYPES_FILE
             if types.is_file():
-                out.add(types)
+                out.append(types)
+                break
             if folder == root or folder.parent == folder or root not in folder.parents:
                 break
             folder = folder.parent
@@ -208,6 +211,28 @@ class GoRuntime(WorkerRuntime):
         if file not in files:
             files.append(file)
         super().bind(record, source, src)
+
+    def bound_from_lock(self) -> None:
+        """The lock's Go worker must be built (``wistro build``) or buildable (``go`` on PATH):
+        without either, the start fails here with one line, not at the first delivery. Built at
+        first delivery, the wait is logged ahead as a warning."""
+        for root, files in self._files.items():
+            if not files or self.binary_path(root, files).is_file():
+                continue
+            rel = files[0].relative_to(root).as_posix() if root in files[0].parents else files[0]
+            n = len(files)
+            what = f"the Go worker of the lock's {n} Go step file{'s' if n != 1 else ''}"
+            if self.go() is None:
+                raise StepLoadError(
+                    f"{what} is not built (`wistro build`) and {self.toolchain} is not on PATH",
+                    file=rel,
+                    hint="run `wistro build` (or `wistro start --build`) where Go is installed",
+                )
+            logger.warning(
+                "%s is not built: `go build` runs at the first Go delivery "
+                "(run `wistro build` ahead, or `wistro start --build`)",
+                what,
+            )
 
     def _rel(self, file: Path) -> str:
         if self.root is not None:

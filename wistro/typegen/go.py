@@ -2,12 +2,12 @@
 
 ``go_structs(app)`` returns the source of ``wistro_types.go``: a ``Topic<Name>`` constant per
 topic, a struct (or type alias) per payload, and ``Emit<Name>(ctx, payload)`` helpers so a wrong
-payload type does not compile. Written into the step folder (in the package of the Go steps
-there, ``go_package``), the Go runtime compiles it into every Go step's package (its package
-clause is rewritten like a step's), so steps use the types with no import; ``go vet ./...`` and
-gopls see them for the Go steps in the step folder itself, with the ``go.mod`` / ``go.work`` that
-``write_go_workspace`` writes at the project root. The output is gofmt-formatted and ``go vet``
-clean.
+payload type does not compile. A copy is written into every folder that holds Go step files, in
+the package of the steps there (``go_type_folders``); the Go runtime compiles each step with the
+copy nearest to it, from its folder up to the project root (the package clause rewritten like a
+step's), so steps use the types with no import, and ``go vet ./...`` and gopls see them in every
+folder, with the ``go.mod`` / ``go.work`` that ``write_go_workspace`` writes at the project
+root. The output is gofmt-formatted and ``go vet`` clean.
 """
 
 from __future__ import annotations
@@ -350,19 +350,22 @@ def _package_of(file: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def go_package(app: App) -> str:
-    """The package clause of ``wistro_types.go``: that of the Go step files directly in the step
-    folder (the most common), so ``go vet ./...`` and gopls see the types in the steps' own
-    package; ``wistrotypes`` when there are none (the Go runtime rewrites it in any case)."""
-    src = app.project.src.resolve()
-    names = [
-        package
-        for file in app.project.step_files()
-        if file.name.endswith(".step.go") and file.resolve().parent == src
-        for package in [_package_of(file)]
-        if package is not None and package != "main"
-    ]
-    return max(sorted(set(names)), key=names.count) if names else PACKAGE
+def go_type_folders(app: App) -> dict[Path, str]:
+    """Where ``wistro types`` writes ``wistro_types.go``: every folder that holds Go step files
+    (a Go package each, for ``go vet ./...`` and gopls), with the package clause of the Go step
+    files there (the most common one; ``wistrotypes`` when they all say ``main``). The Go
+    runtime compiles each step with the copy nearest to it. Folder -> package."""
+    packages: dict[Path, list[str]] = {}
+    for file in app.project.step_files():
+        if file.name.endswith(".step.go"):
+            names = packages.setdefault(file.resolve().parent, [])
+            package = _package_of(file)
+            if package is not None and package != "main":
+                names.append(package)
+    return {
+        folder: max(sorted(set(names)), key=names.count) if names else PACKAGE
+        for folder, names in sorted(packages.items())
+    }
 
 
 def module_path(name: str) -> str:
@@ -411,18 +414,31 @@ def write_go_workspace(app: App) -> list[Path]:
     return list(files)
 
 
+def go_type_files(app: App, out_dir: str | Path | None = None) -> dict[Path, str]:
+    """The ``wistro_types.go`` files of ``app``: one per folder of Go step files (see
+    ``go_type_folders``), or one in ``out_dir`` (package ``wistrotypes``). Path -> text."""
+    if out_dir is not None:
+        return {Path(out_dir) / FILE_NAME: go_structs(app, PACKAGE)}
+    texts: dict[str, str] = {}
+    files = {}
+    for folder, package in go_type_folders(app).items():
+        if package not in texts:
+            texts[package] = go_structs(app, package)
+        files[folder / FILE_NAME] = texts[package]
+    return files
+
+
 def write_go_types(
     app: App, out_dir: str | Path | None = None, *, always: bool = False
 ) -> list[Path]:
-    """Write ``wistro_types.go`` (default: into the step folder, where the Go runtime compiles
-    it into every Go step) when the project has Go step files, even ones that do not compile yet
-    (``always``: in any case). Returns the paths written."""
+    """Write ``go_type_files(app, out_dir)`` when the project has Go step files, even ones that
+    do not compile yet (``always``, with ``out_dir``: in any case). Returns the paths written."""
     if not always and not has_go_steps(app):
         return []
-    folder = Path(out_dir) if out_dir is not None else app.project.src
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / FILE_NAME
-    text = go_structs(app, go_package(app) if out_dir is None else PACKAGE)
-    if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        path.write_text(text, encoding="utf-8")
-    return [path]
+    paths = []
+    for path, text in go_type_files(app, out_dir).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+        paths.append(path)
+    return paths

@@ -374,10 +374,9 @@ def _def(name: str, params: list[str], returns: str, comment: str) -> list[str]:
 def generated_files(app: App, out_dir: str | Path | None = None) -> dict[Path, str]:
     """What ``wistro types`` writes for ``app`` as it is loaded now: path -> text.
     ``wistro_types.py`` always, ``wistro-types.d.ts`` when the project has JS/TS steps and
-    ``wistro_types.go`` when it has Go step files (default folder: the step folder; there, the Go
-    file takes the package of the Go steps beside it)."""
-    from wistro.typegen.go import FILE_NAME as GO_FILE
-    from wistro.typegen.go import PACKAGE, go_package, go_structs, has_go_steps
+    ``wistro_types.go`` when it has Go step files (by default one in each folder of Go step
+    files, in the package of the steps beside it; with ``out_dir``, one there)."""
+    from wistro.typegen.go import go_type_files, has_go_steps
     from wistro.typegen.typescript import DTS_NAME, typescript_types
 
     folder = Path(out_dir) if out_dir is not None else app.project.src
@@ -385,8 +384,7 @@ def generated_files(app: App, out_dir: str | Path | None = None) -> dict[Path, s
     if any(r.language in ("javascript", "typescript") for r in app.registry):
         files[folder / DTS_NAME] = typescript_types(app)
     if has_go_steps(app):
-        package = go_package(app) if out_dir is None else PACKAGE
-        files[folder / GO_FILE] = go_structs(app, package)
+        files.update(go_type_files(app, out_dir))
     return files
 
 
