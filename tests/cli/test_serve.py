@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
-from test_cli import Server, ok, one_line_error, server, shop, shop_template, wistro
+from test_cli import (
+    Server,
+    _env,
+    ok,
+    one_line_error,
+    server,
+    shop,
+    shop_template,
+    wistro,
+)
+
+from wistro.runtimes.node import ESBUILD_VERSION
 
 __all__ = ["server", "shop", "shop_template"]  # fixtures used by name
 
@@ -88,24 +102,43 @@ def test_openapi_command_and_cron_list(shop: Path, tmp_path: Path) -> None:
 
 
 def test_the_polyglot_template_runs_four_languages(tmp_path: Path) -> None:
-    ok(wistro("init", "--template", "polyglot", "poly", cwd=tmp_path))
+    # an empty wistro cache: esbuild comes with the project (its package.json), never downloaded
+    env = {**_env(), "WISTRO_CACHE_DIR": str(tmp_path / "empty-cache")}
+    init = ok(wistro("init", "--template", "polyglot", "poly", cwd=tmp_path, env=env))
+    assert "Installing the npm packages of package.json (esbuild) with `npm install`" in init
     project = tmp_path / "poly"
-    assert "0 error(s), 0 warning(s)" in ok(wistro("check", cwd=project))
+    pinned = json.loads((project / "node_modules/esbuild/package.json").read_text())["version"]
+    assert pinned == ESBUILD_VERSION
+    assert "0 error(s), 0 warning(s)" in ok(wistro("check", cwd=project, env=env))
     tree = ok(
-        wistro("emit", "order.placed", '{"order_id": "A1", "amount_cents": 1200}', cwd=project)
+        wistro(
+            "emit",
+            "order.placed",
+            '{"order_id": "A1", "amount_cents": 1200}',
+            cwd=project,
+            env=env,
+        )
     )
     for step in ("Charge card", "Score fraud", "Send receipt", "Notify warehouse"):
         assert f"▶ {step} ok" in tree
+    assert not (tmp_path / "empty-cache" / "esbuild").exists()
     steps = {
-        s["name"]: s["language"] for s in json.loads(ok(wistro("steps", "--json", cwd=project)))
+        s["name"]: s["language"]
+        for s in json.loads(ok(wistro("steps", "--json", cwd=project, env=env)))
     }
     assert set(steps.values()) == {"python", "go", "typescript", "javascript"}
-    written = ok(wistro("types", cwd=project))
-    for name in ("wistro_types.py", "wistro-types.d.ts", "wistro_types.go"):
-        assert name in written and (project / "src" / name).is_file()
-    import subprocess
-    import sys
-
+    written = ok(wistro("types", cwd=project, env=env))
+    for rel in ("wistro_types.py", "wistro-types.d.ts", "checkout/wistro_types.go"):
+        assert f"src/{rel}" in written and (project / "src" / rel).is_file()
+    # the Go step in src/checkout/ is seen by go vet with the SDK and its folder's types
+    go = shutil.which("go")
+    assert go is not None
+    go_env = {**env, "GOPROXY": "off", "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"}
+    go_env.pop("GOFLAGS", None)
+    vet = subprocess.run(
+        [go, "vet", "./..."], cwd=project, env=go_env, capture_output=True, text=True, timeout=120
+    )
+    assert vet.returncode == 0, vet.stdout + vet.stderr
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=project,

@@ -21,10 +21,9 @@ import pytest
 
 import wistro
 import wistro.app
-from wistro.errors import StepLoadError
 from wistro.project.lock import build_lock, render
 from wistro.runtimes.base import LanguageRuntime
-from wistro.runtimes.node import NodeRuntime, ensure_esbuild
+from wistro.runtimes.node import ESBUILD_VERSION, NodeRuntime, ensure_esbuild
 from wistro.runtimes.python import PythonRuntime
 
 NODE = shutil.which("node")
@@ -39,15 +38,6 @@ def _runtimes() -> list[LanguageRuntime]:
 def _with_node_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
     # Until NodeRuntime is in wistro.runtimes.default_runtimes(): use it for these tests.
     monkeypatch.setattr(wistro.app, "default_runtimes", _runtimes)
-
-
-@pytest.fixture(scope="session")
-def esbuild_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """esbuild, installed once (first run only: from the npm registry) into wistro's cache."""
-    try:
-        return ensure_esbuild(tmp_path_factory.mktemp("no-project"))
-    except StepLoadError as e:  # pragma: no cover - no registry and no cache
-        pytest.skip(f"esbuild unavailable: {e}")
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -681,7 +671,7 @@ def test_esbuild_is_taken_from_the_project_first(tmp_path: Path, esbuild_dir: Pa
     assert ensure_esbuild(tmp_path) == tmp_path / "node_modules" / "esbuild"
 
 
-async def test_no_esbuild_and_no_npm_fails_only_the_typescript_steps(
+async def test_no_esbuild_fails_only_the_typescript_steps_and_downloads_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, app_factory: list[wistro.App]
 ) -> None:
     root = write(
@@ -696,11 +686,20 @@ async def test_no_esbuild_and_no_npm_fails_only_the_typescript_steps(
     only_node = tmp_path / "bin"
     only_node.mkdir()
     (only_node / "node").symlink_to(str(NODE))
+    npm = shutil.which("npm")
+    assert npm is not None
+    (only_node / "npm").symlink_to(npm)  # npm at hand: still nothing is fetched at first use
     monkeypatch.setenv("PATH", str(only_node))
     monkeypatch.setenv("WISTRO_CACHE_DIR", str(tmp_path / "empty-cache"))
     app = load(root, app_factory)
     assert [r.name for r in app.registry] == ["a"]
     [err] = app.errors
     assert err.file == "src/b.step.ts"
-    assert "esbuild" in err.message and "npm" in err.message
-    assert err.hint is not None and "npm install --save-dev esbuild@" in err.hint
+    assert err.message == "TypeScript steps need esbuild, which is not installed in the project"
+    assert err.hint == f"run `npm install --save-dev esbuild@{ESBUILD_VERSION}` in the project"
+    assert not (tmp_path / "empty-cache").exists() and not (root / "node_modules").exists()
+    # a package.json that pins esbuild: the hint is to install it
+    (root / "package.json").write_text('{"devDependencies": {"esbuild": "0.28.2"}}')
+    app = load(root, app_factory)
+    [err] = app.errors
+    assert err.hint == "run `npm install` in the project (its package.json pins esbuild)"

@@ -24,7 +24,7 @@ def init(directory: Path, template: str, force: bool) -> None:
     """Create a working example project with steps, tests and a notebook."""
     from wistro.tooling.scaffold import create_project
 
-    created = create_project(directory, template, force=force)
+    created = create_project(directory, template, force=force, progress=click.echo)
     click.echo(f"Created {directory} ({len(created)} files) from the {template!r} template.")
     click.echo("Next:")
     click.echo(f"  cd {directory}")

@@ -28,7 +28,6 @@ from wistro.core.step import StepRecord
 from wistro.errors import StepLoadError, WorkerCrashed, WorkerError, WorkerStartError
 from wistro.runtimes.golang import GoRuntime
 from wistro.runtimes.node import (
-    INSTALL_HINT,
     WORKER_JS,
     build_dir,
     bundle_path,
@@ -93,12 +92,12 @@ def _build_typescript(root: Path, records: list[StepRecord], done: Callable[[Bui
             hint="install Node.js, or set WISTRO_NODE to the node binary",
         )
     try:
-        esbuild = ensure_esbuild(root, install=False)
-    except StepLoadError:
+        esbuild = ensure_esbuild(root)
+    except StepLoadError as e:
         raise StepLoadError(
             f"building the TypeScript steps needs esbuild, which is not installed "
             f"({len(records)} TypeScript step file{'s' if len(records) != 1 else ''})",
-            hint=INSTALL_HINT.removesuffix(", then `wistro build`"),
+            hint=e.hint,
         ) from None
     version = esbuild_version(esbuild)
     env = {

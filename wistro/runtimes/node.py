@@ -4,10 +4,14 @@ JavaScript needs no npm at all).
 
 TypeScript is compiled by the worker with esbuild, found in this order:
 
-1. the project's own ``node_modules/esbuild`` (``npm install --save-dev esbuild``);
-2. wistro's cache, ``$WISTRO_CACHE_DIR/esbuild`` (default ``~/.cache/wistro/esbuild``), filled
-   on first use with ``npm install --prefix <cache> esbuild@ESBUILD_VERSION`` from the npm
-   registry. After that no network is needed.
+1. the project's own ``node_modules/esbuild``: a pinned npm dependency of the project
+   (``npm install --save-dev esbuild@ESBUILD_VERSION``; ``wistro init`` of a template with
+   TypeScript steps installs its ``package.json``);
+2. a machine-wide one in wistro's cache, ``$WISTRO_CACHE_DIR/esbuild`` (default
+   ``~/.cache/wistro/esbuild``), put there by ``npm install --prefix <cache> esbuild@...``.
+
+Nothing is ever downloaded at first use: without either, the TypeScript steps fail to load with
+one line naming what to run, and the JavaScript steps still run.
 
 Compiled output is cached by source hash under ``<project>/.wistro/build/``
 (``<stem>.<hash>.mjs``, the hash of esbuild's version, the file's path and its source:
@@ -24,12 +28,10 @@ either fails the start at once, with one line naming what to run.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import re
-import subprocess
 from pathlib import Path
 from typing import ClassVar
 
@@ -45,6 +47,7 @@ __all__ = [
     "bundle_path",
     "ensure_esbuild",
     "esbuild_version",
+    "install_hint",
     "prebuilt_esbuild",
     "write_prebuilt_esbuild",
 ]
@@ -123,55 +126,30 @@ def prebuilt_esbuild(root: Path) -> Path | None:
     return folder if _has_esbuild(folder) else None
 
 
-def ensure_esbuild(root: Path, install: bool = True) -> Path:
-    """The folder of the esbuild package to compile TypeScript with (installed on first use)."""
+def install_hint(root: Path) -> str:
+    """What to run for esbuild in this project: ``npm install`` when its package.json names
+    esbuild already, else the pinned ``npm install --save-dev``."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        package = json.loads((root / "package.json").read_text(encoding="utf-8"))
+        if "esbuild" in {**package.get("dependencies", {}), **package.get("devDependencies", {})}:
+            return "run `npm install` in the project (its package.json pins esbuild)"
+    return f"run `npm install --save-dev esbuild@{ESBUILD_VERSION}` in the project"
+
+
+def ensure_esbuild(root: Path) -> Path:
+    """The folder of the esbuild package to compile TypeScript with: the project's own
+    ``node_modules/esbuild``, else a machine-wide one in wistro's cache. Never installs
+    anything (esbuild is a pinned npm dependency of the project); raises StepLoadError."""
     own = root / "node_modules" / "esbuild"
     if _has_esbuild(own):
         return own
-    prefix = cache_dir() / "esbuild"
-    cached = prefix / "node_modules" / "esbuild"
+    cached = cache_dir() / "esbuild" / "node_modules" / "esbuild"
     if _has_esbuild(cached):
         return cached
-    npm = which("npm", "WISTRO_NPM")
-    if not install or npm is None:
-        raise StepLoadError(
-            "TypeScript steps need esbuild, which is not installed"
-            + ("" if npm else " (and npm, to install it, is not on PATH)"),
-            hint=f"run `npm install --save-dev esbuild@{ESBUILD_VERSION}` in the project"
-            + (
-                f", or `npm install --prefix {prefix} esbuild@{ESBUILD_VERSION}`" if install else ""
-            ),
-        )
-    prefix.mkdir(parents=True, exist_ok=True)
-    with open(prefix / ".install.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one install at a time, across processes
-        if _has_esbuild(cached):
-            return cached
-        proc = subprocess.run(
-            [
-                npm,
-                "install",
-                "--prefix",
-                str(prefix),
-                "--no-audit",
-                "--no-fund",
-                "--no-save",
-                "--loglevel=error",
-                f"esbuild@{ESBUILD_VERSION}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
-        if proc.returncode != 0 or not _has_esbuild(cached):
-            tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
-            raise StepLoadError(
-                f"installing esbuild@{ESBUILD_VERSION} from the npm registry failed: "
-                + " | ".join(tail),
-                hint=f"run `npm install --save-dev esbuild@{ESBUILD_VERSION}` in the project",
-            )
-    return cached
+    raise StepLoadError(
+        "TypeScript steps need esbuild, which is not installed in the project",
+        hint=install_hint(root),
+    )
 
 
 class NodeRuntime(WorkerRuntime):
@@ -210,7 +188,7 @@ class NodeRuntime(WorkerRuntime):
         root = Path(*record.file.parts[: len(record.file.parts) - n])
         if self._esbuild is None:
             try:
-                self._esbuild = ensure_esbuild(root, install=False)
+                self._esbuild = ensure_esbuild(root)
                 return
             except StepLoadError:
                 self._esbuild = prebuilt_esbuild(root)
@@ -225,7 +203,7 @@ class NodeRuntime(WorkerRuntime):
             "not installed",
             file=record.rel_file,
             step=record.name,
-            hint=INSTALL_HINT,
+            hint=install_hint(root) + ", then `wistro build`",
         )
 
     def language_of(self, file: Path) -> str:
