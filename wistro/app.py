@@ -316,6 +316,8 @@ class App:
             runtime.bind(r, None, src)
             if r.type in ("api", "cron") and r.load is not None:
                 r.load()  # entry points: their request/body models are needed before a delivery
+        for runtime in dict.fromkeys(runtimes.values()):
+            runtime.bound_from_lock()  # a step that cannot run fails the start, not a delivery
         app = cls(
             project,
             Registry(records, topics),

@@ -17,8 +17,6 @@ from pathlib import Path
 import pytest
 
 import wistro
-from wistro.errors import StepLoadError
-from wistro.runtimes.node import ensure_esbuild
 
 pytestmark = pytest.mark.skipif(
     shutil.which("node") is None or shutil.which("go") is None, reason="needs node and go"
@@ -59,15 +57,6 @@ var _ = wistro.Register(wistro.StepConfig{
 	return nil, ctx.State.Set("done", v["id"].(string), v)
 })
 """
-
-
-@pytest.fixture(scope="session")
-def esbuild_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """esbuild in wistro's cache (installed once, on the very first run, from the registry)."""
-    try:
-        return ensure_esbuild(tmp_path_factory.mktemp("no-project"))
-    except StepLoadError as e:  # pragma: no cover - no registry and no cache
-        pytest.skip(f"esbuild unavailable: {e}")
 
 
 def wistro_cli(
@@ -197,3 +186,38 @@ def test_typescript_without_esbuild_or_bundle_fails_start_in_one_line(
     [line] = build.stderr.strip().splitlines()
     assert line.startswith("error: building the TypeScript steps needs esbuild"), line
     assert "npm install --save-dev esbuild@" in line
+
+
+def test_go_without_a_built_worker_fails_start_in_one_line(
+    tmp_path: Path, esbuild_dir: Path
+) -> None:
+    # locked where go is installed; started from the lock without go and without `wistro build`
+    root = locked(project(tmp_path / "proj"))
+    env = {"WISTRO_GO": "/nonexistent/go"}
+    t0 = time.perf_counter()
+    proc = wistro_cli(root, "start", "--port", "0", env=env)
+    assert time.perf_counter() - t0 < 20  # at once: not at the first delivery, not a hang
+    assert proc.returncode == 1
+    [line] = proc.stderr.strip().splitlines()
+    assert line.startswith(
+        "error: src/finish.step.go: the Go worker of the lock's 1 Go step file is not built "
+        "(`wistro build`) and the Go toolchain (`go`) is not on PATH"
+    ), line
+    assert "wistro build" in line.split("hint:")[1]
+    # built ahead, the same start needs no go
+    assert wistro_cli(root, "build").returncode == 0
+    app = wistro.App.from_lock(root, state="memory", traces="memory")
+    assert [r.name for r in app.registry if r.language == "go"] == ["finish"]
+
+
+def test_go_built_at_first_delivery_is_announced_at_start(
+    tmp_path: Path, esbuild_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = locked(project(tmp_path / "proj"))
+    with caplog.at_level("WARNING", logger="wistro.build"):
+        wistro.App.from_lock(root, state="memory", traces="memory")
+    [record] = [r for r in caplog.records if r.name == "wistro.build"]
+    assert record.getMessage() == (
+        "the Go worker of the lock's 1 Go step file is not built: `go build` runs at the first "
+        "Go delivery (run `wistro build` ahead, or `wistro start --build`)"
+    )

@@ -39,5 +39,10 @@ class LanguageRuntime(ABC):
         """Make ``record.invoke`` callable. With no source (started from the lock) the step's
         code must be loaded lazily, on first delivery."""
 
+    def bound_from_lock(self) -> None:  # noqa: B027 - optional hook
+        """Started from the lock: called once every locked step of this runtime is bound. Raise
+        StepLoadError (one line) when a step cannot run at all, so the start fails at once and
+        not at the first delivery; log what will be slow at first delivery."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         pass
