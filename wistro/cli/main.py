@@ -4,8 +4,9 @@
 it from ``wistro.cli.project_commands`` (init, check, lock, types, steps, flows, graph,
 activate/deactivate), ``wistro.cli.run_commands`` (emit, traces, trace, logs, replay) and
 ``wistro.cli.server_commands`` (cron list, dev, start, openapi), imported here in that order;
-``wistro dataset`` / ``wistro eval`` (``wistro.cli.eval``) are added last. ``wistro.cli.main:main``
-is the entry point, and every name this module had stays importable from it. ``wistro deploy``
+``wistro dataset`` (``wistro.cli.dataset_commands``) / ``wistro eval`` (``wistro.cli.eval``)
+are added last. ``wistro.cli.main:main`` is the entry point, and every name this module had
+stays importable from it. ``wistro deploy``
 comes from ``wistro.cli.deploy_commands``, ``wistro build`` from
 ``wistro.cli.build_commands``; ``wistro versions`` and ``wistro traffic`` from
 ``wistro.cli.version_commands``.
@@ -58,7 +59,7 @@ __all__ = [
 
 
 def _register_groups() -> None:
-    from wistro.cli.eval import dataset as dataset_group
+    from wistro.cli.dataset_commands import dataset as dataset_group
     from wistro.cli.eval import eval_group
 
     main.add_command(dataset_group)
