@@ -98,7 +98,8 @@ def test_eval_run_and_compare_with_fail_on_regression(project: Path) -> None:
     assert out.exit_code == 0, out.output
     assert "first divergent step: Price" in out.output
     out = cli(project, "eval", "compare", first, "latest", "--fail-on-regression")
-    assert out.exit_code == 1 and "regressed against before" in out.output
+    assert out.exit_code == 1 and "against before: gate failed: " in out.output
+    assert "too few for the" in out.output and "any regression fails the gate" in out.output
     data = json.loads(cli(project, "eval", "compare", first, second, "--json").output)
     assert data["has_regression"] and data["counts"] == {"regressed": 3}
     assert {r["first_divergent_step"] for r in data["regressions"]} == {"Price"}

@@ -42,7 +42,16 @@ async def test_compare_flags_the_regression_at_the_changed_step(git_project: Pat
     assert len(git(git_project, "worktree", "list").splitlines()) == 1
 
     cmp = we.compare(old, new)
-    assert cmp.warnings == []
+    # every sample regressed by the same amount: the intervals say they cannot vary
+    assert sorted(cmp.warnings) == [
+        "payload_equals(order.priced): the 95% interval [-1.000, -1.000] is zero-width: all 6 "
+        "paired differences are -1.000, so resampling cannot vary them",
+        "payload_equals: the 95% interval [-0.667, -0.667] is zero-width: all 6 paired "
+        "differences are -0.667, so resampling cannot vary them",
+    ]
+    gate = cmp.gate()
+    assert not gate.passed and gate.line.startswith("gate failed: payload_equals regressed: ")
+    assert gate.reasons[-1] == "the worse samples first diverge at step 'Price' (6 of 6)"
     s = cmp.summary.set_index("scorer")
     assert s.loc["payload_equals", "mean_a"] == 1.0
     assert s.loc["payload_equals", "mean_b"] == pytest.approx(1 / 3)  # validated still matches
@@ -141,7 +150,14 @@ async def test_different_datasets_warn_and_compare_shared_samples(project: Path)
     ]
     paired = cmp.rows[cmp.rows["status"] == "unchanged"]
     assert all(str(x).startswith("renamed-") for x in paired["sample_id_b"])  # by input hash
-    assert set(cmp.summary["n_paired"]) == {3}
+    n_paired = cmp.summary.set_index("scorer")["n_paired"].to_dict()
+    # the samples expect nothing: payload_equals does not score them (neither pass nor fail)
+    assert n_paired == {
+        "payload_equals": 0,
+        "payload_equals(order.priced)": 0,
+        "error_free": 3,
+        "emitted(order.notified)": 3,
+    }
 
 
 async def test_assert_no_regression_passes_when_nothing_got_worse(project: Path) -> None:

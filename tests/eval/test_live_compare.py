@@ -242,7 +242,10 @@ def test_cli_compare_live_prints_the_verdict(regressed: Recorded) -> None:
         .startswith("verdict: bbbb2222bbbb regressed against aaaa1111aaaa (error_free")
     )
     failed = cli(regressed.v1, "eval", "compare", "--live", "aaaa", "bbbb", "--fail-on-regression")
-    assert failed.exit_code == 1 and "error: bbbb2222bbbb regressed against" in failed.stderr
+    assert failed.exit_code == 1
+    assert "error: bbbb2222bbbb against aaaa1111aaaa: gate failed: error_free regressed" in (
+        failed.stderr
+    )
     js = cli(regressed.v1, "eval", "compare", "--live", "aaaa", "bbbb", "--json",
              "--scorer", "emitted:order.notified")  # fmt: skip
     data = json.loads(js.stdout)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -48,7 +49,18 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    """Strict JSON on stdout: NaN and infinities become null (never a bare ``NaN`` token)."""
+    click.echo(json.dumps(_strict(data), indent=2, default=str, allow_nan=False))
+
+
+def _strict(x: Any) -> Any:
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _strict(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_strict(v) for v in x]
+    return x
 
 
 def run_async(fn: Callable[[], Any]) -> Any:

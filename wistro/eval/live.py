@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from wistro.errors import WistroError
 from wistro.eval.compare import Chart, Comparison, compare_two
+from wistro.eval.compare.gate import GateResult
 from wistro.eval.compare.samples import ONLY_A, ONLY_B
 from wistro.eval.dataset import Sample
 from wistro.eval.recorded import (
@@ -165,11 +166,11 @@ class LiveComparison(Comparison):
             return f"n={row.n_paired} inputs"
         return f"n={row.n_a}+{row.n_b} runs"
 
-    def report(self, max_rows: int = 20) -> str:
-        return super().report(max_rows) + "\n" + self.verdict()
+    def report(self, max_rows: int = 20, gate: GateResult | None = None) -> str:
+        return super().report(max_rows, gate) + "\n" + self.verdict()
 
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
+    def to_dict(self, gate: GateResult | None = None) -> dict[str, Any]:
+        out = super().to_dict(gate)
         out.update(
             {
                 "live": True,
@@ -362,7 +363,19 @@ def compare_live(
     steps = base.steps.copy()
     steps["change"] = "unknown"  # a live version's step hashes are not recorded with its runs
     return LiveComparison(
-        ea, eb, summary, base.rows, steps, notes, base.pairs, t_since, pairing, values
+        ea,
+        eb,
+        summary,
+        base.rows,
+        steps,
+        notes,
+        base.pairs,
+        since=t_since,
+        pairing=pairing,
+        values=values,
+        alpha=alpha,
+        n_boot=n_boot,
+        seed=seed,
     )
 
 

@@ -7,13 +7,14 @@ class reads the registered view, so one module holds both and nothing imports ba
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wistro.eval.compare.chart import Chart
 from wistro.eval.compare.divergence import diff_json, to_plain
+from wistro.eval.compare.gate import DEFAULT_MAX_ERROR_SHARE, GateResult, gate_rule, judge
 from wistro.eval.compare.samples import BAD, ONLY_A, ONLY_B, STATUS_ORDER, VERDICT_REGRESSED
 from wistro.eval.compare.sources import diff_sources, source_as_run, stored_root
 from wistro.eval.results import EvalResult, SampleResult
@@ -31,14 +32,44 @@ class Comparison:
     steps: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
     pairs: dict[str, tuple[SampleResult | None, SampleResult | None]] = field(default_factory=dict)
+    alpha: float = field(default=0.05, kw_only=True)
+    n_boot: int = field(default=2000, kw_only=True)  # bootstrap resamples of the intervals
+    seed: int = field(default=0, kw_only=True)  # their seed: the same evals, the same interval
 
     @property
     def regressions(self) -> pd.DataFrame:
         """Per-sample rows that got worse (regressed or new error)."""
         return self.rows[self.rows["status"].isin(BAD)].reset_index(drop=True)
 
+    def gate(
+        self,
+        scorers: Iterable[str] | None = None,
+        *,
+        max_regressions: int | None = None,
+        min_effect: float = 0.0,
+        max_error_share: float = DEFAULT_MAX_ERROR_SHARE,
+    ) -> GateResult:
+        """Whether b may replace a (``wistro.eval.compare.gate``): by default it fails on a
+        significant regression of any scorer, on any regression where the data are too few for
+        significance, when nothing could be paired, and when a scorer raised on more than 10% of
+        the samples. ``scorers`` gates on those only."""
+        rule = gate_rule(
+            scorers,
+            max_regressions=max_regressions,
+            min_effect=min_effect,
+            max_error_share=max_error_share,
+        )
+        return judge(self, rule)
+
     @property
     def has_regression(self) -> bool:
+        """Whether the default gate fails (``not self.gate().passed``)."""
+        return not self.gate().passed
+
+    @property
+    def any_worse(self) -> bool:
+        """Whether any sample got worse or any scorer's verdict is ``regressed`` (noise
+        included: the gate is what judges)."""
         return bool(len(self.regressions)) or bool(
             (self.summary["verdict"] == VERDICT_REGRESSED).any()
         )
@@ -84,33 +115,40 @@ class Comparison:
             ],
         )
 
-    def report(self, max_rows: int = 20) -> str:
-        """A plain-text report: the summary, then the regressions."""
+    def report(self, max_rows: int = 20, gate: GateResult | None = None) -> str:
+        """A plain-text report: the summary, the regressions, and the gate's line (the default
+        gate, or ``gate``). A value that does not exist is shown as "—"."""
         lines = [self._title()]
         lines += [f"warning: {w}" for w in self.warnings]
         for r in self.summary.itertuples(index=False):
+            flaky = getattr(r, "n_flaky", 0) or 0
             lines.append(
-                f"  {r.scorer}: {r.mean_a:.3f} -> {r.mean_b:.3f} (diff {r.diff:+.3f}, "
-                f"95% CI [{r.ci_low:+.3f}, {r.ci_high:+.3f}], p={r.p_value:.3g}, "
-                f"{self._n_text(r)}): {r.verdict}"
+                f"  {r.scorer}: {_num(r.mean_a)} -> {_num(r.mean_b)} (diff "
+                f"{_num(r.diff, '+.3f')}, 95% CI [{_num(r.ci_low, '+.3f')}, "
+                f"{_num(r.ci_high, '+.3f')}], p={_num(r.p_value, '.3g')}, "
+                f"{self._n_text(r)}{f', {flaky} flaky' if flaky else ''}): {r.verdict}"
             )
         counts = self.rows["status"].value_counts().to_dict() if len(self.rows) else {}
         lines.append(
-            "  samples: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
+            "  samples: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none")
         )
         reg = self.regressions
         if len(reg):
             lines.append(f"regressions ({len(reg)}):")
             for row in reg.head(max_rows).to_dict(orient="records"):
-                where = row["first_divergent_step"] or "-"
+                where = row["first_divergent_step"] or "—"
                 failing = row["worse"]
                 lines.append(
                     f"  {row['sample_id']} [{row['status']}] first divergent step: {where}"
                     + (f"; now failing: {', '.join(failing)}" if failing else "")
-                    + (f"; error: {row['error_b']}" if row.get("error_b") else "")
+                    + (f"; error: {row['error_b']}" if _present(row.get("error_b")) else "")
                 )
             if len(reg) > max_rows:
                 lines.append(f"  ... and {len(reg) - max_rows} more")
+        result = gate if gate is not None else self.gate()
+        lines.append(result.line)
+        lines += [f"  {reason}" for reason in result.reasons[1:]]
+        lines += [f"  note: {note}" for note in result.notes]
         return "\n".join(lines)
 
     def _title(self) -> str:
@@ -121,17 +159,26 @@ class Comparison:
         """How many samples a summary row's test saw, as ``report()`` shows it."""
         return f"n={row.n_paired}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "a": self.a.eval_id,
-            "b": self.b.eval_id,
-            "warnings": self.warnings,
-            "has_regression": self.has_regression,
-            "summary": self.summary.to_dict(orient="records"),
-            "regressions": self.regressions.to_dict(orient="records"),
-            "steps": self.steps.to_dict(orient="records"),
-            "counts": self.rows["status"].value_counts().to_dict() if len(self.rows) else {},
-        }
+    def to_dict(self, gate: GateResult | None = None) -> dict[str, Any]:
+        """Strict JSON data (NaN is None): the summary, regressions, steps, counts and the gate
+        (the default one, or ``gate``)."""
+        result = gate if gate is not None else self.gate()
+        return to_plain(
+            {
+                "a": self.a.eval_id,
+                "b": self.b.eval_id,
+                "warnings": self.warnings,
+                "has_regression": not result.passed,
+                "gate": result.to_dict(),
+                "alpha": self.alpha,
+                "n_boot": self.n_boot,
+                "seed": self.seed,
+                "summary": self.summary.to_dict(orient="records"),
+                "regressions": self.regressions.to_dict(orient="records"),
+                "steps": self.steps.to_dict(orient="records"),
+                "counts": self.rows["status"].value_counts().to_dict() if len(self.rows) else {},
+            }
+        )
 
     def _repr_html_(self) -> str:
         head = (
@@ -327,6 +374,21 @@ class Comparison:
 
     def __repr__(self) -> str:
         return f"<Comparison {self.a.eval_id} -> {self.b.eval_id}>\n{self.report()}"
+
+
+def _num(x: Any, spec: str = ".3f") -> str:
+    """A number for the text report; "—" for one that does not exist (None, NaN)."""
+    if x is None:
+        return "—"
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    return "—" if v != v else format(v, spec)
+
+
+def _present(x: Any) -> bool:
+    return x is not None and not (isinstance(x, float) and x != x)
 
 
 # ---------------------------------------------------------------- views registered by front ends

@@ -68,7 +68,7 @@ def diff_json(a: Any, b: Any, path: str = "$") -> list[dict[str, Any]]:
 
 
 def to_plain(x: Any) -> Any:
-    """JSON-friendly: NaN to None, numpy scalars to Python ones, tuples to lists."""
+    """JSON-friendly: NaN and infinities to None, numpy scalars to Python ones, tuples to lists."""
     import math
 
     if isinstance(x, dict):
@@ -80,6 +80,6 @@ def to_plain(x: Any) -> Any:
             x = x.item()
         except (ValueError, TypeError):
             return [to_plain(v) for v in list(x)]
-    if isinstance(x, float) and math.isnan(x):
+    if isinstance(x, float) and not math.isfinite(x):
         return None
     return x

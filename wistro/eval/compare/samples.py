@@ -1,10 +1,11 @@
 """Per sample: the status a paired sample gets (and the order views list them in), and one
 sample's results over its repeats reduced to what compare needs (``_aggregate``: the mean value
-per scorer, pass by majority, failed by majority)."""
+per scorer, pass by majority, failed by majority; the scorers whose repeats disagree, those that
+raised, and a measured quantity with its relative tolerance, for latency scorers)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wistro.eval.results import SampleResult
 
@@ -15,6 +16,7 @@ NEW_ERROR = "new_error"
 FIXED_ERROR = "fixed_error"
 ONLY_A = "only_a"
 ONLY_B = "only_b"
+FLAKY = "flaky"
 BAD = (REGRESSED_S, NEW_ERROR)
 VERDICT_REGRESSED = "regressed"  # wistro.eval.stats.REGRESSED (stats loads numpy and scipy)
 STATUS_ORDER = {
@@ -23,8 +25,9 @@ STATUS_ORDER = {
     IMPROVED_S: 2,
     FIXED_ERROR: 3,
     UNCHANGED_S: 4,
-    ONLY_A: 5,
-    ONLY_B: 6,
+    FLAKY: 5,
+    ONLY_A: 6,
+    ONLY_B: 7,
 }
 
 
@@ -36,20 +39,51 @@ class _Agg:
     values: dict[str, float | None]
     passed: dict[str, bool | None]
     failed: bool
+    flaky: set[str] = field(default_factory=set)  # scorers whose repeats disagree on passed
+    flaky_failed: bool = False  # the repeats disagree on whether the run failed
+    errors: set[str] = field(default_factory=set)  # scorers that raised on some repeat
+    observed: dict[str, tuple[float, float]] = field(default_factory=dict)  # (mean, rel_tol)
 
 
 def _aggregate(results: list[SampleResult], scorers: list[str]) -> _Agg:
     values: dict[str, float | None] = {}
     passed: dict[str, bool | None] = {}
+    flaky: set[str] = set()
+    errors: set[str] = set()
+    observed: dict[str, tuple[float, float]] = {}
     for name in scorers:
         vs = []
         ps = []
+        seen = []
+        tol = None
         for r in results:
             s = r.scores.get(name)
-            if s is not None and s.get("value") is not None:
+            if s is None:
+                continue
+            if s.get("error"):
+                errors.add(name)
+                continue
+            if s.get("value") is not None:
                 vs.append(float(s["value"]))
-                ps.append(bool(s.get("passed")))
+            if s.get("passed") is not None:
+                ps.append(bool(s["passed"]))
+            if s.get("observed") is not None and s.get("rel_tolerance") is not None:
+                seen.append(float(s["observed"]))
+                tol = float(s["rel_tolerance"])
         values[name] = sum(vs) / len(vs) if vs else None
         passed[name] = (sum(ps) * 2 >= len(ps)) if ps else None
-    failed = sum(r.failed for r in results) * 2 > len(results)
-    return _Agg(min(results, key=lambda r: r.repeat), values, passed, failed)
+        if ps and 0 < sum(ps) < len(ps):
+            flaky.add(name)
+        if seen and tol is not None:
+            observed[name] = (sum(seen) / len(seen), tol)
+    n_failed = sum(r.failed for r in results)
+    return _Agg(
+        min(results, key=lambda r: r.repeat),
+        values,
+        passed,
+        n_failed * 2 > len(results),
+        flaky,
+        0 < n_failed < len(results),
+        errors,
+        observed,
+    )
