@@ -150,7 +150,41 @@ def eval_list(obj: Obj, as_json: bool) -> None:
     metavar="SPEC",
     help="With --live: a scorer besides error_free and latency_ms (emitted:TOPIC, ...); repeatable.",
 )
-@click.option("--fail-on-regression", is_flag=True, help="Exit 1 when b regressed against a.")
+@click.option(
+    "--fail-on-regression",
+    is_flag=True,
+    help="Exit 1 when the regression gate fails (see docs/eval.md, 'The regression gate').",
+)
+@click.option(
+    "--gate",
+    "gate_scorers",
+    multiple=True,
+    metavar="SCORER",
+    help="Gate on this scorer only; repeatable (default: every scorer).",
+)
+@click.option(
+    "--max-regressions",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Fail when more than N samples got worse, instead of the significance rule.",
+)
+@click.option(
+    "--min-effect",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    metavar="X",
+    help="A significant regression fails only when the mean drops by at least X.",
+)
+@click.option(
+    "--max-error-share",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.1,
+    show_default=True,
+    metavar="F",
+    help="Fail when a gated scorer raised on more than this share of samples.",
+)
+@click.option("--alpha", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.05)
 @click.option("--json", "as_json", is_flag=True)
 @pass_obj
 def eval_compare(
@@ -161,12 +195,19 @@ def eval_compare(
     since: str,
     scorer_specs: tuple[str, ...],
     fail_on_regression: bool,
+    gate_scorers: tuple[str, ...],
+    max_regressions: int | None,
+    min_effect: float,
+    max_error_share: float,
+    alpha: float,
     as_json: bool,
 ) -> None:
     """Compare eval A (baseline) with eval B: ids, id prefixes, `latest` or `latest~1`.
 
-    With --live, A and B are two versions running in production: their runs since --since are
-    compared with the same statistics (paired on the inputs both ran, else unpaired)."""
+    The report ends with the regression gate's verdict; --fail-on-regression exits 1 when it
+    fails. With --live, A and B are two versions running in production: their runs since
+    --since are compared with the same statistics (paired on the inputs both ran, else
+    unpaired)."""
     from wistro.eval.compare import compare_two
     from wistro.eval.results import EvalResult
 
@@ -175,7 +216,7 @@ def eval_compare(
             fail("--live compares two versions: wistro eval compare --live A B [--since 1h]")
         fail("compare needs two evals: wistro eval compare A B")
     if live:
-        ra, rb, cmp = _compare_live(obj, a, b, since, scorer_specs)
+        ra, rb, cmp = _compare_live(obj, a, b, since, scorer_specs, alpha)
     elif scorer_specs:
         fail("--scorer goes with --live (an eval's scorers are those it ran)")
     else:
@@ -183,22 +224,25 @@ def eval_compare(
         ra, rb = EvalResult.load(a, root), EvalResult.load(b, root)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the notes are in the report
-            cmp = compare_two(ra, rb)
+            cmp = compare_two(ra, rb, alpha=alpha)
+    result = cmp.gate(  # a scorer that is not in both evals: one line, exit 1
+        gate_scorers or None,
+        max_regressions=max_regressions,
+        min_effect=min_effect,
+        max_error_share=max_error_share,
+    )
     if as_json:
-        emit_json(cmp.to_dict())
+        emit_json(cmp.to_dict(gate=result))
     else:
         for w in cmp.warnings:
             click.echo(click.style(f"warning: {w}", fg="yellow"), err=True)
-        click.echo(cmp.report())
-    if fail_on_regression and cmp.has_regression:
-        if live:
-            fail(cmp.verdict().removeprefix("verdict: "))
-        n = len(cmp.regressions)
-        fail(f"{rb.label} regressed against {ra.label}: {n} sample(s) worse")
+        click.echo(cmp.report(gate=result))
+    if fail_on_regression and not result.passed:
+        fail(f"{rb.label} against {ra.label}: {result.line}")
 
 
 def _compare_live(
-    obj: Obj, a: str, b: str, since: str, scorer_specs: tuple[str, ...]
+    obj: Obj, a: str, b: str, since: str, scorer_specs: tuple[str, ...], alpha: float = 0.05
 ) -> tuple[Any, Any, Any]:
     from wistro.eval.live import acompare_live
     from wistro.eval.recorded import since_timestamp
@@ -210,9 +254,12 @@ def _compare_live(
 
     async def go() -> Any:
         try:
-            return await acompare_live(app, a, b, since=since, scorers=scorers)
+            return await acompare_live(app, a, b, since=since, scorers=scorers, alpha=alpha)
         finally:
             await app.aclose()
 
     cmp = run_async(go)
     return cmp.a, cmp.b, cmp
+
+
+from wistro.cli.eval_history import history as _history  # noqa: E402,F401
