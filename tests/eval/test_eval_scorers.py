@@ -37,10 +37,10 @@ def test_payload_equals_with_tolerance_and_ignored_fields() -> None:
     assert sc.payload_equals("order.priced", ignore=["at"])(SAMPLE, result(at="y")).passed
     explicit = sc.payload_equals("order.priced", {"order_id": "A1", "total": 5, "at": "x"})
     assert not explicit(SAMPLE, result()).passed
-    # without a topic: every expected topic; nothing expected passes
+    # without a topic: every expected topic; nothing expected is not scored (no pass, no fail)
     assert sc.payload_equals()(SAMPLE, result()).passed
     empty = Sample(input={"topic": "t", "data": None})
-    assert sc.payload_equals()(empty, result()).passed
+    assert sc.payload_equals()(empty, result()) == sc.Score.not_scored("the sample expects nothing")
     missing = sc.payload_equals("order.shipped", {"x": 1})(SAMPLE, result())
     assert not missing.passed and "not emitted" in missing.rationale
 

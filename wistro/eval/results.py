@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from wistro.eval._json import canonical
 from wistro.eval.dataset import Sample, _read_jsonl
 from wistro.eval.errors import EvalNotFound
+from wistro.eval.scorers import kind_of
 from wistro.eval.version import ProjectVersion
 from wistro.project.paths import find_root
 
@@ -75,8 +76,34 @@ class SampleResult:
             for p in self.payloads(topic)
         )
 
+    def count(self, topic: str) -> int:
+        """How many events the run emitted (not refused) on ``topic``, the input included."""
+        return sum(1 for e in self.events if e["topic"] == topic and not e.get("error"))
+
     def ran(self, step: str) -> bool:
         return any(s["step"] == step and s["status"] == "ok" for s in self.spans)
+
+    def step_spans(self, step: str) -> list[dict[str, Any]]:
+        """The spans of ``step`` (one per invocation and attempt), in start order."""
+        return [s for s in self.spans if s["step"] == step]
+
+    def step_events(self, step: str) -> list[dict[str, Any]]:
+        """The events ``step`` emitted (refused ones included, with their ``error``)."""
+        mine = {i for i, s in enumerate(self.spans) if s["step"] == step}
+        return [e for e in self.events if e.get("span") in mine]
+
+    def step_payloads(self, step: str) -> list[Any]:
+        """The payloads ``step`` emitted (not refused), in emit order."""
+        return [e["data"] for e in self.step_events(step) if not e.get("error")]
+
+    def step_topics(self, step: str) -> list[str]:
+        """The topics of the events ``step`` emitted (not refused), in emit order."""
+        return [e["topic"] for e in self.step_events(step) if not e.get("error")]
+
+    @property
+    def step_errors(self) -> list[str]:
+        """``"Step: error"`` of every span that failed (attempts that were retried included)."""
+        return [f"{s['step']}: {s['error']}" for s in self.spans if s.get("error")]
 
     def score(self, name: str) -> float | None:
         s = self.scores.get(name)
@@ -137,6 +164,11 @@ class SampleResult:
 
 @dataclass
 class EvalMeta:
+    """What an eval ran. ``scorers``: the scorer names; ``scorer_info``: per scorer its
+    ``{"name", "kind", "spec"}`` (``kind``: outcome, latency, error or custom; ``spec``: the
+    command-line spec of a built-in, else None). Evals stored before kinds were recorded get
+    them from the names (``kind_of``)."""
+
     dataset: str
     dataset_version: str
     version: ProjectVersion
@@ -147,6 +179,20 @@ class EvalMeta:
     created: float = field(default_factory=time.time)
     finished: float | None = None
     status: str = "running"  # running | complete
+    scorer_info: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        known = {i["name"]: i for i in self.scorer_info if isinstance(i, dict) and "name" in i}
+        self.scorer_info = [
+            known.get(n) or {"name": n, "kind": kind_of(n), "spec": None} for n in self.scorers
+        ]
+
+    def kind(self, scorer: str) -> str:
+        """The kind of scorer ``scorer`` (``custom`` when unknown)."""
+        for i in self.scorer_info:
+            if i["name"] == scorer:
+                return str(i.get("kind") or "custom")
+        return kind_of(scorer)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -154,6 +200,7 @@ class EvalMeta:
             "dataset_version": self.dataset_version,
             "version": self.version.to_dict(),
             "scorers": self.scorers,
+            "scorer_info": self.scorer_info,
             "repeats": self.repeats,
             "label": self.label,
             "key": self.key,
@@ -164,17 +211,23 @@ class EvalMeta:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvalMeta:
+        raw = list(d["scorers"])  # names; dicts ({"name", "kind", "spec"}) are read too
+        names = [str(s["name"]) if isinstance(s, dict) else str(s) for s in raw]
+        info = [s for s in raw if isinstance(s, dict)] + [
+            s for s in d.get("scorer_info") or [] if isinstance(s, dict)
+        ]
         return cls(
             dataset=d["dataset"],
             dataset_version=d["dataset_version"],
             version=ProjectVersion.from_dict(d["version"]),
-            scorers=list(d["scorers"]),
+            scorers=names,
             repeats=int(d.get("repeats", 1)),
             label=d.get("label"),
             key=d.get("key", ""),
             created=float(d.get("created", 0.0)),
             finished=d.get("finished"),
             status=d.get("status", "running"),
+            scorer_info=info,
         )
 
 
@@ -194,6 +247,8 @@ class EvalResult:
         self.results = list(results)
         self.samples = {s.id: s for s in samples}
         self.path = path
+        # seconds `run` spent running, scoring and storing samples (not loading the version)
+        self.samples_s: float | None = None
 
     @property
     def version(self) -> ProjectVersion:
@@ -223,20 +278,35 @@ class EvalResult:
             out.setdefault(r.sample_id, []).append(r)
         return out
 
+    @property
+    def scorer_errors(self) -> dict[str, int]:
+        """Per scorer that raised for some sample: how many samples (scorers that never raised
+        are left out)."""
+        out: dict[str, int] = {}
+        for r in self.results:
+            for name, s in r.scores.items():
+                if s.get("error"):
+                    out[name] = out.get(name, 0) + 1
+        return {n: out[n] for n in [*self.meta.scorers, *sorted(out)] if n in out}
+
     # ------------------------------------------------------------ DataFrames
     @property
     def frame(self) -> pd.DataFrame:
-        """One row per sample and repeat: status, latency, each scorer's value and passed."""
+        """One row per sample and repeat: status, ``error`` (the sample's error, else its run's
+        errors, joined), ``step_errors`` (every failed step attempt, joined, retried ones
+        included), latency, and each scorer's value and passed (None: not scored)."""
         import pandas as pd
 
         rows = []
         for r in self.results:
+            step_errors = r.step_errors
             row: dict[str, Any] = {
                 "sample_id": r.sample_id,
                 "repeat": r.repeat,
                 "topic": r.topic,
                 "status": r.status,
-                "error": r.error,
+                "error": r.error or ("; ".join(r.errors) if r.errors else None),
+                "step_errors": "; ".join(step_errors) if step_errors else None,
                 "latency_ms": r.latency_ms,
                 "n_events": len(r.events),
                 "trace_id": r.trace_id,
@@ -248,51 +318,91 @@ class EvalResult:
             rows.append(row)
         return pd.DataFrame(rows)
 
-    @property
-    def summary(self) -> pd.DataFrame:
-        """Per scorer: n, mean, pass rate, scorer errors."""
-        import pandas as pd
+    SUMMARY_COLUMNS = (
+        "scorer",
+        "kind",
+        "n",
+        "n_passed",
+        "n_not_scored",
+        "n_scorer_errors",
+        "mean",
+        "pass_rate",
+    )
 
-        rows = []
+    def summary_records(self) -> list[dict[str, Any]]:
+        """Per scorer: ``kind``; ``n`` scored samples (a value or a pass/fail); ``n_passed``;
+        ``n_not_scored`` (nothing to judge, or the result lacks the scorer); ``n_scorer_errors``;
+        ``mean`` of the values and ``pass_rate`` over the scored ones (None when none was)."""
+        out = []
         for name in self.meta.scorers:
-            scores = [r.scores.get(name) or {} for r in self.results]
-            values = [s["value"] for s in scores if s.get("value") is not None]
-            rows.append(
+            values: list[float] = []
+            n_pass = n_judged = n_err = n_scored = 0
+            for r in self.results:
+                s = r.scores.get(name)
+                if s is None:
+                    continue
+                if s.get("error"):
+                    n_err += 1
+                    continue
+                v, p = s.get("value"), s.get("passed")
+                if v is None and p is None:
+                    continue
+                n_scored += 1
+                if v is not None:
+                    values.append(float(v))
+                if p is not None:
+                    n_judged += 1
+                    n_pass += bool(p)
+            out.append(
                 {
                     "scorer": name,
-                    "n": len(values),
-                    "mean": sum(values) / len(values) if values else float("nan"),
-                    "pass_rate": (
-                        sum(bool(s.get("passed")) for s in scores if s.get("value") is not None)
-                        / len(values)
-                        if values
-                        else float("nan")
-                    ),
-                    "n_scorer_errors": sum(1 for s in scores if s.get("error")),
+                    "kind": self.meta.kind(name),
+                    "n": n_scored,
+                    "n_passed": n_pass,
+                    "n_not_scored": len(self.results) - n_scored - n_err,
+                    "n_scorer_errors": n_err,
+                    "mean": sum(values) / len(values) if values else None,
+                    "pass_rate": n_pass / n_judged if n_judged else None,
                 }
             )
-        return pd.DataFrame(rows, columns=["scorer", "n", "mean", "pass_rate", "n_scorer_errors"])
+        return out
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """``summary_records()`` as a DataFrame (``mean``/``pass_rate`` NaN when nothing was
+        scored; ``describe()`` and the HTML view show "—" instead)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.summary_records(), columns=list(self.SUMMARY_COLUMNS))
 
     def describe(self) -> str:
         n_err = sum(1 for r in self.results if r.failed)
-        lat = [r.latency_ms for r in self.results if r.latency_ms is not None]
-        med = sorted(lat)[len(lat) // 2] if lat else float("nan")
+        lat = sorted(r.latency_ms for r in self.results if r.latency_ms is not None)
+        med = f"{lat[len(lat) // 2]:.1f} ms" if lat else "—"
         lines = [
             f"eval {self.eval_id}: dataset {self.meta.dataset} ({self.meta.dataset_version}), "
             f"version {self.version.name} ({self.version.short}), {len(self.results)} results, "
-            f"{n_err} with errors, median latency {med:.1f} ms"
+            f"{n_err} with errors, median latency {med}"
             + ("" if self.complete else " [incomplete]")
         ]
-        for row in self.summary.to_dict(orient="records"):
-            lines.append(
-                f"  {row['scorer']}: mean {row['mean']:.3f}, pass rate {row['pass_rate']:.1%} "
-                f"(n={row['n']})"
-                + (f", {row['n_scorer_errors']} scorer error(s)" if row["n_scorer_errors"] else "")
-            )
+        for row in self.summary_records():
+            mean = "—" if row["mean"] is None else f"{row['mean']:.3f}"
+            rate = "—" if row["pass_rate"] is None else f"{row['pass_rate']:.1%}"
+            extra = ""
+            if row["n_not_scored"]:
+                extra += f", {row['n_not_scored']} not scored"
+            if row["n_scorer_errors"]:
+                extra += f", {row['n_scorer_errors']} scorer error(s)"
+            lines.append(f"  {row['scorer']}: mean {mean}, pass rate {rate} (n={row['n']}{extra})")
+        errs = self.scorer_errors
+        if errs:
+            lines.append("warning: " + scorer_errors_line(errs, self.results))
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        return f"<pre>{_escape(self.describe())}</pre>" + self.summary.to_html(index=False)
+        return f"<pre>{_escape(self.describe())}</pre>" + self.summary.to_html(
+            index=False, na_rep="—"
+        )
 
     def __repr__(self) -> str:
         return (
@@ -310,6 +420,20 @@ class EvalResult:
             _read_jsonl(folder / "dataset.jsonl") if (folder / "dataset.jsonl").is_file() else []
         )
         return cls(folder.name, meta, read_results(folder / "results.jsonl"), samples, folder)
+
+
+def scorer_errors_line(errors: dict[str, int], results: Iterable[SampleResult]) -> str:
+    """``scorer error(s): fragile raised for 2 sample(s) (first: KeyError: 'total')``."""
+    first: dict[str, str] = {}
+    for r in results:
+        for name, s in r.scores.items():
+            if s.get("error") and name not in first:
+                first[name] = str(s["error"])
+    parts = [
+        f"{name} raised for {n} sample(s) (first: {' '.join(first.get(name, '').split())[:120]})"
+        for name, n in errors.items()
+    ]
+    return "scorer error(s): " + "; ".join(parts)
 
 
 def _escape(text: str) -> str:

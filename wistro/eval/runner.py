@@ -12,16 +12,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+import warnings
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from wistro.core.engine import Engine
 from wistro.errors import WistroError
 from wistro.eval._json import canonical, content_hash
 from wistro.eval.dataset import Dataset, Sample
+from wistro.eval.errors import DatasetError
 from wistro.eval.results import (
     EvalMeta,
     EvalResult,
@@ -29,6 +34,7 @@ from wistro.eval.results import (
     evals_dir,
     list_evals,
     read_results,
+    scorer_errors_line,
 )
 from wistro.eval.scorers import ScoreFn, Scorer, as_scorer, default_scorers
 from wistro.eval.version import open_version
@@ -54,7 +60,7 @@ def resolve_scorers(scorers: Iterable[ScorerLike] | None) -> list[Scorer]:
         n = seen.get(sc.name, 0) + 1
         seen[sc.name] = n
         if n > 1:
-            sc = Scorer(f"{sc.name}#{n}", sc.fn, sc.threshold)
+            sc = sc.renamed(f"{sc.name}#{n}")
         out.append(sc)
     return out
 
@@ -198,14 +204,16 @@ async def run_sample(
 
 
 def score_result(sample: Sample, result: SampleResult, scorers: Sequence[Scorer]) -> None:
-    """Score ``result``; a scorer that raises is recorded as an error for that scorer."""
+    """Score ``result``; a scorer that raises is recorded as an error for that scorer (value
+    and passed None: neither a pass nor a failure, counted in ``EvalResult.scorer_errors``)."""
+    scores = result.scores
     for sc in scorers:
         try:
-            result.scores[sc.name] = sc(sample, result).to_dict()
+            scores[sc.name] = sc(sample, result).to_dict()
         except Exception as e:
-            result.scores[sc.name] = {
+            scores[sc.name] = {
                 "value": None,
-                "passed": False,
+                "passed": None,
                 "rationale": "",
                 "error": f"{type(e).__name__}: {e}",
             }
@@ -281,6 +289,69 @@ class _Appender:
         self.fh.close()
 
 
+@dataclass(frozen=True)
+class Stopped:
+    """An eval stopped before it finished (Ctrl-C, a cancelled task): what to tell the user."""
+
+    eval_id: str
+    done: int
+    total: int
+
+    @property
+    def message(self) -> str:
+        return stopped_message(self.eval_id, self.done, self.total)
+
+
+def stopped_message(eval_id: str, done: int, total: int) -> str:
+    """The one line shown when an eval is stopped before it finished."""
+    return (
+        f"stopped: eval {eval_id} ({done}/{total} samples done); "
+        "run the same command again to resume"
+    )
+
+
+# set by run_from_cli around one eval: `run` appends where it stopped
+_STOPS: ContextVar[list[Stopped] | None] = ContextVar("wistro_eval_stops", default=None)
+
+
+def _report_stop(stop: Stopped, exc: BaseException) -> None:
+    """On Ctrl-C or cancellation: the line goes to stderr (the run's results so far are stored
+    and a rerun resumes), onto the exception as a note, and to ``run_from_cli``."""
+    exc.add_note(stop.message)
+    sink = _STOPS.get()
+    if sink is not None:
+        sink.append(stop)
+    try:
+        sys.stderr.write(stop.message + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):  # stderr closed
+        pass
+
+
+T = TypeVar("T")
+
+
+def run_from_cli(fn: Callable[[], Awaitable[T]]) -> T:
+    """``asyncio.run(fn())`` for ``wistro eval run``: on Ctrl-C, ``run`` has printed
+    ``stopped: eval ID (n/total samples done); run the same command again to resume`` on
+    stderr; this exits with code 130 and nothing more (``stopped`` when the eval had not started
+    yet)."""
+    stops: list[Stopped] = []
+    token = _STOPS.set(stops)
+    try:
+        return asyncio.run(_awaited(fn))
+    except KeyboardInterrupt:
+        if not stops:
+            sys.stderr.write("stopped\n")
+        raise SystemExit(130) from None
+    finally:
+        _STOPS.reset(token)
+
+
+async def _awaited(fn: Callable[[], Awaitable[T]]) -> T:
+    return await fn()
+
+
 async def run(
     dataset: Dataset | str,
     version: str | None = None,
@@ -302,14 +373,27 @@ async def run(
     Scorers default to ``payload_equals()`` and ``error_free()``. With ``resume`` (default), an
     unfinished eval of the same dataset version, project version, scorers and repeats is
     continued instead of started again. ``on_result`` is called with each result once it is
-    stored (an exception from it stops the eval; what was stored stays)."""
+    stored (an exception from it stops the eval; what was stored stays).
+
+    A dataset with no samples raises ``DatasetError``. Stopped by Ctrl-C or cancelled, the eval
+    writes ``stopped: eval ID (n/total samples done); run the same command again to resume`` to
+    stderr (and as a note on the exception) and re-raises. Scorers that raised are counted in
+    ``EvalResult.scorer_errors`` and warned about."""
     if repeats < 1 or concurrency < 1:
         raise WistroError("repeats and concurrency must be at least 1")
     ds = dataset if isinstance(dataset, Dataset) else Dataset.load(dataset, root)
+    if not ds.samples:
+        part = getattr(ds, "subset", None)  # a split or a filter of a dataset
+        raise DatasetError(
+            f"dataset {ds.name!r}{f' ({part})' if part else ''} has no samples: "
+            "nothing to evaluate",
+            hint=f"add some: wistro dataset add {ds.name} --trace ID (or --topic T --data JSON)",
+        )
     if root is None and ds.root is not None:
         root = ds.root
     resolved = resolve_scorers(scorers)
     names = [s.name for s in resolved]
+    finished: list[SampleResult] = []
     with open_version(version, root, label) as (pv, app):
         try:
             jsonl = ds.to_jsonl()
@@ -327,32 +411,44 @@ async def run(
             folder = base / eval_id
             make_private_dir(folder, within=base.parent.parent)  # .wistro/evals/<id>: 0700
             meta_path = folder / "meta.json"
+            info = [s.info() for s in resolved]
             if meta_path.is_file():
                 meta = EvalMeta.from_dict(json.loads(meta_path.read_text(encoding="utf-8")))
                 meta.label = label or meta.label
+                meta.scorer_info = info  # evals stored before kinds were recorded get them
             else:
-                meta = EvalMeta(ds.name, ds_version, pv, names, repeats, label, key)
+                meta = EvalMeta(
+                    ds.name, ds_version, pv, names, repeats, label, key, scorer_info=info
+                )
                 write_atomic(folder / "dataset.jsonl", jsonl)
             _write_meta(meta_path, meta)
 
             previous = read_results(folder / "results.jsonl")
             done = {(r.sample_id, r.repeat) for r in previous}
             samples = ds.samples
+            total = len(samples) * repeats
             jobs = [(s, k) for k in range(repeats) for s in samples if (s.id, k) not in done]
-            finished = await _run_jobs(
-                jobs,
-                app.registry,
-                app.project.config.engine,
-                resolved,
-                folder / "results.jsonl",
-                concurrency=concurrency,
-                total=len(samples) * repeats,
-                initial=len(done),
-                desc=f"eval {ds.name} @ {pv.name}",
-                progress=progress,
-                timeout_s=timeout_s,
-                on_result=on_result,
-            )
+            t0 = time.perf_counter()
+            try:
+                await _run_jobs(
+                    jobs,
+                    app.registry,
+                    app.project.config.engine,
+                    resolved,
+                    folder / "results.jsonl",
+                    finished,
+                    concurrency=concurrency,
+                    total=total,
+                    initial=len(done),
+                    desc=f"eval {ds.name} @ {pv.name}",
+                    progress=progress,
+                    timeout_s=timeout_s,
+                    on_result=on_result,
+                )
+            except (asyncio.CancelledError, KeyboardInterrupt) as e:
+                _report_stop(Stopped(eval_id, len(done) + len(finished), total), e)
+                raise
+            samples_s = time.perf_counter() - t0
             if previous:
                 _compact(folder / "results.jsonl")
             meta.status = "complete"
@@ -363,7 +459,16 @@ async def run(
     order = {s.id: i for i, s in enumerate(samples)}
     rows = [*previous, *finished]
     rows.sort(key=lambda r: (order.get(r.sample_id, len(order)), r.repeat))
-    return EvalResult(eval_id, meta, rows, samples, folder)
+    result = EvalResult(eval_id, meta, rows, samples, folder)
+    result.samples_s = samples_s
+    errors = result.scorer_errors
+    if errors:
+        warnings.warn(scorer_errors_line(errors, result.results), ScorerErrorWarning, stacklevel=2)
+    return result
+
+
+class ScorerErrorWarning(UserWarning):
+    """Some scorer raised for some samples (their scores hold the error)."""
 
 
 def _compact(path: Path) -> None:
@@ -386,6 +491,7 @@ async def _run_jobs(
     config: EngineConfig,
     scorers: list[Scorer],
     results_path: Path,
+    finished: list[SampleResult],
     *,
     concurrency: int,
     total: int,
@@ -394,13 +500,12 @@ async def _run_jobs(
     progress: bool,
     timeout_s: float | None,
     on_result: ResultHook | None,
-) -> list[SampleResult]:
+) -> None:
     from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
     bar = tqdm(total=total, initial=initial, desc=desc, disable=not progress, unit="sample")
     out = _Appender(results_path)
     pending = iter(jobs)
-    finished: list[SampleResult] = []
 
     async def worker() -> None:
         slot = EngineSlot(registry, config)
@@ -427,4 +532,3 @@ async def _run_jobs(
     finally:
         out.close()
         bar.close()
-    return finished
