@@ -10,7 +10,8 @@ The rule, for each gated scorer (all by default):
    test ever to reach ``p < alpha`` (``min_discordant``: 6 at 0.05), significance can never be
    shown, so any regressed sample of that scorer fails the gate instead, and the reason says so.
 3. **Nothing judged.** The gate fails when there is nothing to compare (no samples on either
-   side), when no sample could be paired, and when a gated scorer raised on more than
+   side), when no sample could be paired, when a gated scorer scored no paired sample on both
+   sides (not scored: nothing to check), and when a gated scorer raised on more than
    ``max_error_share`` of a side's samples.
 
 ``max_regressions=N`` replaces 1 and 2 with a count: the gate fails when more than N samples got
@@ -129,6 +130,11 @@ def judge(cmp: Comparison, rule: GateRule) -> GateResult:
                     f"scorer {s} raised on {errors} of {n} samples of {label} "
                     f"({errors / n:.0%} > {rule.max_error_share:.0%})"
                 )
+        if len(paired) and not r["n_paired"] and getattr(cmp, "pairing", "paired") == "paired":
+            reasons.append(
+                f"{s}: no paired sample was scored on both sides (not scored, or the scorer "
+                "raised), so it cannot be judged; gate on other scorers with --gate"
+            )
         if rule.max_regressions is not None:
             continue
         if r["verdict"] == VERDICT_REGRESSED:
