@@ -446,20 +446,66 @@ def evals_dir(root: str | Path | None = None) -> Path:
     return find_root(root) / ".wistro" / EVALS_DIR
 
 
-def list_evals(root: str | Path | None = None) -> list[tuple[str, EvalMeta]]:
-    """Stored evals, oldest first."""
+@dataclass(frozen=True)
+class EvalInfo:
+    """A stored eval, as :func:`list_evals` lists it: ``eval_id``, ``meta``, its folder, label
+    (the eval's, else its version's; None when unlabelled) and version. Unpacks and indexes as
+    the ``(eval_id, meta)`` tuple that ``list_evals`` returned before."""
+
+    eval_id: str
+    meta: EvalMeta
+    path: Path
+    label: str | None
+    version: ProjectVersion
+
+    @property
+    def dataset(self) -> str:
+        return self.meta.dataset
+
+    @property
+    def created(self) -> float:
+        return self.meta.created
+
+    @property
+    def status(self) -> str:
+        return self.meta.status
+
+    @property
+    def complete(self) -> bool:
+        return self.meta.status == "complete"
+
+    @property
+    def name(self) -> str:
+        """How to show it: the label, else the version's short id."""
+        return self.label or self.version.short
+
+    # the old ``(eval_id, meta)`` tuple: ``for eval_id, meta in list_evals()``, ``info[0]``
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.eval_id, self.meta))
+
+    def __getitem__(self, index: Any) -> Any:
+        return (self.eval_id, self.meta)[index]
+
+    def __len__(self) -> int:
+        return 2
+
+
+def list_evals(root: str | Path | None = None) -> list[EvalInfo]:
+    """Stored evals, oldest first (by start time, then id). An ``EvalInfo`` unpacks as the
+    ``(eval_id, meta)`` tuple of earlier versions."""
     folder = evals_dir(root)
-    out = []
+    out: list[EvalInfo] = []
     if folder.is_dir():
         for sub in folder.iterdir():
             meta_file = sub / "meta.json"
             if meta_file.is_file():
                 try:
                     meta = EvalMeta.from_dict(json.loads(meta_file.read_text(encoding="utf-8")))
-                except (ValueError, KeyError):
+                except (ValueError, KeyError, TypeError, OSError):
                     continue
-                out.append((sub.name, meta))
-    out.sort(key=lambda item: (item[1].created, item[0]))
+                label = meta.label or meta.version.label
+                out.append(EvalInfo(sub.name, meta, sub, label, meta.version))
+    out.sort(key=lambda info: (info.meta.created, info.eval_id))
     return out
 
 
