@@ -11,7 +11,7 @@ from eval_support import ORDERS
 
 import wistro
 from wistro import eval as we
-from wistro.eval.dataset import input_hash
+from wistro.eval.dataset import sample_id
 
 
 async def test_a_recorded_run_becomes_a_sample(project: Path) -> None:
@@ -30,7 +30,7 @@ async def test_a_recorded_run_becomes_a_sample(project: Path) -> None:
     }
     assert s.events[0]["topic"] == "order.placed"
     assert s.source_trace == run.trace_id
-    assert s.id == input_hash("order.placed", ORDERS[0])
+    assert s.id == sample_id(s.input, s.expected)  # a hash of the input and the expected
 
     # stored as one sorted-keys line per sample, loaded back identically
     path = project / "datasets" / "smoke.jsonl"
@@ -62,8 +62,13 @@ def test_dicts_frames_and_jsonl(project: Path, tmp_path: Path) -> None:
     assert [x.id for x in ds] == [s.id, "second"]
     assert len(ds.filter("smoke")) == 1
     v1 = ds.version
-    ds.add({"topic": "order.placed", "data": ORDERS[0]}, tags=["smoke"])  # same id: replaced
-    assert len(ds) == 2 and ds.version != v1
+    # the same input with other expectations (none) is another sample
+    ds.add({"topic": "order.placed", "data": ORDERS[0]}, tags=["smoke"])
+    assert len(ds) == 3 and ds.version != v1
+    with pytest.raises(we.DatasetError, match="duplicate sample id 'second'"):
+        ds.add({"topic": "order.placed", "data": ORDERS[2]}, id="second")
+    ds.add({"topic": "order.placed", "data": ORDERS[2]}, id="second", upsert=True)
+    assert len(ds) == 3 and ds["second"].data == ORDERS[2]
 
     df = pd.DataFrame([{"topic": "order.placed", "data": o, "tags": "a,b"} for o in ORDERS])
     from_df = we.Dataset.from_frame("df", df, root=project)

@@ -1,8 +1,33 @@
 """Errors of the eval package: each names what was asked for and what exists. They are defined in
-:mod:`wistro.errors` (the one error tree) and importable from here too."""
+:mod:`wistro.errors` (the one error tree) and importable from here too.
+
+``DuplicateSampleError`` (a ``DatasetError``) and the dataset warnings are the eval package's own
+additions to that tree: a duplicate sample id (given twice, or twice in a file), and samples of
+identical content that were kept once."""
 
 from __future__ import annotations
 
 from wistro.errors import DatasetError, DatasetNotFound, EvalNotFound, VersionError
 
-__all__ = ["DatasetError", "DatasetNotFound", "EvalNotFound", "VersionError"]
+__all__ = [
+    "DatasetError",
+    "DatasetNotFound",
+    "DatasetWarning",
+    "DuplicateSampleError",
+    "DuplicateSampleWarning",
+    "EvalNotFound",
+    "VersionError",
+]
+
+
+class DuplicateSampleError(DatasetError):
+    """Two samples with the same id in one dataset: ``add(..., upsert=True)`` (``wistro dataset
+    add --upsert``) replaces instead; in a file, one line has to go or get another id."""
+
+
+class DatasetWarning(UserWarning):
+    """Something about a dataset that is kept but should be known (``warnings.warn``)."""
+
+
+class DuplicateSampleWarning(DatasetWarning):
+    """Samples of identical content (same input and expected, no id given) were kept once."""
