@@ -23,7 +23,7 @@ scorer's relative tolerance are not regressions (``compare_two``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -181,7 +181,7 @@ def _where(cmp: Comparison, bad: set[str]) -> str | None:
     return f"the worse samples first diverge at step {step!r} ({n} of {len(rows)})"
 
 
-def _n(r: dict[str, Any]) -> str:
+def _n(r: Mapping[Any, Any]) -> str:
     if not r.get("n_paired") and r.get("n_a") is not None:  # unpaired (live runs)
         return f"n={r['n_a']}+{r['n_b']} runs"
     return f"n={r['n_paired']}"
