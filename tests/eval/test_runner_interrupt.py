@@ -1,0 +1,135 @@
+"""An eval stopped midway says which eval it was, how far it got and that a rerun resumes; the
+rerun resumes it with no row twice. Through a real `python -m wistro eval run` sent SIGINT, and
+through a cancelled `we.run`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from eval_support import write
+
+from wistro import eval as we
+from wistro.eval import scorers as sc
+from wistro.eval.runner import stopped_message
+
+SLOW_NOTIFY = """
+import asyncio
+
+config = {"name": "Notify", "subscribes": ["order.priced"], "emits": ["order.notified"],
+          "flows": ["orders"]}
+
+async def handler(data, ctx):
+    await asyncio.sleep(0.03)
+    await ctx.emit("order.notified", {"order_id": data["order_id"]})
+"""
+
+N = 80
+STOPPED = re.compile(
+    r"^stopped: eval (\S+) \((\d+)/(\d+) samples done\); run the same command again to resume$",
+    re.M,
+)
+
+
+def slow_project(make_project) -> Path:
+    root = make_project("slow", extra={"src/notify.step.py": SLOW_NOTIFY})
+    lines = [
+        json.dumps(
+            {"topic": "order.placed", "data": {"order_id": f"A{i}", "amount_cents": 100 + i}}
+        )
+        for i in range(N)
+    ]
+    write(root, {"datasets/slow.jsonl": "\n".join(lines) + "\n"})
+    return root
+
+
+def stored(root: Path, eval_id: str) -> list[tuple[str, int]]:
+    path = root / ".wistro" / "evals" / eval_id / "results.jsonl"
+    return [(r["sample_id"], r["repeat"]) for r in map(json.loads, path.read_text().splitlines())]
+
+
+def test_sigint_names_the_eval_and_a_rerun_resumes_it(make_project) -> None:
+    root = slow_project(make_project)
+    cmd = [
+        sys.executable,
+        "-m",
+        "wistro",
+        "-C",
+        str(root),
+        "eval",
+        "run",
+        "slow",
+        "--concurrency",
+        "2",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    evals = root / ".wistro" / "evals"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # midway: some results are on disk
+        files = list(evals.glob("*/results.jsonl")) if evals.is_dir() else []
+        if files and files[0].read_text().count("\n") >= 4:
+            break
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.02)
+    else:
+        proc.kill()
+        pytest.fail("the eval wrote no results within 60 s")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0, (out, err)
+    match = STOPPED.search(err)
+    assert match, err
+    eval_id, done, total = match.group(1), int(match.group(2)), int(match.group(3))
+    assert total == N and 4 <= done < N
+    assert len(stored(root, eval_id)) == done  # what it says is done is what is stored
+    assert "Traceback" not in err
+    meta = json.loads((evals / eval_id / "meta.json").read_text())
+    assert meta["status"] == "running"
+
+    again = subprocess.run([*cmd[:-2], "--json"], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["eval_id"] == eval_id  # resumed, not started again
+    rows = stored(root, eval_id)
+    assert len(rows) == N and len(set(rows)) == N  # no sample twice
+    assert json.loads((evals / eval_id / "meta.json").read_text())["status"] == "complete"
+
+
+async def test_a_cancelled_eval_says_how_to_resume(make_project, capsys) -> None:
+    root = slow_project(make_project)
+    ds = we.Dataset.load("slow", root)
+    seen: list[str] = []
+    five = asyncio.Event()
+
+    def hook(result: we.SampleResult) -> None:
+        seen.append(result.sample_id)
+        if len(seen) == 5:
+            five.set()
+
+    task = asyncio.ensure_future(
+        we.run(ds, scorers=[sc.error_free()], concurrency=1, on_result=hook, progress=False)
+    )
+    await five.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError) as info:
+        await task
+    [(eval_id, _)] = we.list_evals(root)
+    done = len(stored(root, eval_id))
+    assert done == len(seen) >= 5
+    message = stopped_message(eval_id, done, N)
+    assert message == (
+        f"stopped: eval {eval_id} ({done}/{N} samples done); run the same command again to resume"
+    )
+    assert message in capsys.readouterr().err
+    assert message in getattr(info.value, "__notes__", [])
+
+    r = await we.run(ds, scorers=[sc.error_free()], concurrency=8, progress=False)
+    assert r.eval_id == eval_id and r.complete and len(r) == N
+    rows = stored(root, eval_id)
+    assert len(rows) == N and len(set(rows)) == N
