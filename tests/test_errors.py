@@ -77,6 +77,7 @@ BUILTIN: dict[str, type[BaseException]] = {
     "DuplicateRequest": Exception,
     "DatasetNotFound": LookupError,
     "DatasetError": ValueError,
+    "DuplicateSampleError": ValueError,
     "VersionError": Exception,
     "EvalNotFound": LookupError,
     "UsageError": Exception,
@@ -89,7 +90,13 @@ OLD_HOMES = {
     "wistro.triggers.http_body": ["HttpError", "Disconnected"],
     "wistro.triggers.http": ["HttpError", "Disconnected"],
     "wistro.triggers.auth": ["AuthFailure", "DuplicateRequest"],
-    "wistro.eval.errors": ["DatasetNotFound", "DatasetError", "VersionError", "EvalNotFound"],
+    "wistro.eval.errors": [
+        "DatasetNotFound",
+        "DatasetError",
+        "DuplicateSampleError",
+        "VersionError",
+        "EvalNotFound",
+    ],
     "wistro_jupyter.magics": ["UsageError"],
 }
 

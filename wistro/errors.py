@@ -38,6 +38,7 @@ a class derives from the built-in exception it resembles (in brackets), so that
       DuplicateRequest
       DatasetNotFound [LookupError]
       DatasetError [ValueError]
+        DuplicateSampleError
       VersionError
       EvalNotFound [LookupError]
       UsageError
@@ -71,6 +72,7 @@ __all__ = [
     "DatasetNotFound",
     "Disconnected",
     "DuplicateRequest",
+    "DuplicateSampleError",
     "DuplicateStepError",
     "EngineCallTimeout",
     "EvalNotFound",
@@ -420,6 +422,11 @@ class DatasetNotFound(WistroError, LookupError):
 
 class DatasetError(WistroError, ValueError):
     """A dataset file or a sample could not be read or built."""
+
+
+class DuplicateSampleError(DatasetError):
+    """Two samples with the same id in one dataset: ``add(..., upsert=True)`` (``wistro dataset
+    add --upsert``) replaces instead; in a file, one line has to go or get another id."""
 
 
 class VersionError(WistroError):

@@ -41,8 +41,14 @@ def eval_group() -> None:
     "scorer_specs",
     multiple=True,
     metavar="SPEC",
-    help="error_free, payload_equals[:TOPIC], emitted:TOPIC, not_emitted:TOPIC, sequence:A,B, latency_budget:MS; repeatable (default: payload_equals and error_free).",
+    help=(
+        "error_free, payload_equals[:TOPIC], emitted:TOPIC, not_emitted:TOPIC, sequence:A,B, "
+        "latency_budget:MS, step_output:STEP.FIELD, step_ran:STEP, step_not_ran:STEP, "
+        "step_latency:STEP:MS, event_count:TOPIC:N; repeatable "
+        "(default: payload_equals and error_free)."
+    ),
 )
+@click.option("--split", metavar="SPLIT", help="Only the samples of this split (train, test, ...).")
 @click.option("--repeats", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--concurrency", default=8, show_default=True, type=click.IntRange(min=1))
 @click.option("--label", help="A name for this version in reports.")
@@ -57,16 +63,21 @@ def eval_run(
     repeats: int,
     concurrency: int,
     label: str | None,
+    split: str | None,
     no_resume: bool,
     as_json: bool,
 ) -> None:
-    """Run dataset NAME through the project (or --version REV) and score it."""
+    """Run dataset NAME (or its --split) through the project (or --version REV) and score it.
+
+    Ctrl-C stops it with its eval id: the same command again resumes where it stopped."""
     from wistro.eval.dataset import Dataset
     from wistro.eval.runner import run
     from wistro.eval.scorers import from_spec
 
     root = _root(obj)
     ds = Dataset.load(name, root)
+    if split is not None:
+        ds = ds.split(split)  # an unknown split: one line naming the splits there are
     scorers = [from_spec(s) for s in scorer_specs] or None
 
     async def go() -> Any:

@@ -17,8 +17,24 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from wistro.eval import scorers
-    from wistro.eval.dataset import Dataset, Sample, list_datasets
-    from wistro.eval.errors import DatasetError, DatasetNotFound, EvalNotFound, VersionError
+    from wistro.eval.compare.gate import GateResult, GateRule
+    from wistro.eval.dataset import (
+        Dataset,
+        DatasetVersion,
+        MergeResult,
+        Sample,
+        list_datasets,
+        load_datasets,
+    )
+    from wistro.eval.errors import (
+        DatasetError,
+        DatasetNotFound,
+        DatasetWarning,
+        DuplicateSampleError,
+        DuplicateSampleWarning,
+        EvalNotFound,
+        VersionError,
+    )
     from wistro.eval.live import LiveComparison, acompare_live, compare_live
     from wistro.eval.results import EvalResult, SampleResult, list_evals
     from wistro.eval.runner import run
@@ -36,6 +52,14 @@ _WHERE = {
     "Sample": "wistro.eval.dataset",
     "list_datasets": "wistro.eval.dataset",
     "DatasetError": "wistro.eval.errors",
+    "DuplicateSampleError": "wistro.eval.errors",
+    "DatasetWarning": "wistro.eval.errors",
+    "DuplicateSampleWarning": "wistro.eval.errors",
+    "load_datasets": "wistro.eval.dataset",
+    "MergeResult": "wistro.eval.dataset",
+    "DatasetVersion": "wistro.eval.dataset",
+    "GateResult": "wistro.eval.compare.gate",
+    "GateRule": "wistro.eval.compare.gate",
     "DatasetNotFound": "wistro.eval.errors",
     "EvalNotFound": "wistro.eval.errors",
     "VersionError": "wistro.eval.errors",
@@ -79,10 +103,17 @@ __all__ = [
     "Dataset",
     "DatasetError",
     "DatasetNotFound",
+    "DatasetVersion",
+    "DatasetWarning",
+    "DuplicateSampleError",
+    "DuplicateSampleWarning",
     "EvalInfo",
     "EvalNotFound",
     "EvalResult",
+    "GateResult",
+    "GateRule",
     "LiveComparison",
+    "MergeResult",
     "MultiComparison",
     "ProjectVersion",
     "Sample",
@@ -100,6 +131,7 @@ __all__ = [
     "evals",
     "list_datasets",
     "list_evals",
+    "load_datasets",
     "load_version",
     "run",
     "scorers",

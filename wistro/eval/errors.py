@@ -1,13 +1,18 @@
 """Errors of the eval package: each names what was asked for and what exists. They are defined in
 :mod:`wistro.errors` (the one error tree) and importable from here too.
 
-``DuplicateSampleError`` (a ``DatasetError``) and the dataset warnings are the eval package's own
-additions to that tree: a duplicate sample id (given twice, or twice in a file), and samples of
-identical content that were kept once."""
+``DuplicateSampleError`` (a ``DatasetError``): a duplicate sample id (given twice, or twice in a
+file). The dataset warnings live here: samples of identical content that were kept once."""
 
 from __future__ import annotations
 
-from wistro.errors import DatasetError, DatasetNotFound, EvalNotFound, VersionError
+from wistro.errors import (
+    DatasetError,
+    DatasetNotFound,
+    DuplicateSampleError,
+    EvalNotFound,
+    VersionError,
+)
 
 __all__ = [
     "DatasetError",
@@ -18,11 +23,6 @@ __all__ = [
     "EvalNotFound",
     "VersionError",
 ]
-
-
-class DuplicateSampleError(DatasetError):
-    """Two samples with the same id in one dataset: ``add(..., upsert=True)`` (``wistro dataset
-    add --upsert``) replaces instead; in a file, one line has to go or get another id."""
 
 
 class DatasetWarning(UserWarning):

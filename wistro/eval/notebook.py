@@ -11,7 +11,7 @@ import shlex
 from typing import TYPE_CHECKING, Any
 
 from wistro.errors import WistroError
-from wistro.eval.dataset import Dataset, list_datasets
+from wistro.eval.dataset import Dataset, load_datasets
 
 if TYPE_CHECKING:
     from wistro.app import App
@@ -46,10 +46,10 @@ def dataset_magic(app: App, last_run: Run | None, rest: str) -> Any:
         print(f"wistro: added {sample.id} to {ds.name} ({len(ds)} samples, version {ds.version})")
         return ds
     if sub == "list":
-        rows = []
-        for name in list_datasets(root):
-            d = Dataset.load(name, root)
-            rows.append({"name": name, "samples": len(d), "version": d.version})
+        datasets, errors = load_datasets(root)
+        for e in errors:  # one line per bad file; the good datasets are still listed
+            print(f"wistro: {e.format()}")
+        rows = [{"name": d.name, "samples": len(d), "version": d.version} for d in datasets]
         return pd.DataFrame(rows, columns=["name", "samples", "version"])
     if sub == "show" and len(tokens) == 2:
         return Dataset.load(tokens[1], root)
