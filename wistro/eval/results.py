@@ -51,10 +51,6 @@ class SampleResult:
     spans: list[dict[str, Any]] = field(default_factory=list)
     state: dict[str, dict[str, Any]] = field(default_factory=dict)
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # (events, their JSON text) when recorded from a run: saves encoding payloads twice
-    _events_json: tuple[list[dict[str, Any]], str] | None = field(
-        default=None, repr=False, compare=False
-    )
 
     # ------------------------------------------------------------ for scorers
     @property

@@ -78,6 +78,12 @@ ScoreFn = Callable[["Sample", "SampleResult"], ScoreLike]
 
 
 def to_score(result: Any, threshold: float = 0.5) -> Score:
+    if (
+        result.__class__ is Score
+        and result.value.__class__ is float
+        and result.passed.__class__ is bool
+    ):  # what the built-ins return: nothing to normalise
+        return result
     if isinstance(result, Score):
         value = None if result.value is None else float(result.value)
         passed = None if result.passed is None else bool(result.passed)
