@@ -71,7 +71,7 @@ def eval_run(
 
     Ctrl-C stops it with its eval id: the same command again resumes where it stopped."""
     from wistro.eval.dataset import Dataset
-    from wistro.eval.runner import run
+    from wistro.eval.runner import run, run_from_cli
     from wistro.eval.scorers import from_spec
 
     root = _root(obj)
@@ -93,7 +93,7 @@ def eval_run(
             progress=sys.stderr.isatty() and not as_json,
         )
 
-    result = run_async(go)
+    result = run_from_cli(go)  # Ctrl-C: the eval id and how to resume, exit 130
     if as_json:
         emit_json(
             {
@@ -101,8 +101,9 @@ def eval_run(
                 "dataset": result.meta.dataset,
                 "dataset_version": result.meta.dataset_version,
                 "version": result.version.to_dict(),
-                "summary": result.summary.to_dict(orient="records"),
+                "summary": result.summary_records(),
                 "n_errors": sum(1 for r in result.results if r.failed),
+                "scorer_errors": result.scorer_errors,
             }
         )
         return

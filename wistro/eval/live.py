@@ -73,7 +73,7 @@ def latency_ms() -> Scorer:
             raise ValueError("no latency recorded")
         return Score(float(output.latency_ms), True, f"{output.latency_ms:.1f} ms")
 
-    return Scorer(LATENCY, score)
+    return Scorer(LATENCY, score, kind="latency")
 
 
 def live_eval(
