@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from wistro.core.gc_tuning import collector_paused
 from wistro.errors import WistroError
 from wistro.eval.compare.comparison import Comparison, MultiComparison
 from wistro.eval.compare.divergence import _outputs_equal, first_divergent_step
@@ -95,6 +96,15 @@ def _compare_many(
 def compare_two(
     a: EvalResult, b: EvalResult, *, alpha: float = 0.05, n_boot: int = 2000, seed: int = 0
 ) -> Comparison:
+    """Pair the samples of ``a`` and ``b``, test each scorer, find where runs diverge (see the
+    package docstring). The cyclic collector is paused meanwhile: what is built is acyclic."""
+    with collector_paused():
+        return _compare_two(a, b, alpha=alpha, n_boot=n_boot, seed=seed)
+
+
+def _compare_two(
+    a: EvalResult, b: EvalResult, *, alpha: float, n_boot: int, seed: int
+) -> Comparison:
     import numpy as np
     import pandas as pd
 
@@ -114,7 +124,7 @@ def compare_two(
     if not a.complete or not b.complete:
         notes.append("an eval is incomplete: its missing samples are unpaired")
     for note in notes:
-        warnings.warn(note, EvalComparisonWarning, stacklevel=3)
+        warnings.warn(note, EvalComparisonWarning, stacklevel=4)
     n_warned = len(notes)
 
     agg_a = {sid: _aggregate(rs, scorers) for sid, rs in a.by_sample().items()}
@@ -326,7 +336,7 @@ def compare_two(
     steps_df = pd.DataFrame(step_rows, columns=STEP_COLUMNS)
     for note in notes[n_warned:]:
         if not note.startswith("unpaired samples"):  # that one is in the report only
-            warnings.warn(note, EvalComparisonWarning, stacklevel=3)
+            warnings.warn(note, EvalComparisonWarning, stacklevel=4)
     return Comparison(
         a, b, summary, rows_df, steps_df, notes, pairs, alpha=alpha, n_boot=n_boot, seed=seed
     )

@@ -12,6 +12,8 @@ from wistro.eval.results import SampleResult
 def _outputs_equal(a: SampleResult, b: SampleResult) -> bool:
     if a.error != b.error or a.status != b.status or a.state != b.state:
         return False
+    if len(a.events) != len(b.events) or len(a.spans) != len(b.spans):
+        return False
     if [(e["topic"], e["data"], e.get("error") is None) for e in a.events] != [
         (e["topic"], e["data"], e.get("error") is None) for e in b.events
     ]:

@@ -46,6 +46,8 @@ class _Agg:
 
 
 def _aggregate(results: list[SampleResult], scorers: list[str]) -> _Agg:
+    if len(results) == 1:
+        return _one(results[0], scorers)
     values: dict[str, float | None] = {}
     passed: dict[str, bool | None] = {}
     flaky: set[str] = set()
@@ -87,3 +89,29 @@ def _aggregate(results: list[SampleResult], scorers: list[str]) -> _Agg:
         errors,
         observed,
     )
+
+
+def _one(r: SampleResult, scorers: list[str]) -> _Agg:
+    """``_aggregate`` of a sample that ran once (the common case, and the one 10k-sample
+    compares spend their time on): no repeats to disagree."""
+    values: dict[str, float | None] = {}
+    passed: dict[str, bool | None] = {}
+    errors: set[str] = set()
+    observed: dict[str, tuple[float, float]] = {}
+    scores = r.scores
+    for name in scorers:
+        s = scores.get(name)
+        if s is None:
+            values[name] = passed[name] = None
+            continue
+        if s.get("error"):
+            errors.add(name)
+            values[name] = passed[name] = None
+            continue
+        v, p = s.get("value"), s.get("passed")
+        values[name] = None if v is None else float(v)
+        passed[name] = None if p is None else bool(p)
+        seen, tol = s.get("observed"), s.get("rel_tolerance")
+        if seen is not None and tol is not None:
+            observed[name] = (float(seen), float(tol))
+    return _Agg(r, values, passed, r.failed, set(), False, errors, observed)
