@@ -98,9 +98,14 @@ def emit_remote(
 
 
 def control_routes(app: App, token: str) -> list[BaseRoute]:
-    """``POST /_wistro/emit``, for ``wistro emit`` (token required)."""
+    """``POST /_wistro/emit``, for ``wistro emit``, and ``POST /_wistro/workbench``, the
+    Workbench's ops (``docs/workbench.md``); both require the token."""
     from starlette.responses import JSONResponse
     from starlette.routing import Route
+
+    from wistro.workbench import Workbench
+
+    bench = Workbench(lambda: app, source="server", mode="start" if app.locked else "dev")
 
     async def emit(request: Request) -> Response:
         given = request.headers.get(TOKEN_HEADER, "")
@@ -123,4 +128,19 @@ def control_routes(app: App, token: str) -> list[BaseRoute]:
             out["trace"] = app.trace(run.trace_id)
         return JSONResponse(out)
 
-    return [Route("/_wistro/emit", emit, methods=["POST"])]
+    async def workbench(request: Request) -> Response:
+        given = request.headers.get(TOKEN_HEADER, "")
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            return JSONResponse({"ok": False, "error": f"forbidden: bad {TOKEN_HEADER}"}, 403)
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse(
+                {"ok": False, "error": 'request: expected JSON {"op": str, "args": {...}}'}, 400
+            )
+        return JSONResponse(await bench.handle(body))
+
+    return [
+        Route("/_wistro/emit", emit, methods=["POST"]),
+        Route("/_wistro/workbench", workbench, methods=["POST"]),
+    ]
