@@ -41,8 +41,12 @@ def session(ip: InteractiveShell | None = None) -> Session | None:
     return entry[0] if entry else None
 
 
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "wistro_jupyter.server"}]  # the Workbench's handlers on the Jupyter server
+
+
 def load_ipython_extension(ip: InteractiveShell) -> None:
-    from wistro_jupyter import reprs
+    from wistro_jupyter import reprs, workbench_comm
     from wistro_jupyter.magics import WistroMagics, await_wait_transformer, make_matcher
 
     if id(ip) in _sessions:
@@ -68,6 +72,7 @@ def load_ipython_extension(ip: InteractiveShell) -> None:
         s,
         {"transformer": transformer, "pre_run_cell": pre_run_cell, "matcher": matcher},
     )
+    workbench_comm.register(ip)  # the Workbench panel's comm target, `wistro.workbench`
     try:
         app = s.load()
     except ProjectNotFound as e:
