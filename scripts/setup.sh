@@ -22,13 +22,25 @@ fi
 # The notebook widgets' JavaScript: labextension/ -> wistro_jupyter/static/*.js (not committed).
 # Built first, so the build hook of the editable install (pyproject.toml) finds it up to date and
 # runs no npm. `npm ci` only when node_modules is missing or older than package-lock.json.
-lock=labextension/package-lock.json installed=labextension/node_modules/.package-lock.json
-if [ ! -f "$installed" ] || [ "$lock" -nt "$installed" ]; then
-  (cd labextension && npm ci --no-audit --no-fund --loglevel=error)
-fi
+for pkg in labextension labextension/workbench; do
+  lock=$pkg/package-lock.json installed=$pkg/node_modules/.package-lock.json
+  if [ ! -f "$installed" ] || [ "$lock" -nt "$installed" ]; then
+    (cd "$pkg" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
 (cd labextension && npm run --silent build)
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[dev]"
+
+# The JupyterLab extension (the Workbench panel): labextension/workbench/ ->
+# wistro_jupyter/labextension/ (not committed; `jupyter-builder` is in the venv now). An editable
+# install does not install the wheel's shared-data, so the venv gets what `jupyter labextension
+# develop` makes: a link to the built extension, and one to the server extension's config.
+(cd labextension/workbench && PATH="$PWD/../../.venv/bin:$PATH" npm run --silent build >/dev/null)
+mkdir -p .venv/share/jupyter/labextensions .venv/etc/jupyter/jupyter_server_config.d
+ln -sfn "$PWD/wistro_jupyter/labextension" .venv/share/jupyter/labextensions/wistro-workbench
+ln -sfn "$PWD/jupyter-config/jupyter_server_config.d/wistro_jupyter.json" \
+  .venv/etc/jupyter/jupyter_server_config.d/wistro_jupyter.json
 echo "setup: done. Run the tests with: .venv/bin/pytest"

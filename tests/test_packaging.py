@@ -1,5 +1,7 @@
-"""Packaging: the wheel and the sdist carry the widgets' JavaScript, and a checkout without it still
-shows the widgets (as static HTML, with one warning line).
+"""Packaging: the wheel and the sdist carry the widgets' JavaScript and the JupyterLab extension
+(the Workbench panel, installed by pip into share/jupyter/labextensions with the server
+extension's config), and a checkout without the JavaScript still shows the widgets (as static
+HTML, with one warning line).
 
 Real builds of a copy of the repository's tracked files (what a clean ``git clone`` has: no
 ``labextension/node_modules``, no ``wistro_jupyter/static/*.js``), through pip and hatchling with
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -26,7 +29,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 HOOK = PYPROJECT["tool"]["hatch"]["build"]["hooks"]["jupyter-builder"]
-BUNDLES = list(HOOK["ensured-targets"])  # wistro_jupyter/static/*.js
+TARGETS = list(HOOK["ensured-targets"])
+BUNDLES = [t for t in TARGETS if t.startswith("wistro_jupyter/static/")]  # the widgets' *.js
+LABEXT = "wistro_jupyter/labextension"  # the built JupyterLab extension (wistro-workbench)
+LABEXT_TARGETS = [t for t in TARGETS if t.startswith(f"{LABEXT}/")]
+SHARE = "share/jupyter/labextensions/wistro-workbench"
+SERVER_CONFIG = "etc/jupyter/jupyter_server_config.d/wistro_jupyter.json"
 WARNING = "wistro: the widget JavaScript is missing ("
 TIMEOUT_S = 600
 build_times: dict[str, float] = {}
@@ -34,6 +42,9 @@ build_times: dict[str, float] = {}
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WISTRO_", "PYTHONPATH"))}
+    # --no-build-isolation: the build's commands (jupyter-builder) are this venv's, on PATH as in
+    # pip's isolated build environment
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(
         PIP_DISABLE_PIP_VERSION_CHECK="1",
         npm_config_audit="false",
@@ -98,6 +109,8 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert (root / "labextension" / "package-lock.json").is_file()
     assert not (root / "labextension" / "node_modules").exists()
     assert not list((root / "wistro_jupyter").glob("static/*.js"))
+    assert (root / "labextension" / "workbench" / "package-lock.json").is_file()
+    assert not (root / LABEXT).exists()
     return root
 
 
@@ -121,7 +134,11 @@ def test_ensured_targets_are_every_bundle_the_build_writes(tree: Path, wheel: Pa
     built = sorted(p.relative_to(tree).as_posix() for p in tree.glob("wistro_jupyter/static/*"))
     assert built == sorted(BUNDLES)
     assert HOOK["build-function"] == "hatch_jupyter_builder.npm_builder"
-    assert sorted(HOOK["skip-if-exists"]) == sorted(BUNDLES)
+    assert sorted(HOOK["skip-if-exists"]) == sorted(TARGETS)
+    # the lab extension: its package.json and its fixed-name style.js (the rest is hashed)
+    assert sorted(LABEXT_TARGETS) == [f"{LABEXT}/package.json", f"{LABEXT}/static/style.js"]
+    assert all((tree / t).is_file() for t in LABEXT_TARGETS)
+    assert list((tree / LABEXT / "static").glob("remoteEntry.*.js"))
 
 
 def test_a_wheel_from_a_clean_checkout_has_every_bundle(wheel: Path, tree: Path) -> None:
@@ -133,6 +150,53 @@ def test_a_wheel_from_a_clean_checkout_has_every_bundle(wheel: Path, tree: Path)
     assert all(size > 1000 for size in sizes.values())
     assert not any("node_modules" in n or n.startswith("labextension/") for n in names)
     print(f"wheel built from a clean checkout in {build_times[str(tree)]:.1f} s", file=sys.stderr)
+
+
+def test_the_wheel_has_the_lab_extension_as_shared_data(wheel: Path) -> None:
+    """The JupyterLab extension and the server extension's config are data files of the wheel:
+    pip puts them in the environment's share/ and etc/, where JupyterLab looks."""
+    data = "wistro-0.1.0.data/data"
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        package = json.loads(zf.read(f"{data}/{SHARE}/package.json"))
+        install = json.loads(zf.read(f"{data}/{SHARE}/install.json"))
+        config = json.loads(zf.read(f"{data}/{SERVER_CONFIG}"))
+    assert package["name"] == "wistro-workbench"
+    assert package["jupyterlab"]["_build"]["load"].startswith("static/remoteEntry.")
+    assert f"{data}/{SHARE}/{package['jupyterlab']['_build']['load']}" in names
+    assert install["packageName"] == "wistro" and install["packageManager"] == "python"
+    assert config == {"ServerApp": {"jpserver_extensions": {"wistro_jupyter": True}}}
+    assert f"{LABEXT}/package.json" in names  # in the package too (as the extension template)
+    assert not [n for n in names if "/lib/index.js" in n or "workbench/src/" in n]
+
+
+def test_the_installed_wheel_is_listed_by_jupyter(wheel: Path, tmp_path: Path) -> None:
+    """``pip install`` of the wheel (into a prefix) and nothing else: ``jupyter labextension
+    list`` finds wistro-workbench there, enabled and OK, and the server extension is enabled."""
+    prefix = tmp_path / "prefix"
+    pip_install = [sys.executable, "-m", "pip", "install", "--no-deps", "--prefix", str(prefix)]
+    _run([*pip_install, str(wheel)], cwd=tmp_path)
+    (site,) = prefix.glob("lib/python*/site-packages")
+    assert (prefix / SHARE / "install.json").is_file()
+    home = tmp_path / "home"
+    env = {
+        "JUPYTER_PATH": str(prefix / "share" / "jupyter"),
+        "JUPYTER_CONFIG_PATH": str(prefix / "etc" / "jupyter"),
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTER_PLATFORM_DIRS": "1",
+        "PYTHONPATH": str(site),
+    }
+    jupyter = [sys.executable, "-m", "jupyter"]
+    listed = _run([*jupyter, "labextension", "list"], cwd=tmp_path, **env)
+    out = listed.stdout + listed.stderr
+    line = next((x for x in out.splitlines() if "wistro-workbench" in x), "")
+    assert "enabled" in line and "OK" in line and "(python, wistro)" in line, out
+    assert str(prefix / SHARE.rsplit("/", 1)[0]) in out, out
+    servers = _run([*jupyter, "server", "extension", "list"], cwd=tmp_path, **env)
+    out = servers.stdout + servers.stderr
+    assert re.search(r"wistro_jupyter\s+enabled", out) and "wistro_jupyter.server" in out, out
 
 
 def test_the_installed_wheel_gives_the_widgets_their_javascript(
@@ -158,8 +222,12 @@ def test_the_sdist_has_the_widget_sources_and_no_node_modules(sdist: Path) -> No
     with tarfile.open(sdist) as tf:
         names = {n.split("/", 1)[1] for n in tf.getnames() if "/" in n}
     sources = subprocess.run(
-        ["git", "ls-files", "labextension/src"], cwd=ROOT, capture_output=True, text=True
+        ["git", "ls-files", "labextension/src", "labextension/workbench/src"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     ).stdout.split()
+    assert any(n.startswith("labextension/workbench/src/") for n in sources)
     needed = [
         "pyproject.toml",
         "labextension/package.json",
@@ -167,12 +235,19 @@ def test_the_sdist_has_the_widget_sources_and_no_node_modules(sdist: Path) -> No
         "labextension/build.mjs",
         "labextension/tsconfig.json",
         "labextension/scripts/viz-runtime.mjs",
+        "labextension/workbench/package.json",
+        "labextension/workbench/package-lock.json",
+        "labextension/workbench/build.mjs",
+        "labextension/workbench/tsconfig.json",
+        "install.json",
+        "jupyter-config/jupyter_server_config.d/wistro_jupyter.json",
         *sources,
-        *BUNDLES,  # so pip install from the sdist needs no Node
+        *TARGETS,  # so pip install from the sdist needs no Node
     ]
     assert sources and not [n for n in needed if n not in names]
     assert not [n for n in names if "node_modules" in n]
     assert not [n for n in names if n.startswith(("labextension/test/", "tests/", ".venv/"))]
+    assert not [n for n in names if n.startswith("labextension/workbench/lib/")]
 
 
 def test_a_wheel_from_the_sdist_without_bundles_builds_them(sdist: Path, tmp_path: Path) -> None:
@@ -181,10 +256,13 @@ def test_a_wheel_from_the_sdist_without_bundles_builds_them(sdist: Path, tmp_pat
     (project,) = (tmp_path / "src").iterdir()
     for bundle in BUNDLES:
         (project / bundle).unlink()  # the sources alone must be enough
+    shutil.rmtree(project / LABEXT)
     wheel = build_wheel(project, tmp_path / "dist")
     with zipfile.ZipFile(wheel) as zf:
-        assert not [b for b in BUNDLES if b not in zf.namelist()]
+        assert not [b for b in TARGETS if b not in zf.namelist()]
+        assert f"wistro-0.1.0.data/data/{SHARE}/package.json" in zf.namelist()
     assert (project / "labextension" / "node_modules").is_dir()  # npm really ran
+    assert (project / "labextension" / "workbench" / "node_modules").is_dir()
 
 
 MISSING_BUNDLE_SCRIPT = r"""
