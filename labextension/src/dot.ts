@@ -1,10 +1,15 @@
 /** From the synced `graph` (and `flow`) to Graphviz DOT text. Pure functions, no DOM. */
+import { homeFlow, wrapRanks } from "./graphview";
 import type { GraphData, GraphEdge, GraphNode, NodeKind } from "./types";
 
 /** Above this many nodes, edges are drawn without labels (topics show as tooltips). */
 export const LARGE_GRAPH = 300;
 
-export const NODE_KINDS: NodeKind[] = ["step", "noop", "api", "cron", "topic", "trigger"];
+export const NODE_KINDS: NodeKind[] = ["step", "noop", "api", "cron", "topic", "trigger", "flow"];
+
+/** Flow clusters are drawn up to this many nodes, long chains wrapped up to this many. */
+export const MAX_CLUSTERED = 1500;
+export const MAX_WRAPPED = 2000;
 
 const KIND_ALIASES: Record<string, NodeKind> = {
   event: "step",
@@ -79,6 +84,7 @@ const KIND_ATTRS: Record<NodeKind, string> = {
   cron: 'shape=hexagon, style="filled"',
   topic: 'shape=ellipse, style="filled", fontsize=9, height=0.3',
   trigger: 'shape=invhouse, style="filled"',
+  flow: 'shape=box3d, style="filled", fontsize=12, margin="0.2,0.08"',
 };
 
 function truncate(text: string, max = 48): string {
@@ -92,30 +98,78 @@ export interface DotResult {
   /** Edge i of the DOT (SVG class `we<i>`). */
   edges: GraphEdge[];
   nodeCount: number;
+  /** Graphviz cluster name ("cluster_0", …) -> its flow. */
+  clusters: Map<string, string>;
+  /** Whether long chains were wrapped into rows. */
+  wrapped: boolean;
+}
+
+export interface DotOptions {
+  /** Draw each flow's nodes in a box labelled with the flow (when there are several). */
+  clusters?: boolean;
+  /** Wrap a graph more than this many ranks long into rows (0: never). Default 12. */
+  maxRanks?: number;
+  /** The graph is already filtered (focus, collapsed flows): use it as it is. */
+  prefiltered?: boolean;
 }
 
 /**
  * DOT for the (filtered) graph. Nodes are named `n<i>` so any id is safe; the SVG `<title>`
  * of each node/edge carries that name and is mapped back to the node id after layout.
  */
-export function buildDot(graph: GraphData | null | undefined, flow: string): DotResult {
-  const { nodes, edges } = filterGraph(graph, flow);
+export function buildDot(
+  graph: GraphData | null | undefined,
+  flow: string,
+  options: DotOptions = {},
+): DotResult {
+  const { nodes, edges } = options.prefiltered
+    ? { nodes: graph?.nodes ?? [], edges: graph?.edges ?? [] }
+    : filterGraph(graph, flow);
   const byName = new Map<string, GraphNode>();
   const nameOf = new Map<string, string>();
+  const wrap =
+    nodes.length <= MAX_WRAPPED && options.maxRanks !== 0
+      ? wrapRanks({ nodes, edges }, options.maxRanks ?? 12)
+      : null;
   const lines = [
     "digraph wistro {",
-    '  rankdir=LR; bgcolor="transparent"; nodesep=0.3; ranksep=0.45;',
+    `  rankdir=LR; bgcolor="transparent"; nodesep=0.3; ranksep=0.45;${wrap ? " newrank=true;" : ""}`,
     '  node [fontname="Helvetica", fontsize=11, height=0.36, margin="0.12,0.05"];',
     '  edge [fontname="Helvetica", fontsize=9, arrowsize=0.7];',
   ];
+  const nodeLine = (node: GraphNode, name: string) => {
+    const kind = nodeKind(node);
+    const label = truncate(String(node.label ?? node.id));
+    return `${name} [label=${dotString(label)}, ${KIND_ATTRS[kind]}];`;
+  };
+  const groups = new Map<string, string[]>();
   nodes.forEach((node, i) => {
     const name = `n${i}`;
     byName.set(name, node);
     nameOf.set(String(node.id), name);
-    const kind = nodeKind(node);
-    const label = truncate(String(node.label ?? node.id));
-    lines.push(`  ${name} [label=${dotString(label)}, ${KIND_ATTRS[kind]}];`);
+    const f = nodeKind(node) === "flow" ? "" : homeFlow(node);
+    let g = groups.get(f);
+    if (!g) groups.set(f, (g = []));
+    g.push(`  ${nodeLine(node, name)}`);
   });
+  const clusters = new Map<string, string>();
+  const flowNames = [...groups.keys()].filter(Boolean).sort();
+  const clustered = !!options.clusters && flowNames.length >= 2 && nodes.length <= MAX_CLUSTERED;
+  if (clustered) {
+    lines.push(...(groups.get("") ?? []));
+    flowNames.forEach((f, k) => {
+      const name = `cluster_${k}`;
+      clusters.set(name, f);
+      lines.push(
+        `  subgraph ${name} {`,
+        `    label=${dotString(f)}; class="wflow"; style="rounded,dashed"; fontname="Helvetica"; fontsize=11; labeljust=l;`,
+        ...groups.get(f)!.map((l) => `  ${l}`),
+        "  }",
+      );
+    });
+  } else {
+    for (const g of groups.values()) lines.push(...g);
+  }
   const edgeList: GraphEdge[] = [];
   for (const e of edges) {
     const s = nameOf.get(String(e.source));
@@ -131,8 +185,44 @@ export function buildDot(graph: GraphData | null | undefined, flow: string): Dot
       attrs.push(`${key}=${dotString(truncate(String(label), 40))}`);
     }
     if (e.virtual) attrs.push('style="dashed"');
+    if (wrap) {
+      const col = (id: string) => (wrap.rank.get(id) ?? 0) % wrap.width;
+      if (col(String(e.target)) <= col(String(e.source))) attrs.push("constraint=false");
+    }
     lines.push(`  ${s} -> ${t} [${attrs.join(", ")}];`);
   }
+  if (wrap) {
+    // Rank r is drawn in column r % width, row floor(r / width): one rank=same group per
+    // column, and invisible edges between the rows of a column keep the rows in order.
+    const cols = new Map<number, Map<number, string[]>>();
+    for (const node of nodes) {
+      const id = String(node.id);
+      const r = wrap.rank.get(id) ?? 0;
+      const c = r % wrap.width;
+      const row = Math.floor(r / wrap.width);
+      let byRow = cols.get(c);
+      if (!byRow) cols.set(c, (byRow = new Map()));
+      let l = byRow.get(row);
+      if (!l) byRow.set(row, (l = []));
+      l.push(nameOf.get(id)!);
+    }
+    for (const byRow of cols.values()) {
+      const rowsSorted = [...byRow.keys()].sort((a, b) => a - b);
+      lines.push(`  { rank=same; ${rowsSorted.flatMap((r) => byRow.get(r)!).join("; ")}; }`);
+      for (let i = 1; i < rowsSorted.length; i++) {
+        const a = byRow.get(rowsSorted[i - 1])!;
+        const b = byRow.get(rowsSorted[i])!;
+        lines.push(`  ${a[a.length - 1]} -> ${b[0]} [style=invis];`);
+      }
+    }
+  }
   lines.push("}");
-  return { dot: lines.join("\n") + "\n", byName, edges: edgeList, nodeCount: nodes.length };
+  return {
+    dot: lines.join("\n") + "\n",
+    byName,
+    edges: edgeList,
+    nodeCount: nodes.length,
+    clusters,
+    wrapped: !!wrap,
+  };
 }

@@ -1,15 +1,22 @@
 /**
  * FlowGraph widget (`kind` = "flow_graph").
  *
- * Synced state: `graph`, `flow` (JS writes), `counts`, `selected` (JS writes), `details`.
- * Layout runs only when the DOT text changes (graph structure or flow); `counts`, `selected`
- * and `details` only touch classes, badges and the side panel.
+ * Synced state: `graph`, `flows` (every flow of the project), `flow` (JS writes), `counts`,
+ * `selected` (JS writes), `details`. Layout runs only when the DOT text changes (graph
+ * structure, flow, focus, collapsed flows); `counts`, `selected` and `details` only touch
+ * classes, badges and the side panel.
+ *
+ * Custom messages: the browser sends `{type: "emit", topic, data}` from a node's emit form;
+ * the kernel answers `{type: "emitted", trace_id}` or `{type: "error", message}`, then
+ * `{type: "lit", items: [{trace_id, node, state}]}` while that run's steps start and finish.
  */
-import { allFlows, buildDot, nodeKind, NODE_KINDS, type DotResult } from "./dot";
+import { allFlows, buildDot, filterGraph, nodeKind, NODE_KINDS, type DotResult } from "./dot";
 import { clear, formatDuration, h, prettyJson, svgEl, token } from "./dom";
+import { collapseFlows, focusGraph, homeFlow, isCluster, searchNodes } from "./graphview";
 import { cachedLayout, type LayoutFn } from "./layout";
+import { buildSchemaForm, type Schema } from "./schemaform";
 import { ensureStyles } from "./styles";
-import type { AnyModel, Cleanup, GraphNode, NodeCounts, NodeDetails } from "./types";
+import type { AnyModel, Cleanup, GraphData, GraphNode, NodeCounts, NodeDetails } from "./types";
 
 export interface FlowGraphOptions {
   /** DOT -> SVG text; defaults to the layout set with `setDefaultLayout` (real Graphviz). */
@@ -29,7 +36,17 @@ const KIND_NAMES: Record<string, string> = {
   cron: "Cron",
   topic: "Topic",
   trigger: "Trigger",
+  flow: "Flow (collapsed)",
 };
+
+/** "All flows" of a project with more nodes than this starts with every flow collapsed. */
+export const AUTO_COLLAPSE = 400;
+/** SVG elements parsed and attached per task when mounting a large graph. */
+export const MOUNT_CHUNK = 400;
+/** How long a lit path stays fully lit after its step ended, then how long it fades (ms). */
+export const LIT_HOLD_MS = 6000;
+export const LIT_FADE_MS = 2500;
+const MINIMAP_MAX_NODES = 3000;
 
 interface Box {
   x0: number;
@@ -46,6 +63,7 @@ interface View {
 }
 
 const MAX_FIT_SCALE = 1.5; // px per SVG unit when fitting a small graph
+const MIN_FOCUS_SCALE = 1.0; // focus mode: labels at their size (11 px) at the default zoom
 
 /** Bounding box of a Graphviz node from its shape attributes (no getBBox in jsdom). */
 function shapeBox(g: Element): Box | null {
@@ -90,12 +108,34 @@ function compact(n: number): string {
   return `${(n / 1_000_000).toFixed(1)}M`;
 }
 
+/** The topics a node's emit form can send to: a topic node's topic, what a trigger emits,
+ *  what a step receives. */
+export function emitTopicsOf(node: GraphNode | undefined): string[] {
+  if (!node) return [];
+  const kind = nodeKind(node);
+  if (kind === "topic") return [...(node.subscribes ?? [])];
+  if (kind === "api" || kind === "cron" || kind === "trigger") return [...(node.emits ?? [])];
+  if (kind === "step") return [...(node.subscribes ?? [])];
+  return [];
+}
+
+interface Lit {
+  state: string;
+  trace: string;
+  timer: ReturnType<typeof setTimeout> | null;
+}
+
+/**
+ * Mounts the FlowGraph on `el` (any element: a notebook output, a side panel). Returns the
+ * cleanup function.
+ */
 export function renderFlowGraph(
   model: AnyModel,
   el: HTMLElement,
   options: FlowGraphOptions = {},
 ): Cleanup {
-  ensureStyles(el.ownerDocument ?? document);
+  const doc = el.ownerDocument ?? document;
+  ensureStyles(doc);
   const layout: LayoutFn =
     options.layout ??
     defaultLayout ??
@@ -104,6 +144,31 @@ export function renderFlowGraph(
   // ------------------------------------------------------------ skeleton
   const flowSelect = h("select", { class: "wistro-flow-select", title: "Show one flow" });
   const info = h("span", { class: "wistro-muted wistro-fg-info" });
+  const search = h("input", {
+    class: "wistro-search",
+    type: "search",
+    placeholder: "Search nodes…",
+    title: "Type a name: matching nodes are highlighted; Enter focuses on the next match",
+  });
+  const matchInfo = h("span", { class: "wistro-muted wistro-match-info" });
+  const focusBtn = h(
+    "button",
+    { class: "wistro-focus", type: "button", title: "Show only the selected node's neighbourhood" },
+    "Focus",
+  );
+  const hopsInput = h("input", {
+    class: "wistro-hops",
+    type: "number",
+    min: 1,
+    max: 9,
+    value: 2,
+    title: "Hops out from the focused node",
+  });
+  const collapseBtn = h(
+    "button",
+    { class: "wistro-collapse", type: "button", title: "Collapse or expand every flow" },
+    "Collapse flows",
+  );
   const zoomOut = h("button", { class: "wistro-zoom-out", title: "Zoom out", type: "button" }, "−");
   const zoomIn = h("button", { class: "wistro-zoom-in", title: "Zoom in", type: "button" }, "+");
   const zoomReset = h(
@@ -115,6 +180,11 @@ export function renderFlowGraph(
     "div",
     { class: "wistro-toolbar" },
     h("label", null, "Flow", flowSelect),
+    search,
+    matchInfo,
+    focusBtn,
+    h("label", { class: "wistro-hops-label" }, "hops", hopsInput),
+    collapseBtn,
     info,
     h("span", { class: "wistro-spacer" }),
     zoomOut,
@@ -122,7 +192,12 @@ export function renderFlowGraph(
     zoomReset,
   );
   const status = h("div", { class: "wistro-fg-status" });
+  const minimap = svgEl("svg", { class: "wistro-minimap", preserveAspectRatio: "xMidYMid meet" });
+  const miniNodes = svgEl("g", { class: "wistro-minimap-nodes" });
+  const miniView = svgEl("rect", { class: "wistro-minimap-view" });
+  minimap.append(miniNodes, miniView);
   const view = h("div", { class: "wistro-fg-view", tabindex: 0 }, status);
+  view.appendChild(minimap as unknown as Node);
   const details = h("div", { class: "wistro-details", hidden: true });
   const legend = h(
     "div",
@@ -150,6 +225,14 @@ export function renderFlowGraph(
   let base: View = { x: 0, y: 0, w: 1, h: 1 };
   let viewBox: View = { ...base };
   let flowOptionsKey = "";
+  /** Flows drawn as one node; null: not chosen yet (decided by the graph's size). */
+  let collapsed: Set<string> | null = null;
+  let memberOf = new Map<string, string>(); // node -> the cluster node drawn in its place
+  let focus: string | null = null;
+  let matches: string[] = [];
+  let matchIndex = -1;
+  const lit = new Map<string, Lit>(); // node id -> its light
+  let mounting = 0; // generation of the chunked mount under way
 
   const setStatus = (text: string, isError = false) => {
     status.textContent = text;
@@ -157,17 +240,22 @@ export function renderFlowGraph(
     status.hidden = !text;
   };
 
+  const fullGraph = (): GraphData => model.get("graph") ?? {};
+  const currentFlow = () => String(model.get("flow") ?? "");
+
   // ------------------------------------------------------------ flow filter
   const updateFlowOptions = () => {
-    const flows = allFlows(model.get("graph"));
-    const flow = String(model.get("flow") ?? "");
-    if (flow && !flows.includes(flow)) flows.push(flow);
-    const key = flows.join("\u0000");
+    const flows = new Set(allFlows(fullGraph()));
+    for (const f of (model.get("flows") ?? []) as unknown[]) if (f) flows.add(String(f));
+    const flow = currentFlow();
+    if (flow) flows.add(flow);
+    const sorted = [...flows].sort();
+    const key = sorted.join("\u0000");
     if (key !== flowOptionsKey) {
       flowOptionsKey = key;
       clear(flowSelect);
       flowSelect.append(h("option", { value: "" }, "All flows"));
-      for (const f of flows) flowSelect.append(h("option", { value: f }, f));
+      for (const f of sorted) flowSelect.append(h("option", { value: f }, f));
     }
     flowSelect.value = flow;
   };
@@ -177,15 +265,47 @@ export function renderFlowGraph(
     renderGraph();
   });
 
+  // ------------------------------------------------------------ what is drawn
+  function drawnGraph(): { graph: GraphData; clusters: boolean } {
+    const flow = currentFlow();
+    const filtered = filterGraph(fullGraph(), flow);
+    if (focus !== null && filtered.nodes.some((n) => String(n.id) === focus)) {
+      memberOf = new Map();
+      const hops = Math.max(1, Math.min(9, Math.round(Number(hopsInput.value) || 2)));
+      return { graph: focusGraph(filtered, focus, hops), clusters: false };
+    }
+    focus = null;
+    const flows = new Set(filtered.nodes.map(homeFlow).filter(Boolean));
+    if (collapsed === null) {
+      collapsed = !flow && flows.size > 1 && filtered.nodes.length > AUTO_COLLAPSE ? flows : new Set();
+    }
+    const c = collapseFlows(filtered, flow ? new Set() : collapsed);
+    memberOf = c.memberOf;
+    return { graph: c.graph, clusters: !flow };
+  }
+
+  function updateControls(): void {
+    focusBtn.textContent = focus ? "Show all" : "Focus";
+    focusBtn.classList.toggle("on", !!focus);
+    focusBtn.disabled = !focus && !String(model.get("selected") ?? "");
+    const anyCollapsed = !!collapsed && collapsed.size > 0;
+    collapseBtn.textContent = anyCollapsed ? "Expand flows" : "Collapse flows";
+    collapseBtn.hidden = !!currentFlow() || !!focus || allFlows(fullGraph()).length < 2;
+  }
+
   // ------------------------------------------------------------ layout + mount
   function renderGraph(): void {
     if (disposed) return;
     updateFlowOptions();
-    const res = buildDot(model.get("graph"), String(model.get("flow") ?? ""));
+    const drawn = drawnGraph();
+    updateControls();
+    const res = buildDot(drawn.graph, "", { prefiltered: true, clusters: drawn.clusters });
     const previous = current;
     current = res;
     const n = res.nodeCount;
-    info.textContent = `${n} node${n === 1 ? "" : "s"}`;
+    const total = filterGraph(fullGraph(), currentFlow()).nodes.length;
+    info.textContent =
+      n === total ? `${n} node${n === 1 ? "" : "s"}` : `${n} shown of ${total} nodes`;
     if (res.dot === mountedDot) {
       setStatus(n ? "" : "Nothing to show");
       decorate();
@@ -203,14 +323,7 @@ export function renderFlowGraph(
       (text) => {
         if (disposed || current?.dot !== res.dot) return; // stale
         if (n <= 300) return mount(text, res.dot);
-        // Large graph: parse in one task, mount in the next, so neither blocks for long.
-        setTimeout(() => {
-          if (disposed || current?.dot !== res.dot) return;
-          const parsed = parseSvg(text);
-          setTimeout(() => {
-            if (!disposed && current?.dot === res.dot) mount(parsed, res.dot);
-          }, 0);
-        }, 0);
+        mountChunked(text, res.dot);
       },
       (err: unknown) => {
         if (disposed || current?.dot !== res.dot) return;
@@ -221,49 +334,61 @@ export function renderFlowGraph(
   }
 
   function unmount(): void {
+    mounting++;
     if (svg) svg.remove();
     svg = null;
     nodeEls = new Map();
     edgeEls = [];
     mountedDot = null;
+    clear(miniNodes);
   }
 
   function parseSvg(text: string): SVGSVGElement | null {
-    const doc = new DOMParser().parseFromString(text, "image/svg+xml");
-    const parsed = doc.documentElement;
-    if (!parsed || parsed.nodeName.toLowerCase() !== "svg" || doc.querySelector("parsererror")) {
+    const parsed = new DOMParser().parseFromString(text, "image/svg+xml");
+    const top = parsed.documentElement;
+    if (!top || top.nodeName.toLowerCase() !== "svg" || parsed.querySelector("parsererror")) {
       return null;
     }
     // adopt (no copy) into the widget's document
-    return (el.ownerDocument ?? document).adoptNode(parsed) as unknown as SVGSVGElement;
+    return doc.adoptNode(top) as unknown as SVGSVGElement;
+  }
+
+  /** Ids off, data attributes on, for the elements of one batch (nodes, edges, clusters). */
+  function prepare(root: ParentNode): void {
+    // Graphviz ids ("node1", "graph0") would clash between widgets on one page.
+    for (const g of Array.from(root.querySelectorAll("[id]"))) g.removeAttribute("id");
+    for (const g of Array.from(root.querySelectorAll("g.node, g.cluster"))) {
+      const title = g.querySelector(":scope > title");
+      g.setAttribute("data-dot-name", title?.textContent ?? "");
+    }
+    for (const g of Array.from(root.querySelectorAll("g.edge"))) {
+      const m = (g.getAttribute("class") ?? "").match(/\bwe(\d+)\b/);
+      g.setAttribute("data-edge-index", m ? m[1] : "");
+    }
+  }
+
+  function setBase(next: SVGSVGElement): void {
+    next.removeAttribute("width");
+    next.removeAttribute("height");
+    next.setAttribute("preserveAspectRatio", "xMidYMid meet");
+    next.classList.add("wistro-graph-svg");
+    const vb = (next.getAttribute("viewBox") ?? "").split(/[\s,]+/).map(Number);
+    base =
+      vb.length === 4 && vb.every(Number.isFinite) && vb[2] > 0 && vb[3] > 0
+        ? { x: vb[0], y: vb[1], w: vb[2], h: vb[3] }
+        : { x: 0, y: 0, w: 100, h: 100 };
   }
 
   function mount(source: string | SVGSVGElement | null, dot: string): void {
+    mounting++;
     const next = typeof source === "string" ? parseSvg(source) : source;
     if (!next) {
       unmount();
       setStatus("Layout produced no SVG", true);
       return;
     }
-    next.removeAttribute("width");
-    next.removeAttribute("height");
-    next.setAttribute("preserveAspectRatio", "xMidYMid meet");
-    next.classList.add("wistro-graph-svg");
-    // Graphviz ids ("node1", "graph0") would clash between widgets on one page.
-    for (const g of Array.from(next.querySelectorAll("[id]"))) g.removeAttribute("id");
-    for (const g of Array.from(next.querySelectorAll("g.node"))) {
-      const title = g.querySelector(":scope > title");
-      g.setAttribute("data-dot-name", title?.textContent ?? "");
-    }
-    for (const g of Array.from(next.querySelectorAll("g.edge"))) {
-      const m = (g.getAttribute("class") ?? "").match(/\bwe(\d+)\b/);
-      g.setAttribute("data-edge-index", m ? m[1] : "");
-    }
-    const vb = (next.getAttribute("viewBox") ?? "").split(/[\s,]+/).map(Number);
-    base =
-      vb.length === 4 && vb.every(Number.isFinite) && vb[2] > 0 && vb[3] > 0
-        ? { x: vb[0], y: vb[1], w: vb[2], h: vb[3] }
-        : { x: 0, y: 0, w: 100, h: 100 };
+    setBase(next);
+    prepare(next);
     if (svg) svg.remove();
     svg = next;
     mountedDot = dot;
@@ -272,45 +397,198 @@ export function renderFlowGraph(
     decorate();
     view.insertBefore(svg, status);
     setStatus("");
+    drawMinimap();
+  }
+
+  /**
+   * A large SVG in pieces: the skeleton (the <svg> and its graph <g>) first, then the nodes,
+   * edges and clusters MOUNT_CHUNK at a time, each batch parsed, decorated and attached in a
+   * task of its own, so no task blocks the page for long.
+   */
+  function mountChunked(text: string, dot: string): void {
+    const gen = ++mounting;
+    const open = text.search(/<g id="graph0"[^>]*>/);
+    const firstItem = text.indexOf("\n<!-- ", open);
+    const close = text.lastIndexOf("</g>");
+    if (open < 0 || firstItem < 0 || close < firstItem) {
+      setTimeout(() => gen === mounting && !disposed && mount(text, dot), 0);
+      return;
+    }
+    const body = text.slice(firstItem, close);
+    const items = body.split("\n<!-- ");
+    const skeleton = parseSvg(text.slice(0, firstItem) + "\n" + text.slice(close));
+    if (!skeleton) return mount(null, dot);
+    setBase(skeleton);
+    prepare(skeleton);
+    const graphG = skeleton.querySelector("g.graph") ?? skeleton;
+    if (svg) svg.remove();
+    svg = skeleton;
+    mountedDot = dot;
+    nodeEls = new Map();
+    edgeEls = [];
+    fit();
+    view.insertBefore(svg, status);
+    let at = 0;
+    const step = () => {
+      if (disposed || gen !== mounting) return;
+      const batch = items.slice(at, at + MOUNT_CHUNK).filter(Boolean);
+      at += MOUNT_CHUNK;
+      const part = parseSvg(
+        `<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"><g>\n<!-- ${batch.join("\n<!-- ")}</g></svg>`,
+      );
+      if (part) {
+        const holder = part.firstElementChild ?? part;
+        prepare(holder);
+        decorateIn(holder, false);
+        const frag = doc.createDocumentFragment();
+        while (holder.firstChild) frag.appendChild(holder.firstChild);
+        graphG.appendChild(frag);
+      }
+      const shown = Math.min(at, items.length);
+      if (at < items.length) {
+        setStatus(`Drawing… ${Math.round((100 * shown) / items.length)}%`);
+        setTimeout(step, 0);
+      } else {
+        setStatus("");
+        applyCounts();
+        applySelected();
+        applySearch();
+        applyLit();
+        drawMinimap();
+      }
+    };
+    setStatus("Drawing…");
+    setTimeout(step, 0);
+  }
+
+  function decorateNode(g: SVGGElement): void {
+    if (!current) return;
+    const node = current.byName.get(g.getAttribute("data-dot-name") ?? "");
+    if (!node) return;
+    const id = String(node.id);
+    const kind = nodeKind(node);
+    g.setAttribute("data-node-id", id);
+    g.setAttribute("data-kind", kind);
+    for (const k of NODE_KINDS) g.classList.toggle(`kind-${k}`, k === kind);
+    g.classList.toggle("inactive", node.active === false);
+    const title = g.querySelector(":scope > title");
+    if (title) {
+      const extra = node.description ? `\n${node.description}` : "";
+      const off = node.active === false ? " — inactive" : "";
+      title.textContent = `${node.label ?? id} (${KIND_NAMES[kind]})${off}${extra}`;
+    }
+    nodeEls.set(id, g);
+  }
+
+  function decorateEdge(g: SVGGElement): void {
+    if (!current) return;
+    const index = g.getAttribute("data-edge-index");
+    const edge = index ? current.edges[Number(index)] : undefined;
+    if (!edge) return;
+    g.setAttribute("data-source", String(edge.source));
+    g.setAttribute("data-target", String(edge.target));
+    if (edge.topic) g.setAttribute("data-topic", String(edge.topic));
+    g.classList.toggle("virtual", !!edge.virtual);
+    g.classList.toggle("conditional", !!edge.conditional);
+    const title = g.querySelector(":scope > title");
+    if (title) title.textContent = String(edge.label ?? edge.topic ?? "");
+    edgeEls.push(g);
+  }
+
+  function decorateCluster(g: SVGGElement): void {
+    const flow = current?.clusters.get(g.getAttribute("data-dot-name") ?? "");
+    if (flow === undefined) return;
+    g.setAttribute("data-flow", flow);
+    const title = g.querySelector(":scope > title");
+    if (title) title.textContent = `flow ${flow}: click to collapse`;
+  }
+
+  function decorateIn(root: ParentNode, reset: boolean): void {
+    if (reset) {
+      nodeEls = new Map();
+      edgeEls = [];
+    }
+    for (const g of Array.from(root.querySelectorAll<SVGGElement>("g.node"))) decorateNode(g);
+    for (const g of Array.from(root.querySelectorAll<SVGGElement>("g.edge"))) decorateEdge(g);
+    for (const g of Array.from(root.querySelectorAll<SVGGElement>("g.cluster"))) decorateCluster(g);
   }
 
   /** Node ids, kinds and tooltips from the current data onto the mounted SVG. */
   function decorate(): void {
     if (!svg || !current) return;
-    nodeEls = new Map();
-    for (const g of Array.from(svg.querySelectorAll<SVGGElement>("g.node"))) {
-      const node = current.byName.get(g.getAttribute("data-dot-name") ?? "");
-      if (!node) continue;
-      const id = String(node.id);
-      const kind = nodeKind(node);
-      g.setAttribute("data-node-id", id);
-      g.setAttribute("data-kind", kind);
-      for (const k of NODE_KINDS) g.classList.toggle(`kind-${k}`, k === kind);
-      g.classList.toggle("inactive", node.active === false);
-      const title = g.querySelector(":scope > title");
-      if (title) {
-        const extra = node.description ? `\n${node.description}` : "";
-        const off = node.active === false ? " — inactive" : "";
-        title.textContent = `${node.label ?? id} (${KIND_NAMES[kind]})${off}${extra}`;
-      }
-      nodeEls.set(id, g);
-    }
-    edgeEls = [];
-    for (const g of Array.from(svg.querySelectorAll<SVGGElement>("g.edge"))) {
-      const edge = current.edges[Number(g.getAttribute("data-edge-index"))];
-      if (!edge) continue;
-      g.setAttribute("data-source", String(edge.source));
-      g.setAttribute("data-target", String(edge.target));
-      if (edge.topic) g.setAttribute("data-topic", String(edge.topic));
-      g.classList.toggle("virtual", !!edge.virtual);
-      g.classList.toggle("conditional", !!edge.conditional);
-      const title = g.querySelector(":scope > title");
-      if (title) title.textContent = String(edge.label ?? edge.topic ?? "");
-      edgeEls.push(g);
-    }
+    decorateIn(svg, true);
     applyCounts();
     applySelected();
+    applySearch();
+    applyLit();
   }
+
+  // ------------------------------------------------------------ minimap
+  function drawMinimap(): void {
+    clear(miniNodes);
+    const big = nodeEls.size > MINIMAP_MAX_NODES;
+    minimap.setAttribute("viewBox", `${base.x} ${base.y} ${base.w} ${base.h}`);
+    const rects: string[] = [];
+    if (!big) {
+      const graphG = svg?.querySelector("g.graph");
+      const tr = (graphG?.getAttribute("transform") ?? "").match(
+        /translate\(\s*(-?[\d.]+)[ ,]+(-?[\d.]+)\s*\)/,
+      );
+      const dx = tr ? Number(tr[1]) : 0;
+      const dy = tr ? Number(tr[2]) : 0;
+      for (const g of nodeEls.values()) {
+        let box = boxes.get(g);
+        if (box === undefined) boxes.set(g, (box = shapeBox(g)));
+        if (!box) continue;
+        const k = g.getAttribute("data-kind") ?? "step";
+        rects.push(
+          `<rect class="kind-${k}" x="${box.x0 + dx}" y="${box.y0 + dy}" width="${box.x1 - box.x0}" height="${box.y1 - box.y0}"/>`,
+        );
+      }
+    }
+    if (rects.length) {
+      const part = parseSvg(`<svg xmlns="http://www.w3.org/2000/svg"><g>${rects.join("")}</g></svg>`);
+      const g = part?.firstElementChild;
+      if (g) miniNodes.append(...Array.from(g.childNodes));
+    }
+    minimap.classList.toggle("hidden", !svg);
+    updateMiniView();
+  }
+
+  function updateMiniView(): void {
+    miniView.setAttribute("x", String(viewBox.x));
+    miniView.setAttribute("y", String(viewBox.y));
+    miniView.setAttribute("width", String(viewBox.w));
+    miniView.setAttribute("height", String(viewBox.h));
+    miniView.setAttribute("stroke-width", String(Math.max(base.w, base.h) / 150));
+  }
+
+  let miniDrag = false;
+  const miniPan = (e: PointerEvent) => {
+    const r = minimap.getBoundingClientRect();
+    if (!(r.width > 0 && r.height > 0)) return;
+    const scale = Math.min(r.width / base.w, r.height / base.h);
+    const ox = (r.width - base.w * scale) / 2;
+    const oy = (r.height - base.h * scale) / 2;
+    const x = base.x + (e.clientX - r.left - ox) / scale;
+    const y = base.y + (e.clientY - r.top - oy) / scale;
+    setView({ ...viewBox, x: x - viewBox.w / 2, y: y - viewBox.h / 2 });
+  };
+  minimap.addEventListener("pointerdown", (e: PointerEvent) => {
+    e.stopPropagation();
+    miniDrag = true;
+    miniPan(e);
+  });
+  minimap.addEventListener("pointermove", (e: PointerEvent) => {
+    if (miniDrag) {
+      e.stopPropagation();
+      miniPan(e);
+    }
+  });
+  const endMini = () => (miniDrag = false);
+  minimap.addEventListener("pointerup", endMini);
+  minimap.addEventListener("pointerleave", endMini);
+  minimap.addEventListener("click", (e) => e.stopPropagation());
 
   // ------------------------------------------------------------ live counts
   function badge(g: SVGGElement, cls: string, value: number, corner: "top" | "bottom"): void {
@@ -342,12 +620,22 @@ export function renderFlowGraph(
 
   function applyCounts(): void {
     const counts = (model.get("counts") ?? {}) as Record<string, NodeCounts>;
+    // a collapsed flow shows the sum of its members
+    const summed = new Map<string, { deliveries: number; errors: number; running: number }>();
+    for (const [id, c] of Object.entries(counts)) {
+      const drawnId = memberOf.get(id) ?? id;
+      let t = summed.get(drawnId);
+      if (!t) summed.set(drawnId, (t = { deliveries: 0, errors: 0, running: 0 }));
+      t.deliveries += Number(c?.deliveries ?? 0) || 0;
+      t.errors += Number(c?.errors ?? 0) || 0;
+      t.running += Number(c?.running ?? 0) || 0;
+    }
     const running = new Set<string>();
     for (const [id, g] of nodeEls) {
-      const c = counts[id] ?? {};
-      const deliveries = Number(c.deliveries ?? 0) || 0;
-      const errors = Number(c.errors ?? 0) || 0;
-      const isRunning = (Number(c.running ?? 0) || 0) > 0;
+      const c = summed.get(id);
+      const deliveries = c?.deliveries ?? 0;
+      const errors = c?.errors ?? 0;
+      const isRunning = (c?.running ?? 0) > 0;
       if (isRunning) running.add(id);
       g.classList.toggle("running", isRunning);
       g.classList.toggle("has-errors", errors > 0);
@@ -360,26 +648,200 @@ export function renderFlowGraph(
     }
   }
 
+  // ------------------------------------------------------------ lit path of a run
+  const drawnIdOf = (id: string) => memberOf.get(id) ?? id;
+
+  function applyLit(): void {
+    const byDrawn = new Map<string, Lit>();
+    for (const [id, l] of lit) byDrawn.set(drawnIdOf(id), l);
+    for (const [id, g] of nodeEls) {
+      const l = byDrawn.get(id);
+      g.classList.toggle("lit", !!l);
+      g.classList.toggle("lit-running", l?.state === "running");
+      g.classList.toggle("lit-error", l?.state === "error");
+      g.classList.toggle("lit-fade", l?.state === "fade");
+    }
+    for (const g of edgeEls) {
+      const t = byDrawn.get(g.getAttribute("data-target") ?? "");
+      const s = byDrawn.get(g.getAttribute("data-source") ?? "");
+      const on = !!t && !!s && t.trace === s.trace;
+      g.classList.toggle("lit", on);
+      g.classList.toggle("lit-fade", on && (t!.state === "fade" || s!.state === "fade"));
+    }
+  }
+
+  function light(node: string, state: string, trace: string): void {
+    const old = lit.get(node);
+    if (old?.timer) clearTimeout(old.timer);
+    const l: Lit = { state, trace, timer: null };
+    lit.set(node, l);
+    if (state !== "running") {
+      l.timer = setTimeout(() => {
+        l.state = "fade";
+        applyLit();
+        l.timer = setTimeout(() => {
+          if (lit.get(node) === l) lit.delete(node);
+          applyLit();
+        }, LIT_FADE_MS);
+      }, LIT_HOLD_MS);
+    }
+  }
+
+  // ------------------------------------------------------------ search
+  function applySearch(): void {
+    const hits = new Set(matches.map(drawnIdOf));
+    for (const [id, g] of nodeEls) g.classList.toggle("match", hits.has(id));
+    root.classList.toggle("searching", matches.length > 0);
+    const q = search.value.trim();
+    matchInfo.textContent = q ? `${matches.length || "no"} match${matches.length === 1 ? "" : "es"}` : "";
+  }
+
+  search.addEventListener("input", () => {
+    const nodes = filterGraph(fullGraph(), currentFlow()).nodes;
+    matches = searchNodes(nodes, search.value);
+    matchIndex = -1;
+    applySearch();
+  });
+  search.addEventListener("keydown", (e: KeyboardEvent) => {
+    if (e.key === "Enter" && matches.length) {
+      e.preventDefault();
+      matchIndex = (matchIndex + 1) % matches.length;
+      focusOn(matches[matchIndex]);
+    } else if (e.key === "Escape") {
+      search.value = "";
+      matches = [];
+      applySearch();
+    }
+  });
+
+  // ------------------------------------------------------------ focus + clusters
+  function select(id: string): void {
+    model.set("selected", id);
+    model.save_changes();
+    applySelected();
+  }
+
+  function focusOn(id: string): void {
+    focus = id;
+    select(id);
+    renderGraph();
+  }
+
+  focusBtn.addEventListener("click", () => {
+    if (focus) {
+      focus = null;
+      renderGraph();
+      return;
+    }
+    const sel = String(model.get("selected") ?? "");
+    if (sel && !isCluster(sel)) focusOn(sel);
+  });
+  hopsInput.addEventListener("change", () => {
+    if (focus) renderGraph();
+  });
+  collapseBtn.addEventListener("click", () => {
+    const flows = allFlows(fullGraph());
+    collapsed = collapsed && collapsed.size ? new Set() : new Set(flows);
+    renderGraph();
+  });
+
   // ------------------------------------------------------------ selection + details
   function applySelected(): void {
     const sel = String(model.get("selected") ?? "");
     for (const [id, g] of nodeEls) g.classList.toggle("selected", id === sel);
+    updateControls();
     renderDetails();
   }
 
   function nodeById(id: string): GraphNode | undefined {
-    return ((model.get("graph")?.nodes ?? []) as GraphNode[]).find((n) => String(n.id) === id);
+    return ((fullGraph().nodes ?? []) as GraphNode[]).find((n) => String(n.id) === id);
+  }
+
+  let emitForm: { topic: string; el: HTMLElement } | null = null;
+
+  function renderEmit(node: GraphNode | undefined, d: NodeDetails): HTMLElement | null {
+    const offered = d.emit_topics?.length
+      ? d.emit_topics
+      : emitTopicsOf(node).map((topic) => ({
+          topic,
+          schema: nodeKind(node!) === "topic" ? (d.schema ?? null) : null,
+        }));
+    if (!offered.length) return null;
+    const box = h("div", { class: "wistro-section wistro-emit" }, h("h4", null, "Emit an event"));
+    const topicSelect = h("select", { class: "wistro-emit-topic" });
+    for (const t of offered) topicSelect.append(h("option", { value: t.topic }, t.topic));
+    const formHolder = h("div", { class: "wistro-emit-form" });
+    const messages = h("div", { class: "wistro-emit-status", role: "status" });
+    const send = h("button", { type: "button", class: "wistro-emit-send" }, "Emit");
+    let form = buildSchemaForm(null);
+    const show = () => {
+      const chosen = offered.find((t) => t.topic === topicSelect.value) ?? offered[0];
+      form = buildSchemaForm((chosen.schema ?? null) as Schema | null);
+      clear(formHolder);
+      formHolder.append(form.el);
+      emitForm = { topic: chosen.topic, el: messages };
+    };
+    topicSelect.addEventListener("change", show);
+    send.addEventListener("click", () => {
+      const { value, errors } = form.read();
+      clear(messages);
+      messages.className = "wistro-emit-status";
+      if (errors.length) {
+        messages.classList.add("error");
+        for (const e of errors) messages.append(h("div", null, e));
+        return;
+      }
+      const topic = topicSelect.value || offered[0].topic;
+      emitForm = { topic, el: messages };
+      messages.append(`Sending ${topic}…`);
+      model.send({ type: "emit", topic, data: value, node: node ? String(node.id) : "" });
+    });
+    box.append(
+      offered.length > 1 ? h("label", null, "topic ", topicSelect) : h("div", { class: "wistro-muted" }, `topic ${offered[0].topic}`),
+      formHolder,
+      h("div", { class: "wistro-emit-actions" }, send),
+      messages,
+    );
+    show();
+    return box;
+  }
+
+  function onCustom(msg: unknown): void {
+    const m = (msg ?? {}) as { type?: string; trace_id?: string; message?: string; items?: unknown };
+    if (m.type === "emitted") {
+      if (emitForm?.el.isConnected) {
+        clear(emitForm.el);
+        emitForm.el.className = "wistro-emit-status ok";
+        emitForm.el.append(`Emitted ${emitForm.topic}: trace ${String(m.trace_id ?? "")}`);
+      }
+    } else if (m.type === "error") {
+      if (emitForm?.el.isConnected) {
+        clear(emitForm.el);
+        emitForm.el.className = "wistro-emit-status error";
+        emitForm.el.append(String(m.message ?? "error"));
+      }
+    } else if (m.type === "lit" && Array.isArray(m.items)) {
+      for (const it of m.items as { trace_id?: string; node?: string; state?: string }[]) {
+        if (it && it.node) light(String(it.node), String(it.state ?? "ok"), String(it.trace_id ?? ""));
+      }
+      applyLit();
+    }
   }
 
   function renderDetails(): void {
     const sel = String(model.get("selected") ?? "");
     clear(details);
+    emitForm = null;
     if (!sel) {
       details.hidden = true;
       return;
     }
     details.hidden = false;
     const node = nodeById(sel);
+    if (!node && isCluster(sel)) {
+      details.hidden = true;
+      return;
+    }
     const kind = node ? nodeKind(node) : "step";
     const close = h("button", { class: "wistro-details-close", title: "Close", type: "button" }, "×");
     close.addEventListener("click", () => {
@@ -420,6 +882,8 @@ export function renderFlowGraph(
       details.append(h("div", { class: "wistro-muted wistro-details-loading" }, "Loading details…"));
       return;
     }
+    const emit = renderEmit(node, d);
+    if (emit) details.append(emit);
     const section = (cls: string, title: string, body: Node) =>
       details.append(h("div", { class: `wistro-section ${cls}` }, h("h4", null, title), body));
     section("wistro-config", "Config", h("pre", null, prettyJson(d.config ?? {})));
@@ -456,21 +920,48 @@ export function renderFlowGraph(
   }
 
   // ------------------------------------------------------------ pan + zoom (viewBox)
-  const setView = (v: View) => {
+  function setView(v: View): void {
     viewBox = v;
     svg?.setAttribute("viewBox", `${v.x} ${v.y} ${v.w} ${v.h}`);
-  };
+    updateMiniView();
+  }
 
-  function fit(): void {
+  /** The whole graph in view (at most MAX_FIT_SCALE px per unit). In focus mode never below
+   *  MIN_FOCUS_SCALE: labels stay legible, the view centred on the focused node. */
+  function fit(minScale = focus ? MIN_FOCUS_SCALE : 0): void {
     const rect = view.getBoundingClientRect();
     if (rect.width > 0 && rect.height > 0) {
-      const scale = Math.min(rect.width / base.w, rect.height / base.h, MAX_FIT_SCALE);
+      const fitScale = Math.min(rect.width / base.w, rect.height / base.h, MAX_FIT_SCALE);
+      const scale = Math.max(fitScale, minScale);
       const w = rect.width / scale;
       const hh = rect.height / scale;
-      setView({ x: base.x - (w - base.w) / 2, y: base.y - (hh - base.h) / 2, w, h: hh });
+      let cx = base.x + base.w / 2;
+      let cy = base.y + base.h / 2;
+      if (scale > fitScale && focus) {
+        const c = focusCentre();
+        if (c) [cx, cy] = c;
+      }
+      setView({ x: cx - w / 2, y: cy - hh / 2, w, h: hh });
     } else {
       setView({ ...base });
     }
+  }
+
+  function focusCentre(): [number, number] | null {
+    if (!svg || !focus || !current) return null;
+    let name = "";
+    for (const [n, node] of current.byName) if (String(node.id) === focus) name = n;
+    const g = Array.from(svg.querySelectorAll("g.node")).find(
+      (x) => x.getAttribute("data-dot-name") === name,
+    );
+    const box = g ? shapeBox(g) : null;
+    if (!box) return null;
+    const tr = (svg.querySelector("g.graph")?.getAttribute("transform") ?? "").match(
+      /translate\(\s*(-?[\d.]+)[ ,]+(-?[\d.]+)\s*\)/,
+    );
+    const dx = tr ? Number(tr[1]) : 0;
+    const dy = tr ? Number(tr[2]) : 0;
+    return [(box.x0 + box.x1) / 2 + dx, (box.y0 + box.y1) / 2 + dy];
   }
 
   /** px per SVG unit and the letterbox offsets of preserveAspectRatio="xMidYMid meet". */
@@ -509,7 +1000,7 @@ export function renderFlowGraph(
 
   zoomIn.addEventListener("click", () => zoomAt(1.25));
   zoomOut.addEventListener("click", () => zoomAt(1 / 1.25));
-  zoomReset.addEventListener("click", () => fit());
+  zoomReset.addEventListener("click", () => fit(0));
   const onWheel = (e: WheelEvent) => {
     if (!svg) return;
     e.preventDefault();
@@ -555,41 +1046,65 @@ export function renderFlowGraph(
   view.addEventListener("keydown", (e: KeyboardEvent) => {
     if (e.key === "+" || e.key === "=") zoomAt(1.25);
     else if (e.key === "-") zoomAt(1 / 1.25);
-    else if (e.key === "0") fit();
+    else if (e.key === "0") fit(0);
   });
 
-  // ------------------------------------------------------------ click a node
+  // ------------------------------------------------------------ click a node or a cluster
   view.addEventListener("click", (e: MouseEvent) => {
     if (suppressClick) return;
-    const g = (e.target as Element | null)?.closest?.("g.node[data-node-id]");
-    if (!g) return;
-    const id = g.getAttribute("data-node-id") ?? "";
-    model.set("selected", id);
-    model.save_changes();
-    applySelected();
+    const target = e.target as Element | null;
+    const g = target?.closest?.("g.node[data-node-id]");
+    if (g) {
+      const id = g.getAttribute("data-node-id") ?? "";
+      if (isCluster(id)) {
+        // expand a collapsed flow
+        collapsed?.delete(id.slice("flow:".length));
+        renderGraph();
+        return;
+      }
+      select(id);
+      return;
+    }
+    const cluster = target?.closest?.("g.cluster[data-flow]");
+    if (cluster) {
+      if (!collapsed) collapsed = new Set();
+      collapsed.add(cluster.getAttribute("data-flow") ?? "");
+      renderGraph();
+    }
   });
 
   // ------------------------------------------------------------ model wiring
   const onGraph = () => renderGraph();
+  const onFlow = () => {
+    focus = null;
+    renderGraph();
+  };
   const onCounts = () => applyCounts();
   const onSelected = () => applySelected();
   const onDetails = () => renderDetails();
   model.on("change:graph", onGraph);
-  model.on("change:flow", onGraph);
+  model.on("change:flows", onGraph);
+  model.on("change:flow", onFlow);
   model.on("change:counts", onCounts);
   model.on("change:selected", onSelected);
   model.on("change:details", onDetails);
+  model.on("msg:custom", onCustom);
 
   renderGraph();
   renderDetails();
 
   return () => {
     disposed = true;
+    mounting++;
+    for (const l of lit.values()) if (l.timer) clearTimeout(l.timer);
+    lit.clear();
     model.off("change:graph", onGraph);
-    model.off("change:flow", onGraph);
+    model.off("change:flows", onGraph);
+    model.off("change:flow", onFlow);
     model.off("change:counts", onCounts);
     model.off("change:selected", onSelected);
     model.off("change:details", onDetails);
+    model.off("msg:custom", onCustom);
     view.removeEventListener("wheel", onWheel);
     root.remove();
   };

@@ -24,7 +24,7 @@ const layout =
   }));
 setDefaultLayout(layout);
 
-export function render({ model, el }: RenderProps): Cleanup {
+function render({ model, el }: RenderProps): Cleanup {
   const kind = String(model.get("kind") ?? "");
   if (kind === "flow_graph") return renderFlowGraph(model, el);
   if (kind === "trace_view") return renderTraceView(model, el);

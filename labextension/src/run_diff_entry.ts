@@ -2,7 +2,7 @@
 import { renderRunDiff } from "./rundiff";
 import type { Cleanup, RenderProps } from "./types";
 
-export function render({ model, el }: RenderProps): Cleanup {
+function render({ model, el }: RenderProps): Cleanup {
   return renderRunDiff(model, el);
 }
 

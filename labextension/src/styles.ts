@@ -23,6 +23,8 @@ export const CSS = `
   --w-c-cron: var(--jp-warn-color1, #ef6c00);
   --w-c-topic: #8e44ad;
   --w-c-trigger: #00838f;
+  --w-c-flow: #6d4c41;
+  --w-lit: #f59e0b;
   font-family: var(--jp-ui-font-family, system-ui, -apple-system, "Segoe UI", sans-serif);
   font-size: var(--jp-ui-font-size1, 13px);
   color: var(--w-fg);
@@ -72,7 +74,7 @@ export const CSS = `
 .wistro-toolbar label { display: inline-flex; gap: 4px; align-items: center; color: var(--w-fg2); }
 
 /* ------------------------------------------------------------ flow graph */
-.wistro-fg-body { display: flex; min-height: 0; }
+.wistro-fg-body { display: flex; min-height: 0; position: relative; }
 .wistro-fg-view {
   position: relative; flex: 1 1 auto; min-width: 0; height: 480px; overflow: hidden;
   cursor: grab; touch-action: none; user-select: none; background: var(--w-bg);
@@ -103,6 +105,7 @@ export const CSS = `
 .wistro-widget .kind-cron { --k: var(--w-c-cron); }
 .wistro-widget .kind-topic { --k: var(--w-c-topic); }
 .wistro-widget .kind-trigger { --k: var(--w-c-trigger); }
+.wistro-widget .kind-flow { --k: var(--w-c-flow); }
 .wistro-fg-view g.node { cursor: pointer; }
 .wistro-fg-view g.node > polygon, .wistro-fg-view g.node > ellipse,
 .wistro-fg-view g.node > path, .wistro-fg-view g.node > polyline {
@@ -135,10 +138,14 @@ export const CSS = `
 .wistro-badge rect { fill: var(--w-accent); stroke: var(--w-bg); stroke-width: 1px; }
 .wistro-badge text { fill: #fff; font-size: 9px; font-family: inherit; font-weight: 600; }
 .wistro-badge.err rect { fill: var(--w-error); }
+/* The details panel overlays the graph: the graph keeps its size and scale when it opens. */
 .wistro-details {
-  flex: 0 0 360px; max-width: 45%; height: 480px; overflow: auto; padding: 6px 10px;
+  position: absolute; top: 0; right: 0; bottom: 0; width: 380px; max-width: 60%;
+  overflow: auto; padding: 6px 10px; z-index: 3;
   border-left: 1px solid var(--w-border2); background: var(--w-bg);
+  box-shadow: -4px 0 12px rgba(0, 0, 0, .12);
 }
+.wistro-details pre { white-space: pre-wrap; overflow-wrap: anywhere; word-break: break-word; max-width: 100%; }
 .wistro-details[hidden] { display: none; }
 .wistro-details .wistro-details-head { display: flex; align-items: center; gap: 6px; }
 .wistro-details .wistro-details-head strong { flex: 1; font-size: 14px; overflow-wrap: anywhere; }
@@ -154,6 +161,54 @@ export const CSS = `
 }
 .wistro-details .wistro-file { font-family: var(--w-mono); font-size: 11px; color: var(--w-fg2); overflow-wrap: anywhere; }
 .wistro-link { color: var(--w-accent); cursor: pointer; text-decoration: underline; font-family: var(--w-mono); }
+
+.wistro-toolbar .wistro-search { min-width: 150px; font: inherit; padding: 2px 6px; border: 1px solid var(--w-border); border-radius: 3px; background: var(--w-bg); color: var(--w-fg); }
+.wistro-toolbar .wistro-hops { width: 44px; font: inherit; padding: 2px 4px; border: 1px solid var(--w-border); border-radius: 3px; background: var(--w-bg); color: var(--w-fg); }
+.wistro-toolbar button.on { border-color: var(--w-accent); background: color-mix(in srgb, var(--w-accent) 18%, var(--w-bg2)); }
+.wistro-toolbar button[hidden] { display: none; }
+.wistro-fg-view g.cluster > path, .wistro-fg-view g.cluster > polygon { stroke: var(--w-border); fill: color-mix(in srgb, var(--w-bg2) 60%, transparent); }
+.wistro-fg-view g.cluster > text { fill: var(--w-fg2); font-weight: 600; cursor: pointer; }
+.wistro-fg-view g.cluster { cursor: pointer; }
+.wistro-searching .wistro-fg-view g.node:not(.match) { opacity: 0.35; }
+.wistro-fg-view g.node.match > polygon, .wistro-fg-view g.node.match > ellipse,
+.wistro-fg-view g.node.match > path { stroke: var(--w-lit); stroke-width: 3px; fill-opacity: 0.35; }
+.wistro-fg-view g.node.lit > polygon, .wistro-fg-view g.node.lit > ellipse,
+.wistro-fg-view g.node.lit > path {
+  stroke: var(--w-lit); stroke-width: 3.5px; fill: var(--w-lit); fill-opacity: 0.45;
+  transition: fill-opacity 2.5s ease-out, stroke-width 2.5s ease-out;
+}
+.wistro-fg-view g.node.lit.lit-running > polygon, .wistro-fg-view g.node.lit.lit-running > ellipse,
+.wistro-fg-view g.node.lit.lit-running > path { fill-opacity: 0.7; }
+.wistro-fg-view g.node.lit.lit-error > polygon, .wistro-fg-view g.node.lit.lit-error > ellipse,
+.wistro-fg-view g.node.lit.lit-error > path { stroke: var(--w-error); fill: var(--w-error); }
+.wistro-fg-view g.node.lit.lit-fade > polygon, .wistro-fg-view g.node.lit.lit-fade > ellipse,
+.wistro-fg-view g.node.lit.lit-fade > path { fill-opacity: 0.08; stroke-width: 1.6px; }
+.wistro-fg-view g.edge.lit path { stroke: var(--w-lit); stroke-width: 3px; transition: stroke-width 2.5s ease-out; }
+.wistro-fg-view g.edge.lit polygon { stroke: var(--w-lit); fill: var(--w-lit); }
+.wistro-fg-view g.edge.lit.lit-fade path { stroke-width: 1.2px; }
+.wistro-minimap {
+  position: absolute; right: 8px; bottom: 8px; width: 170px; height: 110px; z-index: 2;
+  background: color-mix(in srgb, var(--w-bg) 88%, transparent); border: 1px solid var(--w-border);
+  border-radius: 3px; cursor: crosshair;
+}
+.wistro-minimap.hidden { display: none; }
+.wistro-minimap rect { fill: var(--k, var(--w-fg3)); fill-opacity: .6; }
+.wistro-minimap rect.wistro-minimap-view { fill: var(--w-accent); fill-opacity: .12; stroke: var(--w-accent); }
+.wistro-emit .wistro-form-row { display: grid; grid-template-columns: minmax(80px, 35%) 1fr; gap: 6px; align-items: center; margin: 3px 0; }
+.wistro-emit .wistro-form-row > label { color: var(--w-fg2); overflow-wrap: anywhere; }
+.wistro-emit input[type=text], .wistro-emit input[type=number], .wistro-emit textarea, .wistro-emit select {
+  font: inherit; width: 100%; min-width: 0; padding: 2px 4px; border: 1px solid var(--w-border);
+  border-radius: 3px; background: var(--w-bg); color: var(--w-fg);
+}
+.wistro-emit .wistro-form-object .wistro-form-object { border-left: 2px solid var(--w-border2); padding-left: 6px; }
+.wistro-emit .wistro-form-item { display: flex; gap: 4px; align-items: center; margin: 2px 0; }
+.wistro-emit .wistro-req { color: var(--w-error); }
+.wistro-emit-actions { margin: 6px 0; }
+.wistro-emit-status { font-size: 12px; overflow-wrap: anywhere; }
+.wistro-emit-status.error { color: var(--w-error); }
+.wistro-emit-status.ok { color: var(--w-ok); }
+.span-row .span-name .span-toggle { display: inline-block; width: 14px; color: var(--w-fg2); cursor: pointer; }
+.span-row .span-name .span-indent { display: inline-block; }
 
 /* ------------------------------------------------------------ status colours */
 .wistro-status {

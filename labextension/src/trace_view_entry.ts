@@ -7,7 +7,7 @@ import { ensureStyles } from "./styles";
 import { renderTraceView } from "./traceview";
 import type { Cleanup, RenderProps } from "./types";
 
-export function render({ model, el }: RenderProps): Cleanup {
+function render({ model, el }: RenderProps): Cleanup {
   const kind = String(model.get("kind") ?? "");
   if (kind === "trace_view") return renderTraceView(model, el);
   ensureStyles(el.ownerDocument ?? document);

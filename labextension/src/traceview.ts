@@ -5,6 +5,10 @@
  * The waterfall is keyed by span id: a `trace` update creates rows for new spans, touches only
  * rows whose data changed, and moves rows only when the order changed, so a 1,000-span trace
  * stays cheap to update. Filtering toggles `hidden` on rows.
+ *
+ * Spans nest by cause: a span's parent is the span that emitted the event it handles
+ * (`parent_id`, else the `parent_span_id` of the event with the span's `event_id`). Rows are in
+ * tree order (children after their parent, by start time) and a parent's ▾/▸ collapses it.
  */
 import { clear, formatDuration, h, prettyJson, token } from "./dom";
 import { ensureStyles } from "./styles";
@@ -13,6 +17,7 @@ import type { AnyModel, Cleanup, TraceData, TraceSpan } from "./types";
 interface Row {
   el: HTMLDivElement;
   name: HTMLDivElement;
+  nameSig: string;
   bar: HTMLDivElement;
   dur: HTMLDivElement;
   sig: string;
@@ -27,6 +32,68 @@ const STALE_RUNNING_S = 600;
 
 function num(v: unknown): number | null {
   return typeof v === "number" && Number.isFinite(v) ? v : null;
+}
+
+export interface SpanTree {
+  /** Spans in tree order: each parent before its children, siblings by start time. */
+  order: TraceSpan[];
+  parent: Map<string, string | null>;
+  depth: Map<string, number>;
+  children: Map<string, string[]>;
+}
+
+/** The cause tree of a run's spans (see the module comment). Cycles are cut; unknown parents
+ *  make roots. */
+export function spanTree(data: TraceData): SpanTree {
+  const spans = (data.spans ?? []).filter((s) => s && s.id !== undefined && s.id !== null);
+  const ids = new Set(spans.map((s) => String(s.id)));
+  const eventParent = new Map<string, string | null>();
+  for (const e of data.events ?? []) if (e && e.id != null) eventParent.set(String(e.id), e.parent_span_id ?? null);
+  const parent = new Map<string, string | null>();
+  for (const s of spans) {
+    const id = String(s.id);
+    let p: string | null = s.parent_id != null ? String(s.parent_id) : null;
+    if (p === null && s.event_id != null) p = eventParent.get(String(s.event_id)) ?? null;
+    parent.set(id, p && p !== id && ids.has(p) ? p : null);
+  }
+  const start = (s: TraceSpan) => num(s.start) ?? Infinity;
+  const byStart = spans
+    .map((s, i) => ({ s, i }))
+    .sort((a, b) => start(a.s) - start(b.s) || a.i - b.i)
+    .map((x) => x.s);
+  const children = new Map<string, string[]>();
+  const roots: TraceSpan[] = [];
+  const byId = new Map(spans.map((s) => [String(s.id), s]));
+  for (const s of byStart) {
+    const p = parent.get(String(s.id)) ?? null;
+    if (p === null) roots.push(s);
+    else {
+      let l = children.get(p);
+      if (!l) children.set(p, (l = []));
+      l.push(String(s.id));
+    }
+  }
+  const order: TraceSpan[] = [];
+  const depth = new Map<string, number>();
+  const visit = (s: TraceSpan, d: number) => {
+    const stack: [TraceSpan, number][] = [[s, d]];
+    while (stack.length) {
+      const [x, dx] = stack.pop()!;
+      const id = String(x.id);
+      if (depth.has(id)) continue;
+      depth.set(id, dx);
+      order.push(x);
+      const kids = children.get(id) ?? [];
+      for (let i = kids.length - 1; i >= 0; i--) stack.push([byId.get(kids[i])!, dx + 1]);
+    }
+  };
+  for (const r of roots) visit(r, 0);
+  // spans only reachable through a cycle: roots of their own
+  for (const s of byStart) if (!depth.has(String(s.id))) {
+    parent.set(String(s.id), null);
+    visit(s, 0);
+  }
+  return { order, parent, depth, children };
 }
 
 function relMs(ts: number | null | undefined, t0: number): string {
@@ -84,6 +151,8 @@ export function renderTraceView(model: AnyModel, el: HTMLElement): Cleanup {
   let total = 1;
   let lastKnown = 0; // latest timestamp seen in the trace
   let optionsKey = "";
+  let tree: SpanTree = { order: [], parent: new Map(), depth: new Map(), children: new Map() };
+  const collapsedSpans = new Set<string>();
   let ticker: ReturnType<typeof setInterval> | null = null;
 
   const trace = (): TraceData => (model.get("trace") ?? {}) as TraceData;
@@ -167,8 +236,15 @@ export function renderTraceView(model: AnyModel, el: HTMLElement): Cleanup {
     const fStep = String(model.get("filter_step") ?? "");
     const fStatus = String(model.get("filter_status") ?? "");
     let visible = 0;
-    for (const row of rows.values()) {
-      const show = (!fStep || row.step === fStep) && (!fStatus || row.status === fStatus);
+    const folded = (id: string): boolean => {
+      for (let p = tree.parent.get(id) ?? null, n = 0; p !== null && n < 10_000; p = tree.parent.get(p) ?? null, n++) {
+        if (collapsedSpans.has(p)) return true;
+      }
+      return false;
+    };
+    for (const [id, row] of rows) {
+      const show =
+        (!fStep || row.step === fStep) && (!fStatus || row.status === fStatus) && !folded(id);
       if (row.el.hidden === show) row.el.hidden = !show;
       if (show) visible++;
     }
@@ -194,7 +270,7 @@ export function renderTraceView(model: AnyModel, el: HTMLElement): Cleanup {
     const bar = h("div", { class: "span-bar" });
     const dur = h("div", { class: "span-dur" });
     const el = h("div", { class: "span-row" }, name, h("div", { class: "span-track" }, bar), dur);
-    return { el, name, bar, dur, sig: "", left: "", width: "", step: "", status: "" };
+    return { el, name, nameSig: "", bar, dur, sig: "", left: "", width: "", step: "", status: "" };
   }
 
   function timeScale(data: TraceData, spans: TraceSpan[]): void {
@@ -240,10 +316,8 @@ export function renderTraceView(model: AnyModel, el: HTMLElement): Cleanup {
     const spans = (data.spans ?? []).filter((s) => s && s.id !== undefined && s.id !== null);
     timeScale(data, spans);
     renderTicks();
-    const order = spans
-      .map((s, i) => ({ s, i, start: num(s.start) ?? Infinity }))
-      .sort((a, b) => a.start - b.start || a.i - b.i)
-      .map((x) => x.s);
+    tree = spanTree(data);
+    const order = tree.order;
     const seen = new Set<string>();
     spansById = new Map();
     for (const s of order) {
@@ -266,13 +340,33 @@ export function renderTraceView(model: AnyModel, el: HTMLElement): Cleanup {
         row.el.setAttribute("data-step", row.step);
         row.el.setAttribute("data-status", row.status);
         row.el.title = `${s.step ?? "?"} ← ${s.topic ?? "?"} (${s.status ?? "?"})`;
-        clear(row.name);
-        row.name.append(row.step || "?");
-        if (s.language) row.name.append(h("small", { class: "lang" }, ` ${s.language}`));
-        if ((s.attempt ?? 1) > 1) row.name.append(h("small", null, `attempt ${s.attempt}`));
+        row.nameSig = "";
         const a = num(s.start);
         const b = num(s.end);
         row.dur.textContent = a !== null && b !== null ? formatDuration((b - a) * 1000) : "…";
+      }
+      const depth = tree.depth.get(id) ?? 0;
+      const kids = (tree.children.get(id) ?? []).length;
+      const folded = collapsedSpans.has(id);
+      const nameSig = `${depth}\u0000${kids}\u0000${folded}`;
+      if (nameSig !== row.nameSig) {
+        row.nameSig = nameSig;
+        clear(row.name);
+        row.el.setAttribute("data-depth", String(depth));
+        const parentId = tree.parent.get(id);
+        if (parentId) row.el.setAttribute("data-parent-id", parentId);
+        else row.el.removeAttribute("data-parent-id");
+        row.el.classList.toggle("has-children", kids > 0);
+        row.el.classList.toggle("collapsed", folded);
+        row.name.append(h("span", { class: "span-indent", style: `width:${depth * 14}px` }));
+        row.name.append(
+          kids
+            ? h("span", { class: "span-toggle", title: folded ? `Show ${kids} caused spans` : "Hide the spans it caused" }, folded ? "▸" : "▾")
+            : h("span", { class: "span-toggle" }),
+        );
+        row.name.append(row.step || "?");
+        if (s.language) row.name.append(h("small", { class: "lang" }, ` ${s.language}`));
+        if ((s.attempt ?? 1) > 1) row.name.append(h("small", null, `attempt ${s.attempt}`));
       }
       const a = num(s.start) ?? t0;
       const left = `${(((a - t0) / total) * 100).toFixed(3)}%`;
@@ -299,10 +393,21 @@ export function renderTraceView(model: AnyModel, el: HTMLElement): Cleanup {
   }
 
   rowsEl.addEventListener("click", (e) => {
-    const rowEl = (e.target as Element | null)?.closest?.(".span-row");
+    const target = e.target as Element | null;
+    const rowEl = target?.closest?.(".span-row");
     if (!rowEl) return;
+    if (target?.closest?.(".span-toggle") && rowEl.classList.contains("has-children")) {
+      toggleSpan(rowEl.getAttribute("data-span-id") ?? "");
+      return;
+    }
     select(rowEl.getAttribute("data-span-id"));
   });
+
+  function toggleSpan(id: string): void {
+    if (collapsedSpans.has(id)) collapsedSpans.delete(id);
+    else collapsedSpans.add(id);
+    updateRows(trace());
+  }
 
   function select(id: string | null): void {
     if (selectedSpan && rows.get(selectedSpan)) rows.get(selectedSpan)!.el.classList.remove("selected");
@@ -422,6 +527,7 @@ export function renderTraceView(model: AnyModel, el: HTMLElement): Cleanup {
       for (const row of rows.values()) row.el.remove();
       rows = new Map();
       selectedSpan = null;
+      collapsedSpans.clear();
     }
     updateRows(data);
     renderHeader(data);

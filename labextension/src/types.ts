@@ -17,7 +17,7 @@ export type Cleanup = () => void;
 
 // ------------------------------------------------------------------ FlowGraph state
 
-export type NodeKind = "step" | "noop" | "api" | "cron" | "topic" | "trigger";
+export type NodeKind = "step" | "noop" | "api" | "cron" | "topic" | "trigger" | "flow";
 
 export interface GraphNode {
   id: string;
@@ -57,6 +57,8 @@ export interface NodeDetails {
   source?: string | null;
   file?: string | null;
   recent_runs?: { trace_id: string; status: string; duration_ms?: number | null }[];
+  /** Topics the node's emit form offers, with their JSON Schema (null: any JSON). */
+  emit_topics?: { topic: string; schema: Record<string, unknown> | null }[];
 }
 
 // ------------------------------------------------------------------ TraceView state
@@ -77,6 +79,8 @@ export interface TraceSpan {
   language?: string;
   topic?: string;
   event_id?: string | null;
+  /** The span that emitted the event this span handles (null: the run's first event). */
+  parent_id?: string | null;
   attempt?: number;
   status?: string;
   start?: number | null;

@@ -26,6 +26,8 @@ describe.skipIf(!built)("built bundle", () => {
   it("renders both widget kinds through its default export", async () => {
     const mod = await import(/* @vite-ignore */ bundle);
     expect(typeof mod.default.render).toBe("function");
+    // anywidget's current form: only a default export (a named `render` makes it warn)
+    expect(mod.render).toBeUndefined();
     const el = document.createElement("div");
     const model = new FakeModel({
       kind: "trace_view",

@@ -69,7 +69,7 @@ describe("FlowGraph with real Graphviz", () => {
     const model = new FakeModel({ kind: "flow_graph", graph, flow: "", counts: {} });
     const el = document.createElement("div");
     const cleanup = renderFlowGraph(model, el, { layout });
-    await until(() => el.querySelectorAll("g.node[data-node-id]").length > 0, 60_000);
+    await until(() => el.querySelectorAll("g.node[data-node-id]").length >= n, 60_000);
     expect(el.querySelectorAll("g.node[data-node-id]")).toHaveLength(n);
     expect(layout.lastMode).toBe("main");
     cleanup();

@@ -111,7 +111,7 @@ describe("FlowGraph", () => {
     expect(dot).toMatch(/shape=hexagon/);
     expect(dot).toMatch(/rounded,dashed/);
     // legend, no duplicate Graphviz ids, styles injected once
-    expect(el.querySelectorAll(".wistro-legend [class^=kind-]")).toHaveLength(6);
+    expect(el.querySelectorAll(".wistro-legend [class^=kind-]")).toHaveLength(7);
     expect(el.querySelector("svg [id]")).toBeNull();
     expect(document.querySelectorAll("#wistro-widgets-style")).toHaveLength(1);
   });
