@@ -314,7 +314,12 @@ def test_everything_under_dot_wistro_is_private_after_real_runs(
         assert name in found, found
     assert any(name.startswith("evals/") and name.endswith("results.jsonl") for name in found)
     assert_private(root / ".wistro")
-    assert modes(root / "datasets") == {".": oct(0o700), "smoke.jsonl": oct(0o600)}
+    assert modes(root / "datasets") == {  # the dataset and its version history: private too
+        ".": oct(0o700),
+        "smoke.jsonl": oct(0o600),
+        ".history": oct(0o700),
+        ".history/smoke.jsonl": oct(0o600),
+    }
 
 
 def test_an_older_world_readable_store_is_tightened(shop: Path, umask_022: None) -> None:
