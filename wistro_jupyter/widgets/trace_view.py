@@ -42,10 +42,22 @@ class TraceView(_WistroWidget):
 
     @t.validate("trace")
     def _with_languages(self, proposal: Any) -> Any:
-        """Each span says the language of its step (Python, Go, TypeScript, ...)."""
+        """Each span says the language of its step (Python, Go, TypeScript, ...) and its
+        ``parent_id``: the span that emitted the event it handles (None for the run's first
+        event), so the browser nests spans by cause."""
         trace = proposal["value"]
         langs = TraceView.languages
         spans = trace.get("spans") if isinstance(trace, dict) else None
+        if spans and any("parent_id" not in s for s in spans):
+            cause = {e.get("id"): e.get("parent_span_id") for e in trace.get("events") or ()}
+            trace = {
+                **trace,
+                "spans": [
+                    s if "parent_id" in s else {**s, "parent_id": cause.get(s.get("event_id"))}
+                    for s in spans
+                ],
+            }
+            spans = trace["spans"]
         if langs and spans:
             trace = {
                 **trace,
