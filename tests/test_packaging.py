@@ -174,7 +174,11 @@ def test_the_installed_wheel_is_listed_by_jupyter(wheel: Path, tmp_path: Path) -
     """``pip install`` of the wheel (into a prefix) and nothing else: ``jupyter labextension
     list`` finds wistro-workbench there, enabled and OK, and the server extension is enabled."""
     prefix = tmp_path / "prefix"
-    pip_install = [sys.executable, "-m", "pip", "install", "--no-deps", "--prefix", str(prefix)]
+    # --ignore-installed: else pip uninstalls the venv's own (editable) wistro first
+    pip_install = [
+        *[sys.executable, "-m", "pip", "install", "--no-deps", "--ignore-installed"],
+        *["--prefix", str(prefix)],
+    ]
     _run([*pip_install, str(wheel)], cwd=tmp_path)
     (site,) = prefix.glob("lib/python*/site-packages")
     assert (prefix / SHARE / "install.json").is_file()
@@ -190,13 +194,26 @@ def test_the_installed_wheel_is_listed_by_jupyter(wheel: Path, tmp_path: Path) -
     }
     jupyter = [sys.executable, "-m", "jupyter"]
     listed = _run([*jupyter, "labextension", "list"], cwd=tmp_path, **env)
-    out = listed.stdout + listed.stderr
+    out = re.sub(r"\x1b\[[0-9;]*m", "", listed.stdout + listed.stderr)
     line = next((x for x in out.splitlines() if "wistro-workbench" in x), "")
     assert "enabled" in line and "OK" in line and "(python, wistro)" in line, out
     assert str(prefix / SHARE.rsplit("/", 1)[0]) in out, out
-    servers = _run([*jupyter, "server", "extension", "list"], cwd=tmp_path, **env)
-    out = servers.stdout + servers.stderr
-    assert re.search(r"wistro_jupyter\s+enabled", out) and "wistro_jupyter.server" in out, out
+    # the server extension: enabled by the config file the wheel put in <prefix>/etc/jupyter
+    code = (
+        "import json, sys\n"
+        "from jupyter_server.extension.config import ExtensionConfigManager\n"
+        "m = ExtensionConfigManager(read_config_path=[sys.argv[1]])\n"
+        "print(json.dumps(m.get_jpserver_extensions()))\n"
+    )
+    etc = str(prefix / "etc" / "jupyter")
+    enabled = json.loads(_run([sys.executable, "-c", code, etc], cwd=tmp_path, **env).stdout)
+    assert enabled == {"wistro_jupyter": True}, enabled
+    found = _run(
+        [sys.executable, "-c", "import wistro_jupyter.server as s; print(s.__file__)"],
+        cwd=tmp_path,
+        **env,
+    )
+    assert Path(found.stdout.strip()).is_relative_to(site)
 
 
 def test_the_installed_wheel_gives_the_widgets_their_javascript(
