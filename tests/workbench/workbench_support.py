@@ -56,8 +56,14 @@ def make_shop(root: Path, extra_config: str = "") -> Path:
     return root
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of the processes started here: no WISTRO_ settings, and this checkout
+    importable whatever is installed in the venv at the moment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WISTRO_")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
     env.update(extra)
     return env
 
@@ -121,9 +127,10 @@ class Process:
 class Dev:
     """A real ``wistro dev --port 0`` of the project at ``root``, and its Workbench endpoint."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, reload: bool = False) -> None:
         self.root = root
-        self.process = Process([sys.executable, "-m", "wistro", "dev", "--port", "0"], root)
+        flags = [] if reload else ["--no-reload"]
+        self.process = Process([sys.executable, "-m", "wistro", "dev", *flags, "--port", "0"], root)
         self.url = self.process.wait_for(r"^http: (\S+)").group(1)
         info = json.loads((root / ".wistro" / "server.json").read_text(encoding="utf-8"))
         self.token: str = info["token"]
