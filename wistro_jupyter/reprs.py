@@ -1,4 +1,5 @@
-"""Rich displays of the app, a run, a trace and a graph: static HTML (tables, ``<details>`` for
+"""Rich displays of the app, a run, a trace and a graph: static HTML (inline SVG pictures of the
+graph and of a run's waterfall, ``wistro_jupyter.static_svg``; tables, ``<details>`` for
 tracebacks; no JavaScript, so it survives nbconvert and renders on GitHub).
 
 ``wistro`` itself never imports Jupyter: these renderers are registered with IPython's display
@@ -14,6 +15,8 @@ import time
 from collections.abc import Iterable
 from html import escape
 from typing import TYPE_CHECKING, Any
+
+from wistro_jupyter.static_svg import graph_svg, trace_svg
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -117,6 +120,7 @@ def trace_html(trace: dict[str, Any], *, step: str | None = None, status: str | 
             line = f"{e.get('source')} -> {e.get('topic')}: {e.get('error')}"
             parts.append(f"<div>{error_block(line, None)}</div>")
     if spans:
+        parts.append(f'<div class="wistro-waterfall">{trace_svg({**trace, "spans": spans})}</div>')
         parts.append(
             table(
                 ["step", "topic", "status", "duration", "attempt", "error"],
@@ -307,7 +311,11 @@ def graph_html(
         ),
         "wistro-edges",
     )
-    return head + node_table + edge_table + "</div>"
+    picture = f'<div class="wistro-graph-picture">{graph_svg(graph, counts)}</div>' if nodes else ""
+    return (
+        f"{head}{picture}<details><summary>nodes and edges</summary>"
+        f"{node_table}{edge_table}</details></div>"
+    )
 
 
 # ---------------------------------------------------------------- registration
