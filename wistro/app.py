@@ -349,6 +349,10 @@ class App:
             traces=self.engine.store,
             bus=self.engine.bus,
         )
+        # Loading set the shared bus's version from the new sources (an edit of wistro.yml or a
+        # step changes the lock's). This process keeps running as the version it started as:
+        # its deliveries are queued, and its worker registered, under that one.
+        self.engine.set_version(self.engine.version, self.engine.version_label)
         kept = _last_good(self.registry, fresh.registry, fresh.errors)
         registry = fresh.registry
         if kept:
