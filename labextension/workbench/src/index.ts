@@ -42,7 +42,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         return new KernelTransport(kernel, `kernel of ${nb.context.path.split("/").pop()}`);
       },
       projects: () => listProjects(app.serviceManager.serverSettings),
-      serverTransport: (p) => new ServerTransport(p.root, `project ${p.name}`, app.serviceManager.serverSettings),
+      serverTransport: (p) => new ServerTransport(p.root, `project ${p.name} (${p.root})`, app.serviceManager.serverSettings),
     };
     const panel = new WorkbenchPanel(sources);
     panel.title.icon = new LabIcon({ name: "wistro-workbench:icon", svgstr: ICON_SVG });

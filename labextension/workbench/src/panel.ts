@@ -98,7 +98,7 @@ function section(key: string, title: string): { root: HTMLDetailsElement; body: 
   const body = el("div", { class: "wistro-wb-body" });
   const root = el(
     "details",
-    { class: `wistro-wb-section wistro-wb-${key}`, "data-section": key, open: true },
+    { class: `wistro-wb-section wistro-wb-section-${key}`, "data-section": key, open: true },
     el("summary", null, title, " ", count),
     status,
     body,
@@ -140,6 +140,8 @@ export class WorkbenchPanel extends Widget {
   private generation = 0; // bumped on every source change: late replies of the old one are dropped
   private timer: ReturnType<typeof setInterval> | null = null;
   private ticks = 0;
+  private needsLoad = false; // a source set while hidden: loaded when shown
+  private loadFailed = false; // the last load failed (e.g. no %load_ext yet): retried while shown
   private busy = new Set<string>();
 
   private steps: StepInfo[] = [];
@@ -301,7 +303,8 @@ export class WorkbenchPanel extends Widget {
     } else {
       setStatus(this.headerStatus, "open a notebook with %load_ext wistro_jupyter, or start wistro dev");
     }
-    if (this.transport) void this.reloadAll();
+    this.needsLoad = !!this.transport;
+    if (this.transport && this.isVisible) void this.reloadAll();
   }
 
   private resetData(): void {
@@ -320,6 +323,7 @@ export class WorkbenchPanel extends Widget {
       s.count.textContent = "";
     }
     clearNode(this.deadSec.body);
+    delete this.emitSec.status.dataset.traceId;
     this.graphModel.set("graph", { nodes: [], edges: [] });
   }
 
@@ -342,9 +346,17 @@ export class WorkbenchPanel extends Widget {
 
   async reloadAll(): Promise<void> {
     if (!this.transport) return;
+    this.needsLoad = false;
     setStatus(this.headerStatus, `loading from ${this.transport.label}…`);
+    const gen = this.generation;
     const project = await this.ask<Record<string, unknown>>("project", {}, this.headerStatus);
-    if (project) {
+    if (gen !== this.generation) return;
+    this.loadFailed = !project;
+    if (!project) return; // the error is shown; retried by the poll
+    for (const s of [this.graph, this.stepsSec, this.runsSec, this.deadSec, this.emitSec, this.logsSec, this.stateSec]) {
+      setStatus(s.status, "");
+    }
+    {
       const name = String(project.name ?? project.root ?? "");
       const counts = ["steps", "flows"]
         .map((k) => (typeof project[`n_${k}`] === "number" ? `${project[`n_${k}`]} ${k}` : ""))
@@ -696,6 +708,7 @@ export class WorkbenchPanel extends Widget {
       return;
     }
     this.emitButton.disabled = true;
+    delete this.emitSec.status.dataset.traceId;
     setStatus(this.emitSec.status, `emitting ${topic}…`);
     const result = await this.ask<{ trace_id?: string; status?: string }>("emit", { topic, data: value }, this.emitSec.status);
     this.emitButton.disabled = false;
@@ -782,6 +795,10 @@ export class WorkbenchPanel extends Widget {
   private tick(): void {
     if (!this.transport || !this.isVisible || document.hidden) return;
     this.ticks++;
+    if (this.needsLoad || this.loadFailed) {
+      if (this.needsLoad || this.ticks % 3 === 0) void this.reloadAll();
+      return;
+    }
     void this.pollRuns();
     void this.pollLogs();
     if (this.ticks % 5 === 0) {
@@ -794,6 +811,7 @@ export class WorkbenchPanel extends Widget {
     super.onAfterShow(msg);
     this.timer ??= setInterval(() => this.tick(), POLL_MS);
     if (!this.sourceKey) void this.refreshSources();
+    else if (this.needsLoad) void this.reloadAll();
   }
 
   protected override onAfterAttach(msg: Message): void {

@@ -35,7 +35,7 @@ const CSS = `
 .wistro-wb-filters { display: flex; gap: 4px; padding-bottom: 4px; }
 .wistro-wb-filters select { flex: 1 1 0; min-width: 0; }
 .wistro-wb-run-list { max-height: 220px; overflow: auto; }
-.wistro-wb-run { display: grid; grid-template-columns: 58px 1fr auto 64px 60px; gap: 6px; align-items: center; padding: 2px 2px; cursor: pointer; border-radius: 2px; }
+.wistro-wb-run { display: grid; grid-template-columns: 52px minmax(0, 1.3fr) minmax(0, 1fr) 60px 56px; gap: 6px; align-items: center; padding: 2px 2px; cursor: pointer; border-radius: 2px; }
 .wistro-wb-run:hover { background: var(--jp-layout-color2); }
 .wistro-wb-run.wistro-wb-selected { background: var(--jp-brand-color3); }
 .wistro-wb-run-topic { font-family: var(--jp-code-font-family); overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
