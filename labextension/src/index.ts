@@ -21,6 +21,9 @@ const layout =
   (host[SHARED] = createVizLayout({
     loadRuntime: () => importModuleSource<VizRuntime>(vizRuntimeSource),
     workerSource: vizRuntimeSource,
+    // Every layout in the worker: compiling Graphviz on the main thread alone blocks it for
+    // ~250 ms; the main thread lays out only where no worker can start.
+    workerThreshold: 0,
   }));
 setDefaultLayout(layout);
 

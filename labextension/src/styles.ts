@@ -80,7 +80,7 @@ export const CSS = `
   cursor: grab; touch-action: none; user-select: none; background: var(--w-bg);
 }
 .wistro-fg-view.dragging { cursor: grabbing; }
-.wistro-fg-view > svg { display: block; width: 100%; height: 100%; }
+.wistro-fg-view > svg.wistro-graph-svg { display: block; width: 100%; height: 100%; }
 .wistro-fg-status {
   position: absolute; inset: 0; display: flex; align-items: center; justify-content: center;
   color: var(--w-fg2); pointer-events: none; padding: 16px; text-align: center;
@@ -186,7 +186,7 @@ export const CSS = `
 .wistro-fg-view g.edge.lit path { stroke: var(--w-lit); stroke-width: 3px; transition: stroke-width 2.5s ease-out; }
 .wistro-fg-view g.edge.lit polygon { stroke: var(--w-lit); fill: var(--w-lit); }
 .wistro-fg-view g.edge.lit.lit-fade path { stroke-width: 1.2px; }
-.wistro-minimap {
+.wistro-fg-view > svg.wistro-minimap {
   position: absolute; right: 8px; bottom: 8px; width: 170px; height: 110px; z-index: 2;
   background: color-mix(in srgb, var(--w-bg) 88%, transparent); border: 1px solid var(--w-border);
   border-radius: 3px; cursor: crosshair;

@@ -216,17 +216,23 @@ class FlowGraph(_WistroWidget):
             self._send_msg({"type": "error", "topic": topic, "message": f"{type(e).__name__}: {e}"})
             return
         self._send_msg({"type": "emitted", "trace_id": run.trace_id, "topic": topic})
-        if run.done:
-            return
         self._lit_traces[run.trace_id] = None
         while len(self._lit_traces) > MAX_LIT_TRACES:
             self._lit_traces.pop(next(iter(self._lit_traces)))
         if node:
             self._light(run.trace_id, node, "ok")
-        # what already ran before the trace id was known
-        for span in run.span_records:
+        # what happened before the trace id was known (a run may even have ended already)
+        for event in list(run.event_records):
+            end = self._ends.get(event.topic)
+            if end is not None:
+                self._light(run.trace_id, end, "ok")
+        for span in list(run.span_records):
             self._light(run.trace_id, f"step:{span.step}", "ok" if span.status == "ok" else "error")
-        self._throttle.mark()
+        if run.done:
+            self._lit_traces.pop(run.trace_id, None)
+            self._throttle.flush()
+        else:
+            self._throttle.mark()
 
     def _project_flows(self) -> list[str]:
         graph = self.graph if not self.flow else graph_data(self._app, None)
