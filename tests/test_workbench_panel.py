@@ -344,7 +344,27 @@ def test_the_emit_form_checks_sends_and_the_new_run_appears(lab: Lab, page: Page
     row.wait_for(timeout=10_000)
     assert row.get_attribute("data-status") in {"ok", "running"}
     # the kernel ran it: its state has the order
-    out = execute(page, "print(wistro_app.state.get('orders', 'W1'))")
+    out = execute(page, "print(await wistro_app.state.get('orders', 'W1'))")
+    assert "charged" in out, out
+    # cells and the panel drive one engine: after a cell's own emit, the panel's still runs
+    # (JupyterLab sends comm messages on a kernel subshell, another thread's event loop)
+    out = execute(
+        page,
+        "r = await wistro_app.emit('order.placed', {'order_id': 'C1', 'amount_cents': 900})\n"
+        "print(r.status)",
+    )
+    assert "ok" in out, out
+    form.locator("input[name='order_id']").fill("W2")
+    panel.locator(".wistro-wb-emit-send").click()
+    page.wait_for_function(
+        """(previous) => { const s = document.querySelector(
+              "#wistro-workbench .wistro-wb-status[data-section='emit']");
+            return s && s.dataset.kind === 'ok' && s.dataset.traceId
+              && s.dataset.traceId !== previous; }""",
+        arg=trace_id,
+        timeout=30_000,
+    )
+    out = execute(page, "print(await wistro_app.state.get('orders', 'W2'))")
     assert "charged" in out, out
     panel.locator("details[data-section='emit']").scroll_into_view_if_needed()
     screenshot(page, ARTIFACTS, "workbench-emit.png")
