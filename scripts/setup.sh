@@ -40,7 +40,10 @@ done
 # develop` makes: a link to the built extension, and one to the server extension's config.
 (cd labextension/workbench && PATH="$PWD/../../.venv/bin:$PATH" npm run --silent build >/dev/null)
 mkdir -p .venv/share/jupyter/labextensions .venv/etc/jupyter/jupyter_server_config.d
-ln -sfn "$PWD/wistro_jupyter/labextension" .venv/share/jupyter/labextensions/wistro-workbench
+# the editable install may have made a real folder there (its install.json): a link replaces it
+ext=.venv/share/jupyter/labextensions/wistro-workbench
+[ -L "$ext" ] || rm -rf "$ext"
+ln -sfn "$PWD/wistro_jupyter/labextension" "$ext"
 ln -sfn "$PWD/jupyter-config/jupyter_server_config.d/wistro_jupyter.json" \
   .venv/etc/jupyter/jupyter_server_config.d/wistro_jupyter.json
 echo "setup: done. Run the tests with: .venv/bin/pytest"
