@@ -1,5 +1,13 @@
 /** From the synced `graph` (and `flow`) to Graphviz DOT text. Pure functions, no DOM. */
-import { homeFlow, wrapRanks } from "./graphview";
+import {
+  bottomUpOrder,
+  components,
+  homeFlow,
+  longestPathRanks,
+  packColumns,
+  type Size,
+  wrapRanks,
+} from "./graphview";
 import type { GraphData, GraphEdge, GraphNode, NodeKind } from "./types";
 
 /** Above this many nodes, edges are drawn without labels (topics show as tooltips). */
@@ -10,6 +18,11 @@ export const NODE_KINDS: NodeKind[] = ["step", "noop", "api", "cron", "topic", "
 /** Flow clusters are drawn up to this many nodes, long chains wrapped up to this many. */
 export const MAX_CLUSTERED = 1500;
 export const MAX_WRAPPED = 2000;
+/** Graphs of at least this many disconnected parts have them packed in rows (Graphviz array
+ *  packing) instead of stacked in one column. */
+export const PACK_MIN_COMPONENTS = 3;
+/** Width / height of the view the graph is fitted into, when it is not known. */
+export const DEFAULT_ASPECT = 2;
 
 const KIND_ALIASES: Record<string, NodeKind> = {
   event: "step",
@@ -102,6 +115,8 @@ export interface DotResult {
   clusters: Map<string, string>;
   /** Whether long chains were wrapped into rows. */
   wrapped: boolean;
+  /** Disconnected parts packed in rows of this many (0: not packed). */
+  packedColumns: number;
 }
 
 export interface DotOptions {
@@ -111,6 +126,44 @@ export interface DotOptions {
   maxRanks?: number;
   /** The graph is already filtered (focus, collapsed flows): use it as it is. */
   prefiltered?: boolean;
+  /** Width / height of the view: disconnected parts are packed into rows to fit it. */
+  aspect?: number;
+}
+
+/** Rough size in points of a node as Graphviz will draw it (for packing, before layout). */
+export function estimateNodeSize(node: GraphNode): Size {
+  const kind = nodeKind(node);
+  const lines = truncate(String(node.label ?? node.id)).split("\n");
+  const font = kind === "flow" ? 12 : kind === "topic" ? 9 : 11;
+  const chars = Math.max(...lines.map((l) => l.length), 1);
+  let w = Math.max(54, chars * font * 0.56 + 2 * (kind === "flow" ? 14 : 9));
+  let h = Math.max(26, lines.length * font * 1.2 + 8);
+  if (kind === "topic") w *= 1.3;
+  if (kind === "flow") (w += 4), (h += 4);
+  return { w, h };
+}
+
+/**
+ * Each connected part's estimated size (rankdir=LR: ranks side by side, a rank's nodes one
+ * above the other), the parts in the order given.
+ */
+export function estimateComponentSizes(graph: FilteredGraph, parts: string[][]): Size[] {
+  const { rank } = longestPathRanks(graph);
+  const byId = new Map(graph.nodes.map((n) => [String(n.id), n]));
+  return parts.map((ids) => {
+    const colW = new Map<number, number>();
+    const colH = new Map<number, number>();
+    for (const id of ids) {
+      const r = rank.get(id) ?? 0;
+      const s = estimateNodeSize(byId.get(id) ?? { id });
+      colW.set(r, Math.max(colW.get(r) ?? 0, s.w));
+      colH.set(r, (colH.get(r) ?? -22) + s.h + 22);
+    }
+    let w = 0;
+    for (const x of colW.values()) w += x;
+    w += 32 * Math.max(0, colW.size - 1);
+    return { w, h: Math.max(...colH.values()) };
+  });
 }
 
 /**
@@ -143,6 +196,7 @@ export function buildDot(
     return `${name} [label=${dotString(label)}, ${KIND_ATTRS[kind]}];`;
   };
   const groups = new Map<string, string[]>();
+  const lineOf: string[] = [];
   nodes.forEach((node, i) => {
     const name = `n${i}`;
     byName.set(name, node);
@@ -151,8 +205,10 @@ export function buildDot(
     let g = groups.get(f);
     if (!g) groups.set(f, (g = []));
     g.push(`  ${nodeLine(node, name)}`);
+    lineOf.push(`  ${nodeLine(node, name)}`);
   });
   const clusters = new Map<string, string>();
+  let packed = 0;
   const flowNames = [...groups.keys()].filter(Boolean).sort();
   const clustered = !!options.clusters && flowNames.length >= 2 && nodes.length <= MAX_CLUSTERED;
   if (clustered) {
@@ -168,7 +224,22 @@ export function buildDot(
       );
     });
   } else {
-    for (const g of groups.values()) lines.push(...g);
+    const parts = wrap ? [] : components({ nodes, edges });
+    if (parts.length >= PACK_MIN_COMPONENTS) {
+      // Disconnected parts (collapsed flows, separate flows) would stack in one tall column:
+      // pack them in rows fitting the view. The nodes are declared part by part in the order
+      // Graphviz fills its array (bottom row first), so that the grid reads top to bottom.
+      const sizes = estimateComponentSizes({ nodes, edges }, parts);
+      const columns = packColumns(sizes, options.aspect ?? DEFAULT_ASPECT, 12);
+      lines[1] += ` pack=8; packmode="array_ic${columns}";`;
+      const index = new Map(nodes.map((n, i) => [String(n.id), i]));
+      for (const p of bottomUpOrder(parts.length, columns)) {
+        for (const id of parts[p]) lines.push(lineOf[index.get(id)!]);
+      }
+      packed = columns;
+    } else {
+      for (const g of groups.values()) lines.push(...g);
+    }
   }
   const edgeList: GraphEdge[] = [];
   for (const e of edges) {
@@ -224,5 +295,6 @@ export function buildDot(
     nodeCount: nodes.length,
     clusters,
     wrapped: !!wrap,
+    packedColumns: packed,
   };
 }

@@ -10,7 +10,15 @@
  * the kernel answers `{type: "emitted", trace_id}` or `{type: "error", message}`, then
  * `{type: "lit", items: [{trace_id, node, state}]}` while that run's steps start and finish.
  */
-import { allFlows, buildDot, filterGraph, nodeKind, NODE_KINDS, type DotResult } from "./dot";
+import {
+  allFlows,
+  buildDot,
+  DEFAULT_ASPECT,
+  filterGraph,
+  nodeKind,
+  NODE_KINDS,
+  type DotResult,
+} from "./dot";
 import { clear, formatDuration, h, prettyJson, svgEl, token } from "./dom";
 import { collapseFlows, focusGraph, homeFlow, isCluster, searchNodes } from "./graphview";
 import { cachedLayout, type LayoutFn } from "./layout";
@@ -299,7 +307,11 @@ export function renderFlowGraph(
     updateFlowOptions();
     const drawn = drawnGraph();
     updateControls();
-    const res = buildDot(drawn.graph, "", { prefiltered: true, clusters: drawn.clusters });
+    const res = buildDot(drawn.graph, "", {
+      prefiltered: true,
+      clusters: drawn.clusters,
+      aspect: viewAspect(),
+    });
     const previous = current;
     current = res;
     const n = res.nodeCount;
@@ -331,6 +343,12 @@ export function renderFlowGraph(
         setStatus(`Layout failed: ${err instanceof Error ? err.message : String(err)}`, true);
       },
     );
+  }
+
+  /** Width / height of the graph view (the default before it is laid out on the page). */
+  function viewAspect(): number {
+    const r = view.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 ? r.width / r.height : DEFAULT_ASPECT;
   }
 
   function unmount(): void {

@@ -165,15 +165,8 @@ export function collapseFlows(graph: GraphData, collapsed: Set<string>): Collaps
   return { graph: { nodes: out, edges: outEdges }, memberOf };
 }
 
-/**
- * Longest-path ranks (sources at 0; edges closing a cycle are ignored), for wrapping a long
- * chain: with more than `maxRanks` ranks, rank r goes to column r % width and row
- * floor(r / width). Returns null when the graph is short enough to draw as it is.
- */
-export function wrapRanks(
-  graph: GraphData,
-  maxRanks = 12,
-): { rank: Map<string, number>; width: number; ranks: number } | null {
+/** Longest-path ranks (sources at 0; edges closing a cycle are ignored), and how many. */
+export function longestPathRanks(graph: GraphData): { rank: Map<string, number>; ranks: number } {
   const nodes = (graph.nodes ?? []).map((n) => String(n.id));
   const out = new Map<string, string[]>(nodes.map((id) => [id, []]));
   for (const e of graph.edges ?? []) {
@@ -220,7 +213,139 @@ export function wrapRanks(
       }
     }
   }
+  return { rank, ranks };
+}
+
+/**
+ * Longest-path ranks for wrapping a long chain: with more than `maxRanks` ranks, rank r goes
+ * to column r % width and row floor(r / width). Returns null when the graph is short enough to
+ * draw as it is.
+ */
+export function wrapRanks(
+  graph: GraphData,
+  maxRanks = 12,
+): { rank: Map<string, number>; width: number; ranks: number } | null {
+  const { rank, ranks } = longestPathRanks(graph);
   if (ranks <= maxRanks) return null;
   const width = Math.min(Math.max(Math.ceil(Math.sqrt(ranks)), 4), maxRanks);
   return { rank, width, ranks };
+}
+
+// ------------------------------------------------------------------ packing components
+
+/** Connected components (edges either way), each in graph order, ordered by first node. */
+export function components(graph: GraphData): string[][] {
+  const ids = (graph.nodes ?? []).map((n) => String(n.id));
+  const parent = new Map<string, string>(ids.map((id) => [id, id]));
+  const find = (x: string): string => {
+    let r = x;
+    while (parent.get(r) !== r) r = parent.get(r)!;
+    while (parent.get(x) !== r) {
+      const next = parent.get(x)!;
+      parent.set(x, r);
+      x = next;
+    }
+    return r;
+  };
+  for (const e of graph.edges ?? []) {
+    const s = String(e.source);
+    const t = String(e.target);
+    if (!parent.has(s) || !parent.has(t)) continue;
+    const a = find(s);
+    const b = find(t);
+    if (a !== b) parent.set(b, a);
+  }
+  const byRoot = new Map<string, string[]>();
+  for (const id of ids) {
+    const r = find(id);
+    let l = byRoot.get(r);
+    if (!l) byRoot.set(r, (l = []));
+    l.push(id);
+  }
+  return [...byRoot.values()];
+}
+
+export interface Size {
+  w: number;
+  h: number;
+}
+
+export interface Placed extends Size {
+  x: number;
+  y: number;
+}
+
+/**
+ * Items in rows of `columns`, in reading order (left to right, top to bottom), each column as
+ * wide as its widest item and each row as tall as its tallest, `gap` between them. The first
+ * row holds the remainder (`n % columns` items, or a full row): what Graphviz's
+ * `packmode="array_i…"` draws, whose first row is at the bottom, read upside down.
+ */
+export function packGrid(sizes: Size[], columns: number, gap = 8): { items: Placed[]; w: number; h: number } {
+  const n = sizes.length;
+  const c = Math.max(1, Math.min(columns, n || 1));
+  const rows = Math.ceil(n / c);
+  const first = n - (rows - 1) * c; // items in the top row
+  const rowOf = (p: number) => (p < first ? 0 : 1 + Math.floor((p - first) / c));
+  const colOf = (p: number) => (p < first ? p : (p - first) % c);
+  const colW = new Array<number>(c).fill(0);
+  const rowH = new Array<number>(rows).fill(0);
+  sizes.forEach((s, p) => {
+    colW[colOf(p)] = Math.max(colW[colOf(p)], s.w);
+    rowH[rowOf(p)] = Math.max(rowH[rowOf(p)], s.h);
+  });
+  const colX: number[] = [];
+  let x = 0;
+  for (const w of colW) {
+    colX.push(x);
+    x += w + gap;
+  }
+  const rowY: number[] = [];
+  let y = 0;
+  for (const hh of rowH) {
+    rowY.push(y);
+    y += hh + gap;
+  }
+  const items = sizes.map((s, p) => ({ x: colX[colOf(p)], y: rowY[rowOf(p)], w: s.w, h: s.h }));
+  return { items, w: Math.max(0, x - gap), h: Math.max(0, y - gap) };
+}
+
+/**
+ * How many columns to pack `sizes` into so that the grid, fitted into a view `aspect` times
+ * as wide as it is tall, is drawn as large as it can be.
+ */
+export function packColumns(sizes: Size[], aspect: number, gap = 8): number {
+  const n = sizes.length;
+  if (n <= 1) return 1;
+  const a = aspect > 0 && Number.isFinite(aspect) ? aspect : 2;
+  let best = 1;
+  let bestScale = -1;
+  for (let c = 1; c <= Math.min(n, 400); c++) {
+    const g = packGrid(sizes, c, gap);
+    const scale = Math.min(a / Math.max(g.w, 1), 1 / Math.max(g.h, 1));
+    if (scale > bestScale * 1.0001) {
+      best = c;
+      bestScale = scale;
+    }
+  }
+  return best;
+}
+
+/**
+ * The order to give Graphviz the items of a grid read top to bottom: its array packing fills
+ * rows from the bottom up, the last (partial) row on top. Slot s (Graphviz order) -> the
+ * reading position of the item to put there.
+ */
+export function bottomUpOrder(n: number, columns: number): number[] {
+  const c = Math.max(1, Math.min(columns, n || 1));
+  const rows = Math.ceil(n / c);
+  const first = n - (rows - 1) * c;
+  const order: number[] = [];
+  for (let s = 0; s < n; s++) {
+    const rowFromBottom = Math.floor(s / c);
+    const col = s % c;
+    const readingRow = rows - 1 - rowFromBottom;
+    order.push(readingRow === 0 ? col : first + (readingRow - 1) * c + col);
+  }
+  return order;
 }

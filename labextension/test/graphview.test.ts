@@ -1,7 +1,17 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { buildDot } from "../src/dot";
 import { renderFlowGraph } from "../src/flowgraph";
-import { collapseFlows, focusGraph, neighbourhood, searchNodes, wrapRanks } from "../src/graphview";
+import {
+  bottomUpOrder,
+  collapseFlows,
+  components,
+  focusGraph,
+  neighbourhood,
+  packColumns,
+  packGrid,
+  searchNodes,
+  wrapRanks,
+} from "../src/graphview";
 import type { LayoutFn } from "../src/layout";
 import type { GraphData } from "../src/types";
 import { fakeLayoutSvg } from "./fake-layout";
@@ -93,6 +103,49 @@ describe("search, focus, clusters (pure)", () => {
     const { dot, clusters } = buildDot(project(2, 3), "", { clusters: true });
     expect([...clusters.values()]).toEqual(["flow0", "flow1"]);
     expect(dot).toContain("subgraph cluster_0");
+  });
+});
+
+describe("packing disconnected parts (pure)", () => {
+  const overlap = (a: { x: number; y: number; w: number; h: number }, b: typeof a) =>
+    a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+
+  it("50 collapsed flows: a grid about as wide as the view, not one column, no overlaps", () => {
+    const g = collapseFlows(project(50, 4), new Set(Array.from({ length: 50 }, (_, i) => `flow${i}`))).graph;
+    // project() links flow0 to flow1: 49 parts
+    expect(components(g)).toHaveLength(49);
+    const sizes = Array.from({ length: 50 }, () => ({ w: 70, h: 40 }));
+    const square = packColumns(sizes, 1);
+    const sq = packGrid(sizes, square);
+    expect(square).toBeGreaterThan(4);
+    expect(sq.w / sq.h).toBeGreaterThan(0.6);
+    expect(sq.w / sq.h).toBeLessThan(1.6);
+    const wide = packGrid(sizes, packColumns(sizes, 2.5));
+    expect(wide.w / wide.h).toBeGreaterThan(1.6);
+    expect(wide.w / wide.h).toBeLessThan(3.5);
+    for (const grid of [sq, wide]) {
+      grid.items.forEach((a, i) => grid.items.slice(i + 1).forEach((b) => expect(overlap(a, b)).toBe(false)));
+    }
+  });
+
+  it("mixed sizes: columns as wide as their widest part; reading order for Graphviz", () => {
+    const grid = packGrid([{ w: 10, h: 5 }, { w: 30, h: 5 }, { w: 10, h: 20 }, { w: 10, h: 5 }, { w: 10, h: 5 }], 2, 0);
+    // 5 in rows of 2: the first row holds the remainder
+    expect(grid.items.map((i) => [i.x, i.y])).toEqual([[0, 0], [0, 5], [30, 5], [0, 25], [30, 25]]);
+    expect([grid.w, grid.h]).toEqual([40, 30]);
+    // Graphviz fills rows from the bottom: slot 0.. -> bottom row first, the remainder on top
+    expect(bottomUpOrder(5, 2)).toEqual([3, 4, 1, 2, 0]);
+    expect(bottomUpOrder(4, 2)).toEqual([2, 3, 0, 1]);
+    expect(packColumns([{ w: 10, h: 10 }], 2)).toBe(1);
+  });
+
+  it("buildDot packs 3+ disconnected parts in rows, leaves a connected graph alone", () => {
+    const overview = collapseFlows(project(20, 4), new Set(Array.from({ length: 20 }, (_, i) => `flow${i}`))).graph;
+    const res = buildDot(overview, "", { prefiltered: true, aspect: 2 });
+    expect(res.packedColumns).toBeGreaterThan(3);
+    expect(res.dot).toContain(`packmode="array_ic${res.packedColumns}"`);
+    expect(buildDot(project(1, 5), "").packedColumns).toBe(0);
+    expect(buildDot(project(1, 5), "").dot).not.toContain("packmode");
   });
 });
 

@@ -69,6 +69,41 @@ beforeAll(async () => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("real Graphviz layout", () => {
+  it("packs 50 collapsed flows into a grid fitting the view's aspect, not one column", async () => {
+    const { instance } = await import("@viz-js/viz");
+    const viz = await instance();
+    const nodes = Array.from({ length: 50 }, (_, i) => ({
+      id: `flow:flow${String(i).padStart(2, "0")}`,
+      label: `flow${String(i).padStart(2, "0")}\n100 steps`,
+      kind: "flow",
+      flows: [`flow${String(i).padStart(2, "0")}`],
+    }));
+    const { dot, byName, packedColumns } = buildDot({ nodes, edges: [] }, "", { prefiltered: true, aspect: 2.5 });
+    const svg = viz.renderString(dot, { format: "svg", engine: "dot" });
+    const [, , w, h] = svg.match(/viewBox="([^"]+)"/)![1].split(" ").map(Number);
+    expect(w / h).toBeGreaterThan(1.5);
+    expect(w / h).toBeLessThan(4);
+    // each box: its polygon's bounds; read top to bottom, left to right, in flow order
+    const boxes = [...svg.matchAll(/<title>(n\d+)<\/title>\n<polygon[^>]*points="([^"]+)"/g)].map((m) => {
+      const pts = m[2].trim().split(" ").map((p) => p.split(",").map(Number));
+      const xs = pts.map((p) => p[0]);
+      const ys = pts.map((p) => p[1]);
+      return { id: String(byName.get(m[1])!.id), x0: Math.min(...xs), x1: Math.max(...xs), y0: Math.min(...ys), y1: Math.max(...ys) };
+    });
+    expect(boxes).toHaveLength(50);
+    for (let i = 0; i < boxes.length; i++) {
+      for (let j = i + 1; j < boxes.length; j++) {
+        const a = boxes[i];
+        const b = boxes[j];
+        expect(a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1).toBe(false);
+      }
+    }
+    const rows = new Set(boxes.map((b) => Math.round(b.y0)));
+    expect(rows.size).toBe(Math.ceil(50 / packedColumns));
+    const reading = [...boxes].sort((a, b) => a.y0 - b.y0 || a.x0 - b.x0).map((b) => b.id);
+    expect(reading).toEqual(nodes.map((n) => n.id));
+  });
+
   it("@viz-js/viz lays out the DOT built from a graph", async () => {
     const { instance } = await import("@viz-js/viz");
     const viz = await instance();
