@@ -279,8 +279,7 @@ export function renderFlowGraph(
     const filtered = filterGraph(fullGraph(), flow);
     if (focus !== null && filtered.nodes.some((n) => String(n.id) === focus)) {
       memberOf = new Map();
-      const hops = Math.max(1, Math.min(9, Math.round(Number(hopsInput.value) || 2)));
-      return { graph: focusGraph(filtered, focus, hops), clusters: false };
+      return { graph: focusGraph(filtered, focus, readHops()), clusters: false };
     }
     focus = null;
     const flows = new Set(filtered.nodes.map(homeFlow).filter(Boolean));
@@ -290,6 +289,13 @@ export function renderFlowGraph(
     const c = collapseFlows(filtered, flow ? new Set() : collapsed);
     memberOf = c.memberOf;
     return { graph: c.graph, clusters: !flow };
+  }
+
+  /** The hops box's value as 1..9 (2 when it holds no number). */
+  function readHops(): number {
+    const raw = hopsInput.value.trim();
+    const n = raw === "" ? NaN : Number(raw);
+    return Number.isFinite(n) ? Math.max(1, Math.min(9, Math.round(n))) : 2;
   }
 
   function updateControls(): void {
@@ -754,9 +760,27 @@ export function renderFlowGraph(
     const sel = String(model.get("selected") ?? "");
     if (sel && !isCluster(sel)) focusOn(sel);
   });
-  hopsInput.addEventListener("change", () => {
+  // The hops box behaves as a number input: typing replaces its value (all of it is selected
+  // when it gets the focus), each input event applies a valid value (1..9) at once, and on
+  // change (Enter, leaving the box, the arrows) the value shown is clamped to 1..9.
+  let appliedHops = readHops();
+  const applyHops = () => {
+    const n = readHops();
+    if (n === appliedHops) return;
+    appliedHops = n;
     if (focus) renderGraph();
+  };
+  hopsInput.addEventListener("focus", () => hopsInput.select());
+  hopsInput.addEventListener("input", () => {
+    const raw = hopsInput.value.trim();
+    if (raw !== "" && Number.isFinite(Number(raw))) applyHops();
   });
+  hopsInput.addEventListener("change", () => {
+    hopsInput.value = String(readHops());
+    applyHops();
+  });
+  // digits typed here are for the box, not JupyterLab's notebook shortcuts
+  hopsInput.addEventListener("keydown", (e: KeyboardEvent) => e.stopPropagation());
   collapseBtn.addEventListener("click", () => {
     const flows = allFlows(fullGraph());
     collapsed = collapsed && collapsed.size ? new Set() : new Set(flows);

@@ -183,9 +183,29 @@ describe("FlowGraph: large graphs", () => {
     const hops = el.querySelector<HTMLInputElement>("input.wistro-hops")!;
     expect(hops.value).toBe("2");
     hops.value = "3";
-    hops.dispatchEvent(new Event("change"));
+    hops.dispatchEvent(new Event("input")); // what typing (or Playwright's fill) sends
     await flush();
     expect(drawn(el)).toHaveLength(7);
+    expect(hops.value).toBe("3");
+    // out of range: clamped on change, 1..9
+    hops.value = "12";
+    hops.dispatchEvent(new Event("input"));
+    hops.dispatchEvent(new Event("change"));
+    await flush();
+    expect(hops.value).toBe("9");
+    expect(drawn(el)).toHaveLength(19);
+    hops.value = "0";
+    hops.dispatchEvent(new Event("change"));
+    await flush();
+    expect(hops.value).toBe("1");
+    expect(drawn(el)).toHaveLength(3);
+    hops.value = "";
+    hops.dispatchEvent(new Event("input")); // cleared while typing: nothing changes yet
+    await flush();
+    expect(drawn(el)).toHaveLength(3);
+    hops.value = "3";
+    hops.dispatchEvent(new Event("change"));
+    await flush();
     // Show all leaves focus mode
     const focus = el.querySelector<HTMLButtonElement>(".wistro-focus")!;
     expect(focus.textContent).toBe("Show all");

@@ -194,8 +194,44 @@ def shot(page: Any, tmp_path: Path, name: str, selector: str = ".wistro-flowgrap
     return path
 
 
+WISTRO_EXTENSIONS = {
+    "wistro-workbench": True,
+    "anywidget": True,
+    "@jupyter-widgets/jupyterlab-manager": True,
+}
+
+
+def open_notebook7(
+    browser: Any,
+    base: str,
+    token: str,
+    deadline: Deadline,
+    tmp_path: Path,
+    name: str,
+    check_disabled: bool = False,
+) -> list[str]:
+    """Opens big.ipynb in Notebook 7 in a new page; returns its page errors (message + stack)."""
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"{e}\n{e.stack}"))
+    try:
+        page.goto(f"{base}/notebooks/big.ipynb?token={token}", timeout=deadline.left_ms(60))
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=deadline.left_ms(60))
+        if check_disabled:
+            disabled = page.evaluate(
+                "() => JSON.parse(document.getElementById('jupyter-config-data').textContent)"
+                ".disabledExtensions"
+            )
+            assert set(WISTRO_EXTENSIONS) <= set(disabled), disabled
+        page.wait_for_timeout(4000)
+        shot(page, tmp_path, name, "")
+    finally:
+        page.close()
+    return errors
+
+
 def test_a_5000_step_graph_in_jupyterlab_and_notebook_7(
-    server: tuple[str, str, Deadline], tmp_path: Path
+    server: tuple[str, str, Deadline], jupyter_env: dict[str, str], tmp_path: Path
 ) -> None:
     base, token, deadline = server
     errors: list[str] = []
@@ -228,6 +264,28 @@ def test_a_5000_step_graph_in_jupyterlab_and_notebook_7(
             assert info == f"{FLOWS} shown of {FLOWS * PER_FLOW + FLOWS} nodes", info
             page.wait_for_timeout(500)
             shot(page, tmp_path, "flowgraph-overview.png")
+            # the collapsed flows are packed in rows fitting the view, legible at the default
+            # zoom (not one column of 50 tiny boxes)
+            boxes = page.eval_on_selector_all(
+                'g.node[data-node-id^="flow:"]',
+                """els => els.map(g => {
+                  const r = g.getBoundingClientRect();
+                  const t = g.querySelector('text');
+                  return {x: r.x, y: r.y, w: r.width, h: r.height,
+                          px: parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a};
+                })""",
+            )
+            assert len(boxes) == FLOWS
+            overview_px = min(b["px"] for b in boxes)
+            rows = len({round(b["y"]) for b in boxes})
+            columns = len({round(b["x"]) for b in boxes})
+            assert overview_px >= MIN_LABEL_PX, overview_px
+            assert columns >= 4 and rows <= FLOWS / 4, (rows, columns)
+            view = page.locator(".wistro-fg-view").bounding_box()
+            assert view is not None
+            for b in boxes:  # all of them in view at the default zoom
+                assert view["x"] - 1 <= b["x"] and b["x"] + b["w"] <= view["x"] + view["width"] + 1
+                assert view["y"] - 1 <= b["y"] and b["y"] + b["h"] <= view["y"] + view["height"] + 1
 
             # search, Enter: focus on the step's neighbourhood (2 hops)
             search = page.locator("input.wistro-search")
@@ -259,17 +317,32 @@ def test_a_5000_step_graph_in_jupyterlab_and_notebook_7(
             longest = max(page.evaluate("window.__longtasks") or [0.0])
             print(f"label {label_px:.1f} px; longest main-thread task {longest:.0f} ms")
             (tmp_path / "figures.txt").write_text(
-                f"label_px={label_px:.2f}\nlongest_task_ms={longest:.1f}\n"
+                f"label_px={label_px:.2f}\noverview_label_px={overview_px:.2f}\n"
+                f"overview_grid={rows}x{columns}\nlongest_task_ms={longest:.1f}\n"
             )
             copy_artifact(tmp_path / "figures.txt", "flowgraph-figures.txt")
             assert longest <= LONGEST_TASK_MS, page.evaluate("window.__longtasks")
             shot(page, tmp_path, "flowgraph-focus.png")
 
-            # more hops: the end topic of the flow comes into view; emit on it (any JSON)
-            page.locator("input.wistro-hops").fill("3")
-            page.locator("input.wistro-hops").dispatch_event("change")
+            # more hops: a real fill replaces the value; the end topic of the flow comes into view
+            hops = page.locator("input.wistro-hops")
+            hops.fill("3")
+            assert hops.input_value() == "3"
             topic = 'g.node[data-node-id="end:f07.t099"]'
             page.wait_for_selector(topic, timeout=deadline.left_ms(30))
+            assert page.locator("g.node[data-node-id]").count() == 7  # 094..099 + the topic
+            assert hops.input_value() == "3"
+            # the details panel is open (the search selected the step): a real click on its
+            # close button closes it
+            details = page.locator(".wistro-details")
+            assert details.is_visible()
+            page.locator(".wistro-details-close").click(timeout=deadline.left_ms(10))
+            page.wait_for_timeout(800)  # the kernel's answer to the deselection comes back
+            assert not details.is_visible()
+            assert page.evaluate("() => !document.querySelector('g.node.selected')"), (
+                "a node is still selected"
+            )
+            # emit on the end topic (any JSON)
             click_node(page, topic)
             form = page.locator(".wistro-details .wistro-emit")
             form.wait_for(timeout=deadline.left_ms(20))
@@ -300,24 +373,60 @@ def test_a_5000_step_graph_in_jupyterlab_and_notebook_7(
             shot(page, tmp_path, "flowgraph-lit.png")
             page.wait_for_timeout(3000)
             assert page.locator("g.node.lit").count() >= 4  # still lit after 3 s
+            # the panel of the step that ran (its details refreshed by the run): its close button closes it
+            assert details.is_visible()
+            page.locator(".wistro-details-close").click(timeout=deadline.left_ms(10))
+            page.wait_for_timeout(1500)
+            assert not details.is_visible()
+            assert page.evaluate("() => !document.querySelector('g.node.selected')")
+            # a real click on a node opens it again, a real click on the close button closes it
+            page.locator('g.node[data-node-id="step:F07 step 095"] text').click(
+                timeout=deadline.left_ms(10)
+            )
+            details.wait_for(timeout=deadline.left_ms(10))
+            page.wait_for_timeout(800)
+            page.locator(".wistro-details-close").click(timeout=deadline.left_ms(10))
+            page.wait_for_timeout(1500)
+            assert not details.is_visible()
             assert not errors, errors
             assert not [c for c in console if "Deprecation Warning" in c], console
 
-            # Notebook 7: the same notebook loads, its widget renders, no page error
-            page2 = browser.new_page()
-            nb7_errors: list[str] = []
-            page2.on("pageerror", lambda e: nb7_errors.append(f"{e}\n{e.stack}"))
-            page2.goto(f"{base}/notebooks/big.ipynb?token={token}", timeout=deadline.left_ms(60))
-            page2.wait_for_selector(".jp-Notebook .jp-Cell", timeout=deadline.left_ms(60))
-            page2.wait_for_timeout(4000)
-            shot(page2, tmp_path, "notebook7.png", "")
-            # No page error from the widgets (their ES module is imported from a blob: URL).
-            # Notebook 7's own core (notebook_core.js) still throws "reading 'schema'" under
-            # this test's Jupyter config; it is written down, not asserted.
-            ours = [e for e in nb7_errors if "blob:" in e or "wistro" in e.lower()]
-            (tmp_path / "notebook7-errors.txt").write_text("\n\n".join(nb7_errors))
+            # Notebook 7: the same notebook loads, its widget renders, no page error of ours.
+            nb7_errors = open_notebook7(browser, base, token, deadline, tmp_path, "notebook7.png")
+            # The same page with wistro's lab extensions (the Workbench panel, anywidget, the
+            # widget manager) disabled, as `jupyter labextension disable` does: Notebook 7's
+            # own errors (notebook_core.js) are there too, whatever wistro does.
+            labconfig = Path(jupyter_env["JUPYTER_CONFIG_DIR"]) / "labconfig"
+            labconfig.mkdir(parents=True, exist_ok=True)
+            page_config = labconfig / "page_config.json"
+            page_config.write_text(json.dumps({"disabledExtensions": WISTRO_EXTENSIONS}))
+            try:
+                without = open_notebook7(
+                    browser,
+                    base,
+                    token,
+                    deadline,
+                    tmp_path,
+                    "notebook7-without-wistro.png",
+                    check_disabled=True,
+                )
+            finally:
+                page_config.unlink()
+            (tmp_path / "notebook7-errors.txt").write_text(
+                "with wistro:\n"
+                + "\n\n".join(nb7_errors)
+                + "\n\nwith wistro's lab extensions disabled:\n"
+                + "\n\n".join(without)
+            )
             copy_artifact(tmp_path / "notebook7-errors.txt", "notebook7-errors.txt")
+            # Errors thrown by our code: none (the widgets' ES module is imported from a blob:
+            # URL, the Workbench extension's files are named wistro).
+            ours = [e for e in nb7_errors if "blob:" in e or "wistro" in e.lower()]
             assert not ours, ours
+            # Every other error is Notebook 7's own: it is thrown without wistro as well.
+            baseline = {e.splitlines()[0] for e in without}
+            extra = [e for e in nb7_errors if e.splitlines()[0] not in baseline]
+            assert not extra, (extra, without)
         except Exception:
             print("\n".join(console[-40:]))
             with_failure = tmp_path / "failure.png"
