@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -266,9 +266,75 @@ def app_html(app: App) -> str:
     return "".join(parts) + "</div>"
 
 
+LARGE_GRAPH_NODES = 400  # above: the static picture shows the flows, not every step
+MAX_TABLE_ROWS = 200  # rows of the static node and edge tables
+
+
+def flow_clusters(graph: Mapping[str, Any]) -> dict[str, Any]:
+    """The graph with one node per flow (``flow:<name>``, its step count in the label) and one
+    edge per pair of flows linked by an edge. A node is in its first flow (sorted); a node of
+    no flow (a topic, a trigger) goes with the flow of its neighbours when they all share one,
+    else into ``(no flow)``."""
+    nodes = graph.get("nodes") or []
+    edges = graph.get("edges") or []
+    home: dict[str, str] = {}
+    for n in nodes:
+        flows = sorted(f for f in n.get("flows") or () if f)
+        if flows:
+            home[n["id"]] = flows[0]
+    around: dict[str, set[str]] = {}
+    for e in edges:
+        for a, b in ((e["source"], e["target"]), (e["target"], e["source"])):
+            if a not in home and b in home:
+                around.setdefault(a, set()).add(home[b])
+    for n in nodes:
+        if n["id"] not in home:
+            near = around.get(n["id"], set())
+            home[n["id"]] = next(iter(near)) if len(near) == 1 else "(no flow)"
+    sizes: dict[str, int] = {}
+    for n in nodes:
+        sizes[home[n["id"]]] = sizes.get(home[n["id"]], 0) + 1
+    links: dict[tuple[str, str], int] = {}
+    for e in edges:
+        a, b = home.get(e["source"]), home.get(e["target"])
+        if a and b and a != b:
+            links[a, b] = links.get((a, b), 0) + 1
+    return {
+        "nodes": [
+            {
+                "id": f"flow:{f}",
+                "label": f"{f} ({k} node{'' if k == 1 else 's'})",
+                "kind": "step",
+                "flows": [f],
+            }
+            for f, k in sorted(sizes.items())
+        ],
+        "edges": [
+            {
+                "source": f"flow:{a}",
+                "target": f"flow:{b}",
+                "label": f"{k} edge{'' if k == 1 else 's'}",
+            }
+            for (a, b), k in sorted(links.items())
+        ],
+    }
+
+
+def _capped(rows: list[list[str]], total: int, columns: int) -> list[list[str]]:
+    """The first ``MAX_TABLE_ROWS`` of ``total`` rows, then a row "… and N more"."""
+    if total <= MAX_TABLE_ROWS:
+        return rows
+    more = f"<i>… and {total - MAX_TABLE_ROWS} more</i>"
+    return [*rows[:MAX_TABLE_ROWS], [more] + [""] * (columns - 1)]
+
+
 def graph_html(
     graph: dict[str, Any], counts: dict[str, Any] | None = None, title: str | None = None
 ) -> str:
+    """The static view of a flow graph: a picture and the node and edge tables. A graph of more
+    than ``LARGE_GRAPH_NODES`` nodes is drawn as its flows (one box each, edges between flows)
+    and its tables stop at ``MAX_TABLE_ROWS`` rows: the HTML stays small (JupyterLab's table of
+    contents and the browser walk all of it)."""
     counts = counts or {}
     nodes = graph.get("nodes") or []
     edges = graph.get("edges") or []
@@ -282,38 +348,51 @@ def graph_html(
             return ""
         return f"{c.get('deliveries', 0)} / {c.get('errors', 0)} err"
 
+    node_rows = [
+        [
+            f"<b>{_e(n['label'])}</b>",
+            _e(n["kind"]),
+            _e(n.get("flows")),
+            _e(n.get("active")),
+            count(n["id"]),
+            _e(n.get("description")),
+        ]
+        for n in nodes[:MAX_TABLE_ROWS]
+    ]
     node_table = table(
         ["node", "kind", "flows", "active", "runs / errors", "description"],
-        (
-            [
-                f"<b>{_e(n['label'])}</b>",
-                _e(n["kind"]),
-                _e(n.get("flows")),
-                _e(n.get("active")),
-                count(n["id"]),
-                _e(n.get("description")),
-            ]
-            for n in nodes
-        ),
+        _capped(node_rows, len(nodes), 6),
         "wistro-nodes",
     )
+    edge_rows = [
+        [
+            _e(labels.get(e["source"], e["source"])),
+            _e(labels.get(e["target"], e["target"])),
+            f"<code>{_e(e['label'])}</code>",
+            ("virtual " if e.get("virtual") else "")
+            + ("conditional" if e.get("conditional") else ""),
+        ]
+        for e in edges[:MAX_TABLE_ROWS]
+    ]
     edge_table = table(
         ["from", "to", "topic", ""],
-        (
-            [
-                _e(labels.get(e["source"], e["source"])),
-                _e(labels.get(e["target"], e["target"])),
-                f"<code>{_e(e['label'])}</code>",
-                ("virtual " if e.get("virtual") else "")
-                + ("conditional" if e.get("conditional") else ""),
-            ]
-            for e in edges
-        ),
+        _capped(edge_rows, len(edges), 4),
         "wistro-edges",
     )
-    picture = f'<div class="wistro-graph-picture">{graph_svg(graph, counts)}</div>' if nodes else ""
+    note = ""
+    if len(nodes) > LARGE_GRAPH_NODES:
+        clusters = flow_clusters(graph)
+        note = (
+            f'<div class="wistro-graph-note">{len(nodes)} nodes: the picture shows the '
+            f"{len(clusters['nodes'])} flows; the live widget shows every step.</div>"
+        )
+        picture = f'<div class="wistro-graph-picture">{graph_svg(clusters)}</div>'
+    else:
+        picture = (
+            f'<div class="wistro-graph-picture">{graph_svg(graph, counts)}</div>' if nodes else ""
+        )
     return (
-        f"{head}{picture}<details><summary>nodes and edges</summary>"
+        f"{head}{note}{picture}<details><summary>nodes and edges</summary>"
         f"{node_table}{edge_table}</details></div>"
     )
 

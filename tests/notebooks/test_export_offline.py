@@ -425,3 +425,51 @@ def test_trace_svg_nests_spans_by_cause() -> None:
     indent = [float(g.find("{http://www.w3.org/2000/svg}text").get("x")) for g in rows]  # type: ignore[union-attr]
     assert indent[0] < indent[1] < indent[2] and indent[3] == indent[0]
     assert trace_svg({"run": {}, "spans": []}) == ""
+
+
+def big_graph(flows: int = 50, per: int = 100) -> dict[str, Any]:
+    """``flows`` chains of ``per`` steps, a topic at the end of each, one edge across flows."""
+    nodes: list[dict[str, Any]] = []
+    edges: list[dict[str, Any]] = []
+    for f in range(flows):
+        for i in range(per):
+            nodes.append(
+                {
+                    "id": f"step:F{f} {i}",
+                    "label": f"F{f} {i}",
+                    "kind": "step",
+                    "flows": [f"f{f:02d}"],
+                }
+            )
+            if i:
+                edges.append(
+                    {"source": f"step:F{f} {i - 1}", "target": f"step:F{f} {i}", "label": "t"}
+                )
+        nodes.append({"id": f"end:{f}", "label": f"t{f}", "kind": "topic", "flows": []})
+        edges.append({"source": f"step:F{f} {per - 1}", "target": f"end:{f}", "label": "end"})
+    edges.append({"source": "step:F0 1", "target": "step:F1 2", "label": "cross"})
+    return {"nodes": nodes, "edges": edges}
+
+
+def test_static_html_of_a_large_graph_is_small() -> None:
+    """Over 400 nodes the static fallback (what JupyterLab's table of contents and an export
+    read) draws the flows as one box each and caps its tables at 200 rows."""
+    from wistro_jupyter.reprs import flow_clusters, graph_html
+
+    graph = big_graph()
+    clusters = flow_clusters(graph)
+    assert len(clusters["nodes"]) == 50
+    assert clusters["nodes"][0]["label"] == "f00 (101 nodes)"  # its topic goes with it
+    assert clusters["edges"] == [{"source": "flow:f00", "target": "flow:f01", "label": "1 edge"}]
+    html = graph_html(graph)
+    assert len(html) < 300_000, len(html)
+    assert "5050 nodes: the picture shows the 50 flows" in html
+    assert "… and 4850 more" in html and "… and 4801 more" in html  # nodes, edges
+    assert html.count("<tr>") == 2 * (1 + 200 + 1)
+    svg = html[html.index("<svg") : html.index("</svg>") + 6]
+    texts = svg_texts(svg)
+    assert any("f07 (101 nodes)" in t for t in texts)
+    assert not any(t == "F7 3" for t in texts)  # no step drawn
+    # small graphs: every node, no note
+    small = graph_html(big_graph(2, 5))
+    assert "the picture shows" not in small and "more</i>" not in small

@@ -99,21 +99,6 @@ def server(jupyter_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, s
     }
     nbformat.write(nb, root / "big.ipynb")
     lab_settings(Path(jupyter_env["JUPYTER_CONFIG_DIR"]))
-    # JupyterLab's table of contents sanitizes every text/html output to find headings: on the
-    # static HTML fallback of a 5,000-node graph that is one ~3 s task of JupyterLab's own
-    # (not the widget's). It is switched off here so that the widget's work is what is measured.
-    labconfig = Path(jupyter_env["JUPYTER_CONFIG_DIR"]) / "labconfig"
-    labconfig.mkdir(parents=True, exist_ok=True)
-    (labconfig / "page_config.json").write_text(
-        json.dumps(
-            {
-                "disabledExtensions": {
-                    "@jupyterlab/toc-extension": True,
-                    "@jupyterlab/notebook-extension:toc": True,
-                }
-            }
-        )
-    )
     token, port = secrets.token_hex(16), free_port()
     log = tmp_path / "jupyterlab.log"
     cmd = [
