@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from lab_support import CHROMIUM, launch_chromium
 from workbench_panel_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     NOTEBOOK,
     Process,
     api_get,
@@ -146,13 +145,7 @@ def lab(env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterat
         server, base, token = start_lab(root, env, tmp / "jupyterlab.log")
         start_session(base, token, f"shop/{NOTEBOOK}")
         with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch_persistent_context(
-                str(tmp / "chromium-profile"),
-                executable_path=str(CHROMIUM),
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1500, "height": 1000},
-            )
+            browser = launch_chromium(p, tmp / "chromium-profile", width=1500)
             try:
                 page = browser.pages[0] if browser.pages else browser.new_page()
                 page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))

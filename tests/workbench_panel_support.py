@@ -9,43 +9,27 @@ from __future__ import annotations
 
 import json
 import os
-import queue
-import re
 import secrets
-import socket
-import subprocess
 import sys
-import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from lab_support import (
+    free_port,
+    lab_command,
+    wait_for_lab,
+    write_lab_settings,
+)
+from process_support import Process
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
 KERNEL_NAME = "wistro-workbench-tests"
 TIMEOUT_S = 60.0
-CHROMIUM = Path(os.environ.get("WISTRO_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 NOTEBOOK = "workbench.ipynb"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def jupyter_env(base: Path) -> dict[str, str]:
@@ -68,18 +52,7 @@ def jupyter_env(base: Path) -> dict[str, str]:
         "language": "python",
     }
     (spec / "kernel.json").write_text(json.dumps(kernel), encoding="utf-8")
-    settings = base / "config" / "lab" / "user-settings" / "@jupyterlab"
-    files = {
-        "notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-        "apputils-extension/notification.jupyterlab-settings": {
-            "fetchNews": "false",
-            "checkForUpdates": False,
-        },
-    }
-    for rel, value in files.items():
-        path = settings / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(value), encoding="utf-8")
+    write_lab_settings(base / "config")
     return env
 
 
@@ -99,111 +72,21 @@ def write_notebook(folder: Path) -> Path:
     return path
 
 
-class Process:
-    """A long-running process whose merged output a thread reads (a wait never hangs)."""
-
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], log: Path) -> None:
-        self.log = log
-        self.proc = subprocess.Popen(
-            args,
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            encoding="utf-8",
-            errors="replace",
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        with self.log.open("a", encoding="utf-8") as out:
-            for line in self.proc.stdout:
-                out.write(line)
-                out.flush()
-                self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for(self, pattern: str, timeout: float = TIMEOUT_S) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no line matching {pattern!r}:\n" + "\n".join(self.lines))
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                self._queue.put(None)
-                raise AssertionError(
-                    f"exited ({self.proc.poll()}) before {pattern!r}:\n" + "\n".join(self.lines)
-                )
-            self.lines.append(line)
-            found = re.search(pattern, line)
-            if found:
-                return found
-
-    def tail(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")[-3000:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=15)
-        self._thread.join(timeout=10)
-
-
 def start_lab(root: Path, env: dict[str, str], log: Path) -> tuple[Process, str, str]:
     """``jupyter lab`` serving ``root`` on a free loopback port with a known token; returns the
     process, the base URL and the token once ``/api/status`` answers. The lab extension and the
     server extension are the installed ones (nothing is enabled here)."""
     token, port = secrets.token_hex(16), free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        f"--IdentityProvider.token={token}",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.root_dir={root}",
-        "--LabApp.news_url=",
-        "--LabApp.extension_manager=readonly",
-        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: the tests ask the kernel
-        f"--KernelSpecManager.allowed_kernelspecs={KERNEL_NAME}",
-        "--KernelSpecManager.ensure_native_kernel=False",
-        f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}",
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")
+    # window.jupyterapp: the tests ask the kernel through it
+    cmd = lab_command(root, token, port, KERNEL_NAME, "--LabApp.expose_app_in_browser=True")
     proc = Process(cmd, root, {**os.environ, **env}, log)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + TIMEOUT_S
-    while True:
-        if proc.proc.poll() is not None:
-            raise AssertionError(f"jupyter lab exited ({proc.proc.returncode}):\n{proc.tail()}")
-        try:
-            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
-                if r.status == 200:
-                    return proc, base, token
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        if time.monotonic() > deadline:
-            proc.stop()
-            raise AssertionError(f"jupyter lab did not answer in {TIMEOUT_S:g} s:\n{proc.tail()}")
-        time.sleep(0.2)
+    try:
+        wait_for_lab(base, token, proc.proc.poll, proc.tail, TIMEOUT_S)
+    except AssertionError:
+        proc.stop()
+        raise
+    return proc, base, token
 
 
 def start_session(base: str, token: str, path: str) -> None:

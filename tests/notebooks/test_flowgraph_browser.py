@@ -13,25 +13,19 @@ import json
 import os
 import secrets
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+from lab_support import CHROMIUM, free_port, lab_command, launch_chromium, wait_for_lab
 from notebook_support import KERNEL_NAME
 from test_jupyterlab_browser import (
     BUNDLE,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     Deadline,
     accept_kernel_dialog,
     copy_artifact,
-    free_port,
     lab_settings,
     start_session,
     wait_for_kernel_idle,
@@ -101,24 +95,7 @@ def server(jupyter_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, s
     lab_settings(Path(jupyter_env["JUPYTER_CONFIG_DIR"]))
     token, port = secrets.token_hex(16), free_port()
     log = tmp_path / "jupyterlab.log"
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        f"--IdentityProvider.token={token}",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.root_dir={root}",
-        "--LabApp.news_url=",
-        "--LabApp.extension_manager=readonly",
-        f"--KernelSpecManager.allowed_kernelspecs={KERNEL_NAME}",
-        "--KernelSpecManager.ensure_native_kernel=False",
-        f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}",
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")
+    cmd = lab_command(root, token, port, KERNEL_NAME)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd,
@@ -130,17 +107,7 @@ def server(jupyter_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, s
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 45
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"jupyter lab exited:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2):
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.2)
+        wait_for_lab(base, token, proc.poll, lambda: log.read_text()[-3000:], 45.0)
         start_session(base, token, "big.ipynb")
         yield base, token, budget
     finally:
@@ -222,13 +189,7 @@ def test_a_5000_step_graph_in_jupyterlab_and_notebook_7(
     errors: list[str] = []
     console: list[str] = []
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
-        )
+        browser = launch_chromium(p, tmp_path / "chromium-profile")
         try:
             page = browser.pages[0] if browser.pages else browser.new_page()
             page.add_init_script(INIT_SCRIPT)

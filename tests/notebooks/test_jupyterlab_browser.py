@@ -15,9 +15,7 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +25,14 @@ from typing import TYPE_CHECKING
 
 import nbformat
 import pytest
+from lab_support import (
+    CHROMIUM,
+    free_port,
+    lab_command,
+    launch_chromium,
+    wait_for_lab,
+    write_lab_settings,
+)
 from notebook_support import KERNEL_NAME, NOTEBOOKS
 
 pytest.importorskip("jupyterlab")
@@ -34,19 +40,8 @@ sync_api = pytest.importorskip("playwright.sync_api")
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-CHROMIUM = Path(os.environ.get("WISTRO_CHROMIUM", "/usr/bin/chromium"))
 BUNDLE = Path(__file__).resolve().parents[2] / "wistro_jupyter" / "static" / "widgets.js"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # the checkout flow: an api step, two event steps, a no-op (node ids are `step:<name>`)
 CHECKOUT_NODES = {"step:Place order", "step:Charge card", "step:Send receipt", "step:Fraud review"}
 BUDGET_S = 110.0  # server start, page, run all, assertions (+ at most 10 s to stop the server)
@@ -66,28 +61,9 @@ class Deadline:
         return 1000 * (min(left, cap_s) if cap_s else left)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def lab_settings(config_dir: Path) -> None:
-    """User settings of the temp JupyterLab: every cell rendered (no windowing, so the widgets of
-    cells off screen are in the DOM), no news fetching, no kernel dialogs."""
-    settings = config_dir / "lab" / "user-settings" / "@jupyterlab"
-    files = {
-        "notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-        "apputils-extension/notification.jupyterlab-settings": {
-            "fetchNews": "false",
-            "checkForUpdates": False,
-        },
-    }
-    for rel, value in files.items():
-        path = settings / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(value), encoding="utf-8")
+    """The tests' JupyterLab user settings (``lab_support.write_lab_settings``)."""
+    write_lab_settings(config_dir)
 
 
 @pytest.fixture
@@ -110,44 +86,23 @@ def lab(jupyter_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str, Path
     token, port = secrets.token_hex(16), free_port()
     log = tmp_path / "jupyterlab.log"
     env = {**os.environ, **jupyter_env}
-    cmd = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        f"--IdentityProvider.token={token}",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.root_dir={root}",
-        "--LabApp.news_url=",  # no calls out of the machine
-        "--LabApp.extension_manager=readonly",
-        # only the test's kernel: no other Python can be picked, and it is the default
-        f"--KernelSpecManager.allowed_kernelspecs={KERNEL_NAME}",
-        "--KernelSpecManager.ensure_native_kernel=False",
-        f"--MappingKernelManager.default_kernel_name={KERNEL_NAME}",
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
-        cmd.append("--allow-root")
+    cmd = lab_command(root, token, port, KERNEL_NAME)
     with log.open("wb") as out:
         proc = subprocess.Popen(
             cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + min(45.0, budget.left_ms() / 1000)
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"jupyter lab exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"jupyter lab did not answer in 45 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        try:
+            wait_for_lab(
+                base,
+                token,
+                proc.poll,
+                lambda: log.read_text()[-3000:],
+                min(45.0, budget.left_ms() / 1000),
+            )
+        except AssertionError as e:
+            pytest.fail(str(e))
         start_session(base, token, "01_quickstart.ipynb")
         yield f"{base}?token={token}", log, budget
     finally:
@@ -168,13 +123,7 @@ def test_quickstart_in_jupyterlab_with_headless_chromium(
     console: list[str] = []
     dialogs: list[str] = []  # texts of dialogs JupyterLab showed while the cells ran
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
-        )
+        browser = launch_chromium(p, tmp_path / "chromium-profile")
         try:
             page = browser.pages[0] if browser.pages else browser.new_page()
             page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))

@@ -6,17 +6,15 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
-import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
+from process_support import Process as _Process
 
 TIMEOUT = 60.0  # seconds, for every start and every wait
 ORDER = {"order_id": "A1", "amount_cents": 1200}
@@ -68,60 +66,11 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class Process:
-    """A long-running process whose merged output a thread reads, so that a wait never hangs."""
+class Process(_Process):
+    """``process_support.Process`` with the environment of the Workbench tests by default."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            args,
-            cwd=cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            encoding="utf-8",
-            env=env or clean_env(),
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def wait_for(self, pattern: str, timeout: float = TIMEOUT) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no line matching {pattern!r}:\n" + "\n".join(self.lines))
-            try:
-                line = self._queue.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                self._queue.put(None)
-                raise AssertionError(
-                    f"exited ({self.proc.poll()}) before {pattern!r}:\n" + "\n".join(self.lines)
-                )
-            self.lines.append(line)
-            found = re.search(pattern, line)
-            if found:
-                return found
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        self._thread.join(timeout=10)
+        super().__init__(args, cwd, env or clean_env())
 
 
 class Dev:
