@@ -421,12 +421,13 @@ export class WorkbenchPanel extends Widget {
     this.graphModel.set("details", details);
   }
 
-  private async loadSteps(): Promise<void> {
+  /** `keepStatus`: a toggle's message stays shown while the list is redrawn (no flicker). */
+  private async loadSteps(keepStatus = false): Promise<void> {
     const result = await this.ask<{ steps: StepInfo[] }>("steps", {}, this.stepsSec.status);
     if (!result) return;
     this.steps = result.steps ?? [];
     this.stepsSec.count.textContent = `(${this.steps.length})`;
-    setStatus(this.stepsSec.status, "");
+    if (!keepStatus) setStatus(this.stepsSec.status, "");
     this.renderSteps();
   }
 
@@ -475,9 +476,7 @@ export class WorkbenchPanel extends Widget {
       return;
     }
     setStatus(this.stepsSec.status, `${step}: ${active ? "activated" : "deactivated"}`, "ok");
-    const status = this.stepsSec.status.textContent;
-    await Promise.all([this.loadSteps(), this.loadGraph()]);
-    setStatus(this.stepsSec.status, status ?? "", "ok");
+    await Promise.all([this.loadSteps(true), this.loadGraph()]);
   }
 
   // ------------------------------------------------------------ runs and traces
