@@ -104,12 +104,18 @@ async def test_kill_9_with_2000_accepted_events_loses_none(
     assert _done(root) == set(range(JOBS))
 
     # Every accepted run ended ok in the trace store; none is left running.
-    async with asyncio.timeout(60):
-        while True:
-            out = await asyncio.to_thread(run, "traces", "--json", "--limit", "5000", cwd=root)
-            runs = {r["trace_id"]: r for r in json.loads(out)}
-            if all(runs.get(t, {}).get("status") == "ok" for t in accepted.values()):
-                break
-            await asyncio.sleep(0.2)
+    runs: dict[str, dict[str, object]] = {}
+    try:
+        async with asyncio.timeout(60):
+            while True:
+                out = await asyncio.to_thread(run, "traces", "--json", "--limit", "5000", cwd=root)
+                runs = {r["trace_id"]: r for r in json.loads(out)}
+                if all(runs.get(t, {}).get("status") == "ok" for t in accepted.values()):
+                    break
+                await asyncio.sleep(0.2)
+    except TimeoutError:
+        not_ok = {t: runs.get(t, {}).get("status") for t in accepted.values()}
+        not_ok = {t: s for t, s in not_ok.items() if s != "ok"}
+        raise AssertionError(f"{len(not_ok)} accepted runs did not end ok: {not_ok}") from None
     assert not [r for r in runs.values() if r["status"] == "running"]
     print(f"recovered {JOBS - len(before)} pending deliveries in {recovered_s:.1f} s")

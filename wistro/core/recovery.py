@@ -40,14 +40,18 @@ async def mark_interrupted(engine: Engine, limit: int = 100_000) -> list[str]:
     if not stale:
         return []
     owed = await engine.bus.owed([r["trace_id"] for r in stale])
+    # A run this process finished since the list was read has left the bus, and its end may
+    # still be in this process's recorder: write it, so that the store says it ended.
+    await engine.recorder.flush()
     marked = []
     now = time.time()
     for row in stale:
         trace_id = row["trace_id"]
         if trace_id in owed:
             continue  # accepted: it runs again and ends
-        # It may have ended since the list was read (this process runs what the dead one left):
-        # its end is in the store before the bus forgets it, so read it again.
+        # It may have ended since the list was read (this process runs what the dead one left,
+        # and another may too): its end is in the store before the bus forgets it (written by
+        # the flush above when it was this process's), so read it again.
         try:
             current = (await asyncio.to_thread(store.get_run, trace_id))["run"]["status"]
         except Exception:
