@@ -3,8 +3,8 @@
     .venv/bin/python bench/bench_eval_compare.py                 # 10,000 samples, 5 rounds
     .venv/bin/python bench/bench_eval_compare.py --samples 2000 --rounds 3
 
-Two evals of ``--samples`` samples (5 steps, 5 events, 3 scorers: 2 pass/fail, 1 numeric; 5% of
-b's samples regressed at step s2) are written in the real storage format under a temporary
+Two evals of ``--samples`` samples (bench_eval.py's synthetic ones: 5 steps, 5 events, 3 scorers,
+5% of b's samples regressed at step s2) are written in the real storage format under a temporary
 project's ``.wistro/evals/``. Timed, interleaved, median of the rounds:
 
 * baseline: reading both ``results.jsonl`` files line by line with ``json.loads`` (the floor of
@@ -24,50 +24,29 @@ import json
 import random
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_eval import synthetic_eval
+
 from wistro import eval as we
-from wistro.eval.results import EvalMeta, SampleResult
-from wistro.eval.version import ProjectVersion
 
 TARGET_S = 2.0
 
 
 def write_eval(root: Path, label: str, n: int, changed: set[int], seed: int) -> str:
-    rng = random.Random(seed)
-    steps = {f"s{i}": f"h{i}" for i in range(5)}
-    if label == "b":
-        steps["s2"] = "h2-changed"
-    version = ProjectVersion(label * 16, steps, {k: f"src/{k}.step.py" for k in steps}, label=label)
-    meta = EvalMeta("bench", "d1", version, ["error_free", "emitted(t4)", "quality"])
-    meta.status = "complete"
-    folder = root / ".wistro" / "evals" / f"eval-{label}"
+    """bench_eval's synthetic eval, stored as ``we.run`` stores one."""
+    e = synthetic_eval(label, n, changed, seed)
+    folder = root / ".wistro" / "evals" / e.eval_id
     folder.mkdir(parents=True)
-    (folder / "meta.json").write_text(json.dumps(meta.to_dict()), encoding="utf-8")
+    (folder / "meta.json").write_text(json.dumps(e.meta.to_dict()), encoding="utf-8")
     with (folder / "results.jsonl").open("w", encoding="utf-8") as fh:
-        for i in range(n):
-            bad = i in changed
-            r = SampleResult(f"s{i:05d}", f"h{i:05d}", "t0", latency_ms=rng.uniform(1, 3))
-            r.spans = [
-                {"step": f"s{k}", "topic": f"t{k}", "status": "ok", "start_ms": k * 0.1,
-                 "end_ms": k * 0.1 + 0.05}
-                for k in range(5)
-            ]  # fmt: skip
-            r.events = [{"topic": "t0", "data": {"id": i}, "source": "eval", "span": None}]
-            r.events += [
-                {"topic": f"t{k + 1}", "data": {"id": i, "v": 2.5 if bad and k >= 2 else 1.5},
-                 "source": f"s{k}", "span": k}
-                for k in range(4)
-            ]  # fmt: skip
-            quality = rng.uniform(0.6, 0.9) - (0.3 if bad else 0.0)
-            r.scores = {
-                "error_free": {"value": 1.0, "passed": True, "rationale": ""},
-                "emitted(t4)": {"value": 0.0 if bad else 1.0, "passed": not bad, "rationale": ""},
-                "quality": {"value": quality, "passed": quality >= 0.5, "rationale": ""},
-            }
+        for r in e.results:
             fh.write(json.dumps(r.to_dict()) + "\n")
     return folder.name
 

@@ -9,8 +9,6 @@ that cannot be read (``list`` goes on with the others; ``--strict`` makes that e
 
 from __future__ import annotations
 
-import json
-import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +16,7 @@ from typing import Any
 
 import click
 
-from wistro.cli.support import Obj, fail, parse_payload, run_async
+from wistro.cli.support import Obj, emit_json, fail, parse_payload, run_async
 
 pass_obj = click.pass_obj
 
@@ -31,21 +29,6 @@ def _root(obj: Obj) -> Any:
 @click.group("dataset")
 def dataset() -> None:
     """Datasets of samples (datasets/NAME.jsonl): add recorded runs, list, show, versions."""
-
-
-def strict_json(value: Any) -> Any:
-    """``value`` with every NaN and infinity made None, so ``allow_nan=False`` holds."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): strict_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict_json(v) for v in value]
-    return value
-
-
-def emit_strict_json(data: Any) -> None:
-    click.echo(json.dumps(strict_json(data), indent=2, default=str, allow_nan=False))
 
 
 @contextmanager
@@ -189,7 +172,7 @@ def dataset_add(
     with dataset_warnings():
         result = ds.merge(new, upsert=upsert)
     if as_json:
-        emit_strict_json(
+        emit_json(
             {
                 "dataset": name,
                 "version": ds.version,
@@ -232,7 +215,7 @@ def dataset_list(obj: Obj, as_json: bool, strict: bool) -> None:
             }
         )
     if as_json:
-        emit_strict_json(rows)
+        emit_json(rows)
     else:
         if not rows and not bad:
             click.echo("no datasets (add one: wistro dataset add NAME --trace ID)")
@@ -262,7 +245,7 @@ def dataset_show(obj: Obj, name: str, split: str | None, as_json: bool) -> None:
     if split is not None:
         ds = ds.split(split)
     if as_json:
-        emit_strict_json(
+        emit_json(
             {
                 "name": name,
                 "split": split,
@@ -294,7 +277,7 @@ def dataset_versions(obj: Obj, name: str, as_json: bool) -> None:
     current = ds.version
     recorded = bool(entries) and entries[-1].version == current
     if as_json:
-        emit_strict_json(
+        emit_json(
             {
                 "name": name,
                 "version": current,

@@ -4,7 +4,6 @@ Registered on ``eval_group`` by the import at the end of wistro/cli/eval.py."""
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import click
 
-from wistro.cli.support import Obj, fail
+from wistro.cli.support import Obj, emit_json, fail
 
 __all__ = ["history"]
 
@@ -76,7 +75,7 @@ def history(
         click.echo(f"trend chart written to {svg}", err=True)
     if as_json:
         rows = [_json_row(r, chosen) for _, part, chosen in blocks for r in _records(part)]
-        click.echo(json.dumps(rows, indent=2, allow_nan=False))
+        emit_json(rows)
         return
     for i, (name, part, chosen) in enumerate(blocks):
         if i:

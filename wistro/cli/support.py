@@ -57,7 +57,7 @@ def _strict(x: Any) -> Any:
     if isinstance(x, float):
         return x if math.isfinite(x) else None
     if isinstance(x, dict):
-        return {k: _strict(v) for k, v in x.items()}
+        return {str(k): _strict(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
         return [_strict(v) for v in x]
     return x

@@ -4,7 +4,6 @@ count the regressions through each step)."""
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from wistro.eval.compare.samples import (
     _aggregate,
 )
 from wistro.eval.compare.sources import stored_root
-from wistro.eval.results import EvalResult, SampleResult
+from wistro.eval.results import EvalResult, SampleResult, list_evals
 
 
 class EvalComparisonWarning(UserWarning):
@@ -427,24 +426,17 @@ def _within_tolerance(x: _Agg, y: _Agg, s: str, *, worse: bool) -> bool:
 def _flaky_in_siblings(e: EvalResult, scorers: list[str]) -> set[tuple[str, str]]:
     """``(sample id, scorer)`` pairs that flip between ``e`` and the other stored evals of the
     same version and dataset version (the newest three): flaky, whatever the code did."""
-    if e.path is None or not e.path.parent.is_dir():
+    root = stored_root(e) if e.path is not None else None  # an eval built in memory: none
+    if root is None:
         return set()
-    siblings = []
-    for sub in e.path.parent.iterdir():
-        meta = sub / "meta.json"
-        if sub.name == e.eval_id or not meta.is_file():
-            continue
-        try:
-            d = json.loads(meta.read_text(encoding="utf-8"))
-            same = (
-                d["version"]["id"] == e.version.id
-                and d["dataset"] == e.meta.dataset
-                and d["dataset_version"] == e.meta.dataset_version
-            )
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        if same:
-            siblings.append((float(d.get("created") or 0.0), sub.name))
+    siblings = [
+        (info.meta.created, info.eval_id)
+        for info in list_evals(root)
+        if info.eval_id != e.eval_id
+        and info.meta.version.id == e.version.id
+        and info.meta.dataset == e.meta.dataset
+        and info.meta.dataset_version == e.meta.dataset_version
+    ]
     if not siblings:
         return set()
     mine = {sid: _aggregate(rs, scorers) for sid, rs in e.by_sample().items()}
