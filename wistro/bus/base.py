@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+import orjson
+
 from wistro.tracing.records import EventRecord
 
 NO_PAYLOAD: Any = object()  # ``Delivery.payload`` when none is attached
@@ -56,7 +58,11 @@ class Delivery:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), separators=(",", ":"))
+        value = self.to_dict()
+        try:  # orjson: a fifth of the stdlib's time, on every delivery a journal or Redis keeps
+            return orjson.dumps(value).decode()
+        except TypeError:  # what orjson refuses (a lone surrogate, an int over 64 bits)
+            return json.dumps(value, separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Delivery:

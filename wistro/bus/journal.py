@@ -118,7 +118,7 @@ class Journal:
         """Apply a batch in one transaction; returns the runs it ended. ``fast``: on the
         connection that never waits (raises ``Busy`` when another writer holds the journal)."""
         inserts: dict[str, tuple[Any, ...]] = {}
-        acks: list[str] = []  # step, uid, step, uid ...
+        acks: list[tuple[str, str]] = []  # (step, uid)
         unleases: list[tuple[str, str]] = []
         opens: dict[str, RunOpened] = {}
         ledger: dict[str, list[int]] = {}  # trace -> [pending delta, events, errors]
@@ -137,7 +137,7 @@ class Journal:
             elif kind == ACK:
                 settled.add(op[2])
                 if inserts.pop(op[1], None) is None:
-                    acks += (op[3], op[1])
+                    acks.append((op[3], op[1]))
                 entry = ledger.get(op[2])
                 if entry is None:
                     ledger[op[2]] = [-1, 0, 0]
@@ -204,10 +204,8 @@ class Journal:
                         for row in inserts.values()
                     ],
                 )
-            for i in range(0, len(acks), 2 * _CHUNK):
-                chunk = acks[i : i + 2 * _CHUNK]
-                keys = ", ".join("(?, ?)" for _ in range(len(chunk) // 2))
-                conn.execute(f"DELETE FROM deliveries WHERE (step, uid) IN ({keys})", chunk)
+            if acks:  # one primary-key search each: a row-value IN list scans the table
+                conn.executemany("DELETE FROM deliveries WHERE step = ? AND uid = ?", acks)
             if unleases:
                 conn.executemany(
                     "UPDATE deliveries SET lease = 0, owner = NULL, tries = MAX(tries - 1, 0) "
@@ -293,15 +291,15 @@ class Journal:
                     "AND lease < ? AND due <= ? ORDER BY uid LIMIT ?)"
                     for _ in chunk
                 )
-                params: list[Any] = [*lease]
+                params: list[Any] = []
                 for step, n in chunk:
                     params += [step, now, now, n]
-                statements.append((_TAKE.format(ready=ready), params))
+                statements.append((_TAKE.format(ready=ready), [*params, *lease]))
         else:
             ready = (
                 "SELECT step, uid FROM deliveries WHERE lease < ? AND due <= ? ORDER BY uid LIMIT ?"
             )
-            statements = [(_TAKE.format(ready=ready), [*lease, now, now, limit])]
+            statements = [(_TAKE.format(ready=ready), [now, now, limit, *lease])]
         conn = _begin(self.fast if fast else self.conn)
         try:
             rows = [row for sql, params in statements for row in conn.execute(sql, params)]
@@ -454,9 +452,13 @@ class Journal:
         return int(self.conn.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0])
 
 
+# A join on the key: ``WHERE (step, uid) IN (<a compound SELECT>)`` made SQLite scan the whole
+# table for every take of more than one step.
 _TAKE = (
-    "UPDATE deliveries SET lease = ?, owner = ?, tries = tries + 1 WHERE (step, uid) IN "
-    "({ready}) RETURNING uid, step, body, tries"
+    "WITH ready(step, uid) AS ({ready}) "
+    "UPDATE deliveries SET lease = ?, owner = ?, tries = tries + 1 FROM ready "
+    "WHERE deliveries.step = ready.step AND deliveries.uid = ready.uid "
+    "RETURNING deliveries.uid, deliveries.step, deliveries.body, deliveries.tries"
 )
 _STEPS_PER_TAKE = 100  # subqueries per statement (SQLite allows 500 in a compound SELECT)
 _CHUNK = 500  # rows per statement (each row a few of SQLite's at least 32,766 variables)

@@ -96,6 +96,7 @@ class Engine(Versions, SharedBusRuns):
         self.loop_thread: int | None = None
         self.ledger = ledger or LocalLedger()
         self._capacity: asyncio.Event | None = None
+        self._full = False  # an emit waits on _capacity
         self._idle: asyncio.Event | None = None
         self._replaying: dict[str, DeadLetter] = {}  # dead letters being replayed, by id
         # task -> the span it runs and its run: the spans running now (the watchdog, stopping)
@@ -290,6 +291,7 @@ class Engine(Versions, SharedBusRuns):
         assert self._capacity is not None
         while self.in_flight >= self.config.max_in_flight:
             self._capacity.clear()
+            self._full = True  # _settle sets it again once half the room is free
             await self._capacity.wait()
         if self._shared:
             await self.versions_known()
@@ -568,7 +570,8 @@ class Engine(Versions, SharedBusRuns):
                 del self.runs[run.trace_id]
                 ledger.close(run.trace_id)
         in_flight = ledger.in_flight
-        if in_flight <= self.config.max_in_flight // 2:
+        if self._full and in_flight <= self.config.max_in_flight // 2:
+            self._full = False
             assert self._capacity is not None
             self._capacity.set()
         if in_flight == 0:
