@@ -71,6 +71,59 @@ async def test_per_step_concurrency_is_a_limit(bus: EventBus) -> None:
     assert peak == {"A": 2, "B": 5}
 
 
+async def test_a_waiting_handler_never_holds_up_another_delivery(bus: EventBus) -> None:
+    """The memory bus runs a step's deliveries one after another in one worker while they
+    never wait; one that waits must leave the rest to other workers. Here 200 deliveries of A
+    each wait for the B delivered after it, and every B is published while the As wait."""
+    gates = {i: asyncio.Event() for i in range(200)}
+    done: list[str] = []
+
+    async def deliver(d: Delivery) -> None:
+        n = int(d.event.id[1:])
+        if d.step == "A":
+            await gates[n].wait()
+        else:
+            gates[n].set()
+        done.append(d.step)
+
+    bus.start(deliver, lambda step: 200)
+    for i in range(200):
+        bus.publish(delivery(step="A", n=i))
+    await asyncio.sleep(0.05)
+    for i in range(200):
+        bus.publish(delivery(step="B", n=i))
+    async with asyncio.timeout(30):
+        while len(done) < 400:
+            await asyncio.sleep(0.01)
+    assert done.count("A") == done.count("B") == 200
+
+
+async def test_deliveries_published_by_a_running_delivery_start_while_it_waits(
+    bus: EventBus,
+) -> None:
+    """A handler that publishes, then waits for what it published to have run (a pattern of
+    emit-and-wait): the published delivery must start although its publisher still runs."""
+    ran: dict[str, asyncio.Event] = {}
+    finished: list[str] = []
+
+    async def deliver(d: Delivery) -> None:
+        if d.step == "A":
+            ran[d.event.id] = asyncio.Event()
+            bus.publish(delivery(step="B", n=int(d.event.id[1:]), trace_id=d.event.trace_id))
+            await ran[d.event.id].wait()
+        else:
+            ran[d.event.id].set()
+        finished.append(d.step)
+
+    bus.start(deliver, lambda step: 16)
+    for i in range(300):
+        bus.publish(delivery(step="A", n=i))
+    async with asyncio.timeout(30):
+        while len(finished) < 600:
+            await asyncio.sleep(0.01)
+    assert finished.count("A") == 300
+
+
 async def test_a_delayed_delivery_waits_its_turn(bus: EventBus) -> None:
     order: list[str] = []
 

@@ -1,7 +1,8 @@
 """Event buses: the port (``base``) and its implementations, one module each."""
 
 from wistro.bus.base import BusHooks, Deliver, Delivery, EventBus, RunEnded, RunOpened
-from wistro.bus.memory import FAIR_SHARE, InMemoryBus
+from wistro.bus.lanes import FAIR_SHARE
+from wistro.bus.memory import InMemoryBus
 
 __all__ = [
     "FAIR_SHARE",

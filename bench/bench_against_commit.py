@@ -1,0 +1,118 @@
+"""The engine hop of this checkout against the same hop at another commit, in one run.
+
+    .venv/bin/python bench/bench_against_commit.py 66dc98b            # 9 cases, 6 pairs each
+    .venv/bin/python bench/bench_against_commit.py HEAD~3 --pairs 8 --cases "fan 0 null"
+
+The commit is exported (``git archive``) into a temp folder; every case then runs in fresh
+subprocesses, one per tree, alternating which goes first, each importing ``wistro`` from its own
+tree and running the *same* measuring code (``bench_engine.wistro_run`` of this checkout: the
+5-hop chain or the 1->10 fan-out, SQLite / memory / no trace store, amortised or one event in
+flight). Printed per case: the median µs per hop (or delivery) of each tree, the median of the
+per-pair ratios this/baseline, and the same for the CPU time of the whole subprocess (warm-up
+included, so closer to 1). A ratio under 1 means this checkout is cheaper. The machine is noisy:
+trust the medians of several pairs, never one pair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import textwrap
+from io import BytesIO
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+CASES = [
+    f"{kind} {one} {traces}"
+    for kind, one in (("chain", 0), ("chain", 1), ("fan", 0))
+    for traces in ("sqlite", "memory", "null")
+]
+
+_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys, tempfile, time
+    from pathlib import Path
+    tree, bench = sys.argv[1], sys.argv[2]
+    sys.path.insert(0, tree)
+    import wistro
+    assert wistro.__file__.startswith(tree), wistro.__file__
+    sys.path.append(bench)
+    import bench_engine as B
+    kind, one, traces, n = sys.argv[3], sys.argv[4] == "1", sys.argv[5], int(sys.argv[6])
+    cpu = time.process_time()
+    secs = asyncio.run(
+        B.wistro_run(kind, n, None if traces == "sqlite" else traces,
+                     Path(tempfile.mkdtemp()), one)
+    )
+    cpu = time.process_time() - cpu
+    units = n * (B.HOPS if kind == "chain" else B.FAN)
+    print(secs / units * 1e6, cpu / units * 1e6)
+    """
+)
+
+
+def export(rev: str, into: Path) -> Path:
+    """The tree of ``rev`` (its ``wistro`` package) in ``into``."""
+    data = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", rev, "wistro"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=BytesIO(data)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+def one(tree: Path, case: str, n: int) -> tuple[float, float]:
+    kind, flight, traces = case.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(tree), str(HERE), kind, flight, traces, str(n)],
+        capture_output=True,
+        text=True,
+    )
+    if out.returncode:
+        sys.exit(f"error: {case} on {tree}: {out.stderr.strip().splitlines()[-1]}")
+    wall, cpu = out.stdout.split()
+    return float(wall), float(cpu)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("rev", help="the baseline commit (anything git names)")
+    ap.add_argument("--pairs", type=int, default=6)
+    ap.add_argument("--events", type=int, default=5000, help="amortised events per run")
+    ap.add_argument("--events-one", type=int, default=2000, help="one-in-flight events per run")
+    ap.add_argument("--cases", nargs="*", default=CASES, help='e.g. "chain 0 sqlite" "fan 0 null"')
+    args = ap.parse_args()
+    base = export(args.rev, Path(tempfile.mkdtemp(prefix="wistro-baseline-")))
+    trees = {"baseline": base, "this": ROOT}
+    print(f"baseline {args.rev} exported to {base}; {args.pairs} alternating pairs per case\n")
+    print(f"{'case':26} {'baseline µs':>12} {'this µs':>9} {'this/base':>10} {'cpu ratio':>10}")
+    for case in args.cases:
+        n = args.events_one if case.split()[1] == "1" else args.events
+        got: dict[str, list[tuple[float, float]]] = {"baseline": [], "this": []}
+        for pair in range(args.pairs):
+            order = ("baseline", "this") if pair % 2 == 0 else ("this", "baseline")
+            for name in order:
+                got[name].append(one(trees[name], case, n))
+        wall = statistics.median(
+            t[0] / b[0] for b, t in zip(got["baseline"], got["this"], strict=True)
+        )
+        cpu = statistics.median(
+            t[1] / b[1] for b, t in zip(got["baseline"], got["this"], strict=True)
+        )
+        b_us = statistics.median(x[0] for x in got["baseline"])
+        t_us = statistics.median(x[0] for x in got["this"])
+        kind, flight, traces = case.split()
+        label = f"{kind} {'1 in flight' if flight == '1' else 'amortised'} [{traces}]"
+        print(f"{label:26} {b_us:12.2f} {t_us:9.2f} {wall:10.3f} {cpu:10.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
