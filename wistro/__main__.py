@@ -1,3 +1,3 @@
-from wistro.cli.main import main
+from wistro.cli.main import run
 
-main()
+run()

@@ -845,3 +845,43 @@ def test_every_command_has_help(shop: Path) -> None:
     assert "version" in ok(wistro("--version", cwd=shop))
     res = wistro("nosuchcommand", cwd=shop)
     assert res.returncode != 0 and "No such command" in res.stderr
+
+
+def test_check_exits_without_teardown_and_loses_no_output(
+    tmp_path: Path,
+) -> None:
+    """``wistro check`` ends its process with ``os._exit`` once it has printed (freeing what a
+    large project loaded is not worth waiting for): the exit code and every line of output are
+    kept, and an ``atexit`` handler a step module registered does not run."""
+    proj = tmp_path / "big"
+    (proj / "src").mkdir(parents=True)
+    (proj / "wistro.yml").write_text("name: big\n")
+    for i in range(40):
+        (proj / "src" / f"s{i}.step.py").write_text(
+            f'config = {{"name": "S{i}", "subscribes": ["t{i}"], "emits": ["t{i + 1}"]}}\n'
+            "async def handler(data, ctx):\n"
+            f'    await ctx.emit("t{i + 1}", {{}})\n'
+        )
+    (proj / "src" / "teardown.step.py").write_text(
+        "import atexit\n"
+        'atexit.register(lambda: print("teardown ran", flush=True))\n'
+        'config = {"name": "Bad", "subscribes": ["t0"], "emits": ["t0"]}\n'
+        "async def handler(data, ctx):\n"
+        '    await ctx.emit("nowhere", {})\n'
+    )
+    out = subprocess.run(
+        [*WISTRO, "-C", str(proj), "check"], capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert out.returncode == 1, out.stderr
+    assert "nowhere" in out.stderr
+    assert "41 steps" in out.stderr and "1 error(s)" in out.stderr
+    assert "teardown ran" not in out.stdout + out.stderr
+    as_json = subprocess.run(
+        [*WISTRO, "-C", str(proj), "check", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False and len(report["diagnostics"]) >= 1

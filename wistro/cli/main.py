@@ -14,6 +14,9 @@ comes from ``wistro.cli.deploy_commands``, ``wistro build`` from
 
 from __future__ import annotations
 
+import os
+import sys
+
 from wistro.cli.build_commands import build as build
 from wistro.cli.deploy_commands import deploy as deploy
 from wistro.cli.group import WistroGroup, main
@@ -41,7 +44,7 @@ from wistro.cli.server_commands import host_option as host_option
 from wistro.cli.server_commands import openapi as openapi
 from wistro.cli.server_commands import port_option as port_option
 from wistro.cli.server_commands import start as start
-from wistro.cli.support import Obj, emit_json, fail, parse_payload, run_async
+from wistro.cli.support import FAST_EXIT, Obj, emit_json, fail, parse_payload, run_async
 from wistro.cli.version_commands import traffic as traffic
 from wistro.cli.version_commands import versions as versions
 
@@ -68,5 +71,21 @@ def _register_groups() -> None:
 
 _register_groups()
 
+
+def run() -> None:
+    """The console script (``wistro``, ``python -m wistro``): ``main``; then, when the command
+    asked for it (``exit_without_teardown``), the exit status is returned with ``os._exit``
+    once the output is flushed, as mypy does at the end of a run."""
+    try:
+        main(prog_name="wistro")
+    except SystemExit as e:
+        code = e.code
+        if FAST_EXIT[0] and (code is None or isinstance(code, int)):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code or 0)
+        raise
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from wistro.cli.group import main, pass_obj
-from wistro.cli.support import Obj, emit_json, fail, run_async
+from wistro.cli.support import Obj, emit_json, exit_without_teardown, fail, run_async
 from wistro.errors import WistroError
 from wistro.tooling import console
 
@@ -61,6 +61,7 @@ def check(obj: Obj, strict: bool, as_json: bool) -> None:
             f"{len(app.registry.flows())} flows: {n_err} error(s), {n_warn} warning(s)"
         )
         click.echo(("✓ " if code == 0 else "✗ ") + summary, err=code != 0)
+    exit_without_teardown()
     sys.exit(code)
 
 

@@ -20,7 +20,19 @@ import click
 
 from wistro.tooling import console
 
-__all__ = ["Obj", "emit_json", "fail", "parse_payload", "run_async"]
+__all__ = ["Obj", "emit_json", "exit_without_teardown", "fail", "parse_payload", "run_async"]
+
+# Set by a command whose process has nothing left to do once it has printed (``wistro check``):
+# the console script then ends it without the interpreter's teardown (``wistro.cli.main.run``).
+FAST_EXIT = [False]
+
+
+def exit_without_teardown() -> None:
+    """Ask the console script to end this process at once after the command: freeing every
+    module, class and schema a large project loaded takes longer than reporting on it (0.6 s of
+    a 5,000-step ``wistro check``). Only for commands that start no thread, server or child
+    whose end must be waited for."""
+    FAST_EXIT[0] = True
 
 
 class Obj:
