@@ -5,8 +5,8 @@ it from ``wistro.cli.project_commands`` (init, check, lock, types, steps, flows,
 activate/deactivate), ``wistro.cli.run_commands`` (emit, traces, trace, logs, replay) and
 ``wistro.cli.server_commands`` (cron list, dev, start, openapi), imported here in that order;
 ``wistro dataset`` (``wistro.cli.dataset_commands``) / ``wistro eval`` (``wistro.cli.eval``)
-are added last. ``wistro.cli.main:main`` is the entry point, and every name this module had
-stays importable from it. ``wistro deploy``
+are added last. ``wistro.cli.main:run`` (``main``, then the exit) is the entry point, and
+every name this module had stays importable from it. ``wistro deploy``
 comes from ``wistro.cli.deploy_commands``, ``wistro build`` from
 ``wistro.cli.build_commands``; ``wistro versions`` and ``wistro traffic`` from
 ``wistro.cli.version_commands``.
