@@ -184,3 +184,93 @@ async def test_a_journal_of_an_older_version_is_upgraded_and_its_pending_work_ru
     assert check.execute("SELECT COUNT(*) FROM runs WHERE ended IS NULL").fetchone()[0] == 0
     check.close()
     await upgraded.aclose()
+
+
+_WAITING_EMITTER = """
+import asyncio, sys
+import wistro
+
+async def main():
+    app = wistro.load(sys.argv[1], state="memory", bus="local")
+    for n in range(100_000):
+        run = await app.emit("go", {"n": n})  # waits for the run: no commit of its own first
+        print("returned", n, run.status, flush=True)
+
+asyncio.run(main())
+"""
+_LOGGING_CHAIN = {
+    "src/a.step.py": """
+import os
+config = {"name": "A", "subscribes": ["go"], "emits": ["b"]}
+async def handler(data, ctx):
+    with open(os.environ["RAN_LOG"], "a") as f:
+        f.write(f"A {data['n']}\\n")
+    await ctx.emit("b", {"n": data["n"]})
+""",
+    "src/b.step.py": """
+import os
+config = {"name": "B", "subscribes": ["b"], "emits": []}
+async def handler(data, ctx):
+    with open(os.environ["RAN_LOG"], "a") as f:
+        f.write(f"B {data['n']}\\n")
+""",
+}
+
+
+async def test_a_run_an_emit_waited_for_is_durable_when_the_emit_returns(
+    tmp_path: Path,
+) -> None:
+    """``await app.emit(...)`` that waits for its run makes no commit of its own acceptance:
+    the commit that ends the run carries everything it did (one commit a run, not two). So
+    what it returned must survive ``kill -9``: a process killed after hundreds of such emits
+    returned leaves none of their deliveries to run again, and the next process finds only the
+    run in flight at the kill."""
+    import os
+    import subprocess
+    import sys
+
+    from wistro.bus.journal import Journal
+
+    root = tmp_path / "p"
+    for rel, text in _LOGGING_CHAIN.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (root / "wistro.yml").write_text("name: waited\n")
+    ran = tmp_path / "ran.log"
+    env = {**os.environ, "RAN_LOG": str(ran)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WAITING_EMITTER, str(root)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    returned: list[int] = []
+    for line in proc.stdout:
+        word, n, status = line.split()
+        assert (word, status) == ("returned", "ok"), line
+        returned.append(int(n))
+        if len(returned) == 300:
+            os.kill(proc.pid, 9)
+            break
+    proc.wait(timeout=30)
+    before = ran.read_text().splitlines()
+
+    os.environ["RAN_LOG"] = str(ran)
+    try:
+        app = wistro.load(root, state="memory", bus="local")
+        app.engine.start()
+        journal = Journal(root / ".wistro" / "bus.db")
+        async with asyncio.timeout(60):  # the dead process's leases are freed, its rows run
+            while journal.count():
+                await asyncio.sleep(0.05)
+            await app.drain()
+        journal.close()
+        await app.aclose()
+    finally:
+        del os.environ["RAN_LOG"]
+    again = ran.read_text().splitlines()[len(before) :]
+    rerun = {int(line.split()[1]) for line in again}
+    assert not rerun & set(returned), sorted(rerun & set(returned))
+    for n in returned:  # each returned run ran each step exactly once
+        assert before.count(f"A {n}") == 1 and before.count(f"B {n}") == 1, n

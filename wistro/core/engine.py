@@ -308,10 +308,10 @@ class Engine(Versions, SharedBusRuns):
         self._publish(run, topic, payload, data_json, trigger, None, typed, model)
         if not self.ledger.pending(run.trace_id):
             self._finish(run)
-        if self._shared:
-            await self.bus.flush_run(run.trace_id)  # accepted: durable on the bus
-        if wait:
+        if wait:  # on a shared bus the run ends in a commit of all it did: accepted by then
             await run.wait()
+        elif self._shared:
+            await self.bus.flush_run(run.trace_id)  # accepted: durable on the bus
         return run
 
     def refused(self, topic: str, data: Any, trigger: str, err: WistroError) -> Run:
