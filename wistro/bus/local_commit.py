@@ -167,11 +167,18 @@ class Committer:
         self._run_flushes[:0] = runs
 
     async def _coalesce(self) -> None:
-        """While nobody waits for durability and handlers are still adding operations (a chain
-        runs a hop per loop iteration), let them: one commit then carries the whole burst, and
-        a delivery published and acknowledged within it costs no row at all."""
+        """While nobody waits for durability and handlers are still adding operations, let
+        them: one commit then carries the whole burst, and a delivery published and
+        acknowledged within it costs no row at all. With no delivery running or ready here,
+        nothing can add one before the next loop turn: commit now."""
         deadline = self._lazy_since + COALESCE_S
-        while not self._flushes and not self._run_flushes and time.monotonic() < deadline:
+        lanes = self._lanes
+        while (
+            not self._flushes
+            and not self._run_flushes
+            and (lanes is None or lanes.busy())
+            and time.monotonic() < deadline
+        ):
             before = self._published
             await asyncio.sleep(0)
             if self._published == before:
