@@ -14,10 +14,12 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from projects import write_project
 from schemathesis import GenerationMode
+from schemathesis.checks import negative_data_rejection
 from test_http import AUTH_STEP, ECHO_STEP, MODEL_QUERY_STEP, WEBHOOK_PROJECT, serving, token_auth
 
 import wistro
 from wistro.tooling.scaffold import create_project
+from wistro.triggers.openapi import endpoint_specs
 
 EXAMPLES_PER_OPERATION = 40
 
@@ -82,13 +84,29 @@ def check_response(case: Any, resp: schemathesis.Response) -> None:
             assert isinstance(field["path"], str) and isinstance(field["message"], str), where
 
 
-def fuzz(doc: dict[str, Any], base_url: str) -> dict[str, int]:
+def lax_bodies(app: wistro.App) -> set[tuple[str, str]]:
+    """(method, OpenAPI path) of the endpoints whose pydantic body model validates in lax mode,
+    the documented default (docs/triggers.md, "Strict bodies"): they accept what pydantic can
+    coerce (``true`` or ``"12"`` for an integer), which the JSON Schema in the document does not
+    allow, so schemathesis' negative-data check does not apply to them. Found when one CI run's
+    random seed sent ``{"amount_cents": true}`` to the shop's POST /orders (202)."""
+    return {
+        (s.method, s.openapi_path())
+        for s in endpoint_specs(app)
+        if s.record is not None and s.record.body_model is not None and not s.strict
+    }
+
+
+def fuzz(doc: dict[str, Any], base_url: str, lax: set[tuple[str, str]]) -> dict[str, int]:
     """Run positive and negative examples of every operation (blocking: call in a thread)."""
     schema = schemathesis.openapi.from_dict(doc)
     seen: dict[str, int] = {}
     session = requests.Session()
     for result in schema.get_all_operations():
         operation = result.ok()
+        excluded = (
+            [negative_data_rejection] if (operation.method.upper(), operation.path) in lax else []
+        )
         for mode in GenerationMode:
 
             @settings(
@@ -102,7 +120,8 @@ def fuzz(doc: dict[str, Any], base_url: str) -> dict[str, int]:
             def run(case: Any) -> None:
                 resp = case.call(base_url=base_url, session=session, timeout=10)
                 check_response(case, resp)
-                case.validate_response(resp)  # schemathesis' own checks: the doc tells the truth
+                # the doc tells the truth (run() is called in this iteration: excluded is current)
+                case.validate_response(resp, excluded_checks=excluded)  # noqa: B023
                 key = f"{case.method} {resp.status_code}"
                 seen[key] = seen.get(key, 0) + 1
 
@@ -118,7 +137,9 @@ async def test_fuzz_the_generated_openapi(tmp_path: Path) -> None:
         async with serving(app, **options) as (client, server):
             doc = (await client.get("/openapi.json")).json()
             assert len([op for item in doc["paths"].values() for op in item]) == 6
-            seen = await asyncio.wait_for(asyncio.to_thread(fuzz, doc, server.url), 240)
+            lax = lax_bodies(app)
+            assert ("POST", "/orders") in lax and ("POST", "/webhooks/payment") not in lax
+            seen = await asyncio.wait_for(asyncio.to_thread(fuzz, doc, server.url, lax), 240)
             # both sides were exercised: accepted requests and refused ones
             assert any(k.endswith((" 200", " 202")) for k in seen), seen
             assert any(k.endswith(" 422") for k in seen), seen
