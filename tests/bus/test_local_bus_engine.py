@@ -274,3 +274,83 @@ async def test_a_run_an_emit_waited_for_is_durable_when_the_emit_returns(
     assert not rerun & set(returned), sorted(rerun & set(returned))
     for n in returned:  # each returned run ran each step exactly once
         assert before.count(f"A {n}") == 1 and before.count(f"B {n}") == 1, n
+
+
+_ENDED_NOT_WRITTEN = """
+import asyncio, sys
+import wistro
+
+async def main():
+    app = wistro.load(sys.argv[1], state="memory", bus=sys.argv[2])
+    app.engine.recorder.interval = 3600  # the trace writer has not written when the kill comes
+    for n in range(50):
+        run = await app.emit("go", {"n": n})
+        print("returned", run.trace_id, run.status, flush=True)
+    print("done", flush=True)
+    await asyncio.sleep(3600)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("bus", ["local", "redis"])
+async def test_a_run_that_ended_just_before_kill_9_is_stored_ok_by_the_next_process(
+    tmp_path: Path, bus: str, request: pytest.FixtureRequest
+) -> None:
+    """The bus forgets a run that ended only once the trace store has its end. A process killed
+    after its runs ended but before its trace writer wrote them (here: a writer that waits an
+    hour) leaves them ended in the journal, and the next process stores each one ``ok``;
+    before, the journal forgot them at once, the store still said ``running``, and the next
+    process marked them ``interrupted`` (a CI run saw 6 of 2,000). The same on Redis, whose
+    ``ending`` set keeps them."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "p"
+    for rel, text in _LOGGING_CHAIN.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    yml = "name: ended\n"
+    if bus == "redis":
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        yml += f"redis: {{url: '{url}', prefix: '{prefix}'}}\n"
+    (root / "wistro.yml").write_text(yml)
+    env = {**os.environ, "RAN_LOG": str(tmp_path / "ran.log")}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _ENDED_NOT_WRITTEN, str(root), bus],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    ended: list[str] = []
+    for line in proc.stdout:
+        if line.strip() == "done":
+            break
+        word, trace_id, status = line.split()
+        assert (word, status) == ("returned", "ok"), line
+        ended.append(trace_id)
+    assert len(ended) == 50
+    await asyncio.sleep(0.5)  # long enough for any commit the bus would make after the ends
+    os.kill(proc.pid, 9)
+    proc.wait(timeout=30)
+
+    os.environ["RAN_LOG"] = env["RAN_LOG"]
+    try:
+        app = wistro.load(root, state="memory", bus=bus)
+        app.engine.start()
+        statuses: dict[str, str | None] = {}
+        deadline = asyncio.get_running_loop().time() + 15
+        while asyncio.get_running_loop().time() < deadline:  # its upkeep ends them at start
+            await app.engine.recorder.flush()
+            assert app.engine.store is not None
+            rows = app.engine.store.list_runs(1_000, None)
+            statuses = {r["trace_id"]: r["status"] for r in rows}
+            if all(statuses.get(t) == "ok" for t in ended):
+                break
+            await asyncio.sleep(0.05)
+        await app.aclose()
+    finally:
+        del os.environ["RAN_LOG"]
+    assert {t: statuses.get(t) for t in ended} == dict.fromkeys(ended, "ok")

@@ -134,8 +134,9 @@ class RunEnded:
 class BusHooks:
     """What a shared bus calls back into the engine (on the engine's event loop)."""
 
-    # This process settled these runs' last deliveries: record their ends (then the bus
-    # announces them).
+    # This process settled these runs' last deliveries: record their ends, at the call; the
+    # awaitable returned resolves when they are in the trace store, and only then does the bus
+    # announce the runs and forget them (so a crash in between leaves them to be ended again).
     ended: Callable[[list[RunEnded]], Awaitable[None]]
     # A run that started in this process ended (here or elsewhere): wake what waits for it.
     finished: Callable[[RunEnded], None]

@@ -96,7 +96,8 @@ class LocalBus(Committer, EventBus):
         self._kick_commit = asyncio.Event()
         self._kick_take = asyncio.Event()
         self._hosted_cache: tuple[Any, set[str] | None] = (object(), None)
-        self._announced_elsewhere = False
+        self._announced_elsewhere = 0
+        self._announcing: set[asyncio.Task[None]] = set()
         self._inline_commits = 0
         self._idle_only = True  # every buffered operation announces a run waited for here
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -411,7 +412,7 @@ class LocalBus(Committer, EventBus):
                     orphans += await self._run(journal.unannounced)
                     first = False
                 if orphans:
-                    await self._end(orphans)
+                    self._end(orphans)
                 await self._run(journal.renew, self.me, _now(), self.lease_s)
                 if self._worker_info is not None:
                     await self._run(journal.heartbeat, self._worker_info.worker, _now())
@@ -430,6 +431,8 @@ class LocalBus(Committer, EventBus):
             for delivery, uid in self._lanes.clear():
                 self._append((UNLEASE, uid, _queue(delivery)))
             self._lanes.cancel_now()  # what ran here is taken again once its lease ends
+        for announcing in self._announcing:  # the journal keeps them ended: ended again later
+            announcing.cancel()
         for task in self._tasks:
             if task.get_name() != "wistro-bus-commit":
                 task.cancel()
@@ -458,6 +461,8 @@ class LocalBus(Committer, EventBus):
                 task.cancel()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(10):
+                while self._announcing:  # ends waiting for the trace store, then announced
+                    await asyncio.gather(*self._announcing)
                 await self.flush()
         for task in self._tasks:
             task.cancel()

@@ -55,7 +55,8 @@ class Committer:
     _idle_timer: asyncio.TimerHandle | None
     _inline_commits: int
     _checkpointing: asyncio.Future[None] | None
-    _announced_elsewhere: bool
+    _announced_elsewhere: int  # announcements not committed yet of runs not waited for here
+    _announcing: set[asyncio.Task[None]]
     _waiting: set[str]
     _loop: asyncio.AbstractEventLoop | None
     _journal: Journal | None
@@ -119,15 +120,13 @@ class Committer:
                         self._waker.wake_others()
                     if self._may_take(free):
                         self._kick_take.set()
-                elif (  # ends other processes wait for
-                    self._announced_elsewhere
-                    and self._waker
-                    and any(op[0] == ANNOUNCE for op in ops)
-                ):
-                    self._waker.wake_others()
-                self._announced_elsewhere = False
+                if self._announced_elsewhere:  # ends other processes wait for
+                    n = sum(1 for op in ops if op[0] == ANNOUNCE and not op[2])
+                    self._announced_elsewhere -= n
+                    if n and not free and self._waker:
+                        self._waker.wake_others()
                 if ended:
-                    await self._end(ended)
+                    self._end(ended)
             for _trace_id, fut in self._run_flushes:  # their operations went in earlier commits
                 if not fut.done():
                     fut.set_result(None)
@@ -207,20 +206,39 @@ class Committer:
         fut.add_done_callback(_log_failure)
         self._checkpointing = fut
 
-    async def _end(self, ended: list[RunEnded]) -> None:
-        """Runs this process ended: record them (the engine), then announce them, in the next
-        commit (a run waited for here is told at once)."""
-        if self._hooks is not None:
-            await self._hooks.ended(ended)
+    def _end(self, ended: list[RunEnded]) -> None:
+        """Runs this process ended: recorded now (the engine), and what waits for one here is
+        told at once; announced (which makes the journal forget them) once the trace store has
+        their ends, so that a crash in between leaves them to be ended again."""
+        durable = self._hooks.ended(ended) if self._hooks is not None else None
+        here = []
         for e in ended:
-            here = e.trace_id in self._waiting
-            self._append((ANNOUNCE, e, here))
-            if here:
+            waited = e.trace_id in self._waiting
+            here.append(waited)
+            if waited:
                 self._waiting.discard(e.trace_id)
                 if self._hooks is not None:
                     self._hooks.finished(e)
-            else:
-                self._announced_elsewhere = True
+        assert self._loop is not None
+        task = self._loop.create_task(self._announce(durable, ended, here))
+        self._announcing.add(task)
+        task.add_done_callback(self._announcing.discard)
+
+    async def _announce(
+        self, durable: Awaitable[None] | None, ended: list[RunEnded], here: list[bool]
+    ) -> None:
+        if durable is not None:
+            try:
+                await asyncio.shield(durable)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the ends are as stored as they will be: announce them anyway
+                log.exception("local bus %s: recording the end of %d runs failed", self.path,
+                              len(ended))  # fmt: skip
+        for e, waited in zip(ended, here, strict=True):
+            self._append((ANNOUNCE, e, waited))
+            if not waited:
+                self._announced_elsewhere += 1
 
 
 def _log_failure(fut: asyncio.Future[None]) -> None:

@@ -260,8 +260,7 @@ class RedisBus(RedisConsumer, RedisEnded):
                 for t, trigger, topic, start, origin, events, errors, end, version in result[1:]
             ]  # fmt: skip
             if ended:
-                self._ending += ended
-                self._kick_announce.set()
+                self._end(ended)
 
     def _resolve_flushes(self) -> None:
         flushes = self._flushes
@@ -369,8 +368,8 @@ class RedisBus(RedisConsumer, RedisEnded):
                 async with asyncio.timeout(10):
                     await self.flush()
                     if self._ending:  # ended here and not announced yet
-                        ended, self._ending = self._ending, []
-                        await self._end(ended)
+                        ending, self._ending = self._ending, []
+                        await self._announce(ending)
                     if self._hosted:
                         keys = [key for _step, key in self._hosted]
                         await self._scripts["forget"](args=[self.me, *keys])

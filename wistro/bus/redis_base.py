@@ -89,7 +89,9 @@ class RedisBusBase(EventBus):
         # The commit sent and not known to be applied: (operations, publishes, argv, delayed).
         self._inflight: tuple[int, int, list[Any], bool] | None = None
         self._waiting: set[str] = set()  # runs opened here: their end wakes someone here
-        self._ending: list[RunEnded] = []  # runs this process ended, to record and announce
+        # runs this process ended and recorded, to announce once the awaitable (their ends are
+        # in the trace store) resolves
+        self._ending: list[tuple[Awaitable[None] | None, list[RunEnded]]] = []
         self._hosted: list[tuple[str, str]] = []  # (step, stream) consumed here
         self._held: dict[tuple[bytes, bytes], bytes] = {}  # read here, not acknowledged: body
         self._limits: dict[str, int] = {}

@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -68,26 +69,43 @@ class RedisEnded(RedisBusBase):
             while not self._ending:
                 self._kick_announce.clear()
                 await self._kick_announce.wait()
-            ended, self._ending = self._ending, []
+            ending, self._ending = self._ending, []
             try:
-                await self._end(ended)
+                await self._announce(ending)
             except BaseException:
-                self._ending[:0] = ended  # cancelled: aclose() announces them
+                self._ending[:0] = ending  # cancelled: aclose() announces them
                 raise
 
-    async def _end(self, ended: list[RunEnded]) -> None:
-        """Runs whose pending reached 0 here: recorded (the engine), then announced."""
+    def _end(self, ended: list[RunEnded]) -> None:
+        """Runs whose pending reached 0 here: recorded now (the engine), and what waits for one
+        here is told at once; the announce loop announces them (which forgets their hashes)
+        once the trace store has their ends, so a crash in between leaves them in ``ending``."""
+        durable: Awaitable[None] | None = None
         hooks = self._hooks
         if hooks is not None:
             try:
-                await hooks.ended(ended)
+                durable = hooks.ended(ended)
             except Exception:
                 log.exception("redis bus: recording the end of %d runs failed", len(ended))
-        script = self._scripts["announce"]
-        args: list[Any] = [self.prefix, ENDED_MAXLEN, *(e.trace_id for e in ended)]
-        await self._retry("announcing ended runs", lambda: script(args=args))
         for e in ended:
             self._finished(e)
+        self._ending.append((durable, ended))
+        self._kick_announce.set()
+
+    async def _announce(self, ending: list[tuple[Awaitable[None] | None, list[RunEnded]]]) -> None:
+        for durable, ended in ending:
+            if durable is None:
+                continue
+            try:
+                await asyncio.shield(durable)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the ends are as stored as they will be: announce them anyway
+                log.exception("redis bus: recording the end of %d runs failed", len(ended))
+        script = self._scripts["announce"]
+        args: list[Any] = [self.prefix, ENDED_MAXLEN]
+        args += [e.trace_id for _, ended in ending for e in ended]
+        await self._retry("announcing ended runs", lambda: script(args=args))
 
     def _finished(self, e: RunEnded) -> None:
         if e.trace_id in self._waiting:
@@ -166,4 +184,4 @@ class RedisEnded(RedisBusBase):
             if ended_run is not None:
                 ended.append(ended_run)
         if ended:
-            await self._end(ended)
+            self._end(ended)

@@ -247,6 +247,7 @@ class Engine(Versions, SharedBusRuns):
                     self.recorder.log(log)
                     self._finish(run)
             await self._stop_versions()
+            await self.recorder.flush()  # the ends a shared bus waits for before it forgets runs
             await self.bus.aclose()
             await self.recorder.aclose()
         if self._watchdog is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from wistro.bus.base import Delivery, EventBus, RunEnded, RunOpened
@@ -59,17 +60,20 @@ class SharedBusRuns:
             holds,
         )
 
-    async def _ended(self, ended: list[RunEnded]) -> None:
-        """This process settled the last delivery of these runs: their end is recorded, and in
-        the store, before the bus announces it (so a waiter that wakes finds the whole trace)."""
+    def _ended(self, ended: list[RunEnded]) -> Awaitable[None]:
+        """This process settled the last delivery of these runs: their ends are recorded now;
+        what it returns resolves once they are in the store, and only then does the bus forget
+        the runs (a ``kill -9`` in between leaves them ended in the bus, and the next process
+        records their ends again). A waiter elsewhere reads the store: written at once."""
         for e in ended:
             status = "error" if e.n_errors else "ok"
             self.recorder.run_ended(
                 RunRecord(e.trace_id, e.trigger, e.topic, status, e.start, e.end, e.n_events,
                           e.n_errors, e.origin.partition("/")[0], e.version)
             )  # fmt: skip
-        if any(e.origin != self.origin for e in ended):  # a waiter elsewhere reads the store
-            await self.recorder.flush()
+        if any(e.origin != self.origin for e in ended):
+            return asyncio.ensure_future(self.recorder.flush())
+        return self.recorder.written()
 
     def _finished_elsewhere(self, e: RunEnded) -> None:
         """A run started here ended (here or in another process): wake what waits for it. When

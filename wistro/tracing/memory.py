@@ -18,8 +18,10 @@ MIN_PREFIX = 4
 TRACE_HINT = "`wistro traces` lists recent runs"
 DEAD_LETTER_HINT = "`wistro replay` lists dead letters"
 RUN_UPDATE_FIELDS = ("status", "end", "n_events", "n_errors")
-_OPEN = ("running", "interrupted")  # statuses that never replace an end already written
 """What a RunRecord written again for a known trace id changes."""
+OPEN_STATUSES = ("running", "interrupted")
+"""Statuses that never replace an end already written: running (the origin's start landing
+after another process wrote the end), interrupted (recovery, which only ends open runs)."""
 
 
 def prefix_matches(wanted: str, ids: Iterable[str]) -> list[str]:
@@ -100,7 +102,7 @@ class MemoryTraceStore(TraceStore):
                 if trace.run is None:
                     trace.run = as_dict(run)
                     self._n_runs += 1
-                elif trace.run["status"] == "running" or run.status not in _OPEN:  # never reopened
+                elif trace.run["status"] == "running" or run.status not in OPEN_STATUSES:
                     trace.run.update({f: getattr(run, f) for f in RUN_UPDATE_FIELDS})
             for event in batch.events:
                 self._trace(event.trace_id).events[event.id] = event

@@ -57,7 +57,9 @@ class Recorder:
         self._wake: asyncio.Event | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock: asyncio.Lock | None = None
+        self._flushing: set[asyncio.Task[None]] = set()
         self.write_errors = 0
+        self._written: list[asyncio.Future[None]] = []  # written(): resolved by the next write
         # The writer process, its spec (None: this store is written here), rows written here.
         self._writer: ProcessWriter | None = None
         mode = getattr(store, "writer", "auto") if store is not None else "thread"
@@ -127,22 +129,48 @@ class Recorder:
             self._wake.clear()
             await self.flush()
 
+    def written(self) -> asyncio.Future[None]:
+        """Resolves once everything recorded so far is in the store: at the next regular write
+        (it makes none of its own, so a busy process's batches keep their size). A shared bus
+        forgets a run that ended only after this: a ``kill -9`` in between leaves the run
+        ended in the bus, whose next process records the end again."""
+        fut = asyncio.get_running_loop().create_future()
+        if self.store is None or (not len(self.batch) and not (self._lock and self._lock.locked())):
+            fut.set_result(None)
+        else:
+            self._written.append(fut)
+            if self._task is None or self._task.done():  # nothing writes regularly: now
+                self._written_now()
+        return fut
+
+    def _written_now(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.flush())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+
     async def flush(self) -> None:
         """Write everything recorded so far."""
         if self.store is None:
             self.batch = Batch()
+            _resolve(self._written)
+            self._written = []
             return
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:  # one batch at a time, in order
+            waiters, self._written = self._written, []
             if not len(self.batch):
+                _resolve(waiters)
                 return
             batch, self.batch, self._count = self.batch, Batch(), 0
             loop = asyncio.get_running_loop()
             # Shielded: cancelling a flush (the recorder stopping, a drain given up) must not
             # cancel the write of a batch already taken, which the executor may not have
             # started yet; the next write queues behind it on the one thread.
-            await asyncio.shield(loop.run_in_executor(self._executor, self._write, batch))
+            write = loop.run_in_executor(self._executor, self._write, batch)
+            if waiters:
+                write.add_done_callback(lambda _: _resolve(waiters))
+            await asyncio.shield(write)
 
     def _write(self, batch: Batch) -> None:
         """On the writer thread: one batch, prepared (``store.prepare``: plain values) for the
@@ -217,3 +245,9 @@ class Recorder:
             self._executor = None
         else:
             self._close_writer()
+
+
+def _resolve(waiters: list[asyncio.Future[None]]) -> None:
+    for fut in waiters:
+        if not fut.done():
+            fut.set_result(None)

@@ -58,6 +58,7 @@ from wistro.errors import TraceStoreError
 from wistro.tracing.memory import (
     DEAD_LETTER_HINT,
     MIN_PREFIX,
+    OPEN_STATUSES,
     RUN_UPDATE_FIELDS,
     TRACE_HINT,
     pick_one,
@@ -78,9 +79,6 @@ from wistro.urls import public_url
 _ascii_json = json.JSONEncoder(separators=(",", ":")).encode  # stored: any text round-trips
 _string_json = json.encoder.encode_basestring_ascii
 _payload_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # ids as is
-# A run written with one of these never replaces an end already written (running: the origin's
-# start landing after another process's end; interrupted: recovery, which only ends open runs).
-_NOT_AN_END = ("running", "interrupted")
 _SCAN = 1_000  # runs a list_runs call reads in Redis at a time
 _GUARD_TTL_S = 60  # a write's chunks and logs are known stored this long (a resend skips them)
 
@@ -434,7 +432,7 @@ class RedisTraceStore(TraceStore):
                 (
                     run.trace_id,
                     repr(float(run.start)),  # a string: Lua's numbers print 14 digits
-                    0 if run.status in _NOT_AN_END else 1,
+                    0 if run.status in OPEN_STATUSES else 1,
                     [_value_json(getattr(run, name)) for name in _RUN_ORDER],
                 )
                 for run in batch.runs

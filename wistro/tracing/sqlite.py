@@ -35,6 +35,7 @@ from wistro.files import DATA_DIR_NAME, PRIVATE_FILE, make_private_dir, make_pri
 from wistro.tracing.memory import (
     DEAD_LETTER_HINT,
     MIN_PREFIX,
+    OPEN_STATUSES,
     RUN_UPDATE_FIELDS,
     TRACE_HINT,
     pick_one,
@@ -360,7 +361,12 @@ class SQLiteTraceStore(TraceStore):
         """One write as plain values: the records of each kind as tuples of their fields (the
         last write of a run in the batch wins). A few C calls per record, so the writer process
         takes the rest: grouping the chunks and the SQL."""
-        runs = {r.trace_id: r for r in batch.runs}.values()
+        last: dict[str, RunRecord] = {}
+        for r in batch.runs:  # as the store's update does: an end is never replaced by an open
+            prior = last.get(r.trace_id)  # status (a recovery's interrupted, a late start)
+            if prior is None or prior.status == "running" or r.status not in OPEN_STATUSES:
+                last[r.trace_id] = r
+        runs = last.values()
         return (
             list(map(_GETTERS["runs"], runs)),
             [list(map(_CHUNK_GETTERS[table], getattr(batch, table))) for table in _CHUNKED],
