@@ -285,19 +285,26 @@ class _Appender:
         self.fh: IO[bytes] = path.open("ab")
         self.lines: list[bytes] = []
         self.flushed = time.monotonic()
+        self._timer: asyncio.TimerHandle | None = None
 
     def write(self, result: SampleResult) -> None:
         self.lines.append(_line(result.to_dict()))
         now = time.monotonic()
         if now - self.flushed >= self.FLUSH_S:
             self.flush()
-            self.flushed = now
+        elif self._timer is None:  # no result may follow for a while (the rest are slow)
+            delay = self.FLUSH_S - (now - self.flushed)
+            self._timer = asyncio.get_running_loop().call_later(delay, self.flush)
 
     def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self.lines:
             self.fh.write(b"\n".join(self.lines) + b"\n")
             self.lines.clear()
         self.fh.flush()
+        self.flushed = time.monotonic()
 
     def close(self) -> None:
         try:
