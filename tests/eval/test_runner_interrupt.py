@@ -60,6 +60,13 @@ def stored(root: Path, eval_id: str) -> list[tuple[str, int]]:
     return [(r["sample_id"], r["repeat"]) for r in map(json.loads, path.read_text().splitlines())]
 
 
+def _sigint_default() -> None:
+    """In the child before it runs: SIGINT as in a terminal. A test run started in the
+    background of a script (``.ci/run &``, ``nohup``) has SIGINT ignored, which its children
+    inherit, and a Python started with SIGINT ignored keeps ignoring it (Ctrl-C does nothing)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_sigint_names_the_eval_and_a_rerun_resumes_it(make_project) -> None:
     """Samples from the ninth on are held until the interrupt is sent, so however late it
     comes (a loaded machine), it comes midway. The first eight reach the results file while
@@ -78,7 +85,13 @@ def test_sigint_names_the_eval_and_a_rerun_resumes_it(make_project) -> None:
         "--concurrency",
         "2",
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_sigint_default,
+    )
     evals = root / ".wistro" / "evals"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # midway: some results are on disk
