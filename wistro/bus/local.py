@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +36,7 @@ from wistro.bus.base import (
     Deliver,
     Delivery,
     EventBus,
+    RunEnded,
     RunOpened,
     WorkerInfo,
 )
@@ -97,7 +98,9 @@ class LocalBus(Committer, EventBus):
         self._kick_take = asyncio.Event()
         self._hosted_cache: tuple[Any, set[str] | None] = (object(), None)
         self._announced_elsewhere = 0
-        self._announcing: set[asyncio.Task[None]] = set()
+        # ends waiting for the trace store before they are announced, and the task that waits
+        self._to_announce: list[tuple[Awaitable[None] | None, list[RunEnded], list[bool]]] = []
+        self._announcer: asyncio.Task[None] | None = None
         self._inline_commits = 0
         self._idle_only = True  # every buffered operation announces a run waited for here
         self._idle_timer: asyncio.TimerHandle | None = None
@@ -114,6 +117,7 @@ class LocalBus(Committer, EventBus):
             return
         for task in self._tasks:  # left by abandon(), or on a loop that is gone
             task.cancel()
+        self._announcer, self._to_announce = None, []  # the journal keeps those runs ended
         self._loop = loop
         self._hooks = hooks
         self._open()
@@ -431,8 +435,10 @@ class LocalBus(Committer, EventBus):
             for delivery, uid in self._lanes.clear():
                 self._append((UNLEASE, uid, _queue(delivery)))
             self._lanes.cancel_now()  # what ran here is taken again once its lease ends
-        for announcing in self._announcing:  # the journal keeps them ended: ended again later
-            announcing.cancel()
+        if self._announcer is not None:  # the journal keeps them ended: ended again later
+            self._announcer.cancel()
+            self._announcer = None
+        self._to_announce = []
         for task in self._tasks:
             if task.get_name() != "wistro-bus-commit":
                 task.cancel()
@@ -461,8 +467,8 @@ class LocalBus(Committer, EventBus):
                 task.cancel()
         with contextlib.suppress(Exception):
             async with asyncio.timeout(10):
-                while self._announcing:  # ends waiting for the trace store, then announced
-                    await asyncio.gather(*self._announcing)
+                if self._announcer is not None:  # ends waiting for the trace store
+                    await self._announcer
                 await self.flush()
         for task in self._tasks:
             task.cancel()

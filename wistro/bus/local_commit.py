@@ -56,7 +56,8 @@ class Committer:
     _inline_commits: int
     _checkpointing: asyncio.Future[None] | None
     _announced_elsewhere: int  # announcements not committed yet of runs not waited for here
-    _announcing: set[asyncio.Task[None]]
+    _to_announce: list[tuple[Awaitable[None] | None, list[RunEnded], list[bool]]]
+    _announcer: asyncio.Task[None] | None
     _waiting: set[str]
     _loop: asyncio.AbstractEventLoop | None
     _journal: Journal | None
@@ -219,26 +220,29 @@ class Committer:
                 self._waiting.discard(e.trace_id)
                 if self._hooks is not None:
                     self._hooks.finished(e)
-        assert self._loop is not None
-        task = self._loop.create_task(self._announce(durable, ended, here))
-        self._announcing.add(task)
-        task.add_done_callback(self._announcing.discard)
+        self._to_announce.append((durable, ended, here))
+        if self._announcer is None or self._announcer.done():
+            assert self._loop is not None
+            self._announcer = self._loop.create_task(self._announce_loop())
 
-    async def _announce(
-        self, durable: Awaitable[None] | None, ended: list[RunEnded], here: list[bool]
-    ) -> None:
-        if durable is not None:
-            try:
-                await asyncio.shield(durable)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the ends are as stored as they will be: announce them anyway
-                log.exception("local bus %s: recording the end of %d runs failed", self.path,
-                              len(ended))  # fmt: skip
-        for e, waited in zip(ended, here, strict=True):
-            self._append((ANNOUNCE, e, waited))
-            if not waited:
-                self._announced_elsewhere += 1
+    async def _announce_loop(self) -> None:
+        """One task for all the ends waiting for the trace store (one wake-up per write of the
+        recorder, not a task per commit)."""
+        while self._to_announce:
+            batch, self._to_announce = self._to_announce, []
+            for durable, ended, here in batch:
+                if durable is not None:
+                    try:
+                        await asyncio.shield(durable)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:  # the ends are as stored as they will be: announce them
+                        log.exception("local bus %s: recording the end of %d runs failed",
+                                      self.path, len(ended))  # fmt: skip
+                for e, waited in zip(ended, here, strict=True):
+                    self._append((ANNOUNCE, e, waited))
+                    if not waited:
+                        self._announced_elsewhere += 1
 
 
 def _log_failure(fut: asyncio.Future[None]) -> None:
