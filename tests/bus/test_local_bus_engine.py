@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,8 +75,6 @@ async def test_runs_a_dead_process_left_running_unaccepted_are_marked_interrupte
     `interrupted`, with the command that sends their event again; a run of a live process is
     left alone."""
     import socket
-    import subprocess
-    import sys
 
     from wistro.processes import worker_name
     from wistro.tracing.records import Batch, EventRecord, RunRecord
@@ -217,6 +218,27 @@ async def handler(data, ctx):
 }
 
 
+def _emitter(
+    tmp_path: Path, yml: str, script: str, *args: str
+) -> tuple[Path, Path, subprocess.Popen[str]]:
+    """The logging chain in ``tmp_path/p`` with this ``wistro.yml``, and a child process running
+    ``script`` on it (its stdout piped); returns the project, the handlers' log and the child."""
+    root = tmp_path / "p"
+    for rel, text in _LOGGING_CHAIN.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (root / "wistro.yml").write_text(yml)
+    ran = tmp_path / "ran.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(root), *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "RAN_LOG": str(ran)},
+    )
+    assert proc.stdout is not None
+    return root, ran, proc
+
+
 async def test_a_run_an_emit_waited_for_is_durable_when_the_emit_returns(
     tmp_path: Path,
 ) -> None:
@@ -225,26 +247,9 @@ async def test_a_run_an_emit_waited_for_is_durable_when_the_emit_returns(
     what it returned must survive ``kill -9``: a process killed after hundreds of such emits
     returned leaves none of their deliveries to run again, and the next process finds only the
     run in flight at the kill."""
-    import os
-    import subprocess
-    import sys
-
     from wistro.bus.journal import Journal
 
-    root = tmp_path / "p"
-    for rel, text in _LOGGING_CHAIN.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
-    (root / "wistro.yml").write_text("name: waited\n")
-    ran = tmp_path / "ran.log"
-    env = {**os.environ, "RAN_LOG": str(ran)}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _WAITING_EMITTER, str(root)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
+    root, ran, proc = _emitter(tmp_path, "name: waited\n", _WAITING_EMITTER)
     returned: list[int] = []
     for line in proc.stdout:
         word, n, status = line.split()
@@ -303,27 +308,11 @@ async def test_a_run_that_ended_just_before_kill_9_is_stored_ok_by_the_next_proc
     before, the journal forgot them at once, the store still said ``running``, and the next
     process marked them ``interrupted`` (a CI run saw 6 of 2,000). The same on Redis, whose
     ``ending`` set keeps them."""
-    import os
-    import subprocess
-    import sys
-
-    root = tmp_path / "p"
-    for rel, text in _LOGGING_CHAIN.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text)
     yml = "name: ended\n"
     if bus == "redis":
         url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
         yml += f"redis: {{url: '{url}', prefix: '{prefix}'}}\n"
-    (root / "wistro.yml").write_text(yml)
-    env = {**os.environ, "RAN_LOG": str(tmp_path / "ran.log")}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _ENDED_NOT_WRITTEN, str(root), bus],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
+    root, ran, proc = _emitter(tmp_path, yml, _ENDED_NOT_WRITTEN, bus)
     ended: list[str] = []
     for line in proc.stdout:
         if line.strip() == "done":
@@ -336,7 +325,7 @@ async def test_a_run_that_ended_just_before_kill_9_is_stored_ok_by_the_next_proc
     os.kill(proc.pid, 9)
     proc.wait(timeout=30)
 
-    os.environ["RAN_LOG"] = env["RAN_LOG"]
+    os.environ["RAN_LOG"] = str(ran)
     try:
         app = wistro.load(root, state="memory", bus=bus)
         app.engine.start()
