@@ -41,3 +41,30 @@ async def test_hundreds_of_runs_recorded_while_flushes_are_cancelled_are_all_wri
         await asyncio.sleep(0)
     await recorder.aclose()
     assert len(store.list_runs(limit=1000)) == 300
+
+
+async def test_written_resolves_only_once_the_store_has_what_was_recorded() -> None:
+    """What a shared bus waits for before it forgets an ended run: ``written()`` makes no write
+    of its own (the batch waits for the next regular one), and resolves after that write, for
+    every one of hundreds of waiters, each seeing its run in the store."""
+    store = MemoryTraceStore()
+    recorder = Recorder(store, interval=0.2)
+    recorder.start()
+    seen: list[bool] = []
+
+    async def record_then_wait(i: int) -> None:
+        trace_id = f"trace{i:04d}"
+        for record in full_trace(trace_id, float(i)).runs:
+            recorder.run(record)
+        await recorder.written()
+        seen.append(bool(store.list_runs(limit=1000)) and store.get_run(trace_id) is not None)
+
+    waiters = [asyncio.ensure_future(record_then_wait(i)) for i in range(300)]
+    await asyncio.sleep(0.05)
+    assert not seen and not store.list_runs()  # no write of its own before the interval
+    async with asyncio.timeout(10):
+        await asyncio.gather(*waiters)
+    assert seen == [True] * 300
+    done = recorder.written()  # nothing recorded since: resolved at once
+    assert done.done()
+    await recorder.aclose()

@@ -13,7 +13,9 @@ backoff are scheduled by the bus, not by engine timers).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, fields, replace
@@ -22,6 +24,8 @@ from typing import Any
 import orjson
 
 from wistro.tracing.records import EventRecord
+
+log = logging.getLogger("wistro.bus")
 
 NO_PAYLOAD: Any = object()  # ``Delivery.payload`` when none is attached
 
@@ -144,6 +148,20 @@ class BusHooks:
     poisoned: Callable[[Delivery, int], Awaitable[None]]
     # A message ``broadcast`` by some process (this one too): activate/deactivate a step...
     control: Callable[[dict[str, Any]], None] | None = None
+
+
+async def recorded(durable: Awaitable[None] | None, bus: str, n: int) -> None:
+    """Wait for what ``BusHooks.ended`` returned: the ends are in the trace store. A failure to
+    write them is logged, never raised: they are as stored as they will be, and the bus goes on
+    to announce the runs."""
+    if durable is None:
+        return
+    try:
+        await asyncio.shield(durable)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("%s: recording the end of %d runs failed", bus, n)
 
 
 class EventBus(ABC):

@@ -5,8 +5,8 @@ Tables:
 - ``deliveries``: one row per pending delivery (its JSON), ``due`` (not before), ``lease`` (taken
   until; 0 = free), ``owner`` (the worker holding it), ``tries`` (times taken).
 - ``runs``: the run ledger: deliveries (and holds) each run still owes, its events and errors.
-  A commit that takes ``pending`` to 0 marks the run ``ended``; after its end is recorded it moves
-  to ``ended``, the table that the processes waiting for runs read.
+  A commit that takes ``pending`` to 0 marks the run ``ended``; once its end is in the trace
+  store it moves to ``ended``, the table that the processes waiting for runs read.
 
 A commit applies a batch of operations in one transaction (group commit). Within a batch, a
 delivery inserted and acknowledged cancel out, and ledger changes are summed per run, so a busy

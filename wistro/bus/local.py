@@ -10,8 +10,10 @@ by every process of the project on this machine (``wistro start``, ``wistro work
   process takes it again (at-least-once). Leases of live workers are renewed; those of processes
   of this machine that are gone are freed at once; any lease also ends after ``lease_s``.
 - The run ledger lives in the journal too (``runs``), changed in the same transactions, so
-  whichever process settles a run's last delivery ends it; processes waiting for a run learn of
-  its end from the ``ended`` table when a wake-up (``wake``) or their fallback timer tells them.
+  whichever process settles a run's last delivery ends it; it is forgotten there only once the
+  trace store has its end (a process killed in between leaves it for the next to end again).
+  Processes waiting for a run learn of its end from the ``ended`` table when a wake-up
+  (``wake``) or their fallback timer tells them.
 - A delivery taken more than ``max_deliveries`` times (every worker running it died) is handed to
   the engine as poison (dead-lettered) and acknowledged, so it never blocks the rest.
 """
@@ -36,7 +38,6 @@ from wistro.bus.base import (
     Deliver,
     Delivery,
     EventBus,
-    RunEnded,
     RunOpened,
     WorkerInfo,
 )
@@ -99,7 +100,7 @@ class LocalBus(Committer, EventBus):
         self._hosted_cache: tuple[Any, set[str] | None] = (object(), None)
         self._announced_elsewhere = 0
         # ends waiting for the trace store before they are announced, and the task that waits
-        self._to_announce: list[tuple[Awaitable[None] | None, list[RunEnded], list[bool]]] = []
+        self._to_announce: list[tuple[Awaitable[None] | None, list[tuple[Any, ...]]]] = []
         self._announcer: asyncio.Task[None] | None = None
         self._inline_commits = 0
         self._idle_only = True  # every buffered operation announces a run waited for here

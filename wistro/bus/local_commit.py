@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from wistro.bus.base import BusHooks, Delivery, RunEnded
+from wistro.bus.base import BusHooks, Delivery, RunEnded, recorded
 from wistro.bus.journal import ACK, ANNOUNCE, INSERT, NOTE, OPEN, RELEASE, Busy, Journal
 from wistro.bus.lanes import Lanes
 from wistro.bus.wake import Waker
@@ -56,7 +56,7 @@ class Committer:
     _inline_commits: int
     _checkpointing: asyncio.Future[None] | None
     _announced_elsewhere: int  # announcements not committed yet of runs not waited for here
-    _to_announce: list[tuple[Awaitable[None] | None, list[RunEnded], list[bool]]]
+    _to_announce: list[tuple[Awaitable[None] | None, list[tuple[Any, ...]]]]
     _announcer: asyncio.Task[None] | None
     _waiting: set[str]
     _loop: asyncio.AbstractEventLoop | None
@@ -212,15 +212,15 @@ class Committer:
         told at once; announced (which makes the journal forget them) once the trace store has
         their ends, so that a crash in between leaves them to be ended again."""
         durable = self._hooks.ended(ended) if self._hooks is not None else None
-        here = []
+        announce = []
         for e in ended:
             waited = e.trace_id in self._waiting
-            here.append(waited)
+            announce.append((ANNOUNCE, e, waited))
             if waited:
                 self._waiting.discard(e.trace_id)
                 if self._hooks is not None:
                     self._hooks.finished(e)
-        self._to_announce.append((durable, ended, here))
+        self._to_announce.append((durable, announce))
         if self._announcer is None or self._announcer.done():
             assert self._loop is not None
             self._announcer = self._loop.create_task(self._announce_loop())
@@ -230,18 +230,11 @@ class Committer:
         recorder, not a task per commit)."""
         while self._to_announce:
             batch, self._to_announce = self._to_announce, []
-            for durable, ended, here in batch:
-                if durable is not None:
-                    try:
-                        await asyncio.shield(durable)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:  # the ends are as stored as they will be: announce them
-                        log.exception("local bus %s: recording the end of %d runs failed",
-                                      self.path, len(ended))  # fmt: skip
-                for e, waited in zip(ended, here, strict=True):
-                    self._append((ANNOUNCE, e, waited))
-                    if not waited:
+            for durable, announce in batch:
+                await recorded(durable, f"local bus {self.path}", len(announce))
+                for op in announce:
+                    self._append(op)
+                    if not op[2]:  # not waited for here: another process may be
                         self._announced_elsewhere += 1
 
 

@@ -6,9 +6,9 @@ The ledger is exact even when processes die: its changes ride in the same commit
 entries and acknowledgements, and an acknowledgement counts only when its ``XACK`` removed the
 entry (a delivery that ran twice is settled once). The commit in which a run's pending goes from
 above 0 to 0 ends it, exactly once: that commit also puts it in ``ending``. This process then
-calls ``hooks.ended`` (the engine records the end) and announces it: one script removes it from
-``ending``, adds it to ``ended`` and deletes its hash, only if the removal did something (so a run
-is announced once). A process that died between the two leaves the run in ``ending``; the others
+calls ``hooks.ended`` (the engine records the end) and, once the trace store has it, announces
+it: one script removes it from ``ending``, adds it to ``ended`` and deletes its hash, only if the
+removal did something (so a run is announced once). A process that died between the two leaves the run in ``ending``; the others
 announce what is older than the visibility timeout there (and a starting process, all of it).
 Every process with hooks reads ``ended`` with a blocking ``XREAD`` (no group, from where the
 stream was when the bus started) and calls ``hooks.finished`` for the runs it opened.
@@ -25,7 +25,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from wistro.bus.base import RunEnded
+from wistro.bus.base import RunEnded, recorded
 from wistro.bus.redis_base import (
     BACKOFF_S,
     ENDED_BLOCK_MS,
@@ -94,14 +94,7 @@ class RedisEnded(RedisBusBase):
 
     async def _announce(self, ending: list[tuple[Awaitable[None] | None, list[RunEnded]]]) -> None:
         for durable, ended in ending:
-            if durable is None:
-                continue
-            try:
-                await asyncio.shield(durable)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the ends are as stored as they will be: announce them anyway
-                log.exception("redis bus: recording the end of %d runs failed", len(ended))
+            await recorded(durable, "redis bus", len(ended))
         script = self._scripts["announce"]
         args: list[Any] = [self.prefix, ENDED_MAXLEN]
         args += [e.trace_id for _, ended in ending for e in ended]

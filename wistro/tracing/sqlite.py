@@ -358,12 +358,13 @@ class SQLiteTraceStore(TraceStore):
         self.write_prepared(self.prepare(batch))
 
     def prepare(self, batch: Batch) -> Prepared:
-        """One write as plain values: the records of each kind as tuples of their fields (the
-        last write of a run in the batch wins). A few C calls per record, so the writer process
+        """One write as plain values: the records of each kind as tuples of their fields (of a
+        run's records in the batch, the last wins, except that an open status never replaces
+        an end: ``OPEN_STATUSES``). A few C calls per record, so the writer process
         takes the rest: grouping the chunks and the SQL."""
         last: dict[str, RunRecord] = {}
-        for r in batch.runs:  # as the store's update does: an end is never replaced by an open
-            prior = last.get(r.trace_id)  # status (a recovery's interrupted, a late start)
+        for r in batch.runs:
+            prior = last.get(r.trace_id)
             if prior is None or prior.status == "running" or r.status not in OPEN_STATUSES:
                 last[r.trace_id] = r
         runs = last.values()
