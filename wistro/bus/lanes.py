@@ -210,7 +210,7 @@ class Lanes:
         """Wait until nothing runs here (at most ``timeout`` s); True when idle."""
         try:
             async with asyncio.timeout(timeout):
-                while any(lane.running for lane in self._lanes.values()):
+                while self._active:  # workers inside a delivery
                     self.changed.clear()
                     await self.changed.wait()
         except TimeoutError:

@@ -22,7 +22,6 @@ class InMemoryBus(EventBus):
         self._lanes: Lanes | None = None
         self._timers: set[asyncio.TimerHandle] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._hooks: BusHooks | None = None
 
     def start(
         self, deliver: Deliver, concurrency_of: ConcurrencyOf, hooks: BusHooks | None = None
@@ -31,8 +30,7 @@ class InMemoryBus(EventBus):
         if self._loop is not loop or self._lanes is None:  # first start, or a new event loop
             self._timers.clear()
             self._lanes = Lanes(deliver, concurrency_of, _acknowledged)
-        self._hooks = hooks
-        self._loop = loop
+        self._loop = loop  # a memory bus has no run ledger: hooks are never called
 
     def publish(self, delivery: Delivery, delay: float = 0.0) -> None:
         if delay > 0:
