@@ -17,7 +17,8 @@ import pytest
 
 import wistro
 from tests.projects import step, write_project
-from wistro.tracing.recorder import PROCESS_AFTER_ROWS
+from tests.trace_support import full_trace, trace_ids
+from wistro.tracing.recorder import PROCESS_AFTER_ROWS, Recorder
 from wistro.tracing.records import Batch
 from wistro.tracing.sqlite import SQLiteTraceStore
 from wistro.tracing.store import TraceStore
@@ -304,3 +305,85 @@ async def test_the_redis_trace_store_is_written_by_its_writer_process(
     assert trace["run"]["status"] == "ok"
     await app.aclose()
     assert wait_gone(pid)
+
+
+# -- batches in the pipe: the child writes one while the recorder prepares the next ----------
+
+
+def _record(recorder: Recorder, trace_ids: list[str]) -> None:
+    for i, trace_id in enumerate(trace_ids):
+        batch = full_trace(trace_id, float(i))
+        for r in batch.runs:
+            recorder.run(r)
+        for e in batch.events:
+            recorder.event(e)
+        for s in batch.spans:
+            recorder.span(s)
+
+
+async def _process_recorder(path: Path) -> tuple[Recorder, SQLiteTraceStore, int]:
+    """A recorder whose batches go to its writer process (ready: its pid)."""
+    store = SQLiteTraceStore(path)
+    store.writer = "process"
+    recorder = Recorder(store, interval=3600)  # writes only when flushed here
+    recorder.start()
+    async with asyncio.timeout(30):
+        n = 0
+        while recorder.writer_pid is None:
+            _record(recorder, [f"warm{n}"])
+            n += 1
+            await recorder.flush()
+            await asyncio.sleep(0.02)
+    assert recorder.writer_pid is not None
+    return recorder, store, recorder.writer_pid
+
+
+async def test_a_regular_write_hands_the_batch_on_without_waiting_but_written_waits(
+    tmp_path: Path,
+) -> None:
+    recorder, store, pid = await _process_recorder(tmp_path / "traces.db")
+    os.kill(pid, signal.SIGSTOP)  # the child takes nothing from the pipe until SIGCONT
+    try:
+        ids = [f"held{i:03d}" for i in range(200)]
+        _record(recorder, ids)
+        async with asyncio.timeout(10):  # sent; not written: a regular write does not wait
+            await recorder.flush(settle=False)
+        written = asyncio.ensure_future(recorder.written())
+        await asyncio.sleep(0.3)
+        assert not written.done()  # its batch is still in the pipe
+        assert ids[0] not in trace_ids(store)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    async with asyncio.timeout(10):
+        await written
+    assert set(ids) <= trace_ids(store)
+    assert store.get_run(ids[150])["events"][0]["topic"] == "orders"
+    await recorder.aclose()
+    assert wait_gone(pid)
+
+
+async def test_a_writer_process_killed_with_batches_in_the_pipe_loses_none(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder, store, pid = await _process_recorder(tmp_path / "traces.db")
+    os.kill(pid, signal.SIGSTOP)
+    first = [f"first{i:03d}" for i in range(300)]
+    second = [f"second{i:03d}" for i in range(300)]
+    _record(recorder, first)
+    await recorder.flush(settle=False)  # in the pipe, not answered
+    _record(recorder, second)
+    flush = asyncio.ensure_future(recorder.flush(settle=False))  # waits for the first's answer
+    await asyncio.sleep(0.3)
+    assert not flush.done()
+    with caplog.at_level(logging.WARNING, logger="wistro.tracing"):
+        os.kill(pid, signal.SIGKILL)
+        async with asyncio.timeout(10):
+            await flush
+    assert any("written by this process" in r.message for r in caplog.records)
+    assert recorder.writer_pid is None
+    assert set(first + second) <= trace_ids(store)  # both batches, written here
+    third = [f"third{i:03d}" for i in range(50)]
+    _record(recorder, third)
+    await recorder.aclose()
+    assert set(third) <= trace_ids(store)
+    store.close()

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from wistro.tracing.records import (
@@ -60,6 +61,8 @@ class Recorder:
         self._flushing: set[asyncio.Task[None]] = set()
         self.write_errors = 0
         self._written: list[asyncio.Future[None]] = []  # written(): resolved by the next write
+        # Batches handed to the writer process and not answered yet (the writer thread's).
+        self._sent: deque[Batch] = deque()
         # The writer process, its spec (None: this store is written here), rows written here.
         self._writer: ProcessWriter | None = None
         mode = getattr(store, "writer", "auto") if store is not None else "thread"
@@ -112,6 +115,7 @@ class Recorder:
         event loop)."""
         self.batch, self._count = other.batch, other._count
         self._writer, self._spec, self._rows_here = other._writer, other._spec, other._rows_here
+        self._sent, other._sent = other._sent, deque()
         other._writer = None
 
     def added(self) -> None:
@@ -127,20 +131,22 @@ class Recorder:
                 async with asyncio.timeout(self.interval):
                     await self._wake.wait()
             self._wake.clear()
-            await self.flush()
+            await self.flush(settle=False)
 
     def written(self) -> asyncio.Future[None]:
         """Resolves once everything recorded so far is in the store: at the next regular write
-        (it makes none of its own, so a busy process's batches keep their size). A shared bus
-        forgets a run that ended only after this: a ``kill -9`` in between leaves the run
+        (it makes none of its own, so a busy process's batches keep their size), or, when all
+        of it is with the writer process already, once the process has written it. A shared
+        bus forgets a run that ended only after this: a ``kill -9`` in between leaves the run
         ended in the bus, whose next process records the end again."""
         fut = asyncio.get_running_loop().create_future()
-        if self.store is None or (not len(self.batch) and not (self._lock and self._lock.locked())):
+        writing = self._lock is not None and self._lock.locked()
+        if self.store is None or (not len(self.batch) and not self._sent and not writing):
             fut.set_result(None)
         else:
             self._written.append(fut)
-            if self._task is None or self._task.done():  # nothing writes regularly: now
-                self._written_now()
+            if self._task is None or self._task.done() or not (len(self.batch) or writing):
+                self._written_now()  # nothing writes regularly, or only the answer is awaited
         return fut
 
     def _written_now(self) -> None:
@@ -148,8 +154,11 @@ class Recorder:
         self._flushing.add(task)
         task.add_done_callback(self._flushing.discard)
 
-    async def flush(self) -> None:
-        """Write everything recorded so far."""
+    async def flush(self, settle: bool = True) -> None:
+        """Write everything recorded so far. ``settle=False`` (the regular writes): a batch
+        handed to the writer process may still be being written when this returns, while the
+        recorder goes on with the next; the waiters of ``written()`` are resolved only once
+        their batch is in the store."""
         if self.store is None:
             self.batch = Batch()
             _resolve(self._written)
@@ -159,7 +168,8 @@ class Recorder:
             self._lock = asyncio.Lock()
         async with self._lock:  # one batch at a time, in order
             waiters, self._written = self._written, []
-            if not len(self.batch):
+            settle = settle or bool(waiters)
+            if not len(self.batch) and not (settle and self._sent):
                 _resolve(waiters)
                 return
             batch, self.batch, self._count = self.batch, Batch(), 0
@@ -167,27 +177,43 @@ class Recorder:
             # Shielded: cancelling a flush (the recorder stopping, a drain given up) must not
             # cancel the write of a batch already taken, which the executor may not have
             # started yet; the next write queues behind it on the one thread.
-            write = loop.run_in_executor(self._executor, self._write, batch)
+            write = loop.run_in_executor(self._executor, self._write, batch, settle)
             if waiters:
                 write.add_done_callback(lambda _: _resolve(waiters))
             await asyncio.shield(write)
 
-    def _write(self, batch: Batch) -> None:
+    def _write(self, batch: Batch, settle: bool = True) -> None:
         """On the writer thread: one batch, prepared (``store.prepare``: plain values) for the
         writer process when it is ready, else to the store. Measured: preparing here, not on
-        the loop's thread, is as fast amortised and faster one event at a time."""
+        the loop's thread, is as fast amortised and faster one event at a time. The batch
+        before it may still be written by the child while this one is prepared; ``settle``
+        waits until every batch sent is written, else all but this one."""
         assert self.store is not None
-        writer = self._writer_ready(len(batch))
-        if writer is not None:
+        writer = self._writer_ready(len(batch)) if len(batch) else self._writer
+        if writer is not None and writer.ready:
+            sent = self._sent
             try:
-                error = writer.send(encode(self.store.prepare(batch)))
+                if len(batch):
+                    body = encode(self.store.prepare(batch))
+                    sent.append(batch)
+                    writer.submit(body)
+                while len(sent) > (0 if settle else 1):
+                    error = writer.answer()
+                    written = sent.popleft()
+                    if error is not None:
+                        self.write_errors += 1
+                        log.error("writing %d trace records failed: %s", len(written), error)
             except WriterGone as e:
                 self._writer_gone(e)
-            else:
-                if error is not None:
-                    self.write_errors += 1
-                    log.error("writing %d trace records failed: %s", len(batch), error)
-                return
+                # What the child may not have written, written here (some of it maybe twice).
+                while sent:
+                    self._write_here(sent.popleft())
+            return
+        if len(batch):
+            self._write_here(batch)
+
+    def _write_here(self, batch: Batch) -> None:
+        assert self.store is not None
         try:
             self.store.write(batch)
         except Exception:  # a trace write must never take the engine down
