@@ -20,7 +20,7 @@ def state(tmp_path: Path) -> FileState:
 
 
 def all_files(folder: Path) -> list[Path]:
-    """Every file but the per-key ``.<key>.lock`` files that serialise writers."""
+    """Every file but the lock files (``<group>/.locks/*.lock``) that serialise writers."""
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".lock")
 
 
@@ -135,3 +135,44 @@ async def test_concurrent_sets_and_reads_never_see_a_torn_file(state: FileState)
             assert text in values
 
     await asyncio.gather(*(state.set("g", "k", v) for v in values), read_many(), read_many())
+
+
+async def test_lock_files_do_not_grow_with_the_keys(state: FileState, tmp_path: Path) -> None:
+    """A key's writers serialise on one of a fixed set of lock files per group: 2,000 new keys
+    (hundreds written at once) leave at most LOCK_FILES of them, and every value is there."""
+    from wistro.state.file import LOCK_FILES
+
+    for start in range(0, 2000, 400):
+        await asyncio.gather(
+            *(state.set("orders", f"o{i}", str(i)) for i in range(start, start + 400))
+        )
+    locks = [p for p in (tmp_path / "state").rglob("*.lock")]
+    assert 0 < len(locks) <= LOCK_FILES
+    assert all(p.parent.name == ".locks" for p in locks)
+    values = await state.get_group("orders")
+    assert len(values) == 2000 and values["o1999"] == "1999"
+    assert await state.groups() == ["orders"]  # the lock folder is not a group or a key
+
+
+async def test_updates_of_keys_that_share_a_lock_file_all_finish(state: FileState) -> None:
+    """Keys whose lock file is the same wait for each other in this process, never on an I/O
+    thread: 50 such keys updated 20 times each at once (far more than the I/O threads) finish,
+    and no increment is lost."""
+    from wistro.state.file import _lock_file
+
+    target = _lock_file(state._key_path("g", "k0"))
+    keys = [
+        k for k in (f"k{i}" for i in range(20_000)) if _lock_file(state._key_path("g", k)) == target
+    ]
+    keys = keys[:50]
+    assert len(keys) == 50
+
+    def bump(v: str | None) -> str:
+        return str(int(v or 0) + 1)
+
+    async with asyncio.timeout(60):
+        await asyncio.gather(
+            *(state.update("g", k, bump) for _ in range(20) for k in keys),
+            *(state.set("g", f"{k}-set", "1") for k in keys),
+        )
+    assert [await state.get("g", k) for k in keys] == ["20"] * 50

@@ -1,8 +1,8 @@
 """File state: one JSON file per key, ``<folder>/<group>/<key>.json``, replaced atomically.
 
-Writes to one key are serialised: in this process by an ``asyncio.Lock`` per key, across
-processes by an ``flock`` on ``<group>/.<key>.lock``; so ``update`` is an atomic
-read-modify-write. Blocking file I/O runs on this adapter's own threads, never on the threads
+Writes to one key are serialised: across processes by an ``flock`` on one of ``LOCK_FILES``
+lock files in ``<group>/.locks/`` (chosen by a hash of the key), in this process by an
+``asyncio.Lock`` per lock file; so ``update`` is an atomic read-modify-write. Blocking file I/O runs on this adapter's own threads, never on the threads
 that run plain ``def`` handlers (which may be waiting for it). Folders are created 0700 and
 files 0600: state can hold payloads.
 """
@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import stat
+import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from wistro.threads import ThreadPool
 
 _SUFFIX = ".json"
 _LOCK_SUFFIX = ".lock"
+_LOCKS = ".locks"  # a group's lock files (not a key: keys end in .json)
+LOCK_FILES = 256
 _TMP_PREFIX, _TMP_SUFFIX = ".tmp-", ".part"  # never ends in .json: not mistaken for a value
 _MAX_FILE_NAME = 250  # bytes; most file systems stop at 255
 _IO = ThreadPool("wistro-file-state", max_threads=8)
@@ -69,11 +72,24 @@ def _write(path: Path, value_json: str) -> None:
     write_atomic(path, value_json, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
 
 
+def _lock_file(path: Path) -> Path:
+    """The lock file of a value file: one of ``LOCK_FILES`` in its group's ``.locks`` folder,
+    chosen by a hash of the key's name (stable across processes and versions). Two keys that
+    share one wait for each other's writes, nothing more; the folder never grows with the keys
+    (a file per key was an inode made for each new key, and one left behind for every key)."""
+    name = path.name.encode()
+    slot = zlib.crc32(name) % LOCK_FILES
+    return path.parent / _LOCKS / f"{slot:03d}{_LOCK_SUFFIX}"
+
+
 def _lock(path: Path) -> int:
     """Open and ``flock`` the lock file of ``path`` (a value file); returns the descriptor."""
-    _mkdir(path.parent)
-    lock = path.with_name("." + path.name.removesuffix(_SUFFIX) + _LOCK_SUFFIX)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    lock = _lock_file(path)
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:  # the group's first write
+        make_private_dirs(lock.parent)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
     except BaseException:
@@ -150,7 +166,9 @@ def _groups(root: Path) -> list[str]:
 
 
 class _KeyLocks:
-    """One ``asyncio.Lock`` per key while anyone holds or waits for it."""
+    """One ``asyncio.Lock`` per lock file while anyone holds or waits for it: in this process
+    one writer at a time holds a lock file's ``flock``, so no I/O thread ever waits for an
+    ``flock`` this process holds (which a write waiting for an I/O thread could never release)."""
 
     def __init__(self) -> None:
         self._locks: dict[Path, tuple[asyncio.Lock, int]] = {}
@@ -236,14 +254,14 @@ class FileState(StateAdapter):
 
     async def set(self, group: str, key: str, value_json: str) -> None:
         path = self._key_path(group, key)
-        async with self._locks.hold(path):
+        async with self._locks.hold(_lock_file(path)):
             await _IO.run(
                 self._checked, path, group, key, _under_lock, path, _write, path, value_json
             )
 
     async def update(self, group: str, key: str, fn: Callable[[str | None], str]) -> str:
         path = self._key_path(group, key)
-        async with self._locks.hold(path):
+        async with self._locks.hold(_lock_file(path)):
             fd, current = await _locked_read(self._checked, path, group, key, _lock_and_read, path)
             try:
                 new = fn(current)
@@ -255,7 +273,7 @@ class FileState(StateAdapter):
 
     async def delete(self, group: str, key: str) -> None:
         path = self._key_path(group, key)
-        async with self._locks.hold(path):
+        async with self._locks.hold(_lock_file(path)):
             await _IO.run(self._checked, path, group, key, _under_lock, path, _unlink, path)
 
     async def get_group(self, group: str) -> dict[str, str]:
