@@ -176,3 +176,12 @@ async def test_updates_of_keys_that_share_a_lock_file_all_finish(state: FileStat
             *(state.set("g", f"{k}-set", "1") for k in keys),
         )
     assert [await state.get("g", k) for k in keys] == ["20"] * 50
+
+
+async def test_the_longest_key_allowed_is_written_and_leaves_no_temp_file(
+    state: FileState, tmp_path: Path
+) -> None:
+    key = "%" * 81  # 243 bytes once percent-encoded: the longest file name it writes
+    await asyncio.gather(*(state.set("g", key, str(i)) for i in range(50)))
+    assert await state.get("g", key) in {str(i) for i in range(50)}
+    assert [p.name for p in all_files(tmp_path / "state")] == [f"{'%25' * 81}.json"]

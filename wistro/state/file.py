@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from wistro.errors import StateError
-from wistro.files import make_private_dir, make_private_dirs, write_atomic
+from wistro.files import make_private_dir, make_private_dirs
 from wistro.state.base import StateAdapter, check_name
 from wistro.threads import ThreadPool
 
@@ -62,14 +62,32 @@ def _read(path: Path) -> str | None:
         raise StateError(f"{path}: the stored value is not UTF-8 text ({e.reason})") from None
 
 
-def _mkdir(folder: Path) -> None:
-    if not folder.is_dir():
-        make_private_dirs(folder)
-
-
 def _write(path: Path, value_json: str) -> None:
-    _mkdir(path.parent)
-    write_atomic(path, value_json, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX)
+    """Replace the value atomically: a temp file beside it (0600), fsynced, renamed over it.
+    Called with the key's lock file held, so the temp file's name (the hash that chose that
+    lock file, and this process's id: as short for any key) is this writer's alone; one a
+    killed writer left is overwritten."""
+    tmp = path.with_name(f"{_TMP_PREFIX}{_hash(path)}-{os.getpid()}{_TMP_SUFFIX}")
+    data = value_json.encode("utf-8")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except FileNotFoundError:  # the group's first write
+        make_private_dirs(path.parent)
+        fd = os.open(tmp, flags, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _lock_file(path: Path) -> Path:
@@ -77,9 +95,13 @@ def _lock_file(path: Path) -> Path:
     chosen by a hash of the key's name (stable across processes and versions). Two keys that
     share one wait for each other's writes, nothing more; the folder never grows with the keys
     (a file per key was an inode made for each new key, and one left behind for every key)."""
-    name = path.name.encode()
-    slot = zlib.crc32(name) % LOCK_FILES
+    slot = zlib.crc32(path.name.encode()) % LOCK_FILES
     return path.parent / _LOCKS / f"{slot:03d}{_LOCK_SUFFIX}"
+
+
+def _hash(path: Path) -> str:
+    """The hash of a value file's name that picks its lock file, as 8 hex digits."""
+    return f"{zlib.crc32(path.name.encode()):08x}"
 
 
 def _lock(path: Path) -> int:
