@@ -207,6 +207,64 @@ async def one_run(
     }
 
 
+# ---------------------------------------------------------------------------------- pipe floor
+_FRAME = b'{"t":"invoke","id":1,"step":"s0","data":{"id":1,"name":"x"}}'
+_ECHO_GO = """package main
+
+import "os"
+
+func main() {
+\tbuf := make([]byte, 65536)
+\tfor {
+\t\tn, err := os.Stdin.Read(buf)
+\t\tif err != nil {
+\t\t\treturn
+\t\t}
+\t\tos.Stdout.Write(buf[:n])
+\t}
+}
+"""
+
+
+def echo_command(label: str, root: Path) -> list[str]:
+    """A child in the worker's language that writes back every read at once: ``node`` for js,
+    a 12-line Go program (built here) for go."""
+    if label == "js":
+        return ["node", "-e", "process.stdin.on('data', (b) => process.stdout.write(b))"]
+    src = root / "echo"
+    src.mkdir(parents=True, exist_ok=True)
+    (src / "main.go").write_text(_ECHO_GO)
+    (src / "go.mod").write_text("module echo\n\ngo 1.21\n")
+    import subprocess
+
+    subprocess.run(["go", "build", "-o", str(src / "echo"), "."], cwd=src, check=True)
+    return [str(src / "echo")]
+
+
+async def pipe_round_trip(command: list[str], n: int = 2000) -> float:
+    """µs per round trip of one framed message (a 4-byte length and an invoke-sized body, as
+    the worker protocol frames it) from this event loop to ``command`` and back over its
+    stdin/stdout, one in flight: the least a hop across a process boundary costs here, both
+    sides waiting for each other, as in the 1-in-flight case."""
+    proc = await asyncio.create_subprocess_exec(
+        *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    frame = len(_FRAME).to_bytes(4, "big") + _FRAME
+    try:
+        for _ in range(200):  # warm-up: the child's start, the pipes' first pages
+            proc.stdin.write(frame)
+            await proc.stdout.readexactly(len(frame))
+        t0 = time.perf_counter()
+        for _ in range(n):
+            proc.stdin.write(frame)
+            await proc.stdout.readexactly(len(frame))
+        return (time.perf_counter() - t0) / n * 1e6
+    finally:
+        proc.stdin.close()
+        await proc.wait()
+
+
 def _median(xs: list[float]) -> float:
     xs = [x for x in xs if x == x]  # drop nan
     return statistics.median(xs) if xs else float("nan")
@@ -219,6 +277,7 @@ async def compare(
     try:
         py = P.write_chain(root / "py")
         other = write(root / label)
+        echo = echo_command(label, root)
         t0 = time.perf_counter()
         await one_run(other, root / "warm.db", 50, 10)  # builds/starts the worker once
         print(f"{label} chain: first load, build and start {time.perf_counter() - t0:.2f}s")
@@ -232,6 +291,8 @@ async def compare(
                 db = root / f"traces-{lang}-{r}.db"
                 profile = args.profile and lang != "python" and r == 0
                 got[lang] = await one_run(proj, db, args.events, args.one, profile)
+            got[label]["pipe_cat"] = await pipe_round_trip(["cat"])
+            got[label]["pipe_lang"] = await pipe_round_trip(echo)
             pairs.append((got["python"], got[label]))
             p, x = got["python"], got[label]
             print(
@@ -277,6 +338,17 @@ def report(
         f"amortised CPU per hop: engine process {pc:.1f} (python chain) / {xc:.1f} ({label} "
         f"chain) µs, ratio {cpu_ratio:.2f}x (incl. the trace writer when it runs in-process); "
         f"the {label} worker {wc:.1f} µs on its own core"
+    )
+    cat = _median([b["pipe_cat"] for _, b in pairs])
+    lang = _median([b["pipe_lang"] for _, b in pairs])
+    one = _median([b["one"] for _, b in pairs])
+    py_one = _median([a["one"] for a, _ in pairs])
+    print(
+        f"pipe round trip, one in flight, same rounds: `cat` {cat:.1f} µs, a {label} echo "
+        f"{lang:.1f} µs; a {label} hop one in flight = {one / lang:.2f}x the {label} echo's "
+        f"round trip, and the target (≤{TARGET_ONE:g}x the Python hop) is "
+        f"{TARGET_ONE * py_one:.1f} µs: {'within' if TARGET_ONE * py_one >= lang else 'below'} "
+        f"what one round trip to a {label} process costs here"
     )
     print(
         "(wall-clock figures need an otherwise idle machine: with other load on the cores, the "

@@ -93,7 +93,14 @@ async def serve_shop(project: str, state: str | None = None) -> None:
         took = time.perf_counter() - t0
         runs = app.runs(limit=1_000_000)
         not_ok = int((runs["status"] != "ok").sum()) if len(runs) else 0
-        return JSONResponse({"drain_s": took, "runs": len(runs), "runs_not_ok": not_ok})
+        return JSONResponse(
+            {
+                "drain_s": took,
+                "runs": len(runs),
+                "runs_not_ok": not_ok,
+                "writer": H.writer_settled(app),
+            }
+        )
 
     http = HttpServer(app, "127.0.0.1", 0)
     http.asgi.router.routes.append(Route("/_bench/drain", drain, methods=["GET"]))
@@ -237,6 +244,10 @@ def run_case(case: str, project: Path, args: argparse.Namespace) -> Sample:
         cli_server(project, args.loop) if case == "cli" else bench_server(case, project, args.loop)
     )
     with server as port:
+        if case in ("shop", "memory") and not asyncio.run(
+            H.warm_until_writer(port, args.connections)
+        ):
+            print("  (the trace writer process did not take over in 30 s)", file=sys.stderr)
         t0 = time.perf_counter()
         res, sent = asyncio.run(load(port, args.connections, args.duration, args.warmup))
         if case == "cli":
