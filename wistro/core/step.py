@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from wistro.core.json_schema import model_schema
 from wistro.errors import StepLoadError
 
 StepType = Literal["event", "api", "cron", "noop"]
@@ -25,7 +26,7 @@ def schema_of(obj: Any) -> dict[str, Any] | None:
     if obj is None:
         return None
     if is_model(obj):
-        return obj.model_json_schema()
+        return model_schema(obj)
     return dict(obj)
 
 
