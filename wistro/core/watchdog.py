@@ -9,18 +9,30 @@ runs again, the report goes to ``on_block`` on the loop thread, with how long it
 
 Nothing runs per event: the cost is one timer callback per ``threshold / 2`` and a thread that
 wakes every ``threshold / 4``.
+
+The loop thread's stack is read by ``faulthandler`` (``stack_of``), in one C call made with the
+GIL held, so no bytecode of any thread runs while it is read. Walking another thread's frames
+from Python (``sys._current_frames()`` and ``f_back``) lets that thread run between two reads,
+and on Python 3.11 that crashed the interpreter (a segmentation fault in a load test): a frame
+read half-way through its thread's changes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
+import faulthandler
+import re
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
+
+# One frame of a stack: (file, line, function), as faulthandler prints them.
+Frame = tuple[str, int, str]
+_HEADER = re.compile(r"(?:Current thread|Thread) 0x([0-9a-f]+) \(most recent call first\):")
+_FRAME = re.compile(r'  File "(.*)", line (\d+|\?\?\?) in (.*)')
 
 
 @dataclass(slots=True)
@@ -31,15 +43,67 @@ class Blocker:
     line: int
     span: Any = None
     run: Any = None
-    code: Any = None  # the step frame's code object
+    function: str = ""  # the step frame's function
 
     def same_call(self, other: Blocker) -> bool:
-        """Both samples caught the same delivery in the same function (frame ids alone are
-        reused by Python, so they prove nothing)."""
-        return self.span is not None and self.span is other.span and self.code is other.code
+        """Both samples caught the same delivery in the same function of the same file."""
+        return (
+            self.span is not None
+            and self.span is other.span
+            and (self.file, self.function) == (other.file, other.function)
+        )
 
 
-Finder = Callable[[FrameType], "Blocker | None"]
+def stack_of(thread_id: int) -> list[Frame]:
+    """The Python frames of thread ``thread_id``, innermost first (at most 100), read by
+    ``faulthandler`` in one C call: the thread cannot change its stack while it is read."""
+    with tempfile.TemporaryFile() as out:
+        faulthandler.dump_traceback(out, all_threads=True)
+        out.seek(0)
+        text = out.read().decode("ascii", "replace")
+    return parse_dump(text, thread_id)
+
+
+def parse_dump(text: str, thread_id: int) -> list[Frame]:
+    """The frames of ``thread_id`` in a ``faulthandler`` dump of every thread."""
+    frames: list[Frame] = []
+    inside = False
+    for line in text.splitlines():
+        header = _HEADER.fullmatch(line)
+        if header is not None:
+            if inside:
+                break
+            inside = int(header.group(1), 16) == thread_id
+            continue
+        if inside:
+            frame = _FRAME.fullmatch(line)
+            if frame is not None:
+                number = frame.group(2)
+                frames.append(
+                    (frame.group(1), int(number) if number.isdigit() else 0, frame.group(3))
+                )
+    return frames
+
+
+def dump_form(text: str) -> str:
+    """``text`` as faulthandler prints it: ASCII, other characters escaped."""
+    if text.isascii() and text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 32 <= code <= 126:
+            out.append(ch)
+        elif code <= 0xFF:
+            out.append(f"\\x{code:02x}")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return "".join(out)
+
+
+Finder = Callable[[list[Frame]], "Blocker | None"]
 Reporter = Callable[[Blocker, float], None]
 
 
@@ -96,15 +160,11 @@ class LoopWatchdog:
 
     # ------------------------------------------------------------ on the watchdog thread
     def _sample(self) -> Blocker | None:
-        frame = sys._current_frames().get(self._loop_thread)
-        if frame is None:
-            return None
         try:
-            return self._find(frame)
-        except Exception:  # a frame that changed under us: skip this sample, never stop
+            stack = stack_of(self._loop_thread)
+            return self._find(stack) if stack else None
+        except Exception:  # a dump that could not be read: skip this sample, never stop
             return None
-        finally:
-            del frame
 
     def _watch(self) -> None:
         while not self._stop.wait(self.threshold / 4):
@@ -136,22 +196,22 @@ def find_blocker(
     current_task: Callable[[], Any],
 ) -> Finder:
     """A finder for the engine: the innermost frame of a step file, and the span and run of the
-    delivery the loop's current task runs (the engine keeps ``running``: task -> (span, run)).
-    Nothing here reads another thread's frame locals (not safe while that thread runs): only
-    ``f_code``, ``f_lineno`` and ``f_back``."""
+    delivery the loop's current task runs (the engine keeps ``running``: task -> (span, run))."""
+    seen: list[Any] = [None, {}]  # the step files' set, and its paths as faulthandler prints them
 
-    def find(frame: FrameType) -> Blocker | None:
+    def find(stack: list[Frame]) -> Blocker | None:
         files = step_files()
-        f: FrameType | None = frame
-        while f is not None:
-            code = f.f_code
-            if code.co_filename in files:
-                blocker = Blocker(code.co_filename, f.f_lineno or 0, code=code)
+        if seen[0] is not files:
+            seen[0], seen[1] = files, {dump_form(f): f for f in files}
+        printed: dict[str, str] = seen[1]
+        for file, line, function in stack:
+            real = printed.get(file)
+            if real is not None:
+                blocker = Blocker(real, line, function=function)
                 owner = running.get(current_task())
                 if owner is not None:
                     blocker.span, blocker.run = owner
                 return blocker
-            f = f.f_back
         return None
 
     return find
