@@ -601,7 +601,12 @@ async def _await_none(aw: Awaitable[Any]) -> None:
 
 
 def _root_of(record: StepRecord) -> Path:
-    n = len(Path(record.rel_file).parts)
+    """The project folder of a step: its file without its project-relative path."""
+    file, rel = str(record.file), record.rel_file
+    cut = len(file) - len(rel) - 1
+    if rel and cut > 0 and file.endswith(rel) and file[cut] == os.sep and os.sep == "/":
+        return Path(file[:cut])  # string slicing: called for every step of a load
+    n = len(Path(rel).parts)
     return Path(*record.file.parts[: len(record.file.parts) - n]) if n else record.file.parent
 
 
