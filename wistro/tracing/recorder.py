@@ -139,15 +139,25 @@ class Recorder:
         of it is with the writer process already, once the process has written it. A shared
         bus forgets a run that ended only after this: a ``kill -9`` in between leaves the run
         ended in the bus, whose next process records the end again."""
-        fut = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         writing = self._lock is not None and self._lock.locked()
         if self.store is None or (not len(self.batch) and not self._sent and not writing):
             fut.set_result(None)
+        elif not len(self.batch) and not writing and self._executor is not None:
+            # All of it went to the writer process already: once it has answered (the writer
+            # thread waits for the answers; a batch recorded meanwhile is not written here).
+            settled = loop.run_in_executor(self._executor, self._settle_sent)
+            settled.add_done_callback(lambda _: _resolve([fut]))
         else:
             self._written.append(fut)
-            if self._task is None or self._task.done() or not (len(self.batch) or writing):
-                self._written_now()  # nothing writes regularly, or only the answer is awaited
+            if self._task is None or self._task.done():  # nothing writes regularly: now
+                self._written_now()
         return fut
+
+    def _settle_sent(self) -> None:
+        """On the writer thread: wait until the writer process has answered every batch sent."""
+        self._write(Batch(), settle=True)
 
     def _written_now(self) -> None:
         task = asyncio.get_running_loop().create_task(self.flush())
