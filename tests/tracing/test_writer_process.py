@@ -387,3 +387,31 @@ async def test_a_writer_process_killed_with_batches_in_the_pipe_loses_none(
     await recorder.aclose()
     assert set(third) <= trace_ids(store)
     store.close()
+
+
+async def test_written_waits_for_the_pipe_without_writing_what_came_after(tmp_path: Path) -> None:
+    """``written()`` when all that was recorded is in the pipe: resolved by the child's answer,
+    and a run recorded meanwhile stays in the batch for the next regular write (batches keep
+    their size)."""
+    recorder, store, pid = await _process_recorder(tmp_path / "traces.db")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        sent = [f"sent{i:03d}" for i in range(100)]
+        _record(recorder, sent)
+        await recorder.flush(settle=False)
+        # several waiters at once (a shared bus's announcer, the engine's drain, ...)
+        written = asyncio.gather(*(recorder.written() for _ in range(3)))
+        await asyncio.sleep(0.1)
+        later = [f"later{i:03d}" for i in range(100)]
+        _record(recorder, later)
+        assert not written.done()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    async with asyncio.timeout(10):
+        await written
+    await asyncio.sleep(0.3)  # anything the waiters set off has run by now
+    stored = trace_ids(store)
+    assert set(sent) <= stored and not set(later) & stored
+    assert len(recorder.batch.runs) == 100  # still waiting for the next write
+    await recorder.aclose()
+    assert set(later) <= trace_ids(store)
