@@ -157,3 +157,51 @@ async def test_hundreds_of_concurrent_typed_runs(make_app) -> None:
     )
     assert {r.status for r in runs} == {"ok"}
     assert len(await app.state.get_group("seen")) == 400
+
+
+async def test_a_project_started_from_its_lock_validates_once_per_hop_after_the_import(
+    make_app,
+) -> None:
+    """Started from the lock, a step is imported at its first delivery: until then its topic
+    has no model, after it the model validates at emit (``model()`` is worked out again until
+    the import, then kept). Hundreds of concurrent runs, the first ones racing the import."""
+    import wistro
+    from wistro.project.lock import build_lock, write_lock
+
+    app = make_app(files())
+    write_lock(app.project.lock_path, build_lock(app.project, app.registry))
+    locked = wistro.App.from_lock(app.project.root, state="memory", traces="memory")
+    async with locked:
+        take = locked.registry.steps["Take"]
+        assert take.load is not None and take.input_model is None  # not imported yet
+        assert locked.engine._typed.model("order") is None
+        runs = await asyncio.gather(
+            *(
+                locked.emit("start", {"order": {"id": i, "name": "x", "amount": 1}})
+                for i in range(300)
+            )
+        )
+        assert {r.status for r in runs} == {"ok"}, runs[0].errors
+        assert take.load is None and take.input_model is not None  # imported once
+        assert locked.engine._typed.model("order") is take.input_model
+        assert await locked.state.get("seen", "299") == {"id": 299, "name": "x", "amount": 1.0}
+
+
+async def test_a_topic_whose_subscriber_has_no_model_is_decided_once(make_app) -> None:
+    """A subscriber whose input is a JSON Schema dict (or a step in another language) has no
+    model to wait for: the topic is decided once, not again at every emit."""
+    app = make_app(
+        {
+            "src/start.step.py": step(
+                "Start", ["start"], ["plain"], "await ctx.emit('plain', data)"
+            ),
+            "src/plain.step.py": step(
+                "Plain",
+                ["plain"],
+                extra="'input': {'type': 'object', 'required': ['n']}",
+            ),
+        }
+    )
+    runs = await asyncio.gather(*(app.emit("start", {"n": i}) for i in range(200)))
+    assert {r.status for r in runs} == {"ok"}
+    assert app.engine._typed._models == {"start": None, "plain": None}

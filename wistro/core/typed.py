@@ -48,7 +48,10 @@ class TypedTopics:
             if step.input_schema is None:
                 continue
             if step.input_model is None:
-                waiting = True
+                # Not imported yet (``load`` is set until it is); a step of another language,
+                # or a Python step whose input is a JSON Schema dict, has no model to wait for:
+                # the answer is kept (it was worked out again for every emit of their topics).
+                waiting = waiting or step.load is not None
                 continue
             if wanted is None:
                 wanted = normalize_schema(schema)

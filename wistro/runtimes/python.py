@@ -302,6 +302,7 @@ class PythonRuntime(LanguageRuntime):
             ):
                 if is_model(config.get(key)):
                     setattr(record, attr, config[key])
+            record.load = None  # imported: nothing is left to load
 
         async def load_then_invoke(data: Any, ctx: Any) -> Any:
             # First delivery of a step started from the lock: import it now, then run it.
