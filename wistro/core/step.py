@@ -179,7 +179,7 @@ class StepRecord:
     input_model: builtins.type[BaseModel] | None = field(default=None, repr=False)
     body_model: builtins.type[BaseModel] | None = field(default=None, repr=False)  # api steps
     query_model: builtins.type[BaseModel] | None = field(default=None, repr=False)  # api steps
-    load: Callable[[], None] | None = field(default=None, repr=False)  # import now (lazy; None once done)
+    load: Callable[[], None] | None = field(default=None, repr=False)  # lazy: None once imported
     load_error: str | None = field(default=None, repr=False)  # a stand-in for a broken file
     emit_topics: frozenset[str] = field(init=False, repr=False)
 

@@ -2,9 +2,9 @@
 
 Writes to one key are serialised: across processes by an ``flock`` on one of ``LOCK_FILES``
 lock files in ``<group>/.locks/`` (chosen by a hash of the key), in this process by an
-``asyncio.Lock`` per lock file; so ``update`` is an atomic read-modify-write. Blocking file I/O runs on this adapter's own threads, never on the threads
-that run plain ``def`` handlers (which may be waiting for it). Folders are created 0700 and
-files 0600: state can hold payloads.
+``asyncio.Lock`` per lock file; so ``update`` is an atomic read-modify-write. Blocking file I/O
+runs on this adapter's own threads, never on the threads that run plain ``def`` handlers (which
+may be waiting for it). Folders are created 0700 and files 0600: state can hold payloads.
 """
 
 from __future__ import annotations
