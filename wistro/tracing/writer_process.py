@@ -118,7 +118,6 @@ class ProcessWriter:
         self._in, self._out = self._proc.stdin, self._proc.stdout
         _widen(self._in)
         self.ready = False
-        self.unanswered = 0  # batches submitted and not answered yet
         try:
             _send(self._in, (spec.factory, spec.kwargs))
         except OSError as e:
@@ -163,7 +162,6 @@ class ProcessWriter:
         except (OSError, ValueError) as e:
             self.close()
             raise WriterGone(f"the trace writer process ended ({e or type(e).__name__})") from e
-        self.unanswered += 1
 
     def answer(self) -> str | None:
         """Wait for the child to have written the oldest batch not answered yet: None, or the
@@ -174,7 +172,6 @@ class ProcessWriter:
         except (EOFError, OSError, ValueError) as e:
             self.close()
             raise WriterGone(f"the trace writer process ended ({e or type(e).__name__})") from e
-        self.unanswered -= 1
         return answer
 
     def close(self, timeout: float = 30.0) -> None:
