@@ -71,20 +71,45 @@ def make_private_file(path: str | Path) -> Path:
     return file
 
 
-def write_atomic(path: Path, text: str, *, prefix: str | None = None, suffix: str = ".tmp") -> None:
+def write_atomic(
+    path: Path,
+    text: str,
+    *,
+    prefix: str | None = None,
+    suffix: str = ".tmp",
+    tmp: Path | None = None,
+) -> None:
     """Write to a temp file beside ``path`` (mode 0600), fsync it, then rename it over ``path``.
-    Missing folders are created 0700."""
-    make_private_dirs(path.parent)
-    fd, tmp = tempfile.mkstemp(
-        prefix=prefix if prefix is not None else f".{path.name}.", suffix=suffix, dir=path.parent
-    )
+    Missing folders are created 0700. The temp file gets a fresh random name, or ``tmp`` from a
+    caller whose lock makes that name its own (one left by a killed writer is overwritten): no
+    random names to try, which file state's writes measured as a third of their time."""
+    data = text.encode("utf-8")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        fd, name = _open_temp(path, prefix, suffix, tmp)
+    except FileNotFoundError:  # its folder is missing (made only then: no check per write)
+        make_private_dirs(path.parent)
+        fd, name = _open_temp(path, prefix, suffix, tmp)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(name, path)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            os.unlink(name)
         raise
+
+
+def _open_temp(
+    path: Path, prefix: str | None, suffix: str, tmp: Path | None
+) -> tuple[int, str | Path]:
+    if tmp is not None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        return os.open(tmp, flags, PRIVATE_FILE), tmp
+    return tempfile.mkstemp(
+        prefix=prefix if prefix is not None else f".{path.name}.", suffix=suffix, dir=path.parent
+    )

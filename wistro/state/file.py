@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from wistro.errors import StateError
-from wistro.files import make_private_dir, make_private_dirs
+from wistro.files import make_private_dir, make_private_dirs, write_atomic
 from wistro.state.base import StateAdapter, check_name
 from wistro.threads import ThreadPool
 
@@ -63,31 +63,15 @@ def _read(path: Path) -> str | None:
 
 
 def _write(path: Path, value_json: str) -> None:
-    """Replace the value atomically: a temp file beside it (0600), fsynced, renamed over it.
-    Called with the key's lock file held, so the temp file's name (the hash that chose that
-    lock file, and this process's id: as short for any key) is this writer's alone; one a
-    killed writer left is overwritten."""
-    tmp = path.with_name(f"{_TMP_PREFIX}{_hash(path)}-{os.getpid()}{_TMP_SUFFIX}")
-    data = value_json.encode("utf-8")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-    try:
-        fd = os.open(tmp, flags, 0o600)
-    except FileNotFoundError:  # the group's first write
-        make_private_dirs(path.parent)
-        fd = os.open(tmp, flags, 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Called with the key's lock file held, so the temp file's name (the hash that chose that
+    lock file, and this process's id: as short for any key) is this writer's alone."""
+    tmp = path.with_name(f"{_TMP_PREFIX}{_crc(path):08x}-{os.getpid()}{_TMP_SUFFIX}")
+    write_atomic(path, value_json, tmp=tmp)
+
+
+def _crc(path: Path) -> int:
+    """The hash of a value file's name (its key's): picks its lock file, names its temp file."""
+    return zlib.crc32(path.name.encode())
 
 
 def _lock_file(path: Path) -> Path:
@@ -95,13 +79,7 @@ def _lock_file(path: Path) -> Path:
     chosen by a hash of the key's name (stable across processes and versions). Two keys that
     share one wait for each other's writes, nothing more; the folder never grows with the keys
     (a file per key was an inode made for each new key, and one left behind for every key)."""
-    slot = zlib.crc32(path.name.encode()) % LOCK_FILES
-    return path.parent / _LOCKS / f"{slot:03d}{_LOCK_SUFFIX}"
-
-
-def _hash(path: Path) -> str:
-    """The hash of a value file's name that picks its lock file, as 8 hex digits."""
-    return f"{zlib.crc32(path.name.encode()):08x}"
+    return path.parent / _LOCKS / f"{_crc(path) % LOCK_FILES:03d}{_LOCK_SUFFIX}"
 
 
 def _lock(path: Path) -> int:

@@ -603,9 +603,8 @@ async def _await_none(aw: Awaitable[Any]) -> None:
 def _root_of(record: StepRecord) -> Path:
     """The project folder of a step: its file without its project-relative path."""
     file, rel = str(record.file), record.rel_file
-    cut = len(file) - len(rel) - 1
-    if rel and cut > 0 and file.endswith(rel) and file[cut] == os.sep and os.sep == "/":
-        return Path(file[:cut])  # string slicing: called for every step of a load
+    if rel and len(file) > len(rel) + 1 and file.endswith("/" + rel):  # every step of a load
+        return Path(file[: -len(rel) - 1])
     n = len(Path(rel).parts)
     return Path(*record.file.parts[: len(record.file.parts) - n]) if n else record.file.parent
 
