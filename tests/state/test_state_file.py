@@ -185,3 +185,66 @@ async def test_the_longest_key_allowed_is_written_and_leaves_no_temp_file(
     await asyncio.gather(*(state.set("g", key, str(i)) for i in range(50)))
     assert await state.get("g", key) in {str(i) for i in range(50)}
     assert [p.name for p in all_files(tmp_path / "state")] == [f"{'%25' * 81}.json"]
+
+
+KILLED_WRITER = """
+import asyncio, sys
+from wistro.state.file import FileState
+
+async def main():
+    state = FileState(sys.argv[1])
+    def bump(v):
+        return str(int(v or 0) + 1)
+    rounds = 0
+    while True:  # 200 keys updated at once, round after round, until killed
+        await asyncio.gather(*(state.update("c", f"k{i}", bump) for i in range(200)))
+        rounds += 1
+        print(rounds, flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_writer_killed_with_200_writes_in_flight_leaves_every_value_whole(
+    tmp_path: Path,
+) -> None:
+    """``kill -9`` of a process in the middle of hundreds of concurrent updates: every value is
+    whole JSON, every round the process finished is there, its temp files are not values, and
+    its locks are gone (the next process updates every key at once)."""
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "state"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        done = 0
+        while done < 3:  # some rounds finished, the next one in flight
+            line = proc.stdout.readline()
+            assert line, "the writer ended early"
+            done = int(line)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        rest = proc.stdout.read().split()  # rounds it finished before the signal landed
+        done = int(rest[-1]) if rest else done
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    state = FileState(folder)
+    values = await state.get_group("c")
+    assert set(values) == {f"k{i}" for i in range(200)}  # temp files are not values
+    counts = [int(json.loads(v)) for v in values.values()]  # whole JSON, none torn
+    assert min(counts) >= done and max(counts) <= done + 1  # at most the round in flight
+
+    def bump(v: str | None) -> str:
+        return str(int(v or 0) + 1)
+
+    async with asyncio.timeout(30):  # no lock of the dead process is held
+        await asyncio.gather(*(state.update("c", f"k{i}", bump) for i in range(200)))
+    again = await state.get_group("c")
+    assert [int(again[f"k{i}"]) for i in range(200)] == [
+        int(values[f"k{i}"]) + 1 for i in range(200)
+    ]
