@@ -14,6 +14,8 @@ interleaved, median of ``--runs``):
   threads work in parallel; there is nothing to serialise).
 * ``32 tasks, one key``: 32 concurrent tasks on the same key (writes to one key are serialised:
   the per-key lock and, in file state, the ``flock``).
+* ``32 tasks, new keys``: 32 concurrent tasks, every op on a key never written before (as a
+  flow keyed by order id writes): in file state each makes a new value file.
 * ``plain-def handler``: a step with a plain ``def`` handler doing one ``ctx.state.set`` /
   ``ctx.state.update`` per event, N events emitted with ``wait=False`` then ``drain()``: per
   event, engine included (a thread hop and a round trip to the loop per op). ``noop`` is the
@@ -106,27 +108,31 @@ async def sequential(app: Any, op: str, n: int) -> float:
     return time.perf_counter() - t0
 
 
-async def concurrent(app: Any, op: str, n: int, one_key: bool) -> float:
+async def concurrent(app: Any, op: str, n: int, one_key: bool, new_keys: bool = False) -> float:
     state = app.state
     per_task = n // TASKS
     keys = ["k"] * TASKS if one_key else [f"k{t}" for t in range(TASKS)]
-    if op == "update":
+    if op == "update" and not new_keys:
         for key in set(keys):
             await state.set(GROUP, key, {"n": 0})
+
+    def key_of(key: str, i: int) -> str:
+        return f"{key}-{i}" if new_keys else key
 
     async def worker(key: str) -> None:
         if op == "set":
             for i in range(per_task):
-                await state.set(GROUP, key, {"n": i})
+                await state.set(GROUP, key_of(key, i), {"n": i})
         else:
-            for _ in range(per_task):
-                await state.update(GROUP, key, _inc)
+            for i in range(per_task):
+                await state.update(GROUP, key_of(key, i), _inc)
 
     t0 = time.perf_counter()
     await asyncio.gather(*(worker(k) for k in keys))
     dt = time.perf_counter() - t0
     if op == "update":  # atomic: no increment lost
-        total = sum([(await state.get(GROUP, k))["n"] for k in set(keys)])
+        written = {key_of(k, i) for k in keys for i in range(per_task)} if new_keys else set(keys)
+        total = sum([(await state.get(GROUP, k))["n"] for k in written])
         assert total == per_task * TASKS, (total, per_task * TASKS)
     return dt * n / (per_task * TASKS)
 
@@ -151,6 +157,7 @@ MODES: dict[str, str] = {
     "sequential": "sequential, one key",
     "own_keys": f"{TASKS} tasks, own keys",
     "one_key": f"{TASKS} tasks, one key",
+    "new_keys": f"{TASKS} tasks, new keys",
     "handler": "plain-def handler, per event",
 }
 
@@ -168,7 +175,9 @@ def measure(mode: str, adapter: str, op: str, n: int, root: Path) -> float:
             await sequential(app, op, min(n, 50))  # warm-up
             fn = lambda: sequential(app, op, n)  # noqa: E731
         else:
-            fn = lambda: concurrent(app, op, n, one_key=mode == "one_key")  # noqa: E731
+            fn = lambda: concurrent(  # noqa: E731
+                app, op, n, one_key=mode == "one_key", new_keys=mode == "new_keys"
+            )
         dt = await fn()
         await app.aclose()
         return dt
