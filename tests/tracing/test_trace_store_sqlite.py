@@ -12,6 +12,7 @@ from wistro.tracing.records import (
     Batch,
     EventRecord,
     LogRecord,
+    RunRecord,
 )
 from wistro.tracing.sqlite import SQLiteTraceStore
 
@@ -73,3 +74,43 @@ def test_sqlite_batch_is_one_transaction(tmp_path: Path) -> None:
     store.write(full_trace("t2", 2.0))  # the store is still usable
     assert trace_ids(store) == {"t2"}
     store.close()
+
+
+def _ran(trace_id: str, status: str, end: float | None = None) -> RunRecord:
+    return RunRecord(trace_id, "emit", "t", status, 1.0, end, 2 if end else 0, 0)
+
+
+def _statuses(store: SQLiteTraceStore) -> dict[str, tuple[str, float | None]]:
+    return {r["trace_id"]: (r["status"], r["end"]) for r in store.list_runs(limit=100)}
+
+
+def test_runs_that_end_in_a_later_batch_are_updated_beside_new_ones(tmp_path: Path) -> None:
+    """A batch holds the ends of runs an earlier batch stored as running, and new runs: only
+    the first are updated (every run of the batch was, which doubled a busy store's writes),
+    and every run ends as written, however many batches a retention keeps."""
+    store = SQLiteTraceStore(tmp_path / "traces.db", retention_runs=1000)
+    store.write(Batch(runs=[_ran("a", "running"), _ran("b", "running")]))
+    store.write(Batch(runs=[_ran("a", "ok", 2.0), _ran("n1", "ok", 3.0), _ran("n2", "running")]))
+    assert _statuses(store) == {
+        "a": ("ok", 2.0), "b": ("running", None), "n1": ("ok", 3.0), "n2": ("running", None),
+    }  # fmt: skip
+    assert store._n_runs == 4
+    store.close()
+
+
+def test_runs_another_process_stored_as_running_are_ended_too(tmp_path: Path) -> None:
+    """Runs this store did not write (another process's, or the ones written before this
+    writer process took over) are ended by a batch that also starts new runs."""
+    path = tmp_path / "traces.db"
+    other = SQLiteTraceStore(path)
+    other.write(Batch(runs=[_ran("x", "running"), _ran("y", "running")]))
+    mine = SQLiteTraceStore(path)
+    mine.write(Batch(runs=[_ran("m", "running")]))  # known to this store, as running
+    other.write(Batch(runs=[_ran("z", "running")]))  # written after it opened: unknown to it
+    mine.write(Batch(runs=[_ran("m", "ok", 2.0), _ran("z", "error", 3.0), _ran("new", "ok", 4.0)]))
+    assert _statuses(mine) == {
+        "x": ("running", None), "y": ("running", None), "m": ("ok", 2.0),
+        "z": ("error", 3.0), "new": ("ok", 4.0),
+    }  # fmt: skip
+    other.close()
+    mine.close()

@@ -407,15 +407,17 @@ class SQLiteTraceStore(TraceStore):
         conn.execute("BEGIN IMMEDIATE")
         try:
             if runs:
-                added = conn.executemany(_RUN_INSERT, rows(runs))
-                self._n_runs += added.rowcount
-                reopened = [
-                    _run_update_row(r)
-                    for r in runs
-                    if r[_RUN_ID] in self._open or added.rowcount < len(runs)
-                ]
+                # Runs stored before (as running) are updated, not inserted: the ones this
+                # store wrote as running, or, when more than those were there already (written
+                # by another process), every run of the batch.
+                opened = self._open
+                known = [r for r in runs if r[_RUN_ID] in opened]
+                added = conn.executemany(_RUN_INSERT, rows(runs)).rowcount
+                self._n_runs += added
+                stored_before = len(runs) - added
+                reopened = known if stored_before <= len(known) else runs
                 if reopened:
-                    conn.executemany(_RUN_UPDATE, rows(reopened))
+                    conn.executemany(_RUN_UPDATE, rows(list(map(_run_update_row, reopened))))
             if chunks:
                 conn.executemany(_CHUNK_INSERT, chunks)
             if logs:
