@@ -81,7 +81,7 @@ class EngineConfig(_Strict):
     sync_call_timeout_s: float = Field(default=30.0, gt=0)
     # Report an event loop blocked this long by a step (0: off).
     block_warn_ms: float = Field(default=100.0, ge=0)
-    # Freeze what is loaded and collect garbage less often (wistro.core.gc_tuning).
+    # Freeze what is loaded and collect garbage less often (wistro.collector).
     tune_gc: bool = True
 
 

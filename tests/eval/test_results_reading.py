@@ -1,13 +1,11 @@
-"""Reading stored results fast (orjson, the cyclic collector paused) without losing what an
+"""Reading stored results fast (orjson, the cyclic collector paused: tests/test_collector.py) without losing what an
 older version wrote: a NaN token, an int over 64 bits, a line cut short."""
 
 from __future__ import annotations
 
-import gc
 import json
 from pathlib import Path
 
-from wistro.core.gc_tuning import collector_paused
 from wistro.eval.results import SampleResult, read_results
 
 
@@ -25,20 +23,3 @@ def test_lines_orjson_refuses_are_read_by_the_stdlib(tmp_path: Path) -> None:
     assert got["s0"].latency_ms != got["s0"].latency_ms  # NaN, as written
     assert got["s1"].state == {"g": {"k": 2**70}}
     assert got["s2"].latency_ms == 1.5
-
-
-def test_the_collector_is_paused_inside_and_restored_after() -> None:
-    assert gc.isenabled()
-    with collector_paused():
-        assert not gc.isenabled()
-        with collector_paused():
-            assert not gc.isenabled()
-        assert not gc.isenabled()
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with collector_paused():
-            pass
-        assert not gc.isenabled()  # a caller that had it off keeps it off
-    finally:
-        gc.enable()

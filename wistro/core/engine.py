@@ -18,6 +18,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from wistro.bus import Delivery, EventBus, InMemoryBus
 from wistro.bus.base import NO_PAYLOAD, BusHooks
+from wistro.collector import tune_gc
 from wistro.config import EngineConfig
 from wistro.core import direct
 from wistro.core.context import Context
@@ -32,7 +33,6 @@ from wistro.core.failures import (
     new_dead_letter,
     user_traceback,
 )
-from wistro.core.gc_tuning import tune_gc
 from wistro.core.invoke import invoke
 from wistro.core.ledger import LocalLedger, RunLedger
 from wistro.core.observer import Observer, notify

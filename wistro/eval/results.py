@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from wistro.core.gc_tuning import collector_paused
+from wistro.collector import collector_paused
 from wistro.eval._json import canonical
 from wistro.eval.dataset import Sample, _read_jsonl
 from wistro.eval.errors import EvalNotFound

@@ -18,6 +18,7 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
+from wistro.collector import collector_paused
 from wistro.tracing.records import (
     Batch,
     DeadLetter,
@@ -204,7 +205,8 @@ class Recorder:
             sent = self._sent
             try:
                 if len(batch):
-                    body = encode(self.store.prepare(batch))
+                    with collector_paused():  # a tuple per record, gone once encoded
+                        body = encode(self.store.prepare(batch))
                     sent.append(batch)
                     writer.submit(body)
                 while len(sent) > (0 if settle else 1):
@@ -225,7 +227,8 @@ class Recorder:
     def _write_here(self, batch: Batch) -> None:
         assert self.store is not None
         try:
-            self.store.write(batch)
+            with collector_paused():
+                self.store.write(batch)
         except Exception:  # a trace write must never take the engine down
             self.write_errors += 1
             log.exception("writing %d trace records failed", len(batch))

@@ -36,6 +36,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from wistro.collector import collector_paused
+
 _LENGTH = struct.Struct("<I")
 PIPE_SIZE = 1 << 20
 # marshal's version 4 refers back to an object it wrote before (a record's trace id, topic and
@@ -220,7 +222,8 @@ def main() -> int:
     try:
         while (body := _receive_raw(inp)) is not None:
             try:
-                store.write_prepared(marshal.loads(body))
+                with collector_paused():  # the batch's tuples, freed when it is written
+                    store.write_prepared(marshal.loads(body))
                 answer = None
             except Exception as e:
                 traceback.print_exc()

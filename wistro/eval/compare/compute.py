@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wistro.core.gc_tuning import collector_paused
+from wistro.collector import collector_paused
 from wistro.errors import WistroError
 from wistro.eval.compare.comparison import Comparison, MultiComparison
 from wistro.eval.compare.divergence import _outputs_equal, first_divergent_step

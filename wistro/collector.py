@@ -1,4 +1,5 @@
-"""The cyclic garbage collector, tuned once per process for an engine's load.
+"""The cyclic garbage collector: tuned once per process for an engine's load, and paused around
+work that builds many short-lived containers at once.
 
 Every hop allocates a handful of objects (a span, an event, a context, a payload); with
 CPython's default thresholds (700, 10, 10) the collector runs every few dozen hops, and its
@@ -19,12 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Iterator
 
 DEFAULT_THRESHOLDS = (700, 10, 10)
 GEN0 = 20_000
 TUNED = (GEN0, 20, 10)
 _done = False
+
+_pause_lock = threading.Lock()
+_pauses = 0  # blocks inside collector_paused(), in every thread
+_resume = False  # the collector was on when the first of them started
 
 
 def tune_gc() -> bool:
@@ -42,14 +48,24 @@ def tune_gc() -> bool:
 
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
-    """No cyclic collection inside the block (reading or comparing many results builds large
-    acyclic structures: with the collector on, its passes walk them again and again, which
-    doubled the time of a 10,000-sample compare). Reference counting still frees everything;
-    cycles made inside are collected after. Nested blocks are fine."""
-    was = gc.isenabled()
-    gc.disable()
+    """No cyclic collection inside the block. Building a large acyclic structure (reading or
+    comparing many results; a trace batch turned into tuples for its store) with the collector
+    on makes its passes walk that structure again and again, and promote it to the older
+    generations, whose passes then walk it too: that doubled the time of a 10,000-sample
+    compare, and cost the trace writer thread a third of its time. Reference counting still
+    frees everything; cycles made inside are collected after. Blocks may nest and may run in
+    several threads at once: the collector is on again once the last one ends, if it was on
+    when the first began."""
+    global _pauses, _resume
+    with _pause_lock:
+        if _pauses == 0:
+            _resume = gc.isenabled()
+            gc.disable()
+        _pauses += 1
     try:
         yield
     finally:
-        if was:
-            gc.enable()
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _resume:
+                gc.enable()

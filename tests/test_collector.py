@@ -1,15 +1,18 @@
-"""engine.tune_gc: the collector tuned once per process when an engine starts, in a fresh
-interpreter each (it is process-wide)."""
+"""wistro.collector: ``engine.tune_gc`` (the collector tuned once per process when an engine
+starts, in a fresh interpreter each: it is process-wide), and ``collector_paused``."""
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 from tests.projects import step, write_project
+from wistro.collector import collector_paused
 
 SCRIPT = textwrap.dedent(
     """
@@ -61,3 +64,43 @@ def test_thresholds_a_process_set_itself_are_kept(tmp_path: Path) -> None:
 def test_tune_gc_false_leaves_the_collector_alone(tmp_path: Path) -> None:
     r = _run(tmp_path, "name: p\nengine: {tune_gc: false}\n")
     assert r["after"] == [700, 10, 10] and r["frozen"] == 0
+
+
+def test_the_collector_is_paused_inside_and_restored_after() -> None:
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()  # a caller that had it off keeps it off
+    finally:
+        gc.enable()
+
+
+def test_pauses_in_two_threads_end_with_the_last_one() -> None:
+    """The trace writer thread pauses the collector while the loop's thread may pause it too:
+    the one that ends first must not turn it on under the other."""
+    entered, leave = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def other() -> None:
+        with collector_paused():
+            entered.set()
+            leave.wait(5)
+            seen.append(gc.isenabled())
+
+    thread = threading.Thread(target=other)
+    with collector_paused():
+        thread.start()
+        assert entered.wait(5)
+    assert not gc.isenabled()  # the other thread's pause still holds
+    leave.set()
+    thread.join(5)
+    assert seen == [False]
+    assert gc.isenabled()
