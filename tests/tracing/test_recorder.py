@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 
 from tests.trace_support import full_trace
 from wistro.tracing.memory import MemoryTraceStore
 from wistro.tracing.recorder import Recorder
+from wistro.tracing.records import Batch
 
 
 async def test_a_cancelled_flush_still_writes_the_batch_it_took() -> None:
@@ -68,3 +70,34 @@ async def test_written_resolves_only_once_the_store_has_what_was_recorded() -> N
     done = recorder.written()  # nothing recorded since: resolved at once
     assert done.done()
     await recorder.aclose()
+
+
+class _Failing(MemoryTraceStore):
+    """Records whether the collector ran during its writes; the second write fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.collector_on: list[bool] = []
+
+    def write(self, batch: Batch) -> None:
+        self.collector_on.append(gc.isenabled())
+        if len(self.collector_on) == 2:
+            raise RuntimeError("disk full")
+        super().write(batch)
+
+
+async def test_the_collector_is_off_while_a_batch_is_written_and_on_after_a_failure() -> None:
+    """A batch's records become many short-lived containers at once: the collector is paused
+    while the writer thread writes them, and on again after, even when the write fails."""
+    store = _Failing()
+    recorder = Recorder(store, interval=3600)
+    recorder.start()
+    for round_ in range(3):
+        for record in full_trace(f"trace{round_}", float(round_)).runs:
+            recorder.run(record)
+        await recorder.flush()
+        assert gc.isenabled()
+    await recorder.aclose()
+    assert store.collector_on == [False, False, False]
+    assert recorder.write_errors == 1
+    assert sorted(r["trace_id"] for r in store.list_runs()) == ["trace0", "trace2"]
