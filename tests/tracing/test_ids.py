@@ -25,3 +25,15 @@ def test_a_forked_child_hands_out_other_ids_than_its_parent() -> None:
     child_trace, child_id = os.read(read, 200).decode().split()
     assert child_trace != new_trace_id()
     assert child_id[:8] != new_id()[:8]  # another process prefix
+
+
+def test_event_and_span_ids_are_16_hex_digits_unique_and_in_order() -> None:
+    """Across several blocks of the counter (its text is made once per 256 ids): each id is
+    16 hex digits (a W3C span id), none repeats, and later ids sort after earlier ones."""
+    ids = [new_id() for _ in range(2_000)]
+    assert all(re.fullmatch(r"[0-9a-f]{16}", i) for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert ids == sorted(ids)
+    counters = [int(i[8:], 16) for i in ids]
+    assert counters == list(range(counters[0], counters[0] + len(ids)))  # one after another
+    assert int(ids[0][8:], 16) > 0  # the counter starts at 1, as it did
