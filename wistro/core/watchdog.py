@@ -20,9 +20,11 @@ read half-way through its thread's changes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import faulthandler
+import fcntl
+import os
 import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -54,14 +56,45 @@ class Blocker:
         )
 
 
-def stack_of(thread_id: int) -> list[Frame]:
+class DumpPipe:
+    """Where ``faulthandler`` writes a dump, read back with one ``read``. Every system call
+    made from Python gives up the GIL, and a loop thread busy in Python code hands it back only
+    after the switch interval (5 ms): a temporary file per sample (open, seek, read, close)
+    took 25-40 ms a sample that way, so a 60 ms stall ended before two samples could name it.
+    Both ends are non-blocking: a dump larger than the pipe (1 MiB where Linux allows it) is
+    cut short, never a hang. Used by one thread."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        for fd in (self._read, self._write):
+            os.set_blocking(fd, False)
+        with contextlib.suppress(AttributeError, OSError):
+            fcntl.fcntl(self._write, fcntl.F_SETPIPE_SZ, 1 << 20)
+
+    def dump(self) -> str:
+        faulthandler.dump_traceback(self._write, all_threads=True)
+        chunks = []
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self._read, 1 << 20):
+                chunks.append(chunk)
+        return b"".join(chunks).decode("ascii", "replace")
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)
+
+
+def stack_of(thread_id: int, pipe: DumpPipe | None = None) -> list[Frame]:
     """The Python frames of thread ``thread_id``, innermost first (at most 100), read by
-    ``faulthandler`` in one C call: the thread cannot change its stack while it is read."""
-    with tempfile.TemporaryFile() as out:
-        faulthandler.dump_traceback(out, all_threads=True)
-        out.seek(0)
-        text = out.read().decode("ascii", "replace")
-    return parse_dump(text, thread_id)
+    ``faulthandler`` in one C call: the thread cannot change its stack while it is read.
+    ``pipe``: the caller's, kept for many samples (else one for this call)."""
+    if pipe is not None:
+        return parse_dump(pipe.dump(), thread_id)
+    own = DumpPipe()
+    try:
+        return parse_dump(own.dump(), thread_id)
+    finally:
+        own.close()
 
 
 def parse_dump(text: str, thread_id: int) -> list[Frame]:
@@ -159,14 +192,21 @@ class LoopWatchdog:
         self._last = now
 
     # ------------------------------------------------------------ on the watchdog thread
-    def _sample(self) -> Blocker | None:
+    def _sample(self, pipe: DumpPipe) -> Blocker | None:
         try:
-            stack = stack_of(self._loop_thread)
+            stack = stack_of(self._loop_thread, pipe)
             return self._find(stack) if stack else None
         except Exception:  # a dump that could not be read: skip this sample, never stop
             return None
 
     def _watch(self) -> None:
+        pipe = DumpPipe()  # this thread's, for its whole life
+        try:
+            self._watch_with(pipe)
+        finally:
+            pipe.close()
+
+    def _watch_with(self, pipe: DumpPipe) -> None:
         while not self._stop.wait(self.threshold / 4):
             last = self._last
             late = time.monotonic() - last - self.interval
@@ -177,11 +217,11 @@ class LoopWatchdog:
             if self._found is not None:
                 continue
             if self._first is None:
-                first = self._sample()
+                first = self._sample(pipe)
                 if self._last == last:  # the loop did not move on meanwhile
                     self._first = first
             elif late >= self.threshold:
-                second = self._sample()
+                second = self._sample(pipe)
                 if self._last != last:  # the stall ended while sampling
                     continue
                 if second is not None and second.same_call(self._first):
