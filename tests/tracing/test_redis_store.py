@@ -390,12 +390,16 @@ def test_a_follower_misses_no_log_another_process_commits(make_store_: MakeStore
 
     def follow() -> None:
         cursor = 0
-        while not done.is_set() or len(seen) < 600:
+        while True:
+            # Read before the query: only an empty answer to a query made after the writers
+            # finished means there is nothing more (checked after it, the last logs could
+            # land between the two, and the follower stopped one short).
+            finished = done.is_set()
             rows = follower.logs(after=cursor, limit=50)
             if rows:
                 cursor = rows[-1]["seq"]
                 seen.extend(rows)
-            elif done.is_set():
+            elif finished:
                 break
 
     follower_thread = threading.Thread(target=follow)

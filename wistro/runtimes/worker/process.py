@@ -361,9 +361,10 @@ class WorkerProcess:
     def in_flight(self) -> int:
         return len(self._pending)
 
-    def quiet(self, now: float, after_s: float) -> bool:
-        """Requests in flight, and nothing heard for ``after_s`` (since the first of them)."""
-        return bool(self._pending) and now - max(self.last_rx, self.busy_since) > after_s
+    def silent_for(self, now: float) -> float:
+        """Seconds with requests in flight and nothing heard (since the first of them); 0 when
+        none is in flight."""
+        return now - max(self.last_rx, self.busy_since) if self._pending else 0.0
 
     # ------------------------------------------------------------ receiving
     def _dispatch(self, msg: dict[str, Any]) -> None:

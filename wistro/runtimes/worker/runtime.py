@@ -214,8 +214,10 @@ class WorkerRuntime(LanguageRuntime):
     async def _pick(self, root: Path, loop: asyncio.AbstractEventLoop) -> WorkerProcess:
         """The pool's worker for the next invoke: the fewest requests in flight among those
         that answered lately (a worker stuck in a busy loop sends nothing: it is avoided until
-        it is killed); dead slots are restarted meanwhile, and waited for when every running
-        worker is quiet."""
+        it is killed); when every one is quiet, the one heard from last (a busy machine can
+        keep a healthy worker silent for a moment, while a stuck one's silence only grows: by
+        requests in flight, the stuck one, holding one, got the next invoke); dead slots are
+        restarted meanwhile, and waited for when every running worker is quiet."""
         best: WorkerProcess | None = None
         best_score = 0.0
         now = time.monotonic()
@@ -225,8 +227,8 @@ class WorkerRuntime(LanguageRuntime):
                 self._start_soon(root, i, loop)
                 starting = i
                 continue
-            n = proc.in_flight
-            score = n + 1e9 if proc.quiet(now, QUIET_S) else float(n)
+            silent = proc.silent_for(now)
+            score = 1e9 + silent if silent > QUIET_S else float(proc.in_flight)
             if best is None or score < best_score:
                 best, best_score = proc, score
         if best is None or (best_score >= 1e9 and starting >= 0):
