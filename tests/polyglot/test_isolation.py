@@ -86,6 +86,13 @@ def work_spans(run: Any) -> list[tuple[int, str]]:
     return [(s.attempt, s.status) for s in run.span_records if s.step == "work"]
 
 
+async def sent(rt: NodeRuntime, n: int) -> None:
+    """Until the workers hold ``n`` requests (emits start their deliveries soon after)."""
+    async with asyncio.timeout(5):
+        while sum(w.in_flight for w in rt.workers) < n:
+            await asyncio.sleep(0.001)
+
+
 async def wait_all(runs: list[Any], timeout: float) -> None:
     async with asyncio.timeout(timeout):
         for run in runs:
@@ -213,6 +220,42 @@ async def test_with_two_workers_a_stuck_step_does_not_stall_the_others(
     os.kill(held.pid or 0, signal.SIGKILL)  # alone on its worker: its own failure, no redelivery
     await wait_all([stuck], 5)
     assert "WorkerCrashed" in (stuck.span_records[0].error or "") and rt.redeliveries == 0
+
+
+async def test_a_healthy_worker_silent_for_a_moment_is_still_preferred_to_a_stuck_one(
+    tmp_path: Path, apps: list[wistro.App]
+) -> None:
+    """A busy machine can keep a healthy worker from answering for a moment: then both workers
+    look quiet. The invokes go to the one heard from last, not to the stuck one because it
+    holds fewer requests (they would wait there for its timeout and kill)."""
+    yml = "name: iso\nruntimes: {node: {workers: 2, kill_grace_s: 5}}\n"
+    app = load(project(tmp_path, yml, {"src/stuck.step.js": stuck_step("busy", 5)}), apps)
+    rt = node_of(app)
+    await app.emit("work", {"ms": 1})
+    for _ in range(100):
+        if len(rt.workers) == 2 and all(w.alive for w in rt.workers):
+            break
+        await asyncio.sleep(0.02)
+    stuck = await app.emit("stuck", {}, wait=False)
+    await asyncio.sleep(0.3)  # the stuck worker has been silent for 0.3 s
+    [healthy] = [w for w in rt.workers if not w.in_flight]
+    first = [await app.emit("work", {"ms": 300}, wait=False) for _ in range(5)]
+    await sent(rt, 1 + 5)
+    assert healthy.in_flight == 5
+    os.kill(healthy.pid or 0, signal.SIGSTOP)  # silent too, holding 5 requests
+    try:
+        await asyncio.sleep(0.15)
+        later = [await app.emit("work", {"ms": 5}, wait=False) for _ in range(10)]
+        await sent(rt, 1 + 5 + 10)  # the step's concurrency (16) holds them all
+        assert healthy.in_flight == 15  # none went to the stuck worker
+    finally:
+        os.kill(healthy.pid or 0, signal.SIGCONT)
+    await wait_all(first + later, 3)  # long before the stuck one's timeout (5 s) and kill
+    assert all(r.status == "ok" and work_spans(r) == [(1, "ok")] for r in first + later)
+    assert stuck.status == "running" and rt.redeliveries == 0
+    [held] = [w for w in rt.workers if w.in_flight]
+    os.kill(held.pid or 0, signal.SIGKILL)  # rather than wait for its timeout
+    await wait_all([stuck], 5)
 
 
 async def test_hundreds_of_deliveries_across_two_workers_while_one_is_killed(
