@@ -195,9 +195,10 @@ async def test_process_exit_fails_its_delivery_and_the_innocent_ones_are_redeliv
 
 
 # ---------------------------------------------------------------- a pool of workers
-async def test_with_two_workers_a_stuck_step_does_not_stall_the_others(
+async def pool_with_a_busy_step(
     tmp_path: Path, apps: list[wistro.App]
-) -> None:
+) -> tuple[wistro.App, NodeRuntime]:
+    """A pool of two node workers, both started, and a step that never yields (timeout 5 s)."""
     yml = "name: iso\nruntimes: {node: {workers: 2, kill_grace_s: 5}}\n"
     app = load(project(tmp_path, yml, {"src/stuck.step.js": stuck_step("busy", 5)}), apps)
     rt = node_of(app)
@@ -206,6 +207,13 @@ async def test_with_two_workers_a_stuck_step_does_not_stall_the_others(
         if len(rt.workers) == 2 and all(w.alive for w in rt.workers):
             break
         await asyncio.sleep(0.02)
+    return app, rt
+
+
+async def test_with_two_workers_a_stuck_step_does_not_stall_the_others(
+    tmp_path: Path, apps: list[wistro.App]
+) -> None:
+    app, rt = await pool_with_a_busy_step(tmp_path, apps)
     assert len(rt.pids) == 2
     stuck = await app.emit("stuck", {}, wait=False)
     await asyncio.sleep(0.2)
@@ -228,14 +236,7 @@ async def test_a_healthy_worker_silent_for_a_moment_is_still_preferred_to_a_stuc
     """A busy machine can keep a healthy worker from answering for a moment: then both workers
     look quiet. The invokes go to the one heard from last, not to the stuck one because it
     holds fewer requests (they would wait there for its timeout and kill)."""
-    yml = "name: iso\nruntimes: {node: {workers: 2, kill_grace_s: 5}}\n"
-    app = load(project(tmp_path, yml, {"src/stuck.step.js": stuck_step("busy", 5)}), apps)
-    rt = node_of(app)
-    await app.emit("work", {"ms": 1})
-    for _ in range(100):
-        if len(rt.workers) == 2 and all(w.alive for w in rt.workers):
-            break
-        await asyncio.sleep(0.02)
+    app, rt = await pool_with_a_busy_step(tmp_path, apps)
     stuck = await app.emit("stuck", {}, wait=False)
     await asyncio.sleep(0.3)  # the stuck worker has been silent for 0.3 s
     [healthy] = [w for w in rt.workers if not w.in_flight]
