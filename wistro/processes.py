@@ -1,11 +1,22 @@
 """Which process did something, and is it still there: a worker is named ``host:pid`` (a bus
 instance may add ``/suffix``), and a name of this machine whose pid is gone is a dead process
-(``kill -9``) whose leases, runs and holds others may take over."""
+(``kill -9``) whose leases, runs and holds others may take over. Also: pipes made wider."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import socket
+
+PIPE_SIZE = 1 << 20
+
+
+def widen_pipe(fd: int, size: int = PIPE_SIZE) -> None:
+    """Make the pipe ``fd`` hold ``size`` bytes (1 MiB) where Linux allows it (64 KiB by
+    default); elsewhere, or above the system's limit, it stays as it is."""
+    with contextlib.suppress(AttributeError, OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, size)
 
 
 def worker_name() -> str:

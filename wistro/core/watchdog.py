@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import faulthandler
-import fcntl
 import os
 import re
 import threading
@@ -30,6 +29,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from wistro.processes import widen_pipe
 
 # One frame of a stack: (file, line, function), as faulthandler prints them.
 Frame = tuple[str, int, str]
@@ -68,8 +69,7 @@ class DumpPipe:
         self._read, self._write = os.pipe()
         for fd in (self._read, self._write):
             os.set_blocking(fd, False)
-        with contextlib.suppress(AttributeError, OSError):
-            fcntl.fcntl(self._write, fcntl.F_SETPIPE_SZ, 1 << 20)
+        widen_pipe(self._write)
 
     def dump(self) -> str:
         faulthandler.dump_traceback(self._write, all_threads=True)
