@@ -52,7 +52,8 @@ def collector_paused() -> Iterator[None]:
     comparing many results; a trace batch turned into tuples for its store) with the collector
     on makes its passes walk that structure again and again, and promote it to the older
     generations, whose passes then walk it too: that doubled the time of a 10,000-sample
-    compare, and cost the trace writer thread a third of its time. Reference counting still
+    compare, and about half the trace writer thread's CPU (6.1-7.5 against 3.4-4.1 µs a hop, a
+    busy chain with SQLite traces). Reference counting still
     frees everything; cycles made inside are collected after. Blocks may nest and may run in
     several threads at once: the collector is on again once the last one ends, if it was on
     when the first began."""

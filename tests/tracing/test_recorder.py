@@ -12,6 +12,12 @@ from wistro.tracing.recorder import Recorder
 from wistro.tracing.records import Batch
 
 
+def record_runs(recorder: Recorder, trace_id: str, start: float) -> None:
+    """The run records of one trace, as the engine hands them to the recorder."""
+    for record in full_trace(trace_id, start).runs:
+        recorder.run(record)
+
+
 async def test_a_cancelled_flush_still_writes_the_batch_it_took() -> None:
     store = MemoryTraceStore()
     recorder = Recorder(store, interval=3600)
@@ -19,8 +25,7 @@ async def test_a_cancelled_flush_still_writes_the_batch_it_took() -> None:
     assert recorder._executor is not None
     busy = threading.Event()
     recorder._executor.submit(busy.wait)  # the writer thread is busy: the next write queues
-    for record in full_trace("abcd1234", 1.0).runs:
-        recorder.run(record)
+    record_runs(recorder, "abcd1234", 1.0)
     flush = asyncio.ensure_future(recorder.flush())
     await asyncio.sleep(0.05)  # the batch is taken and its write queued behind the busy job
     flush.cancel()  # as aclose cancels the recorder's task in the middle of a flush
@@ -34,8 +39,7 @@ async def test_hundreds_of_runs_recorded_while_flushes_are_cancelled_are_all_wri
     recorder = Recorder(store, interval=0.001)
     recorder.start()
     for i in range(300):
-        for record in full_trace(f"trace{i:04d}", float(i)).runs:
-            recorder.run(record)
+        record_runs(recorder, f"trace{i:04d}", float(i))
         if i % 7 == 0:
             flush = asyncio.ensure_future(recorder.flush())
             await asyncio.sleep(0)
@@ -56,8 +60,7 @@ async def test_written_resolves_only_once_the_store_has_what_was_recorded() -> N
 
     async def record_then_wait(i: int) -> None:
         trace_id = f"trace{i:04d}"
-        for record in full_trace(trace_id, float(i)).runs:
-            recorder.run(record)
+        record_runs(recorder, trace_id, float(i))
         await recorder.written()
         seen.append(bool(store.list_runs(limit=1000)) and store.get_run(trace_id) is not None)
 
@@ -93,8 +96,7 @@ async def test_the_collector_is_off_while_a_batch_is_written_and_on_after_a_fail
     recorder = Recorder(store, interval=3600)
     recorder.start()
     for round_ in range(3):
-        for record in full_trace(f"trace{round_}", float(round_)).runs:
-            recorder.run(record)
+        record_runs(recorder, f"trace{round_}", float(round_))
         await recorder.flush()
         assert gc.isenabled()
     await recorder.aclose()

@@ -81,7 +81,7 @@ def _ran(trace_id: str, status: str, end: float | None = None) -> RunRecord:
 
 
 def _statuses(store: SQLiteTraceStore) -> dict[str, tuple[str, float | None]]:
-    return {r["trace_id"]: (r["status"], r["end"]) for r in store.list_runs(limit=100)}
+    return {r["trace_id"]: (r["status"], r["end"]) for r in store.list_runs(limit=1000)}
 
 
 def test_runs_that_end_in_a_later_batch_are_updated_beside_new_ones(tmp_path: Path) -> None:
@@ -114,3 +114,30 @@ def test_runs_another_process_stored_as_running_are_ended_too(tmp_path: Path) ->
     }  # fmt: skip
     other.close()
     mine.close()
+
+
+def test_hundreds_of_runs_ended_batches_later_by_two_writers_all_end_as_written(
+    tmp_path: Path,
+) -> None:
+    """300 runs over 30 batches of two stores on one file (two processes): each run is stored
+    as running by one and ended one to three batches later by either, beside runs it starts.
+    Every run ends stored as written, and the run count matches the file."""
+    path = tmp_path / "traces.db"
+    stores = [SQLiteTraceStore(path), SQLiteTraceStore(path)]
+    pending: list[tuple[int, str]] = []  # (batch that ends it, trace id)
+    for b in range(30):
+        runs = [_ran(f"r{b:02d}-{i}", "running") for i in range(10)]
+        pending += [(b + 1 + i % 3, f"r{b:02d}-{i}") for i in range(10)]
+        due = [t for at, t in pending if at == b]
+        runs += [_ran(t, "ok", float(b)) for t in due]
+        stores[b % 2].write(Batch(runs=runs))
+    last = [_ran(t, "ok", 99.0) for at, t in pending if at >= 30]
+    stores[0].write(Batch(runs=last))
+    got = _statuses(stores[1])
+    assert len(got) == 300 and {status for status, _ in got.values()} == {"ok"}
+    for at, trace_id in pending:
+        assert got[trace_id] == ("ok", float(at) if at < 30 else 99.0), trace_id
+    reopened = SQLiteTraceStore(path)
+    assert reopened._n_runs == 300
+    for store in (*stores, reopened):
+        store.close()
