@@ -32,6 +32,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from wistro.errors import CorruptTraceStore, TraceStoreError
 from wistro.files import DATA_DIR_NAME, PRIVATE_FILE, make_private_dir, make_private_file
+from wistro.sqlite_rows import delete_where_in, insert_rows, update_rows
 from wistro.tracing.memory import (
     DEAD_LETTER_HINT,
     MIN_PREFIX,
@@ -116,9 +117,10 @@ def _sql_literal(value: str | int | float) -> str:
     return str(int(value)) if isinstance(value, bool) else str(value)
 
 
-def _insert(table: str, verb: str = "INSERT") -> str:
+def _insert(table: str, verb: str = "INSERT") -> tuple[str, int]:
+    """The head of a table's insert (``insert_rows``) and the values a row has."""
     names = _names(_TABLES[table][0])
-    return f"{verb} INTO {table} ({_cols(names)}) VALUES ({', '.join('?' * len(names))})"
+    return f"{verb} INTO {table} ({_cols(names)})", len(names)
 
 
 _RUN_INSERT = _insert("runs", "INSERT OR IGNORE")
@@ -129,9 +131,10 @@ _RUN_UPDATE = (
     f"UPDATE runs SET {_RUN_SET} WHERE trace_id = ?{len(RUN_UPDATE_FIELDS) + 1} "
     "AND (status = 'running' OR ?1 NOT IN ('running', 'interrupted'))"
 )
+_RUN_UPDATE_WHERE = """runs.status = 'running' OR v."1" NOT IN ('running', 'interrupted')"""
 _LOG_INSERT = _insert("logs")
 _DEAD_INSERT = _insert("dead_letters", "INSERT OR REPLACE")
-_CHUNK_INSERT = "INSERT INTO chunks (trace_id, events, spans, state_ops) VALUES (?, ?, ?, ?)"
+_CHUNK_INSERT = ("INSERT INTO chunks (trace_id, events, spans, state_ops)", 4)
 _GETTERS = {t: attrgetter(*_names(cls)) for t, (cls, _) in _TABLES.items()}
 _CHUNK_GETTERS = {t: attrgetter(*_names(cls)) for t, cls in _CHUNKED.items()}
 _CHUNK_NAMES = {t: _names(cls) for t, cls in _CHUNKED.items()}
@@ -176,7 +179,7 @@ def _chunks(chunked: list[list[tuple[Any, ...]]]) -> list[tuple[str, bytes, byte
             group = groups.get(trace_id)
             if group is None:
                 group = groups[trace_id] = ([], [], [])
-            group[index].append(row)
+            group[index].append(tuple(row))  # a list, from the writer process's wire
     return [(tid, _encode(e), _encode(s), _encode(o)) for tid, (e, s, o) in groups.items()]
 
 
@@ -402,7 +405,9 @@ class SQLiteTraceStore(TraceStore):
         dead: list[tuple[Any, ...]],
         rows: Callable[[list[tuple[Any, ...]]], Iterable[tuple[Any, ...]]],
     ) -> None:
-        """One transaction: the runs, the chunks, the logs and the dead letters."""
+        """One transaction: the runs, the chunks, the logs and the dead letters; many rows a
+        statement (``wistro.sqlite_rows``: on the recorder's thread, ``executemany`` waited
+        for the GIL after every row while the event loop was busy)."""
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -412,18 +417,26 @@ class SQLiteTraceStore(TraceStore):
                 # by another process), every run of the batch.
                 opened = self._open
                 known = [r for r in runs if r[_RUN_ID] in opened]
-                added = conn.executemany(_RUN_INSERT, rows(runs)).rowcount
+                added = insert_rows(conn, *_RUN_INSERT, list(rows(runs)))
                 self._n_runs += added
                 stored_before = len(runs) - added
                 reopened = known if stored_before <= len(known) else runs
                 if reopened:
-                    conn.executemany(_RUN_UPDATE, rows(list(map(_run_update_row, reopened))))
+                    update_rows(
+                        conn,
+                        "runs",
+                        RUN_UPDATE_FIELDS,
+                        "trace_id",
+                        list(rows(list(map(_run_update_row, reopened)))),
+                        _RUN_UPDATE_WHERE,
+                        _RUN_UPDATE,
+                    )
             if chunks:
-                conn.executemany(_CHUNK_INSERT, chunks)
+                insert_rows(conn, *_CHUNK_INSERT, chunks)
             if logs:
-                conn.executemany(_LOG_INSERT, rows(logs))
+                insert_rows(conn, *_LOG_INSERT, list(rows(logs)))
             if dead:
-                conn.executemany(_DEAD_INSERT, rows(dead))
+                insert_rows(conn, *_DEAD_INSERT, list(rows(dead)))
             if self._n_runs > self.retention_runs + _prune_slack(self.retention_runs):
                 self._prune(conn)
             conn.execute("COMMIT")
@@ -439,11 +452,11 @@ class SQLiteTraceStore(TraceStore):
         doomed = conn.execute(
             "SELECT trace_id FROM runs ORDER BY start, trace_id LIMIT ?", (excess,)
         ).fetchall()
-        ids = [(row["trace_id"],) for row in doomed]
+        ids = [row["trace_id"] for row in doomed]
         for table in (*_TABLES, "chunks"):
-            conn.executemany(f"DELETE FROM {table} WHERE trace_id = ?", ids)
+            delete_where_in(conn, table, "trace_id", ids)
         self._n_runs -= len(ids)
-        self._open.difference_update(i for (i,) in ids)
+        self._open.difference_update(ids)
 
     @staticmethod
     def _count_runs(conn: sqlite3.Connection) -> int:
