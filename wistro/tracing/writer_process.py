@@ -4,16 +4,15 @@ Writing a batch to SQLite (or Redis) costs more CPU than the engine spends on th
 holds, and in a writer *thread* that CPU is taken under the GIL, from the event loop. A store
 that can be opened again from plain values (:meth:`TraceStore.writer_spec`) is therefore
 written by a child process instead: the recorder's thread turns each batch into tuples
-(the store's ``prepare``: rows as close to what the store writes as it can), encodes them
-(``encode``: orjson, or ``marshal`` for what JSON cannot carry) and sends them down a pipe. It does not
+(the store's ``prepare``: rows as close to what the store writes as it can, in ``marshal``, the
+cheapest encoding of str, float, int, bytes and None) and sends them down a pipe. It does not
 wait for a batch to be written before it hands on the next: the child writes one batch while the
 recorder prepares the next (``submit``), and its answers come back in order (``answer``). A
 flush still returns once its batch is in the store, as with a thread.
 
-The wire: frames of a 4-byte little-endian length and a body. First the spec (``factory``,
-``kwargs``, in ``marshal``); the child answers ``("ready", None)`` or ``("failed", reason)``.
-Then one frame a batch (``encode``: a tag byte, then JSON or ``marshal``), answered ``None``
-(written) or the error's one line. The child ends at
+The wire: frames of a 4-byte little-endian length and a ``marshal`` body. First the spec
+(``factory``, ``kwargs``); the child answers ``("ready", None)`` or ``("failed", reason)``.
+Then one frame a batch, answered ``None`` (written) or the error's one line. The child ends at
 end of input, after the last batch it read, so a parent killed with ``kill -9`` loses no batch
 it sent. It ignores SIGINT and SIGTERM: Ctrl-C in a terminal reaches the whole process group,
 and the parent, which drains on those, still has batches to send.
@@ -36,8 +35,6 @@ import traceback
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import orjson
-
 from wistro.collector import collector_paused
 from wistro.processes import widen_pipe
 
@@ -46,8 +43,6 @@ _LENGTH = struct.Struct("<I")
 # step are the run's, the topic's and the step's objects), where version 2 writes them again.
 # Measured on the engine's batches: 4 is 25 % faster to write and twice as fast to read.
 _WIRE_VERSION = 4
-# A batch's tag byte: JSON (orjson) or marshal.
-_JSON, _MARSHAL = b"J", b"M"
 
 
 @dataclass(frozen=True)
@@ -60,28 +55,8 @@ class WriterSpec:
 
 
 def encode(prepared: Any) -> bytes:
-    """What a store's ``prepare`` made, as the writer process reads it (``decode``).
-
-    In JSON by orjson, which writes the engine's batches in a third of marshal's time, on the
-    recorder's thread, under the GIL (reading them takes the child longer, on its own CPU).
-    JSON has no tuples (``decode`` gives lists where they were: a store's ``write_prepared``
-    takes either) and no bytes; what orjson refuses (bytes, ints over 64 bits, text with lone
-    surrogates) goes in ``marshal``, as it is. The floats of trace records are timestamps:
-    never NaN, which JSON cannot carry (orjson would write null)."""
-    try:
-        return _JSON + orjson.dumps(prepared)
-    except TypeError:  # orjson.JSONEncodeError is one
-        return _MARSHAL + marshal.dumps(prepared, _WIRE_VERSION)
-
-
-def decode(body: bytes) -> Any:
-    """The value ``encode`` made ``body`` of. Raises ValueError on a body it did not make."""
-    tag, data = body[:1], memoryview(body)[1:]
-    if tag == _JSON:
-        return orjson.loads(data)
-    if tag == _MARSHAL:
-        return marshal.loads(data)
-    raise ValueError(f"not a trace batch (tag {tag!r})")
+    """What a store's ``prepare`` made, as the writer process reads it."""
+    return marshal.dumps(prepared, _WIRE_VERSION)
 
 
 class WriterGone(Exception):
@@ -241,7 +216,7 @@ def main() -> int:
         while (body := _receive_raw(inp)) is not None:
             try:
                 with collector_paused():  # the batch's tuples, freed when it is written
-                    store.write_prepared(decode(body))
+                    store.write_prepared(marshal.loads(body))
                 answer = None
             except Exception as e:
                 traceback.print_exc()
