@@ -11,10 +11,10 @@ from pathlib import Path
 
 from tests.trace_support import full_trace
 from wistro.sqlite_rows import (
-    delete_where_in,
     insert_rows,
     rows_per_statement,
     update_rows,
+    where_in,
 )
 from wistro.tracing.records import Batch
 from wistro.tracing.sqlite import SQLiteTraceStore
@@ -71,12 +71,23 @@ def test_update_rows_sets_the_rows_of_their_keys_where_the_condition_holds(
         assert (k, n, s) == (f"k{i:05d}", i * 10 if changed else i, "new" if changed else "old")
 
 
-def test_delete_where_in_deletes_those_keys_only(tmp_path: Path) -> None:
+def test_update_rows_adds_to_columns_when_asked(tmp_path: Path) -> None:
+    conn = tables(tmp_path / "a.db")
+    insert_rows(conn, "INSERT INTO t (k, n, s)", 3, [(f"k{i:05d}", i, "") for i in range(N)])
+    update_rows(conn, "t", ("n",), "k", [(1000, f"k{i:05d}") for i in range(N)], add=True)
+    assert [n for _, n, _ in contents(conn)] == [1000 + i for i in range(N)]
+
+
+def test_where_in_deletes_those_keys_only_with_the_same_parameters_for_every_group(
+    tmp_path: Path,
+) -> None:
     conn = tables(tmp_path / "a.db")
     insert_rows(conn, "INSERT INTO t (k, n, s)", 3, [(f"k{i:05d}", i, "") for i in range(N)])
     doomed = [f"k{i:05d}" for i in range(0, N, 2)]
-    delete_where_in(conn, "t", "k", [*doomed, "absent"])
+    where_in(conn, "DELETE FROM t WHERE k IN ({})", [*doomed, "absent"])
     assert [k for k, _, _ in contents(conn)] == [f"k{i:05d}" for i in range(1, N, 2)]
+    where_in(conn, "UPDATE t SET s = ? WHERE n > ? AND k IN ({})", [*doomed, "k00001"], ("s", 0))
+    assert [s for _, _, s in contents(conn)] == ["s"] + [""] * (len(contents(conn)) - 1)
 
 
 def busy_ratio(write: Callable[[], None], reset: Callable[[], None]) -> float:

@@ -53,11 +53,16 @@ def insert_rows(
     return added
 
 
-def delete_where_in(conn: sqlite3.Connection, table: str, column: str, keys: Sequence[Any]) -> None:
-    """``DELETE FROM table WHERE column IN (keys)``, in groups (an index search per key)."""
-    for group in _groups([(k,) for k in keys], 1):
-        marks = ", ".join("?" * len(group))
-        conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", [k for (k,) in group])
+def where_in(
+    conn: sqlite3.Connection, sql: str, keys: Sequence[Any], params: Sequence[Any] = ()
+) -> None:
+    """``sql`` for each of ``keys``, in groups: its ``IN ({})`` is where they go (an index
+    search each, on an indexed column), after ``params``, the same for every group
+    (``DELETE FROM t WHERE k IN ({})``; ``... WHERE a = ? AND b IN ({})`` for a key of two)."""
+    step = rows_per_statement(1)
+    for i in range(0, len(keys), step):
+        group = keys[i : i + step]
+        conn.execute(sql.format(", ".join("?" * len(group))), [*params, *group])
 
 
 def update_rows(
@@ -68,19 +73,21 @@ def update_rows(
     rows: Sequence[Sequence[Any]],
     where: str = "",
     row_sql: str = "",
+    add: bool = False,
 ) -> None:
     """Set ``columns`` (the first values of each row) of the row of ``table`` whose ``key`` is
     the row's last value, in groups: ``UPDATE ... FROM (VALUES ...)`` (a key appears once in
     ``rows``: of two, either could win). ``where`` is an extra
     condition over ``v."1"``, ``v."2"``, ... (the values, numbered from 1) and the table's
     columns. Before SQLite 3.33 (no ``UPDATE ... FROM``): ``executemany`` of ``row_sql``, the
-    same update of one row."""
+    same update of one row. ``add``: each value is added to its column instead."""
     width = len(columns) + 1
     if not UPDATE_FROM:
         conn.executemany(row_sql, rows)
         return
     names = ", ".join(f'"{i}"' for i in range(1, width + 1))
-    sets = ", ".join(f'"{c}" = v."{i}"' for i, c in enumerate(columns, start=1))
+    plus = (lambda c: f'{table}."{c}" + ') if add else (lambda c: "")
+    sets = ", ".join(f'"{c}" = {plus(c)}v."{i}"' for i, c in enumerate(columns, start=1))
     extra = f" AND ({where})" if where else ""
     for group in _groups(rows, width):
         conn.execute(

@@ -26,6 +26,7 @@ from wistro.bus.base import RunEnded, RunOpened
 from wistro.errors import BusError
 from wistro.files import make_private_file
 from wistro.processes import gone_here
+from wistro.sqlite_rows import insert_rows, update_rows, where_in
 
 # Version 2: ``deliveries`` and ``runs`` are WITHOUT ROWID tables (one b-tree each, not a table
 # and an index on its text key: about half the pages a commit writes). Deliveries are keyed by
@@ -183,34 +184,46 @@ class Journal:
                          holds.pop(trace_id, 0),
                          events, errors, now if ends else None, run.version)
                     )  # fmt: skip
-                conn.executemany(
+                insert_rows(
+                    conn,
                     "INSERT OR IGNORE INTO runs (trace_id, trigger, topic, start, origin, "
-                    "pending, holds, events, errors, ended, version) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "pending, holds, events, errors, ended, version)",
+                    11,
                     rows,
                 )
             if holds:  # runs opened before this batch
-                conn.executemany(
-                    "UPDATE runs SET holds = holds + ? WHERE trace_id = ?",
+                update_rows(
+                    conn,
+                    "runs",
+                    ("holds",),
+                    "trace_id",
                     [(n, trace_id) for trace_id, n in holds.items()],
+                    row_sql="UPDATE runs SET holds = holds + ? WHERE trace_id = ?",
+                    add=True,
                 )
             if inserts:
-                conn.executemany(
+                insert_rows(
+                    conn,
                     "INSERT OR REPLACE INTO deliveries "
-                    "(uid, step, trace_id, body, due, lease, owner, tries) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "(uid, step, trace_id, body, due, lease, owner, tries)",
+                    8,
                     [
                         row if type(row[3]) is str else (*row[:3], row[3].to_json(), *row[4:])
                         for row in inserts.values()
                     ],
                 )
-            if acks:  # one primary-key search each: a row-value IN list scans the table
-                conn.executemany("DELETE FROM deliveries WHERE step = ? AND uid = ?", acks)
-            if unleases:
-                conn.executemany(
+            # By step: one primary-key search a uid (a row-value IN list scans the table).
+            for step, uids in _by_step(acks).items():
+                where_in(
+                    conn, "DELETE FROM deliveries WHERE step = ? AND uid IN ({})", uids, (step,)
+                )
+            for step, uids in _by_step(unleases).items():
+                where_in(
+                    conn,
                     "UPDATE deliveries SET lease = 0, owner = NULL, tries = MAX(tries - 1, 0) "
-                    "WHERE step = ? AND uid = ?",
-                    unleases,
+                    "WHERE step = ? AND uid IN ({})",
+                    uids,
+                    (step,),
                 )
             changes = [
                 (trace_id, delta, events, errors, trace_id in settled)
@@ -238,13 +251,14 @@ class Journal:
             if not waited_here
         ]
         if elsewhere:
-            conn.executemany(
-                "INSERT INTO ended (trace_id, trigger, topic, start, end_, events, errors, "
-                "origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            insert_rows(
+                conn,
+                "INSERT INTO ended (trace_id, trigger, topic, start, end_, events, errors, origin)",
+                8,
                 elsewhere,
             )
             conn.execute("DELETE FROM ended WHERE end_ < ?", (now - ENDED_KEEP_S,))
-        conn.executemany("DELETE FROM runs WHERE trace_id = ?", [(op[1].trace_id,) for op in ops])
+        where_in(conn, "DELETE FROM runs WHERE trace_id IN ({})", [op[1].trace_id for op in ops])
 
     def unannounced(self) -> list[RunEnded]:
         """Runs marked ended whose end was never announced (a process died in between)."""
@@ -461,6 +475,16 @@ _TAKE = (
     "RETURNING deliveries.uid, deliveries.step, deliveries.body, deliveries.tries"
 )
 _STEPS_PER_TAKE = 100  # subqueries per statement (SQLite allows 500 in a compound SELECT)
+
+
+def _by_step(keys: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """(step, uid) pairs as the uids of each step."""
+    out: dict[str, list[str]] = {}
+    for step, uid in keys:
+        out.setdefault(step, []).append(uid)
+    return out
+
+
 _CHUNK = 500  # rows per statement (each row a few of SQLite's at least 32,766 variables)
 
 

@@ -32,7 +32,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from wistro.errors import CorruptTraceStore, TraceStoreError
 from wistro.files import DATA_DIR_NAME, PRIVATE_FILE, make_private_dir, make_private_file
-from wistro.sqlite_rows import delete_where_in, insert_rows, update_rows
+from wistro.sqlite_rows import insert_rows, update_rows, where_in
 from wistro.tracing.memory import (
     DEAD_LETTER_HINT,
     MIN_PREFIX,
@@ -454,7 +454,7 @@ class SQLiteTraceStore(TraceStore):
         ).fetchall()
         ids = [row["trace_id"] for row in doomed]
         for table in (*_TABLES, "chunks"):
-            delete_where_in(conn, table, "trace_id", ids)
+            where_in(conn, f"DELETE FROM {table} WHERE trace_id IN ({{}})", ids)
         self._n_runs -= len(ids)
         self._open.difference_update(ids)
 
