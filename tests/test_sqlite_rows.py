@@ -9,7 +9,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from tests.trace_support import full_trace
+from wistro import sqlite_rows
 from wistro.sqlite_rows import (
     insert_rows,
     rows_per_statement,
@@ -48,9 +51,12 @@ def test_insert_rows_stores_what_executemany_stores_and_counts_what_it_added(
     assert insert_rows(grouped, "INSERT INTO t (k, n, s)", 3, []) == 0
 
 
+# SQLite before 3.33 has no UPDATE ... FROM: the same update a row at a time.
+@pytest.mark.parametrize("update_from", [True, False], ids=["update-from", "before-3.33"])
 def test_update_rows_sets_the_rows_of_their_keys_where_the_condition_holds(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, update_from: bool
 ) -> None:
+    monkeypatch.setattr(sqlite_rows, "UPDATE_FROM", update_from)
     conn = tables(tmp_path / "a.db")
     insert_rows(conn, "INSERT INTO t (k, n, s)", 3, [(f"k{i:05d}", i, "old") for i in range(N)])
     # every key but the last, and one that is not there; never where n is odd
@@ -61,8 +67,8 @@ def test_update_rows_sets_the_rows_of_their_keys_where_the_condition_holds(
         ("n", "s"),
         "k",
         changes,
-        "t.n % 2 = 0 AND v.\"2\" = 'new'",
-        "UPDATE t SET n = ?1, s = ?2 WHERE k = ?3 AND n % 2 = 0",
+        row_sql="UPDATE t SET n = ?1, s = ?2 WHERE k = ?3 AND n % 2 = 0",
+        where="t.n % 2 = 0 AND v.\"2\" = 'new'",
     )
     got = contents(conn)
     assert len(got) == N
@@ -74,7 +80,15 @@ def test_update_rows_sets_the_rows_of_their_keys_where_the_condition_holds(
 def test_update_rows_adds_to_columns_when_asked(tmp_path: Path) -> None:
     conn = tables(tmp_path / "a.db")
     insert_rows(conn, "INSERT INTO t (k, n, s)", 3, [(f"k{i:05d}", i, "") for i in range(N)])
-    update_rows(conn, "t", ("n",), "k", [(1000, f"k{i:05d}") for i in range(N)], add=True)
+    update_rows(
+        conn,
+        "t",
+        ("n",),
+        "k",
+        [(1000, f"k{i:05d}") for i in range(N)],
+        row_sql="UPDATE t SET n = n + ? WHERE k = ?",
+        add=True,
+    )
     assert [n for _, n, _ in contents(conn)] == [1000 + i for i in range(N)]
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from itertools import chain
 from typing import Any
 
@@ -35,7 +36,9 @@ def _groups(rows: Sequence[Sequence[Any]], width: int) -> Iterable[Sequence[Sequ
         yield rows[i : i + step]
 
 
-def _values(n: int, width: int) -> str:
+@lru_cache(maxsize=256)
+def values(n: int, width: int) -> str:
+    """The placeholders of ``n`` rows of ``width`` values: ``(?, ?), (?, ?)``."""
     one = "(" + ", ".join("?" * width) + ")"
     return ", ".join([one] * n)
 
@@ -48,7 +51,7 @@ def insert_rows(
     (``INSERT OR IGNORE`` skips some). The same rows, in the same order, as ``executemany``."""
     added = 0
     for group in _groups(rows, width):
-        sql = f"{head} VALUES {_values(len(group), width)}"
+        sql = f"{head} VALUES {values(len(group), width)}"
         added += conn.execute(sql, list(chain.from_iterable(group))).rowcount
     return added
 
@@ -71,8 +74,9 @@ def update_rows(
     columns: Sequence[str],
     key: str,
     rows: Sequence[Sequence[Any]],
+    *,
+    row_sql: str,
     where: str = "",
-    row_sql: str = "",
     add: bool = False,
 ) -> None:
     """Set ``columns`` (the first values of each row) of the row of ``table`` whose ``key`` is
@@ -91,7 +95,7 @@ def update_rows(
     extra = f" AND ({where})" if where else ""
     for group in _groups(rows, width):
         conn.execute(
-            f"WITH v({names}) AS (VALUES {_values(len(group), width)}) "
+            f"WITH v({names}) AS (VALUES {values(len(group), width)}) "
             f'UPDATE {table} SET {sets} FROM v WHERE {table}."{key}" = v."{width}"{extra}',
             list(chain.from_iterable(group)),
         )

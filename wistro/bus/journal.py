@@ -26,7 +26,7 @@ from wistro.bus.base import RunEnded, RunOpened
 from wistro.errors import BusError
 from wistro.files import make_private_file
 from wistro.processes import gone_here
-from wistro.sqlite_rows import insert_rows, update_rows, where_in
+from wistro.sqlite_rows import insert_rows, rows_per_statement, update_rows, values, where_in
 
 # Version 2: ``deliveries`` and ``runs`` are WITHOUT ROWID tables (one b-tree each, not a table
 # and an index on its text key: about half the pages a commit writes). Deliveries are keyed by
@@ -230,8 +230,9 @@ class Journal:
                 for trace_id, (delta, events, errors) in ledger.items()
                 if delta or events or errors or trace_id in settled
             ]
-            for i in range(0, len(changes), _CHUNK):
-                ended += _settle(conn, changes[i : i + _CHUNK], now)
+            per = rows_per_statement(5)
+            for i in range(0, len(changes), per):
+                ended += _settle(conn, changes[i : i + per], now)
             if announced:
                 self._announce(conn, announced, now)
             conn.execute("COMMIT")
@@ -485,18 +486,14 @@ def _by_step(keys: list[tuple[str, str]]) -> dict[str, list[str]]:
     return out
 
 
-_CHUNK = 500  # rows per statement (each row a few of SQLite's at least 32,766 variables)
-
-
 def _settle(
     conn: sqlite3.Connection, changes: list[tuple[str, int, int, int, bool]], now: float
 ) -> list[RunEnded]:
     """Apply ledger changes (trace, pending delta, events, errors, settled) in one statement
     (one step of SQLite, not one per run); returns the runs they end. What ends a run is that
     something settled for it and it owes nothing now."""
-    values = ", ".join("(?, ?, ?, ?, ?)" for _ in changes)
     rows = conn.execute(
-        f"WITH d(trace_id, delta, events, errors, settled) AS (VALUES {values}) "
+        f"WITH d(trace_id, delta, events, errors, settled) AS (VALUES {values(len(changes), 5)}) "
         "UPDATE runs SET pending = runs.pending + d.delta, events = runs.events + d.events, "
         "errors = runs.errors + d.errors, "
         "ended = CASE WHEN d.settled AND runs.pending + d.delta <= 0 THEN ? ELSE NULL END "

@@ -179,7 +179,7 @@ def _chunks(chunked: list[list[tuple[Any, ...]]]) -> list[tuple[str, bytes, byte
             group = groups.get(trace_id)
             if group is None:
                 group = groups[trace_id] = ([], [], [])
-            group[index].append(tuple(row))  # a list, from the writer process's wire
+            group[index].append(row)
     return [(tid, _encode(e), _encode(s), _encode(o)) for tid, (e, s, o) in groups.items()]
 
 
@@ -428,8 +428,8 @@ class SQLiteTraceStore(TraceStore):
                         RUN_UPDATE_FIELDS,
                         "trace_id",
                         list(rows(list(map(_run_update_row, reopened)))),
-                        _RUN_UPDATE_WHERE,
-                        _RUN_UPDATE,
+                        row_sql=_RUN_UPDATE,
+                        where=_RUN_UPDATE_WHERE,
                     )
             if chunks:
                 insert_rows(conn, *_CHUNK_INSERT, chunks)
