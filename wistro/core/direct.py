@@ -79,7 +79,9 @@ async def call(
     engine._running[task] = (span, run)
     ctx = Context(engine, step, run, span.id)
     try:
-        result = await invoke(step, data, ctx, span, engine.config.default_timeout_s)
+        result = await invoke(
+            step, data, ctx, span, engine.config.default_timeout_s, engine.deadlines
+        )
         span.status = "ok"
         return result, run
     except HandlerTimeout as e:

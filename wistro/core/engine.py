@@ -22,6 +22,7 @@ from wistro.collector import tune_gc
 from wistro.config import EngineConfig
 from wistro.core import direct
 from wistro.core.context import Context
+from wistro.core.deadlines import Deadlines
 from wistro.core.failures import (
     add_history,
     blocked_warning,
@@ -101,6 +102,7 @@ class Engine(Versions, SharedBusRuns):
         self._replaying: dict[str, DeadLetter] = {}  # dead letters being replayed, by id
         # task -> the span it runs and its run: the spans running now (the watchdog, stopping)
         self._running: dict[Any, tuple[SpanRecord, Run]] = {}
+        self.deadlines = Deadlines()  # the time limits of the handlers running now
         self._watchdog: LoopWatchdog | None = None
         self.worker = worker_name()
         # This engine, among others of its process: who waits for the runs it opens.
@@ -341,6 +343,41 @@ class Engine(Versions, SharedBusRuns):
     def emit_from_step(
         self, step: StepRecord, run: Run, span_id: str, topic: str, data: Any
     ) -> None:
+        payload, data_json, typed, model = self._accept(
+            step, run, span_id, topic, data, self._refused
+        )
+        self._publish(run, topic, payload, data_json, step.name, span_id, typed, model)
+
+    def emit_from_thread(
+        self, step: StepRecord, run: Run, span_id: str, topic: str, data: Any
+    ) -> None:
+        """``ctx.emit`` from a plain ``def`` handler's thread: checked and validated on that
+        thread (an invalid emit raises in the handler, as from the loop), then published on the
+        loop without waiting for it: no round trip. It is published before the handler's end
+        reaches the loop, as both go through ``call_soon_threadsafe`` in order."""
+        loop = self.loop
+        assert loop is not None
+
+        def refuse(*args: Any) -> None:
+            loop.call_soon_threadsafe(self._refused, *args)
+
+        payload, data_json, typed, model = self._accept(step, run, span_id, topic, data, refuse)
+        loop.call_soon_threadsafe(
+            self._publish, run, topic, payload, data_json, step.name, span_id, typed, model
+        )
+
+    def _accept(
+        self,
+        step: StepRecord,
+        run: Run,
+        span_id: str,
+        topic: str,
+        data: Any,
+        refuse: Callable[[Run, StepRecord, str, str, Any, WistroError], None],
+    ) -> tuple[Any, str, BaseModel | None, Any]:
+        """An emit of ``step`` checked (declared topic) and validated: the payload, its JSON,
+        and the topic's model instance when that validated it. What is refused is recorded
+        through ``refuse``, then raised."""
         if topic not in step.emit_topics:
             declared = ", ".join(sorted(step.emit_topics)) or "none"
             err: WistroError = UndeclaredEmitError(
@@ -350,7 +387,7 @@ class Engine(Versions, SharedBusRuns):
                 file=step.rel_file,
                 hint=f"add {topic!r} to the step's `emits`",
             )
-            self._refused(run, step, span_id, topic, data, err)
+            refuse(run, step, span_id, topic, data, err)
             raise err
         try:
             payload, typed, model = self._validate(topic, data)
@@ -358,9 +395,9 @@ class Engine(Versions, SharedBusRuns):
         except PayloadError as e:
             e.step = step.name
             e.args = (e.format(),)
-            self._refused(run, step, span_id, topic, data, e)
+            refuse(run, step, span_id, topic, data, e)
             raise
-        self._publish(run, topic, payload, data_json, step.name, span_id, typed, model)
+        return payload, data_json, typed, model
 
     def _validate(self, topic: str, data: Any) -> tuple[Any, BaseModel | None, Any]:
         """The JSON-ready payload, and the instance of the topic's model when that validated it
@@ -474,7 +511,7 @@ class Engine(Versions, SharedBusRuns):
             if handler is not None and not (step.timeout_s or self.config.default_timeout_s):
                 await handler(data, ctx)  # no limit: nothing to watch (the hot path)
             else:
-                await invoke(step, data, ctx, span, self.config.default_timeout_s)
+                await invoke(step, data, ctx, span, self.config.default_timeout_s, self.deadlines)
             span.status = "ok"
         except asyncio.CancelledError:
             span.status = "error"

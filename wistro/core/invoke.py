@@ -6,14 +6,22 @@ import asyncio
 from typing import Any
 
 from wistro.core.context import Context
+from wistro.core.deadlines import Deadlines
 from wistro.core.failures import check_wall_time
 from wistro.core.step import StepRecord
 from wistro.errors import HandlerTimeout, WistroError
 from wistro.tracing.records import SpanRecord
 
+_current_task = asyncio.current_task
+
 
 async def invoke(
-    step: StepRecord, data: Any, ctx: Context, span: SpanRecord, default_timeout_s: float | None
+    step: StepRecord,
+    data: Any,
+    ctx: Context,
+    span: SpanRecord,
+    default_timeout_s: float | None,
+    deadlines: Deadlines,
 ) -> Any:
     """``step``'s handler on ``data``: cancelled at ``timeout_s`` (``HandlerTimeout``), and failed
     as timed out when it ran past the limit without ever yielding."""
@@ -22,15 +30,24 @@ async def invoke(
     limit = step.timeout_s or default_timeout_s
     if limit is None:
         return await step.invoke(data, ctx)
-    timer = asyncio.timeout(limit)
+    task = _current_task()
+    if task is None:
+        raise RuntimeError("a handler with a time limit must run in a task")
+    deadline = deadlines.start(task, limit)
     try:
-        async with timer:
-            result = await step.invoke(data, ctx)
-    except TimeoutError:
-        if not timer.expired():
-            raise
-        raise HandlerTimeout(
-            f"handler timed out after {limit:g}s", step=step.name, topic=span.topic
-        ) from None
+        result = await step.invoke(data, ctx)
+    except asyncio.CancelledError:
+        if deadlines.end(deadline):
+            raise _timed_out(step, span, limit) from None
+        raise
+    except BaseException:
+        deadlines.end(deadline)
+        raise
+    if deadlines.end(deadline):  # cancelled at its limit, it caught that and went on
+        raise _timed_out(step, span, limit)
     check_wall_time(span, limit, step.name, span.topic)
     return result
+
+
+def _timed_out(step: StepRecord, span: SpanRecord, limit: float) -> HandlerTimeout:
+    return HandlerTimeout(f"handler timed out after {limit:g}s", step=step.name, topic=span.topic)
