@@ -41,9 +41,32 @@ def _emit_expr(fields: list[tuple[str, str]]) -> str:
     return "{" + ", ".join(f"{n!r}: {_VALUES[t]}" for n, t in fields) + "}"
 
 
-def write_chain(root: Path, hops: int = CHAIN_HOPS) -> Path:
+# What each step of a chain variant does besides emitting (``write_chain(variant=...)``): its
+# config keys, the lines its handler runs first, and whether the handler is a plain ``def``.
+CHAIN_VARIANTS: dict[str, tuple[str, str, bool]] = {
+    "plain": ("", "", False),
+    "timeout": (', "timeout_s": 10', "", False),
+    "log": ("", '    ctx.logger.info("hop", id=data.id, step=ctx.step)\n', False),
+    "state": (
+        "",
+        '    await ctx.state.set("hops", f"{ctx.step}-{data.id}", {"id": data.id})\n',
+        False,
+    ),
+    "sync": ("", "", True),
+    "sync state": (
+        "",
+        '    ctx.state.set("hops", f"{ctx.step}-{data.id}", {"id": data.id})\n',
+        True,
+    ),
+}
+
+
+def write_chain(root: Path, hops: int = CHAIN_HOPS, variant: str = "plain") -> Path:
     """A ``hops``-step chain: step i subscribes t{i}, emits t{i+1}; the last emits nothing.
-    Each step has its own pydantic input model with 2-3 fields."""
+    Each step has its own pydantic input model with 2-3 fields. ``variant`` (``CHAIN_VARIANTS``)
+    adds the same thing to every step: a time limit, a log line, a state write, a plain ``def``
+    handler (on a handler thread), or a plain ``def`` handler writing state."""
+    extra, prologue, sync = CHAIN_VARIANTS[variant]
     proj = root / "chain"
     src = proj / "src" / "chain"
     src.mkdir(parents=True)
@@ -51,18 +74,19 @@ def write_chain(root: Path, hops: int = CHAIN_HOPS) -> Path:
     for i in range(hops):
         fields = _FIELDS[i % len(_FIELDS)]
         last = i == hops - 1
+        call = "ctx.emit" if sync else "await ctx.emit"
         if last:
             emits, body = "[]", "    return None\n"
         else:
             nxt = _FIELDS[(i + 1) % len(_FIELDS)]
             emits = f'["t{i + 1}"]'
-            body = f'    await ctx.emit("t{i + 1}", {_emit_expr(nxt)})\n'
+            body = f'    {call}("t{i + 1}", {_emit_expr(nxt)})\n'
         (src / f"s{i}.step.py").write_text(
             "from pydantic import BaseModel\n\n"
             + _model_src(f"In{i}", fields)
             + f'\nconfig = {{"name": "s{i}", "subscribes": ["t{i}"], "emits": {emits},'
-            f' "input": In{i}, "flows": ["chain"]}}\n\n'
-            f"async def handler(data, ctx):\n{body}"
+            f' "input": In{i}, "flows": ["chain"]{extra}}}\n\n'
+            f"{'def' if sync else 'async def'} handler(data, ctx):\n{prologue}{body}"
         )
     return proj
 

@@ -167,7 +167,10 @@ def _load(kind: str, traces, tmp: Path, **kwargs):
     import wistro
 
     root = Path(tempfile.mkdtemp(dir=tmp))
-    proj = P.write_chain(root) if kind == "chain" else P.write_fanout(root)
+    if kind.startswith("chain"):  # "chain", or "chain:<variant>" (_projects.CHAIN_VARIANTS)
+        proj = P.write_chain(root, variant=kind.partition(":")[2] or "plain")
+    else:
+        proj = P.write_fanout(root)
     kwargs.setdefault("state", "memory")
     if traces == "null":
         kwargs["traces"] = _null_store()
@@ -183,7 +186,8 @@ async def wistro_run(
 ) -> float:
     """Seconds to push ``n`` events through the chain/fan-out project, drain (flush) included."""
     app = _load(kind, traces, tmp)
-    topic, payload = ("t0", P.chain_first_payload) if kind == "chain" else ("fan", P.fanout_payload)
+    chain = kind.startswith("chain")
+    topic, payload = ("t0", P.chain_first_payload) if chain else ("fan", P.fanout_payload)
     for i in range(WARMUP):  # import/bind, first SQLite writes, pydantic caches
         await app.emit(topic, payload(i), wait=False)
     await app.drain()
