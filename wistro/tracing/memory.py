@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -9,7 +10,14 @@ from operator import attrgetter
 from typing import Any
 
 from wistro.errors import TraceNotFound
-from wistro.tracing.records import Batch, EventRecord, SpanRecord, StateOpRecord, as_dict
+from wistro.tracing.records import (
+    Batch,
+    EventRecord,
+    LogRecord,
+    SpanRecord,
+    StateOpRecord,
+    as_dict,
+)
 from wistro.tracing.store import TraceStore
 
 MIN_PREFIX = 4
@@ -52,13 +60,14 @@ def pick_one(kind: str, wanted: str, matches: list[str], hint: str) -> str:
 class _Trace:
     """Everything recorded for one trace id. Events, spans and state operations are the
     records the engine wrote (it never changes one after writing it: a span or an event is
-    written again to change it), so keeping them costs a reference, not a copy; runs, logs and
-    dead letters are rows, since they change in place."""
+    written again to change it), so keeping them costs a reference, not a copy; so are logs,
+    each with its sequence number. Runs and dead letters are rows, since they change in
+    place."""
 
     run: dict[str, Any] | None = None
     events: dict[str, EventRecord] = field(default_factory=dict)
     spans: dict[str, SpanRecord] = field(default_factory=dict)
-    logs: list[dict[str, Any]] = field(default_factory=list)
+    logs: list[tuple[int, LogRecord]] = field(default_factory=list)
     state_ops: list[StateOpRecord] = field(default_factory=list)
 
 
@@ -70,6 +79,16 @@ def _copies(rows: Iterable[dict[str, Any]], *keys: str) -> list[dict[str, Any]]:
 def _rows(records: Iterable[Any], *keys: str) -> list[dict[str, Any]]:
     """``records`` as rows sorted by ``keys`` (ties keep insertion order)."""
     return [as_dict(r) for r in sorted(records, key=attrgetter(*keys))]
+
+
+def _seq_of(kept: tuple[int, LogRecord]) -> int:
+    return kept[0]
+
+
+def _log_row(kept: tuple[int, LogRecord]) -> dict[str, Any]:
+    row = as_dict(kept[1])
+    row["seq"] = kept[0]
+    return row
 
 
 def _prune_slack(retention_runs: int) -> int:
@@ -85,7 +104,7 @@ class MemoryTraceStore(TraceStore):
         self._lock = threading.Lock()
         self._traces: dict[str, _Trace] = {}
         self._n_runs = 0
-        self._logs: list[dict[str, Any]] = []
+        self._logs: list[tuple[int, LogRecord]] = []  # (seq, record), in seq order
         self._seq = 0
         self._dead: dict[str, dict[str, Any]] = {}
 
@@ -110,10 +129,9 @@ class MemoryTraceStore(TraceStore):
                 self._trace(span.trace_id).spans[span.id] = span
             for log in batch.logs:
                 self._seq += 1
-                row = as_dict(log)
-                row["seq"] = self._seq
-                self._trace(log.trace_id).logs.append(row)
-                self._logs.append(row)
+                kept = (self._seq, log)
+                self._trace(log.trace_id).logs.append(kept)
+                self._logs.append(kept)
             for op in batch.state_ops:
                 self._trace(op.trace_id).state_ops.append(op)
             for dead in batch.dead_letters:
@@ -130,7 +148,7 @@ class MemoryTraceStore(TraceStore):
         doomed = {r["trace_id"] for r in runs[: len(runs) - self.retention_runs]}
         for trace_id in doomed:
             del self._traces[trace_id]
-        self._logs = [r for r in self._logs if r["trace_id"] not in doomed]
+        self._logs = [kept for kept in self._logs if kept[1].trace_id not in doomed]
         self._dead = {k: d for k, d in self._dead.items() if d["trace_id"] not in doomed}
         self._n_runs = len(runs) - len(doomed)
 
@@ -158,7 +176,7 @@ class MemoryTraceStore(TraceStore):
                 "run": dict(trace.run),
                 "spans": _rows(trace.spans.values(), "start", "id"),
                 "events": _rows(trace.events.values(), "ts", "id"),
-                "logs": [dict(r) for r in trace.logs],
+                "logs": [_log_row(kept) for kept in trace.logs],
                 "state_ops": _rows(trace.state_ops, "ts"),
                 "dead_letters": _copies(
                     (d for d in self._dead.values() if d["trace_id"] == found), "ts", "id"
@@ -169,16 +187,11 @@ class MemoryTraceStore(TraceStore):
         self, after: int = 0, limit: int = 1000, trace_id: str | None = None
     ) -> list[dict[str, Any]]:
         with self._lock:
-            rows = self._logs if trace_id is None else self._trace_logs(trace_id)
-            out: list[dict[str, Any]] = []
-            for row in rows:
-                if row["seq"] > after:
-                    out.append(dict(row))
-                    if len(out) >= limit:
-                        break
-            return out
+            kept = self._logs if trace_id is None else self._trace_logs(trace_id)
+            first = bisect.bisect_right(kept, after, key=_seq_of)  # a tail reads only what is new
+            return [_log_row(k) for k in kept[first : first + max(limit, 0)]]
 
-    def _trace_logs(self, trace_id: str) -> list[dict[str, Any]]:
+    def _trace_logs(self, trace_id: str) -> list[tuple[int, LogRecord]]:
         trace = self._traces.get(trace_id)
         return trace.logs if trace is not None else []
 
