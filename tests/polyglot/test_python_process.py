@@ -225,8 +225,10 @@ async def _crunch_round(app: wistro.App, n: int) -> tuple[float, float, float, s
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs two cores")
 async def test_a_cpu_bound_step_runs_on_two_cores(tmp_path: Path, apps: list[wistro.App]) -> None:
-    """Wall time clearly under the CPU time the handlers used is impossible on one core. On a
-    machine other work is loading, a round can miss it: a few rounds, one must show it."""
+    """Wall time under the CPU time the handlers used is impossible on one core (there it is
+    1x or more). On a machine other work is loading, a round can miss it: a few rounds, one
+    must show it, under 0.9x (0.5x on two idle cores; rounds of 0.81-0.88x were seen on a
+    loaded CI machine, which two plain processes at once did not show as loaded)."""
     write(tmp_path, CPU)
     (tmp_path / "wistro.yml").write_text("runtimes:\n  python:\n    workers: 2\n")
     app = load(tmp_path, apps)
@@ -241,7 +243,7 @@ async def test_a_cpu_bound_step_runs_on_two_cores(tmp_path: Path, apps: list[wis
         print(f"round {n}: wall {wall:.3f}s, CPU {cpu:.3f}s, in-process run {ping_s * 1e3:.1f}ms")
         assert cpu >= 1.15 and len(pids) == 2  # both workers computed
         assert ping_s < 0.25, ping_s  # the engine's loop was never blocked
-        if wall < 0.75 * cpu:  # two cores at once
+        if wall < 0.9 * cpu:  # two cores at once
             break
     else:
         probe = _two_plain_processes()

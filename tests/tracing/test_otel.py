@@ -200,9 +200,14 @@ async def test_a_chain_run_200_times_concurrently_is_600_linked_spans(
             assert s["resource"]["service.name"] == "otel-test"
             assert s["scope"] == "wistro"
 
-    assert len(receiver.logs) == 200
+    # On a loaded machine the loop watchdog may also report a stall it saw in a step (a
+    # warning, exported like any log); every other log is one of the 200 "hop" lines.
+    hops = [log for log in receiver.logs if log["body"] == "hop"]
+    others = [log for log in receiver.logs if log["body"] != "hop"]
+    assert all(str(o["body"]).startswith("the event loop was blocked for") for o in others), others
+    assert len(hops) == 200
     b_spans = {s["trace_id"]: s["span_id"] for s in receiver.spans if s["name"] == "t1 process"}
-    for log in receiver.logs:
+    for log in hops:
         assert log["span_id"] == b_spans[log["trace_id"]]
         assert log["severity"] == SEVERITY_INFO and log["severity_text"] == "info"
         assert log["body"] == "hop"
