@@ -152,3 +152,49 @@ async def test_limits_on_a_new_event_loop_start_afresh() -> None:
     assert await timed_out_on_this_loop()
     other = await asyncio.to_thread(asyncio.run, timed_out_on_this_loop())
     assert other and len(deadlines) == 0
+
+
+class _Late(Exception):
+    pass
+
+
+async def test_within_times_out_hundreds_at_once_and_says_when_a_result_came_in_late() -> None:
+    """``Deadlines.within``, the one way the engine's handlers and the HTTP body reads run under a
+    limit: the slow ones raise the caller's error, the rest return, and one that caught the
+    limit's cancel and went on comes back marked late."""
+    deadlines = Deadlines()
+
+    async def work(n: int) -> int:
+        await asyncio.sleep(5 if n % 4 == 0 else 0.01)
+        return n
+
+    async def one(n: int) -> str:
+        try:
+            value, late = await deadlines.within(work(n), 0.2, _Late)
+        except _Late:
+            return "timed out"
+        return f"{value} late" if late else f"{value}"
+
+    async def stubborn() -> str:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:
+            return "went on"
+        return "slept"
+
+    started = time.monotonic()
+    outcomes = await asyncio.gather(*(one(n) for n in range(400)))
+    assert time.monotonic() - started < 3  # one timer for all of them, nothing waits 5 s
+    assert outcomes == ["timed out" if n % 4 == 0 else f"{n}" for n in range(400)]
+    assert await deadlines.within(stubborn(), 0.02, _Late) == ("went on", True)
+    assert len(deadlines) == 0  # nothing left behind
+
+    async def cancelled_from_outside() -> None:
+        await deadlines.within(asyncio.sleep(5), 1.0, _Late)
+
+    task = asyncio.ensure_future(cancelled_from_outside())
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):  # not taken for a time-out
+        await task
+    assert len(deadlines) == 0

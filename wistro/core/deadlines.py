@@ -9,7 +9,12 @@ cancel request is withdrawn, so the task goes on) or another one too, which must
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_current_task = asyncio.current_task
 
 
 class Deadline:
@@ -57,6 +62,30 @@ class Deadlines:
             return False
         deadline.expired = False  # withdraw the limit's cancel request once
         return deadline.task.uncancel() <= deadline.cancelling
+
+    async def within(
+        self, awaitable: Awaitable[T], limit: float, on_timeout: Callable[[], BaseException]
+    ) -> tuple[T, bool]:
+        """Await ``awaitable`` in the current task under a limit of ``limit`` seconds. When the
+        limit cancels it, ``on_timeout()`` is raised in place of the ``CancelledError`` (any other
+        cancel goes on up). Returns the result, and whether the limit expired as it came in (the
+        awaitable caught the cancel and went on, or finished as the limit fell due): each caller
+        decides what a late result means."""
+        task = _current_task()
+        if task is None:
+            getattr(awaitable, "close", lambda: None)()  # never awaited: no warning for it
+            raise RuntimeError("a time limit needs the awaitable to run in a task")
+        deadline = self.start(task, limit)
+        try:
+            result = await awaitable
+        except asyncio.CancelledError:
+            if self.end(deadline):
+                raise on_timeout() from None
+            raise
+        except BaseException:
+            self.end(deadline)
+            raise
+        return result, self.end(deadline)
 
     def _arm(self, when: float) -> None:
         assert self._loop is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from wistro.core.context import Context
@@ -11,8 +10,6 @@ from wistro.core.failures import check_wall_time
 from wistro.core.step import StepRecord
 from wistro.errors import HandlerTimeout, WistroError
 from wistro.tracing.records import SpanRecord
-
-_current_task = asyncio.current_task
 
 
 async def invoke(
@@ -30,20 +27,10 @@ async def invoke(
     limit = step.timeout_s or default_timeout_s
     if limit is None:
         return await step.invoke(data, ctx)
-    task = _current_task()
-    if task is None:
-        raise RuntimeError("a handler with a time limit must run in a task")
-    deadline = deadlines.start(task, limit)
-    try:
-        result = await step.invoke(data, ctx)
-    except asyncio.CancelledError:
-        if deadlines.end(deadline):
-            raise _timed_out(step, span, limit) from None
-        raise
-    except BaseException:
-        deadlines.end(deadline)
-        raise
-    if deadlines.end(deadline):  # cancelled at its limit, it caught that and went on
+    result, late = await deadlines.within(
+        step.invoke(data, ctx), limit, lambda: _timed_out(step, span, limit)
+    )
+    if late:  # cancelled at its limit, it caught that and went on
         raise _timed_out(step, span, limit)
     check_wall_time(span, limit, step.name, span.topic)
     return result

@@ -69,19 +69,8 @@ def body_deadline(
         nonlocal done
         if done:
             return await receive()
-        task = asyncio.current_task()
-        assert task is not None
-        limit = limits.start(task, deadline - loop.time())
-        try:
-            message = await receive()
-        except asyncio.CancelledError:
-            if limits.end(limit):
-                raise on_timeout() from None
-            raise
-        except BaseException:
-            limits.end(limit)
-            raise
-        limits.end(limit)  # it came in as the limit expired: taken, as it has arrived
+        # a message that came in as the limit expired is taken: it has arrived
+        message, _late = await limits.within(receive(), deadline - loop.time(), on_timeout)
         if message.get("type") != "http.request" or not message.get("more_body", False):
             done = True
         return message
