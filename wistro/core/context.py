@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 from pydantic import BaseModel
 
+from wistro.core.fast_json import ORJSON_OPTIONS
 from wistro.core.loop_call import LoopCallTimeout, call_on_loop
 from wistro.core.observer import notify
 from wistro.errors import EngineCallTimeout, StateError
@@ -76,14 +77,13 @@ _encode = json.JSONEncoder(separators=(",", ":"), default=_json_default).encode
 # null in it, which orjson also writes for NaN and the infinities (the stdlib keeps those).
 # orjson also writes UUIDs and enums (as their value), which the stdlib refuses.
 _fast = orjson.dumps
-_FAST_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def to_json(value: Any) -> str:
     """Compact JSON text, as ``json.dumps(value, separators=(",", ":"))`` reads back; pydantic
     models as their JSON dump."""
     try:
-        out = _fast(value, default=_json_default, option=_FAST_OPTIONS)
+        out = _fast(value, default=_json_default, option=ORJSON_OPTIONS)
     except TypeError:
         return _encode(value)
     if b"null" in out:

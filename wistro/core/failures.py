@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from wistro.core.fast_json import ORJSON_OPTIONS
 from wistro.core.run import Run
 from wistro.core.step import StepRecord
 from wistro.core.watchdog import Blocker
@@ -27,13 +28,12 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 # would encode are passed on instead, so they are refused as before. What orjson refuses (ints
 # over 64 bits, keys that are not str, lone surrogates) goes to the stdlib encoder, which decides.
 _fast = orjson.dumps
-_FAST_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def dumps_payload(data: Any, topic: str) -> str:
     """The payload as compact JSON text, or a PayloadError naming the topic."""
     try:
-        return _fast(data, option=_FAST_OPTIONS).decode()
+        return _fast(data, option=ORJSON_OPTIONS).decode()
     except TypeError:
         pass
     try:

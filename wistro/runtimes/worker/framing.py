@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+from wistro.core.fast_json import ORJSON_OPTIONS
 from wistro.errors import WistroError
 
 MAX_FRAME = 64 * 1024 * 1024
@@ -41,14 +42,13 @@ _scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once
 # treat the same: on encode, what it refuses (ints over 64 bits, keys that are not str); on
 # decode, numbers of 19 digits or more (orjson reads an int over 64 bits as a float) and what it
 # refuses (NaN, Infinity).
-_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 _LONG_NUMBER = re.compile(rb"[0-9]{19}")
 
 
 def dumps(value: Any) -> bytes:
     """Compact JSON (UTF-8) of ``value``; pydantic models dumped, dataclasses as objects."""
     try:
-        return orjson.dumps(value, default=_json_default, option=_ORJSON_OPTIONS)
+        return orjson.dumps(value, default=_json_default, option=ORJSON_OPTIONS)
     except TypeError:
         return _encode(value).encode()
 
