@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 _current_task = asyncio.current_task
 
@@ -64,13 +64,14 @@ class Deadlines:
         return deadline.task.uncancel() <= deadline.cancelling
 
     async def within(
-        self, awaitable: Awaitable[T], limit: float, on_timeout: Callable[[], BaseException]
-    ) -> tuple[T, bool]:
+        self, awaitable: Awaitable[_T], limit: float, on_timeout: Callable[[], BaseException]
+    ) -> tuple[_T, bool]:
         """Await ``awaitable`` in the current task under a limit of ``limit`` seconds. When the
         limit cancels it, ``on_timeout()`` is raised in place of the ``CancelledError`` (any other
         cancel goes on up). Returns the result, and whether the limit expired as it came in (the
         awaitable caught the cancel and went on, or finished as the limit fell due): each caller
-        decides what a late result means."""
+        decides what a late result means. The engine's ``invoke`` inlines the same steps, as it
+        runs once a hop (this coroutine of its own costs about 0.8 µs a call)."""
         task = _current_task()
         if task is None:
             getattr(awaitable, "close", lambda: None)()  # never awaited: no warning for it

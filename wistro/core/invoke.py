@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from wistro.core.context import Context
@@ -10,6 +11,8 @@ from wistro.core.failures import check_wall_time
 from wistro.core.step import StepRecord
 from wistro.errors import HandlerTimeout, WistroError
 from wistro.tracing.records import SpanRecord
+
+_current_task = asyncio.current_task
 
 
 async def invoke(
@@ -27,10 +30,22 @@ async def invoke(
     limit = step.timeout_s or default_timeout_s
     if limit is None:
         return await step.invoke(data, ctx)
-    result, late = await deadlines.within(
-        step.invoke(data, ctx), limit, lambda: _timed_out(step, span, limit)
-    )
-    if late:  # cancelled at its limit, it caught that and went on
+    task = _current_task()
+    if task is None:
+        raise RuntimeError("a handler with a time limit must run in a task")
+    # Deadlines.within inlined: the hot path of every handler with a limit (an api step has one
+    # by default). The helper's own coroutine cost 0.8 µs a call here, a context manager 0.37.
+    deadline = deadlines.start(task, limit)
+    try:
+        result = await step.invoke(data, ctx)
+    except asyncio.CancelledError:
+        if deadlines.end(deadline):
+            raise _timed_out(step, span, limit) from None
+        raise
+    except BaseException:
+        deadlines.end(deadline)
+        raise
+    if deadlines.end(deadline):  # cancelled at its limit, it caught that and went on
         raise _timed_out(step, span, limit)
     check_wall_time(span, limit, step.name, span.topic)
     return result
