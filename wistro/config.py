@@ -133,6 +133,9 @@ class HttpConfig(_Strict):
     trusted_hosts: list[Annotated[str, AfterValidator(_host_pattern)]] = []
     body_timeout_s: float = Field(default=10.0, gt=0)  # whole body, from the end of the headers
     header_timeout_s: float = Field(default=10.0, gt=0)  # request headers, per request
+    # An idle connection between requests: longer than the clients' pools keep one (httpx 5 s,
+    # aiohttp 15 s), so a client never reuses a connection the server is closing.
+    keep_alive_s: float = Field(default=75.0, gt=0)
     max_connections: int = Field(default=1000, ge=1)  # open connections; beyond: 503
 
 

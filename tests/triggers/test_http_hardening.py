@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -18,10 +21,12 @@ from typing import Any
 
 import httpx
 import pytest
+import uvloop
 from projects import write_project
 from test_http import ECHO_STEP, error_of, serving
 
 import wistro
+import wistro.config
 from wistro.errors import ConfigError, StepLoadError
 from wistro.triggers.hosts import TrustedHosts, check_host_pattern, split_host
 from wistro.triggers.http import HttpServer
@@ -189,6 +194,83 @@ async def test_slow_or_idle_headers_are_closed(served: Callable[..., Any]) -> No
         assert (await client.get("/_wistro/health")).status_code == 200
 
 
+async def test_idle_connection_is_kept_for_keep_alive_s(served: Callable[..., Any]) -> None:
+    # Longer than the pools of common clients keep an idle connection (httpx 5 s), so a client
+    # never reuses one the server is closing: with the server's 5 s and httpx's 5 s, a request
+    # sent as the server closed the connection failed with httpx.ReadError.
+    assert wistro.config.HttpConfig().keep_alive_s > httpx.Limits().keepalive_expiry
+    files = project("http: {header_timeout_s: 0.3, keep_alive_s: 1.5}")
+    async with served(files) as (_, _, server):
+        reader, writer = await open_connection(server)
+        request = b"GET /_wistro/health HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"
+        writer.write(request)
+        assert response_of(await asyncio.wait_for(reader.readuntil(b"}"), 10))[0] == 200
+        await asyncio.sleep(0.8)  # idle past header_timeout_s: kept
+        writer.write(request)
+        assert response_of(await asyncio.wait_for(reader.readuntil(b"}"), 10))[0] == 200
+        idle_from = time.monotonic()
+        assert await read_all(reader) == b""  # then closed, silently, after keep_alive_s
+        assert 1.3 < time.monotonic() - idle_from < 15
+        writer.close()
+
+
+def _stall_while_a_request_arrives(loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> int:
+    """A request whose first bytes came before the server's event loop stalled (a handler
+    blocking it for 1.5 s) and whose end came during the stall, with header_timeout_s 0.5: the
+    status it got."""
+    block = """
+import time
+config = {"type": "api", "name": "Block", "path": "/block", "method": "GET", "emits": []}
+
+async def handler(req, ctx):
+    time.sleep(1.5)  # blocks the event loop
+    return {"status": 200, "body": {"ok": True}}
+"""
+
+    def client(port: int, got: list[bytes]) -> None:  # blocking sockets: the loop is stalled
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as a:
+            a.sendall(b"GET /_wistro/health HTTP/1.1\r\n")  # its header timer starts
+            time.sleep(0.1)
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as b:
+                b.sendall(b"GET /block HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+                time.sleep(0.8)  # the loop is blocked; the timer is due before it is back
+                a.sendall(b"host: 127.0.0.1\r\n\r\n")
+                got.append(a.recv(65536))
+                got.append(b.recv(65536))
+
+    async def main() -> int:
+        with tempfile.TemporaryDirectory() as tmp:
+            files = {"wistro.yml": "name: stall\nhttp: {header_timeout_s: 0.5}\n"}
+            root = write_project(Path(tmp), {**files, "src/block.step.py": block})
+            app = wistro.load(root, state="memory", traces="memory")
+            server = HttpServer(app, "127.0.0.1", 0)
+            ready = asyncio.Event()
+            task = asyncio.create_task(server.serve(ready))
+            try:
+                await asyncio.wait_for(ready.wait(), 10)
+                got: list[bytes] = []
+                thread = threading.Thread(target=client, args=(server.port, got))
+                thread.start()
+                await asyncio.to_thread(thread.join)
+            finally:
+                server.stop()
+                await asyncio.wait_for(task, 10)
+                await app.aclose()
+        assert response_of(got[1])[0] == 200, got[1]
+        return response_of(got[0])[0]
+
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main())
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_a_request_complete_during_a_stall_is_served(loop: str) -> None:
+    # Its headers were complete when the loop came back, but the task serving it had not run
+    # when the header timer fired: it got a 408 saying its headers did not arrive in time.
+    factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
+    assert _stall_while_a_request_arrives(factory) == 200
+
+
 async def test_connection_cap_answers_503(served: Callable[..., Any]) -> None:
     files = project("http: {max_connections: 20, header_timeout_s: 60}")
     async with served(files) as (_, client, server):
@@ -217,6 +299,7 @@ async def test_limits_from_wistro_yml_are_validated(tmp_path: Path) -> None:
     for http, field in (
         ("http: {body_timeout_s: 0}", "http.body_timeout_s"),
         ("http: {max_connections: 0}", "http.max_connections"),
+        ("http: {keep_alive_s: 0}", "http.keep_alive_s"),
         ("http: {trusted_hosts: [ok.example, 'bad host']}", "http.trusted_hosts.1"),
         ("http: {trusted_hosts: ['a.*.example']}", "http.trusted_hosts.0"),
         ("http: {trusted_host: [x]}", "http.trusted_host"),

@@ -366,6 +366,7 @@ class HttpServer:
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+            timeout_keep_alive=limits.keep_alive_s,  # type: ignore[arg-type]  # a float works
         )
         config.load()
         config.http_protocol_class = self.connections.protocol_class(config.http_protocol_class)

@@ -8,8 +8,10 @@ check.
   ``body_timeout_s`` of the end of its headers; later, ``receive`` raises the 408 error.
 - :class:`ConnectionGuard` wraps uvicorn's HTTP protocol (``uvicorn.Config.http_protocol_class``)
   to cap open connections (a JSON 503, then close) and to close a connection whose request
-  headers do not arrive within ``header_timeout_s`` of connecting or of the previous response
-  (a JSON 408 when part of a request had arrived, a silent close of an idle connection).
+  headers take longer than ``header_timeout_s``: from connecting until a request's headers are
+  complete (a silent close when nothing came), and from the first byte of each later request
+  (a JSON 408). Between requests, an idle connection is uvicorn's keep-alive's to close
+  (``http.keep_alive_s``).
 
 The ASGI side tells the guard when a request starts and ends on a connection
 (:meth:`ConnectionGuard.wrap`), matched by the peer's address and port.
@@ -167,8 +169,10 @@ class _GuardedProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.refused:
             return  # read and dropped until the lingering close
-        if self.in_flight == 0:
+        if self.in_flight == 0 and not self.partial:
+            # the first bytes of a request: its headers have header_timeout_s from now
             self.partial = True
+            self._arm()
         self.protocol.data_received(data)
 
     def eof_received(self) -> bool | None:
@@ -204,9 +208,8 @@ class _GuardedProtocol(asyncio.Protocol):
         self._disarm()
 
     def request_finished(self) -> None:
+        # idle until the next request's first bytes: uvicorn's keep-alive closes it if none come
         self.in_flight = max(0, self.in_flight - 1)
-        if self.in_flight == 0:
-            self._arm()
 
     # ------------------------------------------------------------ timers
 
@@ -225,11 +228,20 @@ class _GuardedProtocol(asyncio.Protocol):
         transport = self.transport
         if self.in_flight or transport is None or transport.is_closing():
             return
+        if self._headers_complete():
+            return  # its task has not run yet (a busy loop): request_started comes next
         self.guard.timed_out += 1
         if self.partial:
             message = f"the request headers did not arrive within {self.guard.header_timeout_s:g} s"
             transport.write(raw_json_response(408, "Request Timeout", "request_timeout", message))
         transport.close()
+
+    def _headers_complete(self) -> bool:
+        """Whether uvicorn has read a whole request head that is not answered yet. After a
+        stall of the event loop, uvloop runs due timers before the task that serves a request
+        whose bytes came in the same turn; without this check the request got a 408."""
+        cycle = getattr(self.protocol, "cycle", None)  # uvicorn's h11 and httptools protocols
+        return cycle is not None and not getattr(cycle, "response_complete", True)
 
     def _respond_and_close(self, response: bytes) -> None:
         """Send ``response`` and half-close; drop what the client still sends, then close (an
