@@ -43,6 +43,7 @@ _scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once
 # decode, numbers of 19 digits or more (orjson reads an int over 64 bits as a float) and what it
 # refuses (NaN, Infinity).
 _LONG_NUMBER = re.compile(rb"[0-9]{19}")
+_DIGITS = b"0123456789"
 
 
 def dumps(value: Any) -> bytes:
@@ -55,7 +56,8 @@ def dumps(value: Any) -> bytes:
 
 def loads(body: bytes | bytearray) -> Any:
     """The value of a frame's JSON. Raises ValueError (UnicodeDecodeError when not UTF-8)."""
-    if _LONG_NUMBER.search(body) is None:
+    # fewer than 19 digits in all cannot hold a run of 19: 0.2 µs where the search takes 1
+    if len(body) - len(body.translate(None, _DIGITS)) < 19 or _LONG_NUMBER.search(body) is None:
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
