@@ -178,12 +178,13 @@ def fuzz(doc: dict[str, Any], base_url: str, lax: set[tuple[str, str]]) -> dict[
                 check_response(case, resp)
                 checks_off = excluded  # noqa: B023 (run() is called in this iteration)
                 meta = case.meta
-                if (
-                    meta is not None
-                    and meta.generation.mode.is_negative
-                    and not meta.is_negative_at(ParameterLocation.BODY)
-                    and not meta.is_negative_at(ParameterLocation.PATH)
-                    and query_as_sent_is_valid(doc, case, resp)
+                negative = (
+                    {where for where, part in meta.components.items() if part.mode.is_negative}
+                    if meta is not None and meta.generation.mode.is_negative
+                    else set()
+                )
+                if negative == {ParameterLocation.QUERY} and query_as_sent_is_valid(
+                    doc, case, resp
                 ):
                     checks_off = [negative_data_rejection]  # what was sent is valid data
                 # the doc tells the truth
