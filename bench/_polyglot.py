@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import gc
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -38,6 +37,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import _projects as P  # noqa: E402
+from _cpu import process_cpu  # noqa: E402
 
 HOPS = P.CHAIN_HOPS
 WARMUP = 300
@@ -135,17 +135,6 @@ def write_go_chain(root: Path) -> Path:
 
 
 # ---------------------------------------------------------------------------------- timing
-def _proc_cpu(pid: int | None) -> float:
-    """CPU seconds used so far by process ``pid`` (Linux /proc), nan if unknown."""
-    if pid is None:
-        return float("nan")
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _worker_pid(app: Any) -> int | None:
     for rt in app.runtimes:
         worker = getattr(rt, "worker", None)
@@ -175,12 +164,12 @@ async def one_run(
 
             prof = cProfile.Profile()
             prof.enable()
-        w0, c0, t0 = _proc_cpu(pid), time.process_time(), time.perf_counter()
+        w0, c0, t0 = process_cpu(pid), time.process_time(), time.perf_counter()
         for p in payloads:
             await app.emit("t0", p, wait=False)
         await app.drain()
         amort = time.perf_counter() - t0
-        engine_cpu, worker_cpu = time.process_time() - c0, _proc_cpu(pid) - w0
+        engine_cpu, worker_cpu = time.process_time() - c0, process_cpu(pid) - w0
         if prof is not None:
             prof.disable()
             import pstats

@@ -28,6 +28,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 import _projects as P  # noqa: E402
+from _cpu import process_cpu  # noqa: E402
 
 HOPS = P.CHAIN_HOPS
 FAN = P.FANOUT
@@ -149,20 +150,6 @@ WRITER_PROCESS = [False]
 CHILD_SECONDS = [0.0]  # CPU the writer process used while the clock ran
 
 
-def _process_cpu(pid: int | None) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 0 elsewhere or when
-    there is no such process). Read before and after the timed loop, so the writer process's
-    start-up (its imports and opening the store) is not counted."""
-    if pid is None:
-        return 0.0
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _timed_writes(recorder) -> None:
     """Accumulate the CPU time of the recorder's thread handing each batch on (to the writer
     process or the store) into WRITER_SECONDS: what it takes from the loop under the GIL."""
@@ -217,7 +204,7 @@ async def wistro_run(
     _timed_writes(recorder)
     WRITER_SECONDS[0] = 0.0
     child = getattr(recorder, "writer_pid", None)
-    child_cpu = _process_cpu(child)
+    child_cpu = process_cpu(child)
     prof = None
     if profile:
         import cProfile
@@ -233,7 +220,7 @@ async def wistro_run(
             await app.emit(topic, p, wait=False)
     await app.drain()
     dt = time.perf_counter() - t0
-    CHILD_SECONDS[0] = _process_cpu(child) - child_cpu
+    CHILD_SECONDS[0] = process_cpu(child) - child_cpu
     if prof is not None:
         prof.disable()
         import pstats
