@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -214,7 +213,9 @@ async def test_idle_connection_is_kept_for_keep_alive_s(served: Callable[..., An
         writer.close()
 
 
-def _stall_while_a_request_arrives(loop_factory: Callable[[], asyncio.AbstractEventLoop]) -> int:
+def _stall_while_a_request_arrives(
+    root: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> int:
     """A request whose first bytes came before the server's event loop stalled (a handler
     blocking it for 1.5 s) and whose end came during the stall, with header_timeout_s 0.5: the
     status it got."""
@@ -239,23 +240,25 @@ async def handler(req, ctx):
                 got.append(b.recv(65536))
 
     async def main() -> int:
-        with tempfile.TemporaryDirectory() as tmp:
-            files = {"wistro.yml": "name: stall\nhttp: {header_timeout_s: 0.5}\n"}
-            root = write_project(Path(tmp), {**files, "src/block.step.py": block})
-            app = wistro.load(root, state="memory", traces="memory")
-            server = HttpServer(app, "127.0.0.1", 0)
-            ready = asyncio.Event()
-            task = asyncio.create_task(server.serve(ready))
-            try:
-                await asyncio.wait_for(ready.wait(), 10)
-                got: list[bytes] = []
-                thread = threading.Thread(target=client, args=(server.port, got))
-                thread.start()
-                await asyncio.to_thread(thread.join)
-            finally:
-                server.stop()
-                await asyncio.wait_for(task, 10)
-                await app.aclose()
+        files = {"wistro.yml": "name: stall\nhttp: {header_timeout_s: 0.5}\n"}
+        app = wistro.load(
+            write_project(root, {**files, "src/block.step.py": block}),
+            state="memory",
+            traces="memory",
+        )
+        server = HttpServer(app, "127.0.0.1", 0)
+        ready = asyncio.Event()
+        task = asyncio.create_task(server.serve(ready))
+        try:
+            await asyncio.wait_for(ready.wait(), 10)
+            got: list[bytes] = []
+            thread = threading.Thread(target=client, args=(server.port, got))
+            thread.start()
+            await asyncio.to_thread(thread.join)
+        finally:
+            server.stop()
+            await asyncio.wait_for(task, 10)
+            await app.aclose()
         assert response_of(got[1])[0] == 200, got[1]
         return response_of(got[0])[0]
 
@@ -264,11 +267,11 @@ async def handler(req, ctx):
 
 
 @pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
-def test_a_request_complete_during_a_stall_is_served(loop: str) -> None:
+def test_a_request_complete_during_a_stall_is_served(tmp_path: Path, loop: str) -> None:
     # Its headers were complete when the loop came back, but the task serving it had not run
     # when the header timer fired: it got a 408 saying its headers did not arrive in time.
     factory = uvloop.new_event_loop if loop == "uvloop" else asyncio.new_event_loop
-    assert _stall_while_a_request_arrives(factory) == 200
+    assert _stall_while_a_request_arrives(tmp_path / "stall", factory) == 200
 
 
 async def test_connection_cap_answers_503(served: Callable[..., Any]) -> None:
