@@ -159,9 +159,9 @@ class _Late(Exception):
 
 
 async def test_within_times_out_hundreds_at_once_and_says_when_a_result_came_in_late() -> None:
-    """``Deadlines.within``, the one way the engine's handlers and the HTTP body reads run under a
-    limit: the slow ones raise the caller's error, the rest return, and one that caught the
-    limit's cancel and went on comes back marked late."""
+    """``Deadlines.within``, how the HTTP body reads run under their limit (the engine's
+    ``invoke`` inlines the same steps): the slow ones raise the caller's error, the rest return,
+    and one that caught the limit's cancel and went on comes back marked late."""
     deadlines = Deadlines()
 
     async def work(n: int) -> int:
