@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import uvicorn
 from auth_support import Issuer
-from projects import write_project
+from projects import close_apps, write_project
 from redis_support import RedisServer
 
 import wistro
@@ -84,5 +84,4 @@ async def make_app(tmp_path: Path) -> AsyncIterator[Callable[..., wistro.App]]:
         return app
 
     yield make
-    for app in apps:
-        await app.aclose()
+    await close_apps(apps)

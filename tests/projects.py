@@ -53,3 +53,12 @@ def load_app(root: Path, apps: list[wistro.App]) -> wistro.App:
     assert app.errors == [], app.errors
     apps.append(app)
     return app
+
+
+async def close_apps(apps: list[wistro.App], timeout: float = 30.0) -> None:
+    """Close every app a test made (what the ``apps`` fixtures do after it). Work still in flight
+    after ``timeout`` seconds is abandoned and fails the test by name, rather than wait forever."""
+    abandoned: list[str] = []
+    for app in apps:
+        abandoned += await app.aclose(timeout)
+    assert abandoned == [], f"still in flight {timeout:g}s after the test: {abandoned}"

@@ -52,7 +52,9 @@ async def test_two_environments_on_one_redis_do_not_meet(
         prod_done = await prod.engine.state.get_group("done")
         assert set(dev_done.values()) == {'"dev"'} and len(dev_done) == 30
         assert set(prod_done.values()) == {'"prod"'} and len(prod_done) == 20
-        # traces: each environment lists its own runs only
+        # traces: each environment lists its own runs only, once written (the background
+        # writes come every 50 ms: a fast machine ran all 50 runs in less)
+        await asyncio.gather(dev.drain(), prod.drain())
         assert set(dev.runs(limit=100)["trace_id"]) == {r.trace_id for r in dev_runs}
         assert set(prod.runs(limit=100)["trace_id"]) == {r.trace_id for r in prod_runs}
         # every key either environment wrote carries its prefix

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import wistro
+from tests.projects import close_apps
 from wistro.errors import StepLoadError
 from wistro.runtimes.node import ESBUILD_VERSION, cache_dir, ensure_esbuild
 
@@ -19,8 +20,7 @@ async def apps() -> AsyncIterator[list[wistro.App]]:
     """Apps a test loads (``tests.projects.load_app``), closed after it."""
     made: list[wistro.App] = []
     yield made
-    for app in made:
-        await app.aclose()
+    await close_apps(made)
 
 
 @pytest.fixture(scope="session")

@@ -110,6 +110,7 @@ async def test_a_split_between_two_live_versions(
     for r in runs:  # both steps of every run ran on the run's version: no mixing
         order = r.events["data"].iloc[0]["id"]
         assert json.loads(first[order]) == json.loads(last[order]) == by_id[r.version]
+    await app.drain()  # every trace written
     shown = app.runs(limit=1000)  # each run's version, in the DataFrame and the trace view
     assert set(shown["version"]) == {ids["v1"], ids["v2"]}
     from wistro_jupyter.reprs import trace_html
