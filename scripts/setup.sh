@@ -9,6 +9,7 @@ command -v dot >/dev/null 2>&1 || need+=(graphviz)      # `wistro graph --format
 command -v chromium >/dev/null 2>&1 || need+=(chromium) # the real-browser JupyterLab test
 command -v node >/dev/null 2>&1 || need+=(nodejs npm)   # building the widget bundle
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server) # the Redis bus and state tests
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)  # workers die with their engine (--pdeathsig)
 if [ ${#need[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"

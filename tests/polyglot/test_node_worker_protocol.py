@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -210,3 +212,42 @@ async def test_js_worker_directly(tmp_path: Path) -> None:
     assert all(c["op"] == "emit" and c["args"]["topic"] == "y" for c in calls)
     await proc.close()
     assert proc.returncode == 0
+
+
+_FORK_PIPE: list[int] = []  # the write end the at-fork hook below reports to, while a test runs
+
+
+def _in_a_forked_child() -> None:
+    if _FORK_PIPE:
+        os.write(_FORK_PIPE[0], b"python ran in a forked child\n")
+
+
+async def test_starting_a_worker_runs_no_python_between_fork_and_exec(fake: Path) -> None:
+    """Python code between fork and exec (a ``preexec_fn``, and the at-fork hooks it runs) can
+    deadlock the child of a process with threads, as the engine is: the worker's start never
+    returns. The parent-death signal is set by ``setpriv`` after the exec instead."""
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    if not getattr(_in_a_forked_child, "registered", False):
+        os.register_at_fork(after_in_child=_in_a_forked_child)
+        _in_a_forked_child.registered = True  # type: ignore[attr-defined]
+    busy = threading.Event()
+    thread = threading.Thread(target=busy.wait, daemon=True)  # a process with threads
+    thread.start()
+    _FORK_PIPE.append(write)
+    try:
+        workers = [WorkerProcess(cmd(fake), language="fake") for _ in range(20)]
+        await asyncio.gather(*(w.start() for w in workers))
+        assert all(w.hello and w.hello["pid"] == w.pid for w in workers)  # exec'd in place
+        await asyncio.gather(*(w.close() for w in workers))
+    finally:
+        _FORK_PIPE.clear()
+        busy.set()
+        os.close(write)
+    try:
+        reported = os.read(read, 4096)
+    except BlockingIOError:
+        reported = b""
+    finally:
+        os.close(read)
+    assert reported == b""
