@@ -60,11 +60,17 @@ def stored(root: Path, eval_id: str) -> list[tuple[str, int]]:
     return [(r["sample_id"], r["repeat"]) for r in map(json.loads, path.read_text().splitlines())]
 
 
-def _sigint_default() -> None:
-    """In the child before it runs: SIGINT as in a terminal. A test run started in the
-    background of a script (``.ci/run &``, ``nohup``) has SIGINT ignored, which its children
-    inherit, and a Python started with SIGINT ignored keeps ignoring it (Ctrl-C does nothing)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def _with_sigint_as_in_a_terminal(cmd: list[str]) -> subprocess.Popen[str]:
+    """Start ``cmd`` with SIGINT as in a terminal. A test run started in the background of a
+    script (``.ci/run &``, ``nohup``) has SIGINT ignored, which its children inherit, and a
+    Python started with SIGINT ignored keeps ignoring it (Ctrl-C does nothing). A handler is
+    not inherited (exec resets it to the default), so one is set around the start; not a
+    ``preexec_fn``, whose Python code between fork and exec can deadlock a process with threads."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_sigint_names_the_eval_and_a_rerun_resumes_it(make_project) -> None:
@@ -85,13 +91,7 @@ def test_sigint_names_the_eval_and_a_rerun_resumes_it(make_project) -> None:
         "--concurrency",
         "2",
     ]
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=_sigint_default,
-    )
+    proc = _with_sigint_as_in_a_terminal(cmd)
     evals = root / ".wistro" / "evals"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # midway: some results are on disk
