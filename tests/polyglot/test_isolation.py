@@ -227,7 +227,9 @@ async def test_with_two_workers_a_stuck_step_does_not_stall_the_others(
     [held] = [w for w in rt.workers if w.in_flight]
     os.kill(held.pid or 0, signal.SIGKILL)  # alone on its worker: its own failure, no redelivery
     await wait_all([stuck], 5)
-    assert "WorkerCrashed" in (stuck.span_records[0].error or "") and rt.redeliveries == 0
+    error = stuck.span_records[0].error or ""
+    assert "WorkerCrashed" in error and "(killed by SIGKILL)" in error, error
+    assert rt.redeliveries == 0
 
 
 async def test_a_healthy_worker_silent_for_a_moment_is_still_preferred_to_a_stuck_one(

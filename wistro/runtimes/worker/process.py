@@ -68,6 +68,18 @@ def die_with_parent(command: list[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else list(command)
 
 
+def _how_it_ended(returncode: int | None) -> str:
+    """`` (exit code 3)``, `` (killed by SIGKILL)`` for a signal, or nothing when unknown."""
+    if returncode is None:
+        return ""
+    if returncode < 0:
+        try:
+            return f" (killed by {signal.Signals(-returncode).name})"
+        except ValueError:
+            return f" (killed by signal {-returncode})"
+    return f" (exit code {returncode})"
+
+
 def _executable(name: str, cwd: str | None, env: dict[str, str] | None) -> str | None:
     """Where the child would find ``name``: a path (relative to ``cwd``), else on the PATH of
     its environment."""
@@ -490,7 +502,7 @@ class WorkerProcess:
             if self._gone_timer is None and self.loop is not None:
                 self._gone_timer = self.loop.call_later(1.0, self._gone_late, how)
             return
-        code = f" (exit code {self.returncode})" if self.returncode is not None else ""
+        code = _how_it_ended(self.returncode)
         if self._killed_for is not None:
             self._fail(
                 f"the {self.language} worker (pid {self.pid}) was killed: {self._killed_for}"
