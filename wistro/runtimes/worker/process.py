@@ -62,8 +62,8 @@ def die_with_parent(command: list[str]) -> list[str]:
 
     Not a ``preexec_fn``: Python code between fork and exec can deadlock the child in a
     process with threads (the engine has several), and it stops CPython from using
-    ``vfork``: with a 400 MB heap each start blocked the event loop for 15.8 ms, against
-    0.3 ms without."""
+    ``vfork``: with a 400 MB heap each start blocked the event loop for 17.8 ms, against
+    0.32 ms now (``bench/bench_worker_spawn.py``)."""
     setpriv = _setpriv()
     return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else list(command)
 
