@@ -6,7 +6,9 @@ rest, and no worker outlives its engine."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -281,6 +283,56 @@ async def test_hundreds_of_deliveries_across_two_workers_while_one_is_killed(
     assert [r.status for r in runs] == ["ok"] * 300
     assert all(work_spans(r) == [(1, "ok")] for r in runs)
     assert rt.redeliveries > 0 and rt.restarts == 1
+
+
+RELAY = """
+    export const config = { name: "relay", subscribes: ["relay"], emits: ["work"] };
+
+    export async function handler(input, ctx) {
+      await new Promise((r) => setTimeout(r, input.ms));
+      await ctx.emit("work", { ms: 1 });
+      return null;
+    }
+"""
+
+
+async def test_workers_stopped_and_killed_at_random_leave_no_run_unfinished(
+    tmp_path: Path, apps: list[wistro.App]
+) -> None:
+    """A busy machine stops workers for a moment (SIGSTOP), an operator or the OOM killer kills
+    one: whatever comes when, every run ends (ok, or a one-line error naming the step and the
+    signal) and none waits forever for an answer that will never come."""
+    yml = "name: iso\n" + MANY + "runtimes: {node: {workers: 2, kill_grace_s: 0.3}}\n"
+    app = load(project(tmp_path, yml, {"src/relay.step.js": RELAY}), apps)
+    rt = node_of(app)
+    await app.emit("work", {"ms": 1})
+    rng = random.Random(7)
+    runs = []
+    for _ in range(2):
+        batch = [
+            await app.emit("relay", {"ms": rng.randint(50, 600)}, wait=False) for _ in range(200)
+        ]
+        runs += batch
+        until = time.monotonic() + 0.5
+        while time.monotonic() < until:
+            live = [w for w in rt.workers if w.alive and w.pid]
+            if live:
+                pid = rng.choice(live).pid or 0
+                with contextlib.suppress(ProcessLookupError):
+                    if rng.random() < 0.2:
+                        os.kill(pid, signal.SIGKILL)
+                    else:
+                        os.kill(pid, signal.SIGSTOP)
+                        try:
+                            await asyncio.sleep(rng.uniform(0.01, 0.1))
+                        finally:
+                            os.kill(pid, signal.SIGCONT)
+            await asyncio.sleep(rng.uniform(0, 0.03))
+        await wait_all(batch, 20)
+    assert {r.status for r in runs} <= {"ok", "error"} and "ok" in {r.status for r in runs}
+    errors = [s.error or "" for r in runs for s in r.span_records if s.status != "ok"]
+    assert all("WorkerCrashed" in e and "(killed by SIGKILL)" in e for e in errors), errors
+    assert rt.restarts >= 1 and rt.redeliveries > 0  # kills came with requests in flight
 
 
 # ---------------------------------------------------------------- workers die with the engine
