@@ -5,7 +5,7 @@
 
 The commit is exported (``git archive``) into a temp folder; every case then runs in fresh
 subprocesses, one per tree, alternating which goes first, each importing ``wistro`` from its own
-tree and running the *same* measuring code (``bench_engine.wistro_run`` of this checkout: the
+tree (as do the processes it starts, such as the trace writer: ``PYTHONPATH``) and running the *same* measuring code (``bench_engine.wistro_run`` of this checkout: the
 5-hop chain or the 1->10 fan-out, SQLite / memory / no trace store, amortised or one event in
 flight). Printed per case: the median µs per hop (or delivery) of each tree, the median of the
 per-pair ratios this/baseline, and the same for the CPU time of the whole subprocess (warm-up
@@ -16,6 +16,7 @@ trust the medians of several pairs, never one pair.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -51,6 +52,8 @@ _CHILD = textwrap.dedent(
                      Path(tempfile.mkdtemp()), one)
     )
     cpu = time.process_time() - cpu
+    if traces == "sqlite" and not B.WRITER_PROCESS[0]:
+        sys.exit("the trace writer process did not write the batches")
     units = n * (B.HOPS if kind == "chain" else B.FAN)
     print(secs / units * 1e6, cpu / units * 1e6)
     """
@@ -71,10 +74,15 @@ def export(rev: str, into: Path) -> Path:
 
 def one(tree: Path, case: str, n: int) -> tuple[float, float]:
     kind, flight, traces = case.split()
+    # The processes it starts (the trace writer: ``python -c``, which looks in its working folder
+    # first) import the same tree's wistro.
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, str(tree), str(HERE), kind, flight, traces, str(n)],
         capture_output=True,
         text=True,
+        env=env,
+        cwd=tree,
     )
     if out.returncode:
         sys.exit(f"error: {case} on {tree}: {out.stderr.strip().splitlines()[-1]}")
