@@ -52,6 +52,7 @@ CHAIN_VARIANTS: dict[str, tuple[str, str, bool]] = {
         '    await ctx.state.set("hops", f"{ctx.step}-{data.id}", {"id": data.id})\n',
         False,
     ),
+    "await": ("", '    await __import__("asyncio").sleep(0)\n', False),
     "sync": ("", "", True),
     "sync state": (
         "",
@@ -64,8 +65,9 @@ CHAIN_VARIANTS: dict[str, tuple[str, str, bool]] = {
 def write_chain(root: Path, hops: int = CHAIN_HOPS, variant: str = "plain") -> Path:
     """A ``hops``-step chain: step i subscribes t{i}, emits t{i+1}; the last emits nothing.
     Each step has its own pydantic input model with 2-3 fields. ``variant`` (``CHAIN_VARIANTS``)
-    adds the same thing to every step: a time limit, a log line, a state write, a plain ``def``
-    handler (on a handler thread), or a plain ``def`` handler writing state."""
+    adds the same thing to every step: a time limit, a log line, a state write, one wait
+    (``await asyncio.sleep(0)``), a plain ``def`` handler (on a handler thread), or a plain
+    ``def`` handler writing state."""
     extra, prologue, sync = CHAIN_VARIANTS[variant]
     proj = root / "chain"
     src = proj / "src" / "chain"
