@@ -8,9 +8,9 @@ subprocesses, one per tree, alternating which goes first, each importing ``wistr
 tree (as do the processes it starts, such as the trace writer: ``PYTHONPATH``) and running the
 *same* measuring code (``bench_engine.wistro_run`` of this checkout: the 5-hop chain or the
 1->10 fan-out, SQLite / memory / no trace store, amortised or one event in flight). Printed per
-case: the median µs per hop (or delivery) of each tree, the median of the
-per-pair ratios this/baseline, and the same for the CPU time of the whole subprocess (warm-up
-included, so closer to 1). A ratio under 1 means this checkout is cheaper. The machine is noisy:
+case: the median µs per hop (or delivery) of each tree, the median of the per-pair ratios
+this/baseline, and the same for the CPU time of the whole subprocess (warm-up included, so
+closer to 1). A ratio under 1 means this checkout is cheaper. The machine is noisy:
 trust the medians of several pairs, never one pair.
 """
 
