@@ -103,3 +103,35 @@ async def test_the_collector_is_off_while_a_batch_is_written_and_on_after_a_fail
     assert store.collector_on == [False, False, False]
     assert recorder.write_errors == 1
     assert sorted(r["trace_id"] for r in store.list_runs()) == ["trace0", "trace2"]
+
+
+async def test_events_and_spans_made_rows_when_recorded_read_back_as_the_records(tmp_path) -> None:
+    """The SQLite store takes events and spans as tuples made when they are recorded: 300
+    traces through the recorder read back exactly as the same records written directly."""
+    from wistro.tracing.sqlite import SQLiteTraceStore
+
+    via_recorder = SQLiteTraceStore(tmp_path / "a.db")
+    direct = SQLiteTraceStore(tmp_path / "b.db")
+    recorder = Recorder(via_recorder, interval=0.001)
+    recorder.start()
+    for i in range(300):
+        batch = full_trace(f"trace{i:04d}", float(i))
+        for record in batch.runs:
+            recorder.run(record)
+        for event in batch.events:
+            recorder.event(event)
+        for span in batch.spans:
+            recorder.span(span)
+        for op in batch.state_ops:
+            recorder.state_op(op)
+        direct.write(batch)
+        if i % 50 == 0:
+            await asyncio.sleep(0.002)  # several batches, some while others are written
+    await recorder.aclose()
+    for i in (0, 149, 299):
+        got, want = via_recorder.get_run(f"trace{i:04d}"), direct.get_run(f"trace{i:04d}")
+        assert got["events"] == want["events"] and got["spans"] == want["spans"]
+        assert got["state_ops"] == want["state_ops"] and len(got["spans"]) == 1
+    assert len(via_recorder.list_runs(limit=1000)) == 300
+    via_recorder.close()
+    direct.close()

@@ -20,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from wistro.collector import collector_paused
 from wistro.tracing.records import (
+    EVENT_ROW,
+    SPAN_ROW,
     Batch,
     DeadLetter,
     EventRecord,
@@ -71,6 +73,9 @@ class Recorder:
             mode = "thread"
         self._spec = store.writer_spec() if store is not None and mode != "thread" else None
         self._rows_here = PROCESS_AFTER_ROWS if mode == "process" else 0
+        if store is not None and store.rows_when_recorded:  # as tuples, while in cache
+            self.event = self._event_row  # type: ignore[method-assign]
+            self.span = self._span_row  # type: ignore[method-assign]
 
     def start(self) -> None:
         if self.store is None or self._task is not None:
@@ -94,6 +99,12 @@ class Recorder:
 
     def span(self, record: SpanRecord) -> None:
         self.batch.spans.append(record)
+
+    def _event_row(self, record: EventRecord) -> None:
+        self.batch.events.append(EVENT_ROW(record))  # type: ignore[arg-type]
+
+    def _span_row(self, record: SpanRecord) -> None:
+        self.batch.spans.append(SPAN_ROW(record))  # type: ignore[arg-type]
 
     def log(self, record: LogRecord) -> None:
         self.batch.logs.append(record)

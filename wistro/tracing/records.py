@@ -160,6 +160,10 @@ class Batch:
         )
 
 
+# A record as the tuple of its fields (``TraceStore.rows_when_recorded``).
+EVENT_ROW = attrgetter(*(f.name for f in fields(EventRecord)))
+SPAN_ROW = attrgetter(*(f.name for f in fields(SpanRecord)))
+
 _BATCH_TABLES: tuple[tuple[str, type], ...] = (
     ("runs", RunRecord),
     ("events", EventRecord),

@@ -137,6 +137,7 @@ _DEAD_INSERT = _insert("dead_letters", "INSERT OR REPLACE")
 _CHUNK_INSERT = ("INSERT INTO chunks (trace_id, events, spans, state_ops)", 4)
 _GETTERS = {t: attrgetter(*_names(cls)) for t, (cls, _) in _TABLES.items()}
 _CHUNK_GETTERS = {t: attrgetter(*_names(cls)) for t, cls in _CHUNKED.items()}
+_EVENT_ROW, _SPAN_ROW, _STATE_OP_ROW = _CHUNK_GETTERS.values()
 _CHUNK_NAMES = {t: _names(cls) for t, cls in _CHUNKED.items()}
 _CHUNK_TRACE_ID = [names.index("trace_id") for names in _CHUNK_NAMES.values()]
 # A chunk written before a field was added has shorter tuples: the new fields take their defaults.
@@ -155,6 +156,14 @@ Prepared = tuple[
     list[tuple[Any, ...]],  # logs
     list[tuple[Any, ...]],  # dead letters
 ]
+
+
+def _rows(records: list[Any], row: Callable[[Any], tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Records as tuples of their fields; records the recorder made tuples already as they are
+    (``rows_when_recorded``)."""
+    if not records or type(records[0]) is tuple:
+        return records
+    return list(map(row, records))
 
 
 def _as_is(rows: list[tuple[Any, ...]]) -> Iterable[tuple[Any, ...]]:
@@ -271,6 +280,8 @@ def _guarded(
 class SQLiteTraceStore(TraceStore):
     """Traces in a SQLite file. One connection writes, another reads (WAL lets them overlap)."""
 
+    rows_when_recorded = True
+
     def __init__(self, path: str | Path, retention_runs: int = 10_000) -> None:
         self.path = Path(path)
         self.retention_runs = retention_runs
@@ -377,7 +388,11 @@ class SQLiteTraceStore(TraceStore):
         runs = last.values()
         return (
             list(map(_GETTERS["runs"], runs)),
-            [list(map(_CHUNK_GETTERS[table], getattr(batch, table))) for table in _CHUNKED],
+            [
+                _rows(batch.events, _EVENT_ROW),
+                _rows(batch.spans, _SPAN_ROW),
+                _rows(batch.state_ops, _STATE_OP_ROW),
+            ],
             list(map(_GETTERS["logs"], batch.logs)),
             list(map(_GETTERS["dead_letters"], batch.dead_letters)),
         )

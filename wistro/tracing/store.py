@@ -32,6 +32,11 @@ class TraceStore(ABC):
     # Who writes the batches: "auto" (a writer process once the load is high, if the store has a
     # ``writer_spec``), "process" (from the start) or "thread" (always this process).
     writer: str = "auto"
+    # True: ``write`` and ``prepare`` take a batch whose events and spans are already tuples of
+    # their fields, in field order (``records.EVENT_ROW``, ``records.SPAN_ROW``), made when
+    # they were recorded, on the loop's thread while they are still in the CPU's cache: the
+    # writer thread, which holds the GIL while it prepares a batch, then has less to do.
+    rows_when_recorded: bool = False
 
     @abstractmethod
     def write(self, batch: Batch) -> None: ...
