@@ -379,7 +379,8 @@ class SQLiteTraceStore(TraceStore):
         """One write as plain values: the records of each kind as tuples of their fields (of a
         run's records in the batch, the last wins, except that an open status never replaces
         an end: ``OPEN_STATUSES``). A few C calls per record, so the writer process
-        takes the rest: grouping the chunks and the SQL."""
+        takes the rest: grouping the chunks and the SQL. The recorder makes events and spans
+        tuples when they are recorded (``rows_when_recorded``): those are taken as they are."""
         last: dict[str, RunRecord] = {}
         for r in batch.runs:
             prior = last.get(r.trace_id)
