@@ -15,6 +15,8 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import orjson
+
 from wistro.errors import Disconnected, HttpError
 
 Scope = MutableMapping[str, Any]
@@ -165,12 +167,45 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+# 19 digits in a row: an integer that may not fit in 64 bits, which orjson would make a float.
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
 def parse_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """The JSON value of a request body (None when empty). 400 for invalid UTF-8, malformed
     JSON, NaN/Infinity, a number out of range, nesting deeper than ``max_depth``, or a string
-    holding a lone surrogate (``"\\ud800"``: valid JSON, but no text)."""
+    holding a lone surrogate (``"\\ud800"``: valid JSON, but no text).
+
+    orjson parses first (about a tenth of the stdlib parser's time with its hooks); what it
+    refuses (every body this refuses, and a number too large for a double) and a body with an
+    integer that may not fit in 64 bits go through the stdlib parser, which decides and words
+    the error as before. Both give the same values for what both accept."""
     if not raw:
         return None
+    data: Any = _NOT_PARSED
+    if _LONG_DIGITS.search(raw) is None:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    if data is _NOT_PARSED:
+        data = _parse_strictly(raw)
+    if (
+        isinstance(data, dict | list)
+        and raw.count(b"[") + raw.count(b"{") > max_depth  # else it cannot be that deep
+        and _depth_exceeds(data, max_depth)
+    ):
+        raise HttpError(400, "bad_request", f"JSON nested deeper than {max_depth} levels")
+    if _SURROGATE_ESCAPE.search(raw) and (problem := _lone_surrogate(data, "body")):
+        raise HttpError(400, "bad_request", f"body contains a {problem}")
+    return data
+
+
+_NOT_PARSED = object()
+
+
+def _parse_strictly(raw: bytes) -> Any:
+    """The stdlib parser, with the hooks that refuse NaN/Infinity and infinite numbers."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -187,14 +222,6 @@ def parse_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
         ) from None
     except ValueError as e:
         raise HttpError(400, "bad_request", f"malformed JSON: {e}") from None
-    if (
-        isinstance(data, dict | list)
-        and raw.count(b"[") + raw.count(b"{") > max_depth  # else it cannot be that deep
-        and _depth_exceeds(data, max_depth)
-    ):
-        raise HttpError(400, "bad_request", f"JSON nested deeper than {max_depth} levels")
-    if _SURROGATE_ESCAPE.search(raw) and (problem := _lone_surrogate(data, "body")):
-        raise HttpError(400, "bad_request", f"body contains a {problem}")
     return data
 
 
