@@ -8,6 +8,20 @@ differently."""
 
 from __future__ import annotations
 
+import re
+
 import orjson
 
 ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+_DIGITS = b"0123456789"
+
+
+def orjson_reads_alike(body: bytes | bytearray) -> bool:
+    """Whether orjson reads this JSON text as the stdlib does (when it reads it at all): no run
+    of 19 digits or more, an integer that may not fit in 64 bits and that orjson would read as
+    a float. Fewer than 19 digits in all cannot hold such a run: counted first, 0.2 µs where
+    the search takes about 1 on a frame."""
+    digits = len(body) - len(body.translate(None, _DIGITS))
+    return digits < 19 or _LONG_NUMBER.search(body) is None

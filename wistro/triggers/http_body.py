@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from wistro.core.fast_json import orjson_reads_alike
 from wistro.errors import Disconnected, HttpError
 
 Scope = MutableMapping[str, Any]
@@ -167,10 +168,6 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
-# 19 digits in a row: an integer that may not fit in 64 bits, which orjson would make a float.
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
-
-
 def parse_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """The JSON value of a request body (None when empty). 400 for invalid UTF-8, malformed
     JSON, NaN/Infinity, a number out of range, nesting deeper than ``max_depth``, or a string
@@ -182,13 +179,12 @@ def parse_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     the error as before. Both give the same values for what both accept."""
     if not raw:
         return None
-    data: Any = _NOT_PARSED
-    if _LONG_DIGITS.search(raw) is None:
+    if orjson_reads_alike(raw):
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            pass
-    if data is _NOT_PARSED:
+            data = _parse_strictly(raw)
+    else:
         data = _parse_strictly(raw)
     if (
         isinstance(data, dict | list)
@@ -199,9 +195,6 @@ def parse_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> Any:
     if _SURROGATE_ESCAPE.search(raw) and (problem := _lone_surrogate(data, "body")):
         raise HttpError(400, "bad_request", f"body contains a {problem}")
     return data
-
-
-_NOT_PARSED = object()
 
 
 def _parse_strictly(raw: bytes) -> Any:

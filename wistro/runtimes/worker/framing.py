@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 from pydantic import BaseModel
 
-from wistro.core.fast_json import ORJSON_OPTIONS
+from wistro.core.fast_json import ORJSON_OPTIONS, orjson_reads_alike
 from wistro.errors import WistroError
 
 MAX_FRAME = 64 * 1024 * 1024
@@ -42,8 +41,6 @@ _scan_once: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once
 # treat the same: on encode, what it refuses (ints over 64 bits, keys that are not str); on
 # decode, numbers of 19 digits or more (orjson reads an int over 64 bits as a float) and what it
 # refuses (NaN, Infinity).
-_LONG_NUMBER = re.compile(rb"[0-9]{19}")
-_DIGITS = b"0123456789"
 
 
 def dumps(value: Any) -> bytes:
@@ -56,8 +53,7 @@ def dumps(value: Any) -> bytes:
 
 def loads(body: bytes | bytearray) -> Any:
     """The value of a frame's JSON. Raises ValueError (UnicodeDecodeError when not UTF-8)."""
-    # fewer than 19 digits in all cannot hold a run of 19: 0.2 µs where the search takes 1
-    if len(body) - len(body.translate(None, _DIGITS)) < 19 or _LONG_NUMBER.search(body) is None:
+    if orjson_reads_alike(body):
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
