@@ -57,8 +57,8 @@ javascript + typescript) and implements::
     no toolchain needed for them.
   * ``aclose()`` sends ``shutdown`` (then kills); ``discard()`` does it from sync code (reload).
 
-Other helpers: ``start_request_body(lambda id: json_text)`` / ``start_request_bytes(lambda id:
-json_bytes)`` (a pre-encoded hot request), ``encode_frame(msg)``, ``which(name, env_var)``,
+Other helpers: ``start_request_parts(head, rest)`` (a pre-encoded hot request: its JSON is
+``head``, its id, ``rest``), ``encode_frame(msg)``, ``which(name, env_var)``,
 ``raw_config(name, lock_config)``.
 
 Nothing here blocks the loop but ``read()``, which is synchronous by the runtime interface.

@@ -323,13 +323,9 @@ class WorkerProcess:
         self.send(msg)
         return fut
 
-    def start_request_body(self, body: Callable[[int], str]) -> tuple[int, asyncio.Future[Any]]:
-        """Like ``start_request`` for a pre-encoded message: ``body(id)`` returns its JSON text
-        (the fast path of hot requests). Returns ``(id, future)``."""
-        return self.start_request_bytes(lambda rid: body(rid).encode())
-
-    def start_request_bytes(self, body: Callable[[int], bytes]) -> tuple[int, asyncio.Future[Any]]:
-        """``start_request_body`` with the message as UTF-8 JSON bytes."""
+    def start_request_parts(self, head: bytes, rest: bytes) -> tuple[int, asyncio.Future[Any]]:
+        """A pre-encoded request (the hot path of invokes): its JSON is ``head``, its id, then
+        ``rest`` (``head`` ends with ``"id":``). Returns ``(id, future)``."""
         if not self.alive:
             raise WorkerCrashed(self._crash or f"the {self.language} worker is not running")
         self._next_id += 1
@@ -340,7 +336,7 @@ class WorkerProcess:
             self.busy_since = time.monotonic()
         fut: asyncio.Future[Any] = self.loop.create_future()
         self._pending[rid] = fut
-        data = body(rid)
+        data = b"%s%d%s" % (head, rid, rest)
         self._out.append(len(data).to_bytes(_HEADER, "big") + data)
         if alone:  # nothing else in flight: no batch to wait for (a loop turn costs ~10 µs)
             self._flush()

@@ -34,6 +34,7 @@ from wistro.runtimes.worker.lockfile import configs_from_lock
 from wistro.runtimes.worker.process import WorkerProcess
 
 _log = logging.getLogger("wistro.runtimes")
+_INVOKE_HEAD = b'{"t":"invoke","id":'
 QUIET_S = 0.05  # a worker with requests in flight that sent nothing for this long is avoided
 
 
@@ -373,7 +374,9 @@ class WorkerRuntime(LanguageRuntime):
         checks: list[Any] = [None, b""]  # [topic catalog, b"" or b',"emits":{...}']
 
         async def invoke(data: Any, ctx: Any) -> Any:
-            payload = dumps(data) + _ctx_json(ctx, ctx_tail)
+            # what follows the id: the file, the step, the data and the ctx (then maybe the
+            # emit check, and the closing brace)
+            payload = after_id + dumps(data) + _ctx_json(ctx, ctx_tail)
             catalog = _topics_of(ctx)
             loop = asyncio.get_running_loop()
             redelivered = unattributed = 0
@@ -395,9 +398,7 @@ class WorkerRuntime(LanguageRuntime):
                         checks[0], checks[1] = catalog, _emit_checks(record, catalog)
                     told[after_id] = catalog
                     rest = payload + checks[1] + b"}"
-                rid, fut = worker.start_request_bytes(  # calls the lambda at once
-                    lambda rid: b'{"t":"invoke","id":%d%s%s' % (rid, after_id, rest)  # noqa: B023
-                )
+                rid, fut = worker.start_request_parts(_INVOKE_HEAD, rest)
                 ctxs = worker.ctxs
                 ctxs[rid] = ctx
                 refused: BaseException | None = None
