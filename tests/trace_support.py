@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from wistro.tracing.recorder import Recorder
 from wistro.tracing.records import (
     Batch,
     DeadLetter,
@@ -39,6 +40,19 @@ def full_trace(trace_id: str, start: float) -> Batch:
             )
         ],
     )
+
+
+def record_trace(recorder: Recorder, batch: Batch) -> None:
+    """Hand ``batch``'s runs, events, spans and state operations to ``recorder`` as the engine
+    does, one record at a time."""
+    for record in batch.runs:
+        recorder.run(record)
+    for event in batch.events:
+        recorder.event(event)
+    for span in batch.spans:
+        recorder.span(span)
+    for op in batch.state_ops:
+        recorder.state_op(op)
 
 
 def trace_ids(store: TraceStore) -> set[str]:

@@ -6,7 +6,7 @@ import asyncio
 import gc
 import threading
 
-from tests.trace_support import full_trace
+from tests.trace_support import full_trace, record_trace
 from wistro.tracing.memory import MemoryTraceStore
 from wistro.tracing.recorder import Recorder
 from wistro.tracing.records import Batch
@@ -116,14 +116,7 @@ async def test_events_and_spans_made_rows_when_recorded_read_back_as_the_records
     recorder.start()
     for i in range(300):
         batch = full_trace(f"trace{i:04d}", float(i))
-        for record in batch.runs:
-            recorder.run(record)
-        for event in batch.events:
-            recorder.event(event)
-        for span in batch.spans:
-            recorder.span(span)
-        for op in batch.state_ops:
-            recorder.state_op(op)
+        record_trace(recorder, batch)
         direct.write(batch)
         if i % 50 == 0:
             await asyncio.sleep(0.002)  # several batches, some while others are written

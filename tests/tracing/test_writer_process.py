@@ -17,7 +17,7 @@ import pytest
 
 import wistro
 from tests.projects import step, write_project
-from tests.trace_support import full_trace, trace_ids
+from tests.trace_support import full_trace, record_trace, trace_ids
 from wistro.tracing.recorder import PROCESS_AFTER_ROWS, Recorder
 from wistro.tracing.records import Batch
 from wistro.tracing.sqlite import SQLiteTraceStore
@@ -312,13 +312,7 @@ async def test_the_redis_trace_store_is_written_by_its_writer_process(
 
 def _record(recorder: Recorder, trace_ids: list[str]) -> None:
     for i, trace_id in enumerate(trace_ids):
-        batch = full_trace(trace_id, float(i))
-        for r in batch.runs:
-            recorder.run(r)
-        for e in batch.events:
-            recorder.event(e)
-        for s in batch.spans:
-            recorder.span(s)
+        record_trace(recorder, full_trace(trace_id, float(i)))
 
 
 async def _process_recorder(path: Path) -> tuple[Recorder, SQLiteTraceStore, int]:
