@@ -12,9 +12,9 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-_T = TypeVar("_T")
+from wistro.core.current import current_task_of
 
-_current_task = asyncio.current_task
+_T = TypeVar("_T")
 
 
 class Deadline:
@@ -40,6 +40,10 @@ class Deadlines:
 
     def __len__(self) -> int:
         return len(self._running)
+
+    def current_task(self) -> asyncio.Task[Any] | None:
+        """The task running now (on the loop of these limits: no system call)."""
+        return current_task_of(self._loop)
 
     def start(self, task: asyncio.Task[Any], limit: float) -> Deadline:
         """``task`` runs a handler that must end within ``limit`` seconds."""
@@ -72,7 +76,7 @@ class Deadlines:
         awaitable caught the cancel and went on, or finished as the limit fell due): each caller
         decides what a late result means. The engine's ``invoke`` inlines the same steps, as it
         runs once a hop (this coroutine of its own costs about 0.8 µs a call)."""
-        task = _current_task()
+        task = self.current_task()
         if task is None:
             getattr(awaitable, "close", lambda: None)()  # never awaited: no warning for it
             raise RuntimeError("a time limit needs the awaitable to run in a task")

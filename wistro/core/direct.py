@@ -4,13 +4,13 @@ the step's span is the run's first) and ``replay`` (a dead letter delivered agai
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import TYPE_CHECKING, Any
 
 from wistro.bus.base import Delivery
 from wistro.core.context import Context
+from wistro.core.current import current_task_of
 from wistro.core.failures import dead_letter_of, dumps_safe, new_dead_letter, user_traceback
 from wistro.core.invoke import invoke
 from wistro.core.observer import notify
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from wistro.core.engine import Engine
 
 _now = time.time
-_current_task = asyncio.current_task
 
 
 # ------------------------------------------------------------ triggers
@@ -75,7 +74,7 @@ async def call(
     span.parent_span_id = caller[1] if caller else None
     if observers:
         notify(observers, "on_span_start", span)
-    task = _current_task()
+    task = current_task_of(engine.loop)
     engine._running[task] = (span, run)
     ctx = Context(engine, step, run, span.id)
     try:

@@ -22,6 +22,7 @@ from wistro.collector import tune_gc
 from wistro.config import EngineConfig
 from wistro.core import direct
 from wistro.core.context import Context
+from wistro.core.current import TASKS
 from wistro.core.deadlines import Deadlines
 from wistro.core.failures import (
     add_history,
@@ -66,9 +67,6 @@ from wistro.tracing.store import TraceStore
 from wistro.tracing.traceparent import parse_traceparent
 
 _now = time.time
-# asyncio.current_task is a Python function in 3.11 (~0.4 µs a call); its table, read directly,
-# is a dict lookup. The watchdog's map of running spans is kept on every delivery.
-_current_tasks: dict[Any, Any] | None = getattr(asyncio.tasks, "_current_tasks", None)
 MAX_BACKOFF_S = 30.0
 
 
@@ -120,7 +118,15 @@ class Engine(Versions, SharedBusRuns):
         return self.loop is not None
 
     def start(self) -> None:
-        """Bind to the running event loop. Called on first use."""
+        """Bind to the running event loop. Called on first use, and by every emit: on this
+        engine's loop already (a task of it runs on its thread) it returns at once, with no
+        ``get_running_loop()`` (a system call on Python 3.11)."""
+        if (
+            self.loop_thread == threading.get_ident()
+            and TASKS is not None
+            and TASKS.get(self.loop) is not None
+        ):
+            return
         loop = asyncio.get_running_loop()
         if self.loop is loop:
             return
@@ -493,9 +499,7 @@ class Engine(Versions, SharedBusRuns):
         observers = self.observers
         if observers:
             notify(observers, "on_span_start", span)
-        task = (
-            _current_tasks.get(self.loop) if _current_tasks is not None else asyncio.current_task()
-        )
+        task = TASKS.get(self.loop) if TASKS is not None else asyncio.current_task()
         running = self._running
         running[task] = (span, run)
         ctx = Context(self, step, run, span.id, d.event.id)

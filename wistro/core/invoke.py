@@ -12,8 +12,6 @@ from wistro.core.step import StepRecord
 from wistro.errors import HandlerTimeout, WistroError
 from wistro.tracing.records import SpanRecord
 
-_current_task = asyncio.current_task
-
 
 async def invoke(
     step: StepRecord,
@@ -30,7 +28,7 @@ async def invoke(
     limit = step.timeout_s or default_timeout_s
     if limit is None:
         return await step.invoke(data, ctx)
-    task = _current_task()
+    task = deadlines.current_task()
     if task is None:
         raise RuntimeError("a handler with a time limit must run in a task")
     # Deadlines.within inlined: the hot path of every handler with a limit (an api step has one

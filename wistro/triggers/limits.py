@@ -56,13 +56,15 @@ def body_deadline(
     timeout_s: float,
     on_timeout: Callable[[], BaseException],
     deadlines: Deadlines | None = None,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> Receive:
     """``receive`` that raises ``on_timeout()`` once the body has not fully arrived
     ``timeout_s`` after this call. After the last body chunk it is ``receive`` unchanged (a
     response may wait for a disconnect as long as it likes). The limit is kept in
     ``deadlines`` (``wistro.core.deadlines``: one timer for all requests, where an
-    ``asyncio.timeout`` per read cost 5 µs of a request that is mostly one read)."""
-    loop = asyncio.get_running_loop()
+    ``asyncio.timeout`` per read cost 5 µs of a request that is mostly one read). ``loop``: the
+    running loop, when the caller has it already."""
+    loop = loop or asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     limits = deadlines if deadlines is not None else Deadlines()
     done = False
@@ -310,7 +312,9 @@ class Guard:
         deadlines = self._deadlines.get(loop)
         if deadlines is None:
             deadlines = self._deadlines[loop] = Deadlines()
-        return body_deadline(receive, timeout_s, lambda: body_timeout_error(timeout_s), deadlines)
+        return body_deadline(
+            receive, timeout_s, lambda: body_timeout_error(timeout_s), deadlines, loop
+        )
 
     async def _bad_host(self, scope: Scope, send: Send, host: str | None, n: int) -> None:
         if host is not None:
