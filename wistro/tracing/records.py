@@ -160,9 +160,10 @@ class Batch:
         )
 
 
-# A record as the tuple of its fields (``TraceStore.rows_when_recorded``).
+# A record as the tuple of its fields (``TraceStore.rows_when_recorded``; a store's chunks).
 EVENT_ROW = attrgetter(*(f.name for f in fields(EventRecord)))
 SPAN_ROW = attrgetter(*(f.name for f in fields(SpanRecord)))
+STATE_OP_ROW = attrgetter(*(f.name for f in fields(StateOpRecord)))
 
 _BATCH_TABLES: tuple[tuple[str, type], ...] = (
     ("runs", RunRecord),

@@ -42,6 +42,9 @@ from wistro.tracing.memory import (
     pick_one,
 )
 from wistro.tracing.records import (
+    EVENT_ROW,
+    SPAN_ROW,
+    STATE_OP_ROW,
     Batch,
     DeadLetter,
     EventRecord,
@@ -136,8 +139,6 @@ _LOG_INSERT = _insert("logs")
 _DEAD_INSERT = _insert("dead_letters", "INSERT OR REPLACE")
 _CHUNK_INSERT = ("INSERT INTO chunks (trace_id, events, spans, state_ops)", 4)
 _GETTERS = {t: attrgetter(*_names(cls)) for t, (cls, _) in _TABLES.items()}
-_CHUNK_GETTERS = {t: attrgetter(*_names(cls)) for t, cls in _CHUNKED.items()}
-_EVENT_ROW, _SPAN_ROW, _STATE_OP_ROW = _CHUNK_GETTERS.values()
 _CHUNK_NAMES = {t: _names(cls) for t, cls in _CHUNKED.items()}
 _CHUNK_TRACE_ID = [names.index("trace_id") for names in _CHUNK_NAMES.values()]
 # A chunk written before a field was added has shorter tuples: the new fields take their defaults.
@@ -390,9 +391,9 @@ class SQLiteTraceStore(TraceStore):
         return (
             list(map(_GETTERS["runs"], runs)),
             [
-                _rows(batch.events, _EVENT_ROW),
-                _rows(batch.spans, _SPAN_ROW),
-                _rows(batch.state_ops, _STATE_OP_ROW),
+                _rows(batch.events, EVENT_ROW),
+                _rows(batch.spans, SPAN_ROW),
+                _rows(batch.state_ops, STATE_OP_ROW),
             ],
             list(map(_GETTERS["logs"], batch.logs)),
             list(map(_GETTERS["dead_letters"], batch.dead_letters)),
